@@ -1,0 +1,3 @@
+from servestack.cli import main
+
+main()

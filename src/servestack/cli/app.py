@@ -1,0 +1,65 @@
+"""The typer app every command module registers on, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from servestack.errors import EngineError, ServestackError
+from servestack.settings import Settings
+from servestack.stack import Stack, load_default_stack, load_stack
+
+app = typer.Typer(
+    name="servestack",
+    help="Run every LLM you host from one stack file: plan, launch, supervise, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+DEFAULT_STACK_FILE = Path("stack.yaml")
+
+StackOption = typer.Option(
+    None,
+    "--file",
+    "-f",
+    help="Stack file (default: ./stack.yaml if present, else the bundled default stack).",
+)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def choose_stack(path: Path | None) -> tuple[Stack, str]:
+    """The stack to use and a label naming where it came from."""
+    if path is None and DEFAULT_STACK_FILE.is_file():
+        path = DEFAULT_STACK_FILE
+    if path is None:
+        return load_default_stack(), "the default stack (SmolLM2-135M on llama.cpp)"
+    return load_stack(path), str(path)
+
+
+def print_error(error: ServestackError) -> None:
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    if isinstance(error, EngineError) and error.log_tail:
+        err_console.print("[dim]last lines of its log:[/]")
+        for line in error.log_tail:
+            err_console.print(f"  [dim]│[/] {line}", highlight=False, markup=False)
+    if error.fix:
+        err_console.print(f"[yellow]fix:[/] {error.fix}", highlight=False)
+
+
+def main() -> None:
+    """Console entry point: user mistakes print one clear message and exit non-zero, never a traceback."""
+    try:
+        app()
+    except ServestackError as error:
+        print_error(error)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -1,0 +1,43 @@
+"""`init`, `version` and `env`: getting started and knowing what you run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from servestack import __version__
+from servestack.cli.app import DEFAULT_STACK_FILE, app, console
+from servestack.errors import StateError
+from servestack.settings import describe_settings
+from servestack.stack import default_stack_text
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(DEFAULT_STACK_FILE, help="Where to write the stack file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write the default stack (SmolLM2 on llama.cpp, with comments) as a starting point."""
+    if path.exists() and not force:
+        raise StateError(f"{path} already exists", fix="use --force to overwrite it")
+    path.write_text(default_stack_text())
+    console.print(f"wrote {path}; `servestack up -f {path}` runs it", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print servestack's version."""
+    typer.echo(f"servestack {__version__}")
+
+
+@app.command()
+def env() -> None:
+    """List the SERVESTACK_* environment variables servestack reads, with their defaults."""
+    table = Table(box=None, header_style="bold")
+    for column in ("VARIABLE", "DEFAULT", "MEANING"):
+        table.add_column(column)
+    for name, default, meaning in describe_settings():
+        table.add_row(name, default, meaning)
+    console.print(table)

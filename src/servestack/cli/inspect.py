@@ -1,0 +1,115 @@
+"""`status` and `logs`: what the running instance is doing, read from the state dir."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import typer
+from rich.table import Table
+
+from servestack.cli.app import app, console, settings
+from servestack.errors import StateError
+from servestack.supervisor import ReplicaState, ReplicaStatus, StateStore, pid_alive, tail_lines
+
+STATUS_STYLE = {
+    ReplicaStatus.READY: "green",
+    ReplicaStatus.STARTING: "yellow",
+    ReplicaStatus.FAILED: "red",
+    ReplicaStatus.STOPPING: "yellow",
+    ReplicaStatus.STOPPED: "dim",
+}
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+    """Show the running instance and the state of every service."""
+    store = StateStore(settings().state_dir)
+    instance = store.read_instance()
+    running = instance is not None and pid_alive(instance.pid)
+    replicas = store.read_replicas() if running else []
+    if as_json:
+        payload = {
+            "running": running,
+            "instance": instance.model_dump(mode="json") if running and instance else None,
+            "services": [r.model_dump(mode="json", exclude={"boot_id"}) for r in replicas],
+        }
+        console.print_json(orjson.dumps(payload).decode())
+        return
+    if not running or instance is None:
+        console.print("nothing is running (`servestack up` starts the stack)")
+        return
+    console.print(
+        f"servestack pid {instance.pid}, gateway {instance.gateway_url}/v1, stack: {instance.stack}",
+        highlight=False,
+    )
+    console.print(_table(replicas))
+
+
+def _table(replicas: list[ReplicaState]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "MODELS"):
+        table.add_column(column)
+    now = time.time()
+    for r in replicas:
+        state = f"[{STATUS_STYLE[r.status]}]{r.status.value}[/]"
+        if r.last_error and r.status is ReplicaStatus.FAILED:
+            state += f"\n[dim]{r.last_error[:120]}[/]"
+        uptime = r.uptime(now)
+        table.add_row(
+            r.service if r.replica == 0 else f"{r.service}#{r.replica}",
+            r.engine,
+            state,
+            str(r.pid or "-"),
+            str(r.port or "-"),
+            ",".join(map(str, r.gpus)) or "cpu",
+            _duration(uptime) if uptime is not None else "-",
+            ", ".join(r.models),
+        )
+    return table
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@app.command()
+def logs(
+    service: str = typer.Argument(..., help="Service name."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many lines to show first."),
+) -> None:
+    """Show a service's engine log (the last lines; -f to follow)."""
+    log_path = _log_path(service)
+    for line in tail_lines(log_path, lines):
+        typer.echo(line)
+    if follow:
+        _follow(log_path)
+
+
+def _log_path(service: str) -> Path:
+    home = settings()
+    candidates = sorted(home.logs_dir.glob(f"{service}.*.log"))
+    if not candidates:
+        known = sorted({p.name.split(".")[0] for p in home.logs_dir.glob("*.log")})
+        hint = f"services with logs: {', '.join(known)}" if known else "no service has written a log yet"
+        raise StateError(f"no log for service {service!r} in {home.logs_dir}", fix=hint)
+    return candidates[0]
+
+
+def _follow(path: Path) -> None:
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        try:
+            while True:
+                chunk = f.read()
+                if chunk:
+                    typer.echo(chunk.decode(errors="replace"), nl=False)
+                else:
+                    time.sleep(0.25)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,83 @@
+"""Rendering what the controller reports while `up` starts engines and serves."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.status import Status
+
+from servestack.errors import EngineError
+from servestack.supervisor import Replica
+
+
+class RichReporter:
+    """A spinner while engines load, one line per event, the endpoint at the end."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._loading: dict[str, float] = {}
+        self._status: Status | None = None
+        self._started = time.monotonic()
+
+    def gateway_started(self, url: str) -> None:
+        self.console.print(f"[dim]gateway listening on {url} (answers 503 until an engine is ready)[/]")
+
+    def replica_starting(self, replica: Replica) -> None:
+        self.console.print(
+            f"[cyan]▸[/] starting [bold]{replica.plan.name}[/] with {replica.engine.display_name} "
+            f"on port {replica.config.port} — log: {replica.state.log_path}",
+            highlight=False,
+        )
+        self._loading[replica.state.key] = 0.0
+        if self._status is None:
+            self._status = self.console.status("loading…")
+            self._status.start()
+
+    def replica_loading(self, replica: Replica, elapsed: float) -> None:
+        self._loading[replica.state.key] = elapsed
+        if self._status is not None:
+            names = ", ".join(f"{key.split('.')[0]} {seconds:.0f}s" for key, seconds in self._loading.items())
+            self._status.update(f"loading: {names}")
+
+    def replica_ready(self, replica: Replica, seconds: float) -> None:
+        self._done(replica)
+        self.console.print(
+            f"[green]✓[/] [bold]{replica.plan.name}[/] ready in {seconds:.1f}s "
+            f"({replica.base_url}, pid {replica.state.pid})",
+            highlight=False,
+        )
+
+    def replica_failed(self, replica: Replica, error: EngineError) -> None:
+        self._done(replica)
+        self.console.print(f"[red]✗[/] [bold]{replica.plan.name}[/] failed to start", highlight=False)
+
+    def replica_exited(self, replica: Replica) -> None:
+        self.console.print(
+            f"[red]✗[/] [bold]{replica.plan.name}[/] stopped unexpectedly: {replica.state.last_error}",
+            highlight=False,
+            markup=False,
+        )
+
+    def all_ready(self, url: str, models: list[str]) -> None:
+        self._stop_status()
+        total = time.monotonic() - self._started
+        self.console.print(
+            f"[bold green]servestack is up[/] in {total:.1f}s: {url}/v1  (models: {', '.join(models)})\n"
+            "[dim]Ctrl-C stops everything; `servestack status` and `servestack logs SERVICE` from another shell.[/]",
+            highlight=False,
+        )
+
+    def stopping(self) -> None:
+        self._stop_status()
+        self.console.print("[dim]stopping engines…[/]")
+
+    def _done(self, replica: Replica) -> None:
+        self._loading.pop(replica.state.key, None)
+        if not self._loading:
+            self._stop_status()
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

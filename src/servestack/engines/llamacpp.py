@@ -1,0 +1,55 @@
+"""llama.cpp through llama-cpp-python's OpenAI server (`python -m llama_cpp.server`).
+
+Facts (reference/engines.md §1.5): flags are pydantic field names with underscores; the model is
+loaded before the HTTP socket opens, so "connection refused" means loading; there is no /health,
+readiness is `GET /v1/models` → 200; no tensor parallelism, no memory fraction, no /metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness
+from servestack.errors import EngineError
+from servestack.stack import Service
+
+ALL_LAYERS = "-1"
+
+
+class LlamaCppPythonEngine:
+    name: str = "llamacpp"
+    display_name: str = "llama.cpp (llama-cpp-python)"
+    health_path: str = "/v1/models"
+    metrics_path: str | None = None  # llama-cpp-python has no /metrics
+    metric_names: Mapping[str, str] = MappingProxyType({})
+
+    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+        if config.tp > 1:
+            raise EngineError(
+                f"{self.display_name} has no tensor parallelism (tp: {config.tp})",
+                fix="remove `tp`; list several `gpus` to split layers across them",
+            )
+        if config.memory_fraction is not None:
+            raise EngineError(
+                f"{self.display_name} has no GPU memory fraction (memory_fraction: {config.memory_fraction})",
+                fix="remove `memory_fraction`; memory is set by the model size and context_length",
+            )
+        if config.port is None:
+            raise EngineError("internal: the engine port must be chosen before building the command")
+        args = [
+            "--model", config.model,
+            "--model_alias", config.served_names[0],
+            "--host", config.host,
+            "--port", str(config.port),
+            # Layers go to the GPU only when the plan gave the service GPUs; otherwise run on the CPU.
+            "--n_gpu_layers", ALL_LAYERS if config.gpus else "0",
+        ]  # fmt: skip
+        if config.context_length is not None:
+            args += ["--n_ctx", str(config.context_length)]
+        return EngineCommand(kind="module", entry="llama_cpp.server", args=[*args, *service.args])
+
+    def readiness(self, probe: ProbeResult) -> Readiness:
+        if probe.status == 200:
+            return Readiness.READY
+        return Readiness.LOADING

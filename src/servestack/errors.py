@@ -1,0 +1,143 @@
+"""The one exception tree of servestack.
+
+    ServestackError                      everything we raise on purpose; the CLI prints it as one line
+    ├── StackError                       a stack file that cannot be loaded (names file, key path, expected)
+    ├── PlanError                        a stack that cannot run on the given GPUs (carries the findings)
+    ├── EngineError                      an engine that cannot be started or died (carries its log tail)
+    ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
+    ├── DownloadError                    weights or images that could not be fetched
+    ├── StateError                       the state dir: nothing running, a stale or foreign instance
+    └── GatewayError                     an HTTP error with its status, OpenAI `type` and `code`
+        ├── BadRequest              400
+        ├── AuthenticationFailed    401
+        ├── PermissionDenied        403
+        ├── NotFound                404
+        │   └── ModelNotFound       404
+        ├── MethodNotAllowed        405
+        ├── PayloadTooLarge         413
+        ├── RateLimited             429  (retry_after)
+        ├── UpstreamError           502
+        ├── UpstreamUnavailable     503  (retry_after)
+        └── UpstreamTimeout         504
+
+Raise, never return, errors. Third-party exceptions are converted where they enter.
+"""
+
+from __future__ import annotations
+
+
+class ServestackError(Exception):
+    """Base of every error servestack raises on purpose.
+
+    `fix` is a short hint the CLI prints under the message.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+class StackError(ServestackError):
+    """A stack file is missing, malformed or does not match the schema."""
+
+
+class PlanError(ServestackError):
+    """A stack does not fit the hardware, or is inconsistent."""
+
+
+class EngineError(ServestackError):
+    """An engine could not start, or died; `log_tail` holds its last log lines."""
+
+    def __init__(self, message: str, *, fix: str | None = None, log_tail: list[str] | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.log_tail = log_tail or []
+
+
+class RuntimeUnavailable(ServestackError):
+    """The runtime a service asks for (a binary, venv, container tool) is not available."""
+
+
+class DownloadError(ServestackError):
+    """Model weights or an image could not be fetched."""
+
+
+class StateError(ServestackError):
+    """The state directory says something that prevents the command (nothing running, already running)."""
+
+
+class GatewayError(ServestackError):
+    """An error the gateway answers with; rendered as OpenAI-style JSON at the HTTP edge."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.retry_after = retry_after
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "bad_gateway"
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "engine_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"

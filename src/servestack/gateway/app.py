@@ -1,0 +1,127 @@
+"""The gateway: one ASGI app in front of every engine.
+
+Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
+body (only `model` and `stream` are read), and a byte-for-byte relay. Errors are GatewayError
+subclasses, rendered in one place as OpenAI-style JSON.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from servestack.gateway.endpoints import EndpointTable
+from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
+from servestack.gateway.upstream import Upstream
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# For each generation route: the field that must be present besides `model`.
+GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
+
+
+class Gateway:
+    def __init__(
+        self,
+        table: EndpointTable,
+        *,
+        upstream: Upstream | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.table = table
+        self.upstream = upstream or Upstream()
+        self.max_body_bytes = max_body_bytes
+        self.started_at = int(time.time())
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/health"): self._health,
+            ("GET", "/v1/models"): self._models,
+        }
+        for path in GENERATION_ROUTES:
+            self._routes[("POST", path)] = self._generate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            handler = self._routes.get((scope["method"], scope["path"]))
+            try:
+                if handler is None:
+                    raise self._no_route(scope)
+                await handler(scope, receive, send)
+            except GatewayError as error:
+                await send_error(send, error)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await self._read_body(scope, receive)
+        request = _parse_json_object(body)
+        model = request.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("you must provide a model parameter", param="model")
+        required = GENERATION_ROUTES[scope["path"]]
+        if required not in request:
+            raise BadRequest(f"Missing required parameter: '{required}'", param=required)
+        stream = request.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadRequest("'stream' must be true or false", param="stream")
+        endpoint = self.table.pick(model)
+        await self.upstream.relay(endpoint, scope["path"], body, scope["headers"], send, receive, stream=stream)
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data = [
+            {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
+            for name in self.table.models()
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: dict[str, str] = {}
+        for endpoint in self.table.endpoints():
+            if services.get(endpoint.service) != "ready":
+                services[endpoint.service] = "ready" if endpoint.ready else "unavailable"
+        await send_json(send, 200, {"status": "ok", "services": services})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body is larger than {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _no_route(self, scope: Scope) -> GatewayError:
+        path, method = scope["path"], scope["method"]
+        if any(p == path for _, p in self._routes):
+            return MethodNotAllowed(f"method {method} is not allowed on {path}")
+        return NotFound(f"no route {method} {path}")
+
+
+def _parse_json_object(body: bytes) -> dict[str, object]:
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return request

@@ -1,0 +1,81 @@
+"""Serving the gateway app with uvicorn inside the controller's event loop.
+
+The controller owns signals (it must stop engines before exiting), so uvicorn's own signal
+capture is switched off, and the listening socket is bound here so that a busy port is a clear
+error instead of uvicorn's exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from servestack.errors import ServestackError
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class GatewayServer:
+    def __init__(self, app: object, host: str, port: int, *, log_level: str = "warning") -> None:
+        self.host = host
+        self.port = port
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=log_level,
+            server_header=False,
+            date_header=False,
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once the server accepts connections."""
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise ServestackError(f"the gateway on {self.url} stopped during startup")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServestackError(
+                f"the gateway port {host}:{port} is already in use",
+                fix="stop what uses it, or pick another port (gateway.port in the stack file, or --port)",
+            ) from None
+        raise ServestackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -1,0 +1,143 @@
+"""Relaying one request to an engine and its answer back, bytes untouched.
+
+One pooled aiohttp session serves every request. Non-streaming answers are read whole and sent
+with their status and content type; streams are relayed chunk by chunk as they arrive. A client
+that disconnects cancels the upstream request, which closes the engine connection so the engine
+stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+
+from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_event
+
+FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
+RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "X-Request-Id")
+
+
+class Upstream:
+    """The gateway's client side: one connection pool to every engine."""
+
+    def __init__(self, connect_timeout: float = 5.0, idle_timeout: float = 600.0) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def relay(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        body: bytes,
+        scope_headers: list[tuple[bytes, bytes]],
+        send: Send,
+        receive: Receive,
+        *,
+        stream: bool,
+    ) -> None:
+        """Send `body` to `endpoint` and relay its answer to `send`."""
+        headers = {"Content-Type": "application/json"}
+        for name, value in scope_headers:
+            if name in FORWARDED_REQUEST_HEADERS:
+                headers[name.decode()] = value.decode("latin-1")
+        endpoint.in_flight += 1
+        try:
+            if stream:
+                await _cancel_on_disconnect(self._relay_stream(endpoint, path, body, headers, send), receive)
+            else:
+                await self._relay_whole(endpoint, path, body, headers, send)
+        finally:
+            endpoint.in_flight -= 1
+
+    async def _relay_whole(
+        self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str], send: Send
+    ) -> None:
+        try:
+            async with self.session.post(endpoint.base_url + path, data=body, headers=headers) as resp:
+                payload = await resp.read()
+                await send_bytes(send, resp.status, payload, _relayed_headers(resp))
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise _upstream_error(endpoint, exc) from exc
+
+    async def _relay_stream(
+        self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str], send: Send
+    ) -> None:
+        started = False
+        try:
+            async with self.session.post(endpoint.base_url + path, data=body, headers=headers) as resp:
+                await send({"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)})
+                started = True
+                async for chunk in resp.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception as exc:
+            if not started:
+                raise _upstream_error(endpoint, exc) from exc
+            # Headers are gone: the error can only travel as a last event of the stream.
+            error = UpstreamError(f"the engine for {endpoint.service!r} failed mid-stream: {_describe(exc)}")
+            await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _cancel_on_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
+    """Run `work` until it finishes or the client disconnects, whichever comes first."""
+    relay = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait({relay, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (relay, watcher):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(relay, watcher, return_exceptions=True)
+    if not relay.cancelled() and (error := relay.exception()) is not None:
+        raise error
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _relayed_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode(), value.encode("latin-1"))
+        for name in RELAYED_RESPONSE_HEADERS
+        if (value := resp.headers.get(name)) is not None
+    ]
+
+
+def _upstream_error(endpoint: Endpoint, exc: BaseException) -> GatewayError:
+    where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return UpstreamTimeout(f"{where} did not answer in time")
+    return UpstreamError(f"{where} failed: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

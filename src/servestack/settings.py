@@ -1,0 +1,54 @@
+"""Process-wide knobs, all read from `SERVESTACK_*` environment variables in one place.
+
+`servestack env` lists them. Nothing else in servestack reads `os.environ` for its own settings;
+a `Settings` object is built once at the edge (the CLI) and passed down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_state_dir("servestack", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """servestack's own configuration (the stack file configures what it runs)."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVESTACK_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="State directory: logs, per-service state, the running instance's pid.",
+    )
+    stop_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait after SIGTERM before an engine group gets SIGKILL."
+    )
+    ready_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds an engine may take to become ready before it counts as failed.",
+    )
+    log_level: str = Field(default="info", description="Log level of the gateway and the controller.")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for `servestack env`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        rows.append((f"SERVESTACK_{name.upper()}", str(default), field.description or ""))
+    return rows

@@ -1,0 +1,183 @@
+"""Load a stack file: YAML → interpolation → schema, with errors that name file, line and key.
+
+`load_stack` is the only YAML parser of stack files in servestack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ValidationError
+
+from servestack.errors import StackError
+from servestack.stack.interpolate import BadReference, KeyPath, MissingVariable, interpolate
+from servestack.stack.schema import GatewayConfig, NativeRuntime, Service, Stack
+
+DEFAULT_STACK_RESOURCE = "default.yaml"
+MAX_REPORTED_ERRORS = 5
+
+
+def default_stack_text() -> str:
+    """The bundled default stack, comments included (what `servestack init` writes)."""
+    return resources.files("servestack.stack").joinpath(DEFAULT_STACK_RESOURCE).read_text()
+
+
+def load_default_stack() -> Stack:
+    return parse_stack(default_stack_text(), source="<default stack>", environ={})
+
+
+def load_stack(path: Path, environ: Mapping[str, str] | None = None) -> Stack:
+    """Read, interpolate and validate the stack file at `path`.
+
+    Variables come from `environ` (default: the process environment), then the `.env` beside the file.
+    Relative model paths (`./x`, `../x`) are made absolute against the file's folder.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StackError(
+            f"{path}: stack file not found", fix="`servestack init` writes a starting stack.yaml"
+        ) from None
+    except OSError as exc:
+        raise StackError(f"{path}: cannot read the stack file: {exc.strerror}") from None
+    variables = {**_dotenv_beside(path), **(os.environ if environ is None else environ)}
+    return parse_stack(text, source=str(path), environ=variables, base_dir=path.parent)
+
+
+def parse_stack(text: str, *, source: str, environ: Mapping[str, str], base_dir: Path | None = None) -> Stack:
+    """Validate stack-file `text`; `source` names it in errors."""
+    node, data = _parse_yaml(text, source)
+    if data is None:
+        raise StackError(f"{source}: the stack file is empty", fix="it needs at least a `services:` section")
+    if not isinstance(data, dict):
+        raise StackError(f"{source}:1: expected a mapping with `services:` at the top, got {type(data).__name__}")
+    try:
+        data = interpolate(data, environ)
+    except MissingVariable as exc:
+        where = _describe(source, node, exc.path)
+        raise StackError(
+            f"{where}: variable ${{{exc.variable}}} is not set",
+            fix=f"export {exc.variable}=..., put it in the .env beside the stack file, "
+            f"or write ${{{exc.variable}:-default}}",
+        ) from None
+    except BadReference as exc:
+        raise StackError(
+            f"{_describe(source, node, exc.path)}: {exc.text!r} is not a ${{VARIABLE}} reference"
+        ) from None
+    if base_dir is not None:
+        _absolutize_model_paths(data, base_dir)
+    try:
+        return Stack.model_validate(data)
+    except ValidationError as exc:
+        raise StackError(_format_validation_error(exc, source, node)) from None
+
+
+def _dotenv_beside(path: Path) -> dict[str, str]:
+    env_file = path.parent / ".env"
+    if not env_file.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def _parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise StackError(f"{source}{line}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise StackError(f"{source}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+def _absolutize_model_paths(data: dict[str, Any], base_dir: Path) -> None:
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return
+    for service in services.values():
+        model = service.get("model") if isinstance(service, dict) else None
+        if isinstance(model, str) and model.startswith(("./", "../", "~")):
+            service["model"] = str((base_dir / Path(model).expanduser()).resolve())
+
+
+def _format_validation_error(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
+    errors = exc.errors()
+    lines = [_format_one(error, source, node) for error in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        lines.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")
+    return "\n".join(lines)
+
+
+def _format_one(error: Any, source: str, node: yaml.Node | None) -> str:
+    path = _schema_path(tuple(error["loc"]))
+    where = _describe(source, node, path)
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key{_suggest(path)}"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{where}: {message}{shown}"
+
+
+def _schema_path(loc: tuple[Any, ...]) -> KeyPath:
+    # pydantic adds the name of a union member or validator stage to `loc`; keep real keys only.
+    return tuple(part for part in loc if isinstance(part, int) or not part.startswith(("function-", "tagged-union")))
+
+
+def _describe(source: str, node: yaml.Node | None, path: KeyPath) -> str:
+    line = _line_of(node, path)
+    dotted = ".".join(str(p) for p in path) or "(top level)"
+    return f"{source}:{line}: {dotted}" if line else f"{source}: {dotted}"
+
+
+def _line_of(node: yaml.Node | None, path: KeyPath) -> int | None:
+    """1-based line of the deepest part of `path` found in the YAML node tree."""
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
+            if match is None:
+                return line
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _suggest(path: KeyPath) -> str:
+    model: type[BaseModel] | None = _model_at(path[:-1])
+    if model is None or not path:
+        return ""
+    close = difflib.get_close_matches(str(path[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(path: KeyPath) -> type[BaseModel] | None:
+    """The schema model that owns the keys at `path` (for 'did you mean' hints)."""
+    shapes: dict[tuple[str, ...], type[BaseModel]] = {
+        (): Stack,
+        ("gateway",): GatewayConfig,
+        ("services", "*"): Service,
+        ("services", "*", "runtime"): NativeRuntime,
+    }
+    key = tuple("*" if i == 1 and path and path[0] == "services" else str(p) for i, p in enumerate(path))
+    return shapes.get(key)

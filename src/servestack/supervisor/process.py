@@ -1,0 +1,114 @@
+"""Engine processes: start one in its own process group with its log file; stop the whole group.
+
+A new session per engine means SIGTERM/SIGKILL reach every process the engine spawned (tensor-parallel
+workers included), and a Ctrl-C in the controller's terminal does not hit the engines directly: the
+controller stops them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+
+from servestack.errors import RuntimeUnavailable
+from servestack.runtimes import Launch
+
+GROUP_POLL_SECONDS = 0.05
+
+
+class EngineProcess:
+    """A running engine: its leader process and process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        self.pgid = proc.pid  # start_new_session makes the leader's pid the group id
+        self.log_path = log_path
+
+    @classmethod
+    async def spawn(cls, launch: Launch, log_path: Path) -> EngineProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"\n=== servestack {stamp}: {launch.display()}\n".encode())
+            log.flush()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *launch.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **launch.env},
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} not found") from None
+            except PermissionError:
+                raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} is not executable") from None
+        return cls(proc, log_path)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def stop(self, timeout: float) -> int:
+        """SIGTERM the group, wait up to `timeout`, then SIGKILL what is left. Returns the exit code."""
+        if self._proc.returncode is None or group_alive(self.pgid):
+            _signal_group(self.pgid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._wait_group(), timeout)
+            except TimeoutError:
+                _signal_group(self.pgid, signal.SIGKILL)
+                await self._wait_group()
+        return await self._proc.wait()
+
+    async def _wait_group(self) -> None:
+        await self._proc.wait()
+        while group_alive(self.pgid):
+            await asyncio.sleep(GROUP_POLL_SECONDS)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def stop_group_blocking(pgid: int, timeout: float) -> None:
+    """Stop a group that is not our child (left behind by a controller that was killed)."""
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(GROUP_POLL_SECONDS)
+    if group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def tail_lines(path: Path, count: int = 20) -> list[str]:
+    """The last `count` lines of a log file (empty if it does not exist)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            lines: deque[bytes] = deque(f.read().splitlines(), maxlen=count)
+    except FileNotFoundError:
+        return []
+    return [line.decode(errors="replace") for line in lines]

@@ -1,0 +1,78 @@
+"""Waiting for an engine to be really ready, by the engine's own readiness semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from servestack.engines import Engine, ProbeResult, Readiness
+from servestack.errors import EngineError
+from servestack.supervisor.process import EngineProcess, tail_lines
+
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+FIRST_INTERVAL, MAX_INTERVAL = 0.1, 1.0
+LOG_TAIL_LINES = 20
+
+
+async def probe(session: aiohttp.ClientSession, url: str) -> ProbeResult:
+    """GET `url` once; a refused or reset connection is a result (status None), not an error."""
+    try:
+        async with session.get(url, timeout=PROBE_TIMEOUT) as resp:
+            return ProbeResult(status=resp.status, body=await resp.read())
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return ProbeResult(status=None)
+
+
+async def wait_ready(
+    process: EngineProcess,
+    engine: Engine,
+    url: str,
+    *,
+    timeout: float,
+    session: aiohttp.ClientSession,
+    on_tick: Callable[[float], None] | None = None,
+) -> float:
+    """Block until the engine answers ready; return the seconds it took.
+
+    Raises EngineError, with the exit code and the last lines of the log, when the process exits,
+    the engine reports a failure, or `timeout` passes.
+    """
+    started = time.monotonic()
+    interval = FIRST_INTERVAL
+    while True:
+        elapsed = time.monotonic() - started
+        if process.returncode is not None:
+            raise engine_died(engine, process)
+        result = await probe(session, url)
+        if process.returncode is not None:
+            raise engine_died(engine, process)
+        readiness = engine.readiness(result)
+        if readiness is Readiness.READY:
+            return time.monotonic() - started
+        if readiness is Readiness.FAILED:
+            raise EngineError(
+                f"{engine.display_name} reported a failure at {url} (HTTP {result.status})",
+                log_tail=tail_lines(process.log_path, LOG_TAIL_LINES),
+            )
+        if elapsed > timeout:
+            raise EngineError(
+                f"{engine.display_name} was not ready after {timeout:.0f}s",
+                fix="raise SERVESTACK_READY_TIMEOUT if the model is large, or read the log",
+                log_tail=tail_lines(process.log_path, LOG_TAIL_LINES),
+            )
+        if on_tick:
+            on_tick(elapsed)
+        await asyncio.sleep(interval)
+        interval = min(interval * 1.5, MAX_INTERVAL)
+
+
+def engine_died(engine: Engine, process: EngineProcess) -> EngineError:
+    tail = tail_lines(process.log_path, LOG_TAIL_LINES)
+    return EngineError(
+        f"{engine.display_name} exited with code {process.returncode}",
+        fix=f"full log: {process.log_path}",
+        log_tail=tail,
+    )

@@ -1,0 +1,130 @@
+"""State on disk, so that `status`, `logs` and `down` in another shell see what `up` runs.
+
+One JSON file for the running instance and one per replica, under `<home>/state/`. Every write is
+atomic (temp file + rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ReplicaStatus(Enum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class InstanceState(BaseModel):
+    """The controller process that runs `up`."""
+
+    pid: int
+    gateway_url: str
+    stack: str
+    started_at: float
+
+
+class ReplicaState(BaseModel):
+    """One engine process as the supervisor last saw it."""
+
+    service: str
+    replica: int = 0
+    engine: str
+    models: list[str]
+    status: ReplicaStatus
+    pid: int | None = None
+    pgid: int | None = None
+    port: int | None = None
+    gpus: list[int] = []
+    started_at: float | None = None
+    ready_at: float | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    log_path: str
+    command: str = ""
+    # A process group id means nothing after a reboot; leftovers are only reaped within the same boot.
+    boot_id: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}.{self.replica}"
+
+    def uptime(self, now: float | None = None) -> float | None:
+        if self.status is not ReplicaStatus.READY or self.started_at is None:
+            return None
+        return (now or time.time()) - self.started_at
+
+
+class StateStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.replicas_dir = root / "replicas"
+
+    @property
+    def instance_path(self) -> Path:
+        return self.root / "instance.json"
+
+    def read_instance(self) -> InstanceState | None:
+        return _read(self.instance_path, InstanceState)
+
+    def write_instance(self, instance: InstanceState) -> None:
+        _write_atomic(self.instance_path, instance.model_dump_json(indent=2))
+
+    def clear_instance(self) -> None:
+        self.instance_path.unlink(missing_ok=True)
+
+    def write_replica(self, replica: ReplicaState) -> None:
+        _write_atomic(self.replicas_dir / f"{replica.key}.json", replica.model_dump_json(indent=2))
+
+    def read_replicas(self) -> list[ReplicaState]:
+        if not self.replicas_dir.is_dir():
+            return []
+        found = (_read(p, ReplicaState) for p in sorted(self.replicas_dir.glob("*.json")))
+        return [r for r in found if r is not None]
+
+    def clear_replicas(self) -> None:
+        for path in self.replicas_dir.glob("*.json"):
+            path.unlink(missing_ok=True)
+
+
+def _read(path: Path, model: type[M]) -> M | None:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except (FileNotFoundError, ValidationError, ValueError):
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def current_boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

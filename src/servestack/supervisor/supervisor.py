@@ -1,0 +1,150 @@
+"""The supervisor: start engine replicas, wait until they are ready, watch them, stop them.
+
+It owns the `Replica` records and mirrors each one to the state store; whoever needs to follow
+replicas (the controller feeding the gateway) passes a listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+
+from servestack.engines import Engine, EngineConfig, get_engine
+from servestack.errors import EngineError
+from servestack.plan import ServicePlan
+from servestack.runtimes import Launch, get_runtime
+from servestack.settings import Settings
+from servestack.supervisor.process import EngineProcess
+from servestack.supervisor.readiness import engine_died, wait_ready
+from servestack.supervisor.state import ReplicaState, ReplicaStatus, StateStore, current_boot_id
+
+WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+@dataclass
+class Replica:
+    plan: ServicePlan
+    index: int
+    engine: Engine
+    config: EngineConfig
+    launch: Launch
+    state: ReplicaState
+    process: EngineProcess | None = None
+    watcher: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.config.host in WILDCARD_HOSTS else self.config.host
+        return f"http://{host}:{self.config.port}"
+
+
+ReplicaListener = Callable[[Replica], None]
+TickListener = Callable[[Replica, float], None]
+
+
+class Supervisor:
+    def __init__(self, store: StateStore, settings: Settings, *, listener: ReplicaListener | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.listener = listener
+        self.replicas: dict[str, Replica] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Supervisor:
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_all()
+        if self._session:
+            await self._session.close()
+
+    def prepare(self, plan: ServicePlan, index: int = 0) -> Replica:
+        """Build a replica's launch (port chosen, command wrapped by its runtime) without starting it."""
+        engine = get_engine(plan.service.engine)
+        config = plan.config if plan.config.port else replace(plan.config, port=free_port(plan.config.host))
+        command = engine.command(plan.service, config)
+        launch = get_runtime(plan.service.runtime).wrap(command, config, dict(plan.service.env))
+        state = ReplicaState(
+            service=plan.name,
+            replica=index,
+            engine=engine.name,
+            models=list(config.served_names),
+            status=ReplicaStatus.STARTING,
+            port=config.port,
+            gpus=list(config.gpus),
+            log_path=str(self.settings.logs_dir / f"{plan.name}.{index}.log"),
+            command=launch.display(),
+            boot_id=current_boot_id(),
+        )
+        return Replica(plan=plan, index=index, engine=engine, config=config, launch=launch, state=state)
+
+    async def start(self, replica: Replica, on_tick: TickListener | None = None) -> float:
+        """Start `replica` and block until it is ready; return seconds to ready.
+
+        On failure the replica is stopped, marked failed, and EngineError is raised.
+        """
+        assert self._session is not None, "use the supervisor as an async context manager"
+        self.replicas[replica.state.key] = replica
+        self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time(), last_error=None)
+        replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
+        self._update(replica, pid=process.pid, pgid=process.pgid)
+        url = replica.base_url + replica.engine.health_path
+        try:
+            seconds = await wait_ready(
+                process,
+                replica.engine,
+                url,
+                timeout=self.settings.ready_timeout,
+                session=self._session,
+                on_tick=(lambda elapsed: on_tick(replica, elapsed)) if on_tick else None,
+            )
+        except (EngineError, asyncio.CancelledError) as exc:
+            await process.stop(self.settings.stop_timeout)
+            error = exc.message if isinstance(exc, EngineError) else "start cancelled"
+            self._update(replica, status=ReplicaStatus.FAILED, last_error=error, pid=None)
+            raise
+        self._update(replica, status=ReplicaStatus.READY, ready_at=time.time())
+        replica.watcher = asyncio.create_task(self._watch(replica))
+        return seconds
+
+    async def stop(self, replica: Replica) -> None:
+        if replica.watcher:
+            replica.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replica.watcher
+        if replica.process and replica.state.status is not ReplicaStatus.STOPPED:
+            self._update(replica, status=ReplicaStatus.STOPPING)
+            await replica.process.stop(self.settings.stop_timeout)
+        self._update(replica, status=ReplicaStatus.STOPPED, pid=None)
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(r) for r in self.replicas.values()))
+
+    async def _watch(self, replica: Replica) -> None:
+        assert replica.process is not None
+        await replica.process.wait()
+        error = engine_died(replica.engine, replica.process)
+        last = "; ".join(error.log_tail[-3:])
+        self._update(replica, status=ReplicaStatus.FAILED, pid=None, last_error=f"{error.message}: {last}")
+
+    def _update(self, replica: Replica, **changes: object) -> None:
+        replica.state = replica.state.model_copy(update=changes)
+        self.store.write_replica(replica.state)
+        if self.listener:
+            self.listener(replica)
+
+
+def free_port(host: str) -> int:
+    """A port that is free on `host` right now (the engine binds it moments later)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind(("" if host in WILDCARD_HOSTS else host, 0))
+        return int(sock.getsockname()[1])
