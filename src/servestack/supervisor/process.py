@@ -35,7 +35,8 @@ class EngineProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            log.write(f"\n=== servestack {stamp}: {launch.display()}\n".encode())
+            separator = "\n" if log.tell() else ""
+            log.write(f"{separator}=== servestack {stamp}: {launch.display()}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(

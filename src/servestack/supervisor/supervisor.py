@@ -120,7 +120,11 @@ class Supervisor:
             replica.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await replica.watcher
-        if replica.process and replica.state.status is not ReplicaStatus.STOPPED:
+        if replica.state.status in (ReplicaStatus.FAILED, ReplicaStatus.STOPPED):
+            if replica.process:  # a dead leader may leave workers behind in its group
+                await replica.process.stop(self.settings.stop_timeout)
+            return
+        if replica.process:
             self._update(replica, status=ReplicaStatus.STOPPING)
             await replica.process.stop(self.settings.stop_timeout)
         self._update(replica, status=ReplicaStatus.STOPPED, pid=None)

@@ -1,0 +1,45 @@
+"""The CLI as a user meets it: clear one-line errors, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servestack.stack import load_stack
+from tests.conftest import run_cli
+
+
+def test_typo_in_stack_file_is_one_clear_line(home: Path, tmp_path: Path) -> None:
+    stack = tmp_path / "stack.yaml"
+    stack.write_text("services:\n  a:\n    engine: llamacpp\n    model: x.gguf\n    contxt_length: 10\n")
+    result = run_cli("up", "-f", str(stack))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{stack}:5: services.a.contxt_length: unknown key (did you mean 'context_length'?)" in result.stderr
+
+
+def test_missing_stack_file_suggests_init(home: Path, tmp_path: Path) -> None:
+    result = run_cli("up", "-f", str(tmp_path / "none.yaml"))
+    assert result.returncode == 1
+    assert "stack file not found" in result.stderr and "servestack init" in result.stderr
+
+
+def test_init_writes_the_default_stack_and_refuses_to_overwrite(home: Path, tmp_path: Path) -> None:
+    first = run_cli("init", cwd=tmp_path)
+    assert first.returncode == 0
+    stack = load_stack(tmp_path / "stack.yaml", environ={})
+    assert stack.services["smollm2"].engine == "llamacpp"
+    assert "# servestack stack file" in (tmp_path / "stack.yaml").read_text()
+    second = run_cli("init", cwd=tmp_path)
+    assert second.returncode == 1 and "already exists" in second.stderr and "--force" in second.stderr
+
+
+def test_status_down_and_logs_when_nothing_runs(home: Path) -> None:
+    assert "nothing is running" in run_cli("status").stdout
+    assert "nothing is running" in run_cli("down").stdout
+    logs = run_cli("logs", "nope")
+    assert logs.returncode == 1 and "no log for service 'nope'" in logs.stderr
+
+
+def test_version_and_env() -> None:
+    assert run_cli("version").stdout.startswith("servestack ")
+    assert "SERVESTACK_HOME" in run_cli("env").stdout
