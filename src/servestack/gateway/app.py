@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
 from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 from servestack.gateway.endpoints import EndpointTable
+from servestack.gateway.exchange import Exchange
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.upstream import Upstream
 
@@ -78,8 +80,10 @@ class Gateway:
         stream = request.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest("'stream' must be true or false", param="stream")
-        endpoint = self.table.pick(model)
-        await self.upstream.relay(endpoint, scope["path"], body, scope["headers"], send, receive, stream=stream)
+        exchange = Exchange(
+            path=scope["path"], model=model, stream=stream, body=body, payload=request, headers=scope["headers"]
+        )
+        await self.upstream.relay(exchange, self.table.pick(model), send, receive)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [
@@ -117,7 +121,7 @@ class Gateway:
         return NotFound(f"no route {method} {path}")
 
 
-def _parse_json_object(body: bytes) -> dict[str, object]:
+def _parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

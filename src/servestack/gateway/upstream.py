@@ -9,6 +9,7 @@ stops generating.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiohttp
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.exchange import Exchange
 from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_event
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
@@ -46,52 +48,47 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    async def relay(
-        self,
-        endpoint: Endpoint,
-        path: str,
-        body: bytes,
-        scope_headers: list[tuple[bytes, bytes]],
-        send: Send,
-        receive: Receive,
-        *,
-        stream: bool,
-    ) -> None:
-        """Send `body` to `endpoint` and relay its answer to `send`."""
+    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive) -> None:
+        """Send the exchange's body to `endpoint` and relay the answer to `send`."""
         headers = {"Content-Type": "application/json"}
-        for name, value in scope_headers:
+        for name, value in exchange.headers:
             if name in FORWARDED_REQUEST_HEADERS:
                 headers[name.decode()] = value.decode("latin-1")
+        exchange.endpoint = endpoint
         endpoint.in_flight += 1
         try:
-            if stream:
-                await _cancel_on_disconnect(self._relay_stream(endpoint, path, body, headers, send), receive)
+            if exchange.stream:
+                await _cancel_on_disconnect(self._relay_stream(exchange, endpoint, headers, send), receive)
             else:
-                await self._relay_whole(endpoint, path, body, headers, send)
+                await self._relay_whole(exchange, endpoint, headers, send)
         finally:
             endpoint.in_flight -= 1
+            exchange.finished_at = time.monotonic()
 
-    async def _relay_whole(
-        self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str], send: Send
-    ) -> None:
+    async def _relay_whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
+        url = endpoint.base_url + exchange.path
         try:
-            async with self.session.post(endpoint.base_url + path, data=body, headers=headers) as resp:
+            async with self.session.post(url, data=exchange.body, headers=headers) as resp:
                 payload = await resp.read()
+                exchange.status = resp.status
+                exchange.first_byte_at = time.monotonic()
                 await send_bytes(send, resp.status, payload, _relayed_headers(resp))
         except GatewayError:
             raise
         except Exception as exc:
             raise _upstream_error(endpoint, exc) from exc
 
-    async def _relay_stream(
-        self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str], send: Send
-    ) -> None:
+    async def _relay_stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
+        url = endpoint.base_url + exchange.path
         started = False
         try:
-            async with self.session.post(endpoint.base_url + path, data=body, headers=headers) as resp:
+            async with self.session.post(url, data=exchange.body, headers=headers) as resp:
+                exchange.status = resp.status
                 await send({"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)})
                 started = True
                 async for chunk in resp.content.iter_any():
+                    if exchange.first_byte_at is None:
+                        exchange.first_byte_at = time.monotonic()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except Exception as exc:
             if not started:

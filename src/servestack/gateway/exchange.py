@@ -1,0 +1,39 @@
+"""One request's journey through the gateway, as a per-request state object.
+
+Created when a generation request is parsed, filled in by the relay (which endpoint, status, first
+byte), and read afterwards by whoever accounts for the request (usage, metrics, tracing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from servestack.errors import GatewayError
+from servestack.gateway.endpoints import Endpoint
+
+
+@dataclass
+class Exchange:
+    path: str
+    model: str
+    stream: bool
+    body: bytes  # forwarded as received, never re-encoded unless a feature must change it
+    payload: dict[str, Any]  # the parsed body, parsed once
+    headers: list[tuple[bytes, bytes]]
+    started: float = field(default_factory=time.monotonic)
+    endpoint: Endpoint | None = None
+    status: int | None = None
+    first_byte_at: float | None = None
+    finished_at: float | None = None
+    error: GatewayError | None = None
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from receiving the request to the first byte of the engine's answer."""
+        return None if self.first_byte_at is None else self.first_byte_at - self.started
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started
