@@ -34,6 +34,17 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds an engine may take to become ready before it counts as failed.",
     )
+    drain_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a stopping engine gets to finish its in-flight requests."
+    )
+    restart_backoff: float = Field(
+        default=1.0, gt=0, description="First wait before restarting a dead engine (doubles)."
+    )
+    restart_backoff_max: float = Field(default=60.0, gt=0, description="Longest wait between restarts.")
+    crash_loop_failures: int = Field(
+        default=5, ge=1, description="Failures within the crash-loop window after which restarts stop."
+    )
+    crash_loop_window: float = Field(default=600.0, gt=0, description="Crash-loop window in seconds.")
     log_level: str = Field(default="info", description="Log level of the gateway and the controller.")
 
     @property

@@ -16,6 +16,7 @@ from servestack.supervisor import ReplicaState, ReplicaStatus, StateStore, pid_a
 STATUS_STYLE = {
     ReplicaStatus.READY: "green",
     ReplicaStatus.STARTING: "yellow",
+    ReplicaStatus.RESTARTING: "yellow",
     ReplicaStatus.FAILED: "red",
     ReplicaStatus.STOPPING: "yellow",
     ReplicaStatus.STOPPED: "dim",
@@ -49,12 +50,12 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
 
 def _table(replicas: list[ReplicaState]) -> Table:
     table = Table(box=None, header_style="bold")
-    for column in ("SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "MODELS"):
+    for column in ("SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "MODELS"):
         table.add_column(column)
     now = time.time()
     for r in replicas:
         state = f"[{STATUS_STYLE[r.status]}]{r.status.value}[/]"
-        if r.last_error and r.status is ReplicaStatus.FAILED:
+        if r.last_error and r.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
             state += f"\n[dim]{r.last_error[:120]}[/]"
         uptime = r.uptime(now)
         table.add_row(
@@ -65,6 +66,7 @@ def _table(replicas: list[ReplicaState]) -> Table:
             str(r.port or "-"),
             ",".join(map(str, r.gpus)) or "cpu",
             _duration(uptime) if uptime is not None else "-",
+            str(r.restarts),
             ", ".join(r.models),
         )
     return table

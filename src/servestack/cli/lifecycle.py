@@ -1,9 +1,10 @@
-"""`up` and `down`: run a stack in the foreground, and stop one from another shell."""
+"""Lifecycle: `up` (foreground or detached), `down`, and `start|stop|restart SERVICE`."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,30 +12,76 @@ import typer
 
 from servestack.cli.app import StackOption, app, choose_stack, console, settings
 from servestack.cli.progress import RichReporter
-from servestack.controller import Controller, stop_instance
-from servestack.errors import PlanError
+from servestack.controller import (
+    Controller,
+    instance_running,
+    launch_detached,
+    service_action,
+    stop_instance,
+    wait_detached,
+)
+from servestack.errors import PlanError, StateError
 from servestack.plan import Plan, make_plan
 from servestack.stack import Stack, resolve_model
+from servestack.supervisor import ReplicaState
 
 
 @app.command()
 def up(
+    services: list[str] = typer.Argument(None, help="Services to start (default: all of the stack)."),
     file: Path | None = StackOption,
     host: str | None = typer.Option(None, "--host", help="Gateway interface (overrides gateway.host)."),
     port: int | None = typer.Option(None, "--port", help="Gateway port (overrides gateway.port)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once ready."),
 ) -> None:
-    """Start every service of the stack and serve them behind the gateway, in the foreground.
+    """Start the stack's services and serve them behind the gateway, in the foreground.
 
-    Ctrl-C (or SIGTERM) stops every engine it started.
+    Ctrl-C (or SIGTERM) stops every engine it started. With -d it runs in the background:
+    `servestack status`, `logs`, `start|stop|restart SERVICE` and `down` steer it.
     """
     stack, label = choose_stack(file)
     stack = _override_gateway(stack, host, port)
     plan = _plan_or_refuse(stack)
+    unknown = [name for name in services or [] if name not in stack.services]
+    if unknown:
+        raise StateError(f"no service {unknown[0]!r} in {label}", fix=f"services: {', '.join(stack.services)}")
+    if detach:
+        _up_detached(services or [], file, host, port)
+        return
     console.print(f"[dim]stack: {label}[/]", highlight=False)
     controller = Controller(plan, settings(), RichReporter(console), stack_label=label)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve_until_signal(controller))
+        runner.run(_serve_until_signal(controller, services or None))
     console.print("[dim]stopped.[/]")
+
+
+@app.command()
+def start(service: str = typer.Argument(..., help="Service name."), file: Path | None = StackOption) -> None:
+    """Start a service in the running instance (or start the instance with just that service)."""
+    config = settings()
+    if not instance_running(config):
+        console.print(f"nothing is running: starting servestack in the background with {service}")
+        up([service], file, None, None, detach=True)
+        return
+    with console.status(f"starting {service}…"):
+        service_action(config, service, "start")
+    console.print(f"[green]✓[/] {service} is ready", highlight=False)
+
+
+@app.command()
+def stop(service: str = typer.Argument(..., help="Service name.")) -> None:
+    """Stop a service of the running instance (in-flight requests finish first)."""
+    with console.status(f"draining and stopping {service}…"):
+        service_action(settings(), service, "stop")
+    console.print(f"stopped {service}", highlight=False)
+
+
+@app.command()
+def restart(service: str = typer.Argument(..., help="Service name.")) -> None:
+    """Restart a service of the running instance (drain, stop, start, wait until ready)."""
+    with console.status(f"restarting {service}…"):
+        service_action(settings(), service, "restart")
+    console.print(f"[green]✓[/] {service} restarted and ready", highlight=False)
 
 
 @app.command()
@@ -69,12 +116,38 @@ def _plan_or_refuse(stack: Stack) -> Plan:
     return plan
 
 
-async def _serve_until_signal(controller: Controller) -> None:
+async def _serve_until_signal(controller: Controller, services: list[str] | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await controller.run(stop)
+    await controller.run(stop, services)
+
+
+def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None) -> None:
+    config = settings()
+    if instance_running(config):
+        raise StateError("servestack is already running", fix="`servestack start SERVICE` adds a service to it")
+    argv = [sys.executable, "-m", "servestack", "up", *services]
+    if file is not None:
+        argv += ["-f", str(file.resolve())]
+    if host is not None:
+        argv += ["--host", host]
+    if port is not None:
+        argv += ["--port", str(port)]
+    log_path = config.logs_dir / "servestack.log"
+    proc = launch_detached(argv, log_path)
+    with console.status("starting in the background…") as status:
+
+        def show(replicas: list[ReplicaState]) -> None:
+            status.update("starting: " + ", ".join(f"{r.service} {r.status.value}" for r in replicas))
+
+        instance = wait_detached(config, proc, log_path=log_path, timeout=config.ready_timeout, on_tick=show)
+    console.print(
+        f"[bold green]servestack is up[/] in the background (pid {instance.pid}): {instance.gateway_url}/v1\n"
+        f"[dim]log: {log_path}; `servestack down` stops it[/]",
+        highlight=False,
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

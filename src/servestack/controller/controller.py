@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from servestack.controller.control import ControlServer
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
-from servestack.plan import Plan
+from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.supervisor import (
     InstanceState,
@@ -25,6 +26,9 @@ from servestack.supervisor import (
     pid_alive,
     reap_leftovers,
 )
+
+DRAIN_POLL_SECONDS = 0.05
+STOPPED_STATES = (ReplicaStatus.STOPPED, ReplicaStatus.FAILED)
 
 
 class Reporter(Protocol):
@@ -48,34 +52,64 @@ class Controller:
         self.stack_label = stack_label
         self.store = StateStore(settings.state_dir)
         self.table = EndpointTable()
+        self._supervisor: Supervisor | None = None
+        self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set; stop every engine on the way out, whatever happens."""
+    async def run(self, stop: asyncio.Event, services: list[str] | None = None) -> None:
+        """Start `services` (default: all), serve until `stop` is set, then stop every engine, whatever happens."""
         claim_instance(self.store)
         gateway = self.plan.stack.gateway
         server = GatewayServer(Gateway(self.table), gateway.host, gateway.port, log_level=self._uvicorn_level())
         await server.start()
         self.reporter.gateway_started(server.url)
+        control = ControlServer(self, self.store.control_socket)
+        await control.start()
         self.store.write_instance(
             InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
         )
         try:
             async with Supervisor(self.store, self.settings, listener=self._on_replica_change) as supervisor:
-                if await _first(self._start_all(supervisor), stop):
+                self._supervisor = supervisor
+                names = services or list(self.plan.services)
+                if await _first(asyncio.gather(*(self.start_service(n) for n in names)), stop):
                     self.reporter.all_ready(server.url, self.table.models())
                     await stop.wait()
                 self.reporter.stopping()
         finally:
+            self._supervisor = None
+            await control.stop()
             await server.stop()
             self.store.clear_replicas()
             self.store.clear_instance()
 
-    async def _start_all(self, supervisor: Supervisor) -> None:
-        replicas = [supervisor.prepare(service_plan) for service_plan in self.plan.services.values()]
-        for replica in replicas:
-            self._on_replica_change(replica)
-            self.reporter.replica_starting(replica)
-        await asyncio.gather(*(self._start_one(supervisor, r) for r in replicas))
+    async def start_service(self, name: str) -> None:
+        """Start every replica of `name` that is not running; block until they are ready."""
+        supervisor = self._require_supervisor()
+        service_plan = self._service_plan(name)
+        async with self._service_locks[name]:
+            running = {r.index for r in self._replicas(name) if r.state.status not in STOPPED_STATES}
+            replicas = [
+                supervisor.prepare(service_plan, index)
+                for index in range(service_plan.service.replicas)
+                if index not in running
+            ]
+            for replica in replicas:
+                self._on_replica_change(replica)
+                self.reporter.replica_starting(replica)
+            await asyncio.gather(*(self._start_one(supervisor, r) for r in replicas))
+
+    async def stop_service(self, name: str) -> None:
+        """Drain every replica of `name` (no new requests, in-flight ones finish), then stop it."""
+        supervisor = self._require_supervisor()
+        self._service_plan(name)
+        async with self._service_locks[name]:
+            replicas = self._replicas(name)
+            await asyncio.gather(*(self._drain(r) for r in replicas))
+            await asyncio.gather(*(supervisor.stop(r) for r in replicas))
+
+    async def restart_service(self, name: str) -> None:
+        await self.stop_service(name)
+        await self.start_service(name)
 
     async def _start_one(self, supervisor: Supervisor, replica: Replica) -> None:
         try:
@@ -85,27 +119,54 @@ class Controller:
             raise
         self.reporter.replica_ready(replica, seconds)
 
+    async def _drain(self, replica: Replica) -> None:
+        endpoint = self.table.get(replica.state.key)
+        if endpoint is None:
+            return
+        endpoint.ready = False
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while endpoint.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+    def _replicas(self, name: str) -> list[Replica]:
+        supervisor = self._require_supervisor()
+        return [r for r in supervisor.replicas.values() if r.plan.name == name]
+
+    def _service_plan(self, name: str) -> ServicePlan:
+        try:
+            return self.plan.services[name]
+        except KeyError:
+            known = ", ".join(self.plan.services)
+            raise StateError(f"no service {name!r} in the running stack (services: {known})") from None
+
+    def _require_supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            raise StateError("servestack is not running its engines right now (starting up or shutting down)")
+        return self._supervisor
+
     def _on_replica_change(self, replica: Replica) -> None:
         ready = replica.state.status is ReplicaStatus.READY
-        previous = self.table.get(replica.state.key)
-        self.table.upsert(
-            Endpoint(
+        endpoint = self.table.get(replica.state.key)
+        was_ready = endpoint is not None and endpoint.ready
+        if endpoint is None:
+            endpoint = Endpoint(
                 id=replica.state.key,
                 service=replica.plan.name,
                 models=replica.config.served_names,
                 base_url=replica.base_url,
-                ready=ready,
                 engine=replica.engine.name,
             )
-        )
-        if previous and previous.ready and replica.state.status is ReplicaStatus.FAILED:
+            self.table.upsert(endpoint)
+        endpoint.base_url = replica.base_url  # a restarted replica may have a new port
+        endpoint.ready = ready
+        if was_ready and replica.state.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
             self.reporter.replica_exited(replica)
 
     def _uvicorn_level(self) -> str:
         return "warning" if self.settings.log_level == "info" else self.settings.log_level
 
 
-async def _first(startup: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+async def _first(startup: Awaitable[Any], stop: asyncio.Event) -> bool:
     """Run `startup` unless `stop` comes first. True when startup finished; its errors propagate."""
     start_task = asyncio.ensure_future(startup)
     stop_task = asyncio.ensure_future(stop.wait())

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 EngineName = Literal["llamacpp", "vllm", "sglang", "mistralrs", "sim"]
+RestartPolicy = Literal["always", "on-failure", "never"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -62,6 +63,10 @@ class Service(_Strict):
     args: list[str] = Field(default_factory=list, description="Extra engine flags, passed through as given.")
     env: dict[str, str] = Field(default_factory=dict)
     runtime: RuntimeSpec = Field(default_factory=NativeRuntime)
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    restart: RestartPolicy = Field(
+        default="on-failure", description="Bring the engine back when it exits: always, on-failure, never."
+    )
 
     @field_validator("served_names")
     @classmethod
@@ -112,6 +117,16 @@ class Stack(_Strict):
                     "letters, digits, '.', '_' and '-'"
                 )
         return services
+
+    @model_validator(mode="after")
+    def _fixed_port_means_one_replica(self) -> Stack:
+        for name, service in self.services.items():
+            if service.port is not None and service.replicas > 1:
+                raise ValueError(
+                    f"service {name!r} has a fixed port and {service.replicas} replicas; "
+                    "remove `port` so each replica gets its own"
+                )
+        return self
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Stack:

@@ -21,6 +21,7 @@ M = TypeVar("M", bound=BaseModel)
 class ReplicaStatus(Enum):
     STARTING = "starting"
     READY = "ready"
+    RESTARTING = "restarting"  # died; waiting out the backoff before the next start
     FAILED = "failed"
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -70,6 +71,11 @@ class StateStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.replicas_dir = root / "replicas"
+
+    @property
+    def control_socket(self) -> Path:
+        """Where the running instance listens for `start`, `stop`, `restart` from other shells."""
+        return self.root / "control.sock"
 
     @property
     def instance_path(self) -> Path:

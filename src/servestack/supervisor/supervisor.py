@@ -23,6 +23,7 @@ from servestack.runtimes import Launch, get_runtime
 from servestack.settings import Settings
 from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
+from servestack.supervisor.restart import Backoff, RestartTracker
 from servestack.supervisor.state import ReplicaState, ReplicaStatus, StateStore, current_boot_id
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
@@ -38,6 +39,7 @@ class Replica:
     state: ReplicaState
     process: EngineProcess | None = None
     watcher: asyncio.Task[None] | None = None
+    restarts: RestartTracker | None = None
 
     @property
     def base_url(self) -> str:
@@ -50,10 +52,24 @@ TickListener = Callable[[Replica, float], None]
 
 
 class Supervisor:
-    def __init__(self, store: StateStore, settings: Settings, *, listener: ReplicaListener | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        settings: Settings,
+        *,
+        listener: ReplicaListener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.listener = listener
+        self.clock = clock
+        self.backoff = Backoff(
+            base=settings.restart_backoff,
+            cap=settings.restart_backoff_max,
+            crash_limit=settings.crash_loop_failures,
+            crash_window=settings.crash_loop_window,
+        )
         self.replicas: dict[str, Replica] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -89,37 +105,22 @@ class Supervisor:
     async def start(self, replica: Replica, on_tick: TickListener | None = None) -> float:
         """Start `replica` and block until it is ready; return seconds to ready.
 
-        On failure the replica is stopped, marked failed, and EngineError is raised.
+        On failure the replica is stopped, marked failed, and EngineError is raised. Once ready, the
+        replica is watched and restarted by its service's restart policy.
         """
-        assert self._session is not None, "use the supervisor as an async context manager"
         self.replicas[replica.state.key] = replica
-        self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time(), last_error=None)
-        replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
-        self._update(replica, pid=process.pid, pgid=process.pgid)
-        url = replica.base_url + replica.engine.health_path
-        try:
-            seconds = await wait_ready(
-                process,
-                replica.engine,
-                url,
-                timeout=self.settings.ready_timeout,
-                session=self._session,
-                on_tick=(lambda elapsed: on_tick(replica, elapsed)) if on_tick else None,
-            )
-        except (EngineError, asyncio.CancelledError) as exc:
-            await process.stop(self.settings.stop_timeout)
-            error = exc.message if isinstance(exc, EngineError) else "start cancelled"
-            self._update(replica, status=ReplicaStatus.FAILED, last_error=error, pid=None)
-            raise
-        self._update(replica, status=ReplicaStatus.READY, ready_at=time.time())
+        replica.restarts = RestartTracker(replica.plan.service.restart, self.backoff, self.clock)
+        seconds = await self._launch(replica, on_tick)
         replica.watcher = asyncio.create_task(self._watch(replica))
         return seconds
 
     async def stop(self, replica: Replica) -> None:
+        """Stop a replica for good (no restart); its whole process group goes."""
         if replica.watcher:
             replica.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await replica.watcher
+            replica.watcher = None
         if replica.state.status in (ReplicaStatus.FAILED, ReplicaStatus.STOPPED):
             if replica.process:  # a dead leader may leave workers behind in its group
                 await replica.process.stop(self.settings.stop_timeout)
@@ -132,12 +133,65 @@ class Supervisor:
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(r) for r in self.replicas.values()))
 
+    async def _launch(self, replica: Replica, on_tick: TickListener | None = None) -> float:
+        assert self._session is not None, "use the supervisor as an async context manager"
+        self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time())
+        replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
+        self._update(replica, pid=process.pid, pgid=process.pgid)
+        try:
+            seconds = await wait_ready(
+                process,
+                replica.engine,
+                replica.base_url + replica.engine.health_path,
+                timeout=self.settings.ready_timeout,
+                session=self._session,
+                on_tick=(lambda elapsed: on_tick(replica, elapsed)) if on_tick else None,
+            )
+        except (EngineError, asyncio.CancelledError) as exc:
+            await process.stop(self.settings.stop_timeout)
+            error = exc.message if isinstance(exc, EngineError) else "start cancelled"
+            self._update(replica, status=ReplicaStatus.FAILED, last_error=error, pid=None)
+            raise
+        self._update(replica, status=ReplicaStatus.READY, ready_at=time.time(), last_error=None)
+        return seconds
+
     async def _watch(self, replica: Replica) -> None:
-        assert replica.process is not None
-        await replica.process.wait()
-        error = engine_died(replica.engine, replica.process)
-        last = "; ".join(error.log_tail[-3:])
-        self._update(replica, status=ReplicaStatus.FAILED, pid=None, last_error=f"{error.message}: {last}")
+        """Follow a ready replica; when it dies, restart it by its policy until it gives up."""
+        assert replica.process is not None and replica.restarts is not None
+        while True:
+            code = await replica.process.wait()
+            await replica.process.stop(self.settings.stop_timeout)  # workers left in the group
+            error = engine_died(replica.engine, replica.process)
+            why = f"{error.message}: {' | '.join(error.log_tail[-3:])}"
+            delay = replica.restarts.on_exit(code)
+            if delay is None:
+                reason = replica.restarts.gave_up
+                self._update(
+                    replica, status=ReplicaStatus.FAILED, pid=None, last_error=f"{reason}; {why}" if reason else why
+                )
+                return
+            self._update(replica, status=ReplicaStatus.RESTARTING, pid=None, last_error=why)
+            if await self._restart_after(replica, delay):
+                continue
+            return
+
+    async def _restart_after(self, replica: Replica, delay: float) -> bool:
+        """Wait `delay`, then start again (retrying by the policy); False when it gave up."""
+        assert replica.restarts is not None
+        while True:
+            await asyncio.sleep(delay)
+            self._update(replica, restarts=replica.state.restarts + 1)
+            try:
+                await self._launch(replica)
+                return True
+            except EngineError as error:
+                next_delay = replica.restarts.on_exit(replica.process.returncode if replica.process else None)
+                if next_delay is None:
+                    reason = replica.restarts.gave_up or "restart policy"
+                    self._update(replica, status=ReplicaStatus.FAILED, last_error=f"{reason}; {error.message}")
+                    return False
+                self._update(replica, status=ReplicaStatus.RESTARTING, last_error=error.message)
+                delay = next_delay
 
     def _update(self, replica: Replica, **changes: object) -> None:
         replica.state = replica.state.model_copy(update=changes)

@@ -1,0 +1,72 @@
+"""The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`.
+
+A local HTTP API (aiohttp over a socket file readable by its owner only), so other shells can
+steer the instance without a network port. Answers are JSON; errors carry the message, the fix
+and an engine's log tail, so the CLI can print them as if it had failed itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from servestack.errors import EngineError, ServestackError
+
+if TYPE_CHECKING:
+    from servestack.controller.controller import Controller
+
+ACTIONS = ("start", "stop", "restart")
+
+
+class ControlServer:
+    def __init__(self, controller: Controller, path: Path) -> None:
+        self.controller = controller
+        self.path = path
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/services/{name}/{action}", self._service_action)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by an instance that was killed
+        site = web.UnixSite(self._runner, str(self.path))
+        await site.start()
+        os.chmod(self.path, 0o600)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _service_action(self, request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        handlers: dict[str, Callable[[str], Awaitable[None]]] = {
+            "start": self.controller.start_service,
+            "stop": self.controller.stop_service,
+            "restart": self.controller.restart_service,
+        }
+        if action not in handlers:
+            return web.json_response({"error": f"unknown action {action!r}"}, status=404)
+        try:
+            await handlers[action](name)
+        except ServestackError as error:
+            return web.json_response(error_payload(error), status=409)
+        return web.json_response({"ok": True, "service": name, "action": action})
+
+
+def error_payload(error: ServestackError) -> dict[str, object]:
+    return {
+        "error": error.message,
+        "fix": error.fix,
+        "log_tail": error.log_tail if isinstance(error, EngineError) else [],
+        "kind": type(error).__name__,
+    }
