@@ -41,7 +41,7 @@ def up(
     """
     stack, label = choose_stack(file)
     stack = _override_gateway(stack, host, port)
-    plan = _plan_or_refuse(stack)
+    plan = plan_or_refuse(stack)
     unknown = [name for name in services or [] if name not in stack.services]
     if unknown:
         raise StateError(f"no service {unknown[0]!r} in {label}", fix=f"services: {', '.join(stack.services)}")
@@ -107,7 +107,7 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
     return Stack.model_validate(data)
 
 
-def _plan_or_refuse(stack: Stack) -> Plan:
+def plan_or_refuse(stack: Stack) -> Plan:
     models = {name: resolve_model(service.model) for name, service in stack.services.items()}
     plan = make_plan(stack, models=models)
     if plan.errors:
