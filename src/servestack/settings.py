@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         description="Seconds an engine may take to become ready before it counts as failed.",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and the controller.")
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where `pull` puts ModelScope models (HF models go to the HF cache); unset: <home>/models.",
+    )
 
     @property
     def logs_dir(self) -> Path:
@@ -43,6 +47,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.home / "models"
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
