@@ -71,6 +71,9 @@ def pull(
             f"{len(references)}: {', '.join(map(str, references))}",
             fix="name the SERVICE or MODEL to pull",
         )
+    if not references:
+        console.print("nothing to download")
+        return
     environ = _environ(path)
     settings = Settings()
     failed = 0
