@@ -129,14 +129,18 @@ def _select_weights(files: Sequence[RemoteFile]) -> Selection:
     name, patterns = next((n, p) for n, p in WEIGHT_FORMATS if any(_matches_any(f.path, p) for f in top))
     weights = [f for f in top if _matches_any(f.path, patterns)]
     skipped: list[str] = []
+    duplicates: list[RemoteFile] = []
     for present, duplicate, why in DUPLICATE_WEIGHTS:
         if any(fnmatch.fnmatch(f.path, present) for f in weights):
             dropped = [f for f in weights if fnmatch.fnmatch(f.path, duplicate)]
             weights = [f for f in weights if f not in dropped]
+            duplicates += dropped
             if dropped:
                 skipped.append(f"{', '.join(f.path for f in dropped)} ({why})")
     support = [f for f in top if _matches_any(f.path, SUPPORT_FILES) and f not in weights]
-    other = [f for f in files if _matches_any(f.path, _all_weight_patterns()) and f not in weights]
+    other = [
+        f for f in files if _matches_any(f.path, _all_weight_patterns()) and f not in weights and f not in duplicates
+    ]
     if other:
         skipped.append(f"{len(other)} file(s) in other weight formats or folders ({_suffixes(other)})")
     chosen = sorted(support, key=lambda f: f.path) + sorted(weights, key=lambda f: f.path)
