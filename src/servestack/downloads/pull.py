@@ -105,7 +105,7 @@ def _local_copy(
     if listing is None or selection is None:
         raise DownloadError(
             f"cannot reach {hub.name} ({reason}), and {reference} is not in {hub.storage(reference.repo_id)}",
-            fix="check the network (and HF_ENDPOINT / HF_HUB_OFFLINE), then pull again",
+            fix="check the network and the hub's endpoint (HF_ENDPOINT, MODELSCOPE_ENDPOINT), then pull again",
         )
     location = hub.location(reference.repo_id, listing)
     return PullResult(
