@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from servestack.errors import EngineError, ServestackError
 from servestack.settings import Settings
@@ -45,13 +46,14 @@ def choose_stack(path: Path | None) -> tuple[Stack, str]:
 
 
 def print_error(error: ServestackError) -> None:
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    # Messages are plain text: `pip install 'servestack[llamacpp]'` must not be read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
     if isinstance(error, EngineError) and error.log_tail:
         err_console.print("[dim]last lines of its log:[/]")
         for line in error.log_tail:
             err_console.print(f"  [dim]│[/] {line}", highlight=False, markup=False)
     if error.fix:
-        err_console.print(f"[yellow]fix:[/] {error.fix}", highlight=False)
+        err_console.print(f"[yellow]fix:[/] {escape(error.fix)}", highlight=False)
 
 
 def main() -> None:
