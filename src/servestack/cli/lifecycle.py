@@ -10,11 +10,11 @@ from pathlib import Path
 import typer
 
 from servestack.cli.app import StackOption, app, choose_stack, console, settings
+from servestack.cli.plan import plan_for_up
 from servestack.cli.progress import RichReporter
 from servestack.controller import Controller, stop_instance
-from servestack.errors import PlanError
-from servestack.plan import Plan, make_plan
-from servestack.stack import Stack, resolve_model
+from servestack.plan import Plan
+from servestack.stack import Stack
 
 
 @app.command()
@@ -22,6 +22,7 @@ def up(
     file: Path | None = StackOption,
     host: str | None = typer.Option(None, "--host", help="Gateway interface (overrides gateway.host)."),
     port: int | None = typer.Option(None, "--port", help="Gateway port (overrides gateway.port)."),
+    force: bool = typer.Option(False, "--force", help="Start even when the plan has errors."),
 ) -> None:
     """Start every service of the stack and serve them behind the gateway, in the foreground.
 
@@ -29,7 +30,7 @@ def up(
     """
     stack, label = choose_stack(file)
     stack = _override_gateway(stack, host, port)
-    plan = _plan_or_refuse(stack)
+    plan = _plan_or_refuse(stack, force=force)
     console.print(f"[dim]stack: {label}[/]", highlight=False)
     controller = Controller(plan, settings(), RichReporter(console), stack_label=label)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -60,13 +61,8 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
     return Stack.model_validate(data)
 
 
-def _plan_or_refuse(stack: Stack) -> Plan:
-    models = {name: resolve_model(service.model) for name, service in stack.services.items()}
-    plan = make_plan(stack, models=models)
-    if plan.errors:
-        lines = [f"{f.service or 'stack'}: {f.message}" + (f" ({f.fix})" if f.fix else "") for f in plan.errors]
-        raise PlanError("the stack cannot run:\n  " + "\n  ".join(lines))
-    return plan
+def _plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
+    return plan_for_up(stack, force=force)
 
 
 async def _serve_until_signal(controller: Controller) -> None:
