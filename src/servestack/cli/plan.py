@@ -64,10 +64,11 @@ def plan_command(
         raise typer.Exit(1)
 
 
-def plan_for_up(stack: Stack, *, force: bool) -> Plan:
+def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
     """The plan `up` runs: this machine's GPUs (NVML; none → CPU); errors refuse unless `force`."""
     models = _resolved_models(stack)
-    plan = make_plan(stack, detect_inventory(), gather_facts(stack, models), models=models)
+    inventory = inventory if inventory is not None else detect_inventory()
+    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models)
     if not plan.errors:
         return plan
     if force:
