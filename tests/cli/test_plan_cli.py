@@ -129,3 +129,24 @@ def test_force_plans_anyway() -> None:
         plan_for_up(stack, force=False, inventory=Inventory.cpu())
     plan = plan_for_up(stack, force=True, inventory=Inventory.cpu())
     assert [f.code for f in plan.errors] == ["gpu-missing"]
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "plan.md"
+
+
+def _doc_block(after: str) -> list[str]:
+    text = DOCS.read_text()
+    start = text.index(after) + len(after)
+    return [line.rstrip() for line in text[start : text.index("```", start)].strip("\n").splitlines()]
+
+
+def test_the_documented_examples_are_what_the_cli_prints(seeds: Path) -> None:
+    stack_text = "\n".join(_doc_block("```yaml\n# stack.yaml\n"))
+    seeds.write_text(stack_text)
+    explored = runner.invoke(app, ["plan", "-f", str(seeds), "--gpus", "4xH200", "--explore-tp", "deepseek"])
+    printed = [line.rstrip() for line in explored.output.splitlines()]
+    documented = _doc_block("$ servestack plan -f stack.yaml --gpus 4xH200 --explore-tp deepseek\n")
+    assert [line for line in documented if line not in printed] == []
+    planned = runner.invoke(app, ["plan", "-f", str(seeds), "--gpus", "4xH200"])
+    [over] = _doc_block("reports, besides each service's figures:\n\n```\n")
+    assert over in planned.output

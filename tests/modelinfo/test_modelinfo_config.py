@@ -147,3 +147,12 @@ def test_qwen3_is_about_8_2b() -> None:
 )
 def test_catalog_lookup(query: str, expected: str | None) -> None:
     assert Catalog.builtin().resolve(query) == expected
+
+
+def test_yarn_rope_scaling_extends_the_context() -> None:
+    qwen = {k: v for k, v in REFERENCE["Qwen/Qwen2.5-Coder-32B-Instruct"].items() if not k.startswith("_")}
+    qwen["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    assert facts_from_config(qwen, model_id="q", source="test").max_context == 131072
+    # DeepSeek's config already states the scaled length (4096 × 40); Llama 3.1's llama3 scaling is not YaRN.
+    deepseek = facts_from_config(REFERENCE["deepseek-ai/DeepSeek-V2.5-1210"], model_id="d", source="test")
+    assert deepseek.max_context == 163840

@@ -228,3 +228,8 @@ def test_nvml_free_memory_is_what_sglang_sizes_from() -> None:
     half = make_plan(stack(text), busy, known).services["svc"]
     assert full.kv_tokens is not None and half.kv_tokens is not None
     assert half.kv_tokens < full.kv_tokens / 2
+
+
+def test_llamacpp_has_no_memory_fraction() -> None:
+    [error] = planner_errors(plan(one_service("llamacpp", LLAMA_8B, memory_fraction=0.5)).errors)
+    assert error.code == "fraction-unsupported"

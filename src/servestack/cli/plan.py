@@ -31,7 +31,7 @@ VERDICT_STYLE = {
     Verdict.CPU: "cyan",
     Verdict.UNCHECKED: "yellow",
 }
-SEVERITY_MARK = {Severity.ERROR: "[red]✗ error[/]", Severity.WARNING: "[yellow]! warning[/]", Severity.INFO: "info"}
+SEVERITY_MARK = {Severity.ERROR: "[red]✗ error[/]", Severity.WARNING: "[yellow]! warning[/]"}
 
 
 @app.command("plan")
@@ -207,6 +207,8 @@ def _describe_facts(facts: ModelFacts) -> str:
 def _gib(value: int | None) -> str:
     if value is None:
         return "-"
+    if value == 0:
+        return "0 GiB"
     return f"{value / GIB:.1f} GiB" if abs(value) >= GIB else f"{value / 2**20:.0f} MiB"
 
 

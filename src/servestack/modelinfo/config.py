@@ -24,6 +24,7 @@ DTYPE_NAMES = {
     "float": "float32",
 }
 REQUIRED = ("layers", "hidden_size", "attention_heads", "vocab_size")
+YARN_TYPES = ("yarn",)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def facts_from_config(config: Mapping[str, Any], *, model_id: str, source: str) 
         intermediate_size=int(_get(merged, "intermediate_size", 4 * hidden)),
         parameters=0,
         dtype=DTYPE_NAMES.get(str(_get(merged, "dtype", "bfloat16")).lower(), "bfloat16"),
-        max_context=_int_or_none(_get(merged, "max_context")),
+        max_context=_max_context(merged),
         quantization=QUANT_METHODS.get(str(quant.get("quant_method", "")).lower()) if quant else None,
         weight_block_size=_block_size(quant.get("weight_block_size")),
         moe=_moe(merged),
@@ -106,6 +107,17 @@ def _get(config: Mapping[str, Any], fact: str, default: Any = None) -> Any:
 
 def _int_or_none(value: Any) -> int | None:
     return int(value) if value is not None else None
+
+
+def _max_context(config: Mapping[str, Any]) -> int | None:
+    """The config's positions; YaRN scaling extends the original window by its factor (as vLLM derives it)."""
+    positions = _int_or_none(_get(config, "max_context"))
+    scaling = config.get("rope_scaling") or {}
+    kind = scaling.get("rope_type", scaling.get("type"))
+    original = scaling.get("original_max_position_embeddings")
+    if kind in YARN_TYPES and original and scaling.get("factor"):
+        return max(positions or 0, int(original * scaling["factor"]))
+    return positions
 
 
 def _moe(config: Mapping[str, Any]) -> MoE | None:

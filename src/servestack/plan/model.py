@@ -15,7 +15,6 @@ from servestack.stack import Service, Stack
 class Severity(Enum):
     ERROR = "error"  # blocks `up` (unless --force)
     WARNING = "warning"
-    INFO = "info"  # a decision the planner took on the user's behalf
 
 
 class Verdict(Enum):

@@ -51,6 +51,8 @@ def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: S
     request = FitRequest.of(service, rule, facts) if facts is not None else None
     placement = place_service(name, service, rule, request, inventory, free)
     plan = _placed(plan, placement, facts)
+    if service.memory_fraction is not None and rule.flags.fraction is None:
+        plan = dataclasses.replace(plan, findings=[*plan.findings, _no_fraction(name, service)])
     if placement.failed:
         return dataclasses.replace(plan, verdict=Verdict.INVALID)
     if request is None:
@@ -184,6 +186,17 @@ def _fraction_decision(rule: MemoryRule, fraction: float, placement: Placement) 
     gpu = min(placement.gpus, key=lambda g: g.total_bytes)
     reason = f"{rule.engine}'s default for {gpu.describe()} at TP {placement.tp}, passed explicitly"
     return Decision("memory_fraction", fraction, f"{rule.flags.fraction} {fraction}", reason)
+
+
+def _no_fraction(name: str, service: Service) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        f"{service.engine} has no GPU memory fraction (memory_fraction: {service.memory_fraction})",
+        service=name,
+        reason="its memory is set by the model size and context_length",
+        fix="remove `memory_fraction`",
+        code="fraction-unsupported",
+    )
 
 
 def _engine_findings(name: str, service: Service) -> list[Finding]:
