@@ -136,7 +136,7 @@ def _service_table(sp: ServicePlan) -> Table:
     memory = sp.memory
     if sp.facts is not None:
         table.add_row("model", _describe_facts(sp.facts))
-    table.add_row("GPUs", ",".join(map(str, sp.config.gpus)) or "cpu")
+    table.add_row("GPUs", _gpus_cell(sp))
     table.add_row("TP", str(sp.config.tp))
     if memory is not None:
         fraction = f", memory fraction {memory.fraction}" if memory.fraction is not None else ""
@@ -196,6 +196,14 @@ def _explore_table(fits: list[Fit]) -> Table:
             f"[{VERDICT_STYLE[fit.verdict]}]{fit.verdict.value}[/]",
         )
     return table
+
+
+def _gpus_cell(sp: ServicePlan) -> str:
+    if sp.config.gpus:
+        return ",".join(map(str, sp.config.gpus))
+    if sp.service.gpus:  # pinned but not placed: the findings say why
+        return ",".join(map(str, sp.service.gpus)) + " (not placed)"
+    return "cpu"
 
 
 def _describe_facts(facts: ModelFacts) -> str:
