@@ -16,6 +16,9 @@ SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 EngineName = Literal["llamacpp", "vllm", "sglang", "mistralrs", "sim"]
 RestartPolicy = Literal["always", "on-failure", "never"]
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+KvCacheDType = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "q8_0", "q4_0"]
+QUANTIZATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -60,6 +63,11 @@ class Service(_Strict):
     tp: Annotated[int, Field(ge=1)] | None = None
     context_length: Annotated[int, Field(gt=0)] | None = None
     memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    dtype: DType = Field(default="auto", description="Weight dtype; auto: the checkpoint's (float32 → bfloat16).")
+    quantization: str | None = Field(
+        default=None, description="Quantisation method (fp8, awq, gptq, …); omitted: as the checkpoint says."
+    )
+    kv_cache_dtype: KvCacheDType = Field(default="auto", description="KV-cache dtype; auto: the weight dtype.")
     args: list[str] = Field(default_factory=list, description="Extra engine flags, passed through as given.")
     env: dict[str, str] = Field(default_factory=dict)
     runtime: RuntimeSpec = Field(default_factory=NativeRuntime)
@@ -76,6 +84,13 @@ class Service(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("served names must be unique")
         return names
+
+    @field_validator("quantization")
+    @classmethod
+    def _quantization_name(cls, value: str | None) -> str | None:
+        if value is not None and not QUANTIZATION.match(value):
+            raise ValueError("quantization is a method name in lower case, e.g. fp8, awq, gptq")
+        return value
 
     @field_validator("args", mode="before")
     @classmethod
