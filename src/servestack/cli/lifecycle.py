@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, settings
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings
 from servestack.cli.progress import RichReporter
 from servestack.controller import Controller, stop_instance
 from servestack.errors import PlanError
@@ -31,7 +31,7 @@ def up(
     stack = _override_gateway(stack, host, port)
     plan = _plan_or_refuse(stack)
     console.print(f"[dim]stack: {label}[/]", highlight=False)
-    controller = Controller(plan, settings(), RichReporter(console), stack_label=label)
+    controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve_until_signal(controller))
     console.print("[dim]stopped.[/]")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from servestack.errors import EngineError, StateError
@@ -41,8 +41,17 @@ class Reporter(Protocol):
 
 
 class Controller:
-    def __init__(self, plan: Plan, settings: Settings, reporter: Reporter, *, stack_label: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        reporter: Reporter,
+        *,
+        stack_label: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.plan = plan
+        self.environ = environ  # engines' secrets (HF token): the environment plus the stack's .env
         self.settings = settings
         self.reporter = reporter
         self.stack_label = stack_label
@@ -60,7 +69,8 @@ class Controller:
             InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
         )
         try:
-            async with Supervisor(self.store, self.settings, listener=self._on_replica_change) as supervisor:
+            supervisor = Supervisor(self.store, self.settings, listener=self._on_replica_change, environ=self.environ)
+            async with supervisor:
                 if await _first(self._start_all(supervisor), stop):
                     self.reporter.all_ready(server.url, self.table.models())
                     await stop.wait()

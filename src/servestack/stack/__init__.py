@@ -1,12 +1,26 @@
 """The stack file: schema, loading, interpolation, model references."""
 
-from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack
+from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack, read_dotenv
 from servestack.stack.models import resolve_model
-from servestack.stack.schema import GatewayConfig, NativeRuntime, RuntimeSpec, Service, Stack
+from servestack.stack.schema import (
+    ApptainerRuntime,
+    CudaVersion,
+    DockerRuntime,
+    GatewayConfig,
+    NativeRuntime,
+    PixiEnvironment,
+    RuntimeSpec,
+    Service,
+    Stack,
+)
 
 __all__ = [
+    "ApptainerRuntime",
+    "CudaVersion",
+    "DockerRuntime",
     "GatewayConfig",
     "NativeRuntime",
+    "PixiEnvironment",
     "RuntimeSpec",
     "Service",
     "Stack",
@@ -14,5 +28,6 @@ __all__ = [
     "load_default_stack",
     "load_stack",
     "parse_stack",
+    "read_dotenv",
     "resolve_model",
 ]
