@@ -142,7 +142,8 @@ GOLDEN = {
             "-e", "PYTHONUNBUFFERED", "-e", "HF_TOKEN", "-e", "HUGGING_FACE_HUB_TOKEN", "-e", "RUST_LOG",
             "--memory", "64g", "--memory-reservation", "32g",
             "--entrypoint", "mistralrs-server", "mistralrs:v0.6.0-cuda12.2",
-            "--serve-ip", "0.0.0.0", "--port", "11434", "gguf", "-m", "/models", "-f", "mistral-7b-instruct-q4_k_m.gguf",
+            "--serve-ip", "0.0.0.0", "--port", "11434",
+            "gguf", "-m", "/models", "-f", "mistral-7b-instruct-q4_k_m.gguf",
         ],
         {"PYTHONUNBUFFERED": "1", **TOKENS, "RUST_LOG": "info"},
     ),
@@ -159,6 +160,7 @@ GOLDEN = {
     ),
 }  # fmt: skip
 
+GLM_WEIGHTS = "./weights/GLM-4.7"  # the seed runs from its pixi project folder
 # example → (seed command, where the engine command starts in our argv, path rewrites seed ← ours)
 SEEDS = {
     "000-codestral-sglang-apptainer.yaml": (SEED_000, "python3", {}),
