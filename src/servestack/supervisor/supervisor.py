@@ -76,6 +76,7 @@ class Supervisor:
         self.listener = listener
         self.environ = dict(os.environ) if environ is None else dict(environ)
         self._driver_cuda = driver_cuda
+        self._flags_checked: set[str] = set()  # services whose engine accepted their flags (checked once)
         self.replicas: dict[str, Replica] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -118,13 +119,15 @@ class Supervisor:
         assert self._session is not None, "use the supervisor as an async context manager"
         self.replicas[replica.state.key] = replica
         self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time(), last_error=None)
-        try:
-            await check_flags(
-                replica.plan.service, replica.launch.argv, environ=self.environ, driver_cuda=replica.driver_cuda
-            )
-        except ServestackError as exc:
-            self._update(replica, status=ReplicaStatus.FAILED, last_error=exc.message)
-            raise
+        if replica.plan.name not in self._flags_checked:
+            try:
+                await check_flags(
+                    replica.plan.service, replica.launch.argv, environ=self.environ, driver_cuda=replica.driver_cuda
+                )
+            except ServestackError as exc:
+                self._update(replica, status=ReplicaStatus.FAILED, last_error=exc.message)
+                raise
+            self._flags_checked.add(replica.plan.name)
         replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
         self._update(replica, pid=process.pid, pgid=process.pgid)
         url = replica.base_url + replica.engine.health_path
