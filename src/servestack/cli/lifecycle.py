@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, settings
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings
 from servestack.cli.plan import plan_for_up
 from servestack.cli.progress import RichReporter
 from servestack.controller import (
@@ -51,7 +51,7 @@ def up(
         _up_detached(services or [], file, host, port, force)
         return
     console.print(f"[dim]stack: {label}[/]", highlight=False)
-    controller = Controller(plan, settings(), RichReporter(console), stack_label=label)
+    controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve_until_signal(controller, services or None))
     console.print("[dim]stopped.[/]")

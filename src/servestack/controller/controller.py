@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from servestack.controller.control import ControlServer
@@ -46,8 +46,17 @@ class Reporter(Protocol):
 
 
 class Controller:
-    def __init__(self, plan: Plan, settings: Settings, reporter: Reporter, *, stack_label: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        reporter: Reporter,
+        *,
+        stack_label: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.plan = plan
+        self.environ = environ  # engines' secrets (HF token): the environment plus the stack's .env
         self.settings = settings
         self.reporter = reporter
         self.stack_label = stack_label
@@ -74,7 +83,7 @@ class Controller:
             cleanup.callback(self.store.clear_instance)
             cleanup.callback(self.store.clear_replicas)
             supervisor = await cleanup.enter_async_context(
-                Supervisor(self.store, self.settings, listener=self._on_replica_change)
+                Supervisor(self.store, self.settings, listener=self._on_replica_change, environ=self.environ)
             )
             self._supervisor = supervisor
             names = services or list(self.plan.services)
