@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from servestack.cli.plan import gather_facts
 from servestack.engines import EngineConfig
+from servestack.gpus import parse_inventory
+from servestack.plan import make_plan
 from servestack.runtimes import Launch
 from servestack.stack import Stack, load_stack
 from servestack.supervisor.launch import build_launch
@@ -25,25 +28,29 @@ TOKENS = {"HF_TOKEN": TOKEN, "HUGGING_FACE_HUB_TOKEN": TOKEN}
 SGLANG_ALIASES = {"--tp": "--tp-size", "--tensor-parallel-size": "--tp-size", "--model": "--model-path"}
 
 
-def config_for(stack: Stack, name: str) -> EngineConfig:
-    """What the plan decides when the stack pins everything (the seeds do)."""
-    service = stack.services[name]
-    return EngineConfig(
-        model=service.model,
-        served_names=tuple(stack.served_names(name)),
-        host=service.host,
-        port=service.port,
-        gpus=tuple(service.gpus or ()),
-        tp=service.tp or 1,
-        context_length=service.context_length,
-        memory_fraction=service.memory_fraction,
-    )
+# The hardware each seed ran on, as a `--gpus` spec.
+SEED_HARDWARE = {
+    "000-codestral-sglang-apptainer.yaml": "4xH200",
+    "001-deepseek-v2.5-sglang-apptainer.yaml": "4xH200",
+    "002-mistral-7b-vllm-docker.yaml": "2xH100-80GB",
+    "003-mistralrs-gguf-docker.yaml": "1xRTX4090",
+    "004-glm-4.7-sglang-pixi.yaml": "8xH200",
+}
+
+
+def config_for(example: str, stack: Stack, name: str) -> EngineConfig:
+    """What the planner decides for the example on its seed's hardware (what `plan --show-commands` prints)."""
+    facts = gather_facts(stack, {n: s.model for n, s in stack.services.items()})
+    plan = make_plan(stack, parse_inventory(SEED_HARDWARE[example]), facts)
+    assert not plan.errors, plan.errors
+    return plan.services[name].config
 
 
 def launch_of(example: str, *, driver_cuda: str | None = None) -> Launch:
     stack = load_stack(EXAMPLES / example, environ=ENVIRON)
     (name,) = stack.services
-    return build_launch(stack.services[name], config_for(stack, name), environ=ENVIRON, driver_cuda=driver_cuda)
+    config = config_for(example, stack, name)
+    return build_launch(stack.services[name], config, environ=ENVIRON, driver_cuda=driver_cuda)
 
 
 def options(argv: list[str], aliases: dict[str, str]) -> tuple[list[str], dict[str, str | None]]:

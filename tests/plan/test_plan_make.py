@@ -39,7 +39,9 @@ def test_seeds_000_and_001_on_one_box_over_commit_gpu_1_naming_both() -> None:
     assert over in result.errors
     deepseek = result.services["deepseek"]
     assert deepseek.verdict is Verdict.FITS and deepseek.config.tp == 4
-    assert deepseek.config.memory_fraction == 0.9  # the engine default, now explicit
+    # The engine default is what the plan assumed; it is shown as a decision, not added to the command.
+    assert deepseek.config.memory_fraction is None
+    assert any(d.setting == "memory_fraction" and d.value == 0.9 for d in deepseek.decisions)
 
 
 def test_each_seed_alone_is_fine() -> None:
@@ -74,7 +76,7 @@ def test_an_unpinned_service_gets_free_gpus_and_the_smallest_tp_that_fits() -> N
     text = one_service("vllm", MIXTRAL, context_length=8192)
     service = plan(text, "4xH100-80GB").services["svc"]
     assert service.config.gpus == (0, 1) and service.config.tp == 2
-    assert service.config.memory_fraction == 0.9
+    assert service.config.memory_fraction is None
     assert {d.setting: d.flag for d in service.decisions} == {
         "tp": "--tensor-parallel-size 2",
         "gpus": "CUDA_VISIBLE_DEVICES=0,1",
@@ -162,7 +164,8 @@ def test_unknown_model_plans_without_a_memory_check() -> None:
     [unknown] = planner_findings(service.findings)
     assert unknown.code == "facts-unknown" and unknown.severity is Severity.WARNING
     assert service.verdict is Verdict.UNCHECKED
-    assert service.config.gpus == (0, 1) and service.config.memory_fraction == 0.9
+    assert service.config.gpus == (0, 1) and service.config.memory_fraction is None
+    assert [d.value for d in service.decisions if d.setting == "memory_fraction"] == [0.9]
 
 
 @pytest.mark.parametrize(

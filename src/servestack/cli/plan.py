@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -15,14 +16,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servestack.cli.app import StackOption, app, choose_stack, console, err_console
-from servestack.errors import ModelInfoError, PlanError
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console
+from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
 from servestack.plan import Finding, Fit, FitRequest, Plan, ServicePlan, Severity, Verdict, explore_tp, make_plan
 from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
 from servestack.stack import Stack, resolve_model
+from servestack.supervisor import free_port
+from servestack.supervisor.launch import build_launch
 
 VERDICT_STYLE = {
     Verdict.FITS: "green",
@@ -44,6 +47,12 @@ def plan_command(
     explore: str | None = typer.Option(
         None, "--explore-tp", metavar="SERVICE", help="Show every TP size for SERVICE: memory per GPU and verdict."
     ),
+    show_commands: bool = typer.Option(
+        False, "--show-commands", help="Also print the exact process each service starts (argv and environment)."
+    ),
+    cuda: str | None = typer.Option(
+        None, "--cuda", metavar="VERSION", help="The driver's CUDA version to choose environments by (e.g. 12.8)."
+    ),
 ) -> None:
     """Check that the stack fits the GPUs: placement, TP, memory per GPU, KV cache, and findings with fixes.
 
@@ -60,6 +69,8 @@ def plan_command(
         typer.echo(orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2).decode())
     else:
         print_plan(console, plan, label)
+    if show_commands:
+        print_commands(plan, environ=engine_environ(file), driver_cuda=cuda or plan.inventory.cuda_driver_version)
     if plan.errors:
         raise typer.Exit(1)
 
@@ -115,6 +126,23 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
         print_findings(out, findings)
     verdict = "[red]the plan has errors: `up` refuses it[/]" if plan.errors else "[green]the plan is runnable[/]"
     out.print(f"\n{verdict}")
+
+
+def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str | None) -> None:
+    """The process each service would start, as a shell line (secrets masked)."""
+    for sp in plan.services.values():
+        console.print(f"\n[bold]{sp.name}[/] [dim]command[/]", highlight=False)
+        config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
+        try:
+            launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda)
+        except ServestackError as error:
+            console.print(f"  [red]cannot build it:[/] {error.message}", highlight=False, markup=False)
+            if error.fix:
+                console.print(f"  fix: {error.fix}", highlight=False, markup=False)
+            continue
+        console.print(launch.display(), highlight=False, markup=False, soft_wrap=True)
+        if not sp.config.port:
+            console.print(f"  [dim](no port in the stack: a free one is chosen at start; {config.port} shown)[/]")
 
 
 def print_findings(out: Console, findings: list[Finding]) -> None:

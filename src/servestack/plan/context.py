@@ -13,6 +13,8 @@ from servestack.plan.fit import Fit, FitRequest, evaluate
 from servestack.plan.model import Decision, Finding, Severity, Verdict
 from servestack.plan.recommend import reduced_context
 
+REDUCED_CONTEXT = "the largest context that fits"
+
 
 @dataclass(frozen=True)
 class ContextChoice:
@@ -56,9 +58,7 @@ def choose_context(name: str, request: FitRequest, fit: Fit) -> ContextChoice:
             code="context-reduced",
         )
     )
-    decision = Decision(
-        "context_length", largest, f"{request.rule.flags.context} {largest}", "the largest context that fits"
-    )
+    decision = Decision("context_length", largest, f"{request.rule.flags.context} {largest}", REDUCED_CONTEXT)
     return ContextChoice(evaluate(request, fit.gpus, fit.tp, context=largest), findings, decision)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from servestack.engines import ENGINES, EngineConfig
 from servestack.gpus import Gpu, Inventory
 from servestack.modelinfo import ModelFacts
-from servestack.plan.context import choose_context
+from servestack.plan.context import REDUCED_CONTEXT, choose_context
 from servestack.plan.fit import Fit, FitRequest, evaluate, gib
 from servestack.plan.kvcache import kv_bytes_per_token, kv_element_bytes
 from servestack.plan.memory import RULES, MemoryRule
@@ -80,11 +80,12 @@ def _on_gpus(plan: ServicePlan, request: FitRequest, placement: Placement, inven
     if not any(f.code == "context-does-not-fit" for f in choice.findings):
         findings += _fit_findings(plan.name, request, fit, inventory)
     decisions = [*plan.decisions, *([choice.decision] if choice.decision else [])]
-    fraction = plan.service.memory_fraction
-    if fraction is None and fit.memory is not None and fit.memory.fraction is not None:
-        fraction = fit.memory.fraction
-        decisions.append(_fraction_decision(request.rule, fraction, placement))
-    config = dataclasses.replace(plan.config, context_length=fit.context, memory_fraction=fraction)
+    if plan.service.memory_fraction is None and fit.memory is not None and fit.memory.fraction is not None:
+        decisions.append(_fraction_decision(request.rule, fit.memory.fraction, placement))
+    # Engine defaults the planner assumed stay out of the command (it matches what the user wrote);
+    # only a context reduced to fit is passed, since the engine would otherwise refuse to start.
+    context = request.context if request.context is not None else _reduced(choice.decision)
+    config = dataclasses.replace(plan.config, context_length=context)
     return dataclasses.replace(
         plan,
         config=config,
@@ -110,7 +111,6 @@ def _on_cpu(plan: ServicePlan, request: FitRequest) -> ServicePlan:
         decisions.append(Decision("context_length", context, flag, "the engine's default context"))
     return dataclasses.replace(
         plan,
-        config=dataclasses.replace(plan.config, context_length=context),
         decisions=decisions,
         verdict=Verdict.CPU,
         weights_bytes=model_weights(facts, dtype=request.dtype, quantization=request.quantization).bytes,
@@ -134,13 +134,11 @@ def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement) ->
             )
         )
     decisions = list(plan.decisions)
-    fraction = plan.service.memory_fraction
-    if fraction is None and placement.gpus:
+    if plan.service.memory_fraction is None and placement.gpus:
         fraction = rule.default_fraction(min(placement.gpus, key=lambda g: g.total_bytes), placement.tp)
         if fraction is not None:
             decisions.append(_fraction_decision(rule, fraction, placement))
-    config = dataclasses.replace(plan.config, memory_fraction=fraction)
-    return dataclasses.replace(plan, config=config, findings=findings, decisions=decisions)
+    return dataclasses.replace(plan, findings=findings, decisions=decisions)
 
 
 def _fit_findings(name: str, request: FitRequest, fit: Fit, inventory: Inventory) -> list[Finding]:
@@ -182,9 +180,16 @@ def _recommendation(request: FitRequest, inventory: Inventory) -> str:
     return f"{how} fits: {gib(best.memory.weights)} of weights per GPU, {best.kv_tokens:,} KV tokens"
 
 
+def _reduced(decision: Decision | None) -> int | None:
+    """The context the planner reduced to fit, if it had to."""
+    if decision is None or decision.reason != REDUCED_CONTEXT:
+        return None
+    return int(decision.value)  # type: ignore[call-overload]
+
+
 def _fraction_decision(rule: MemoryRule, fraction: float, placement: Placement) -> Decision:
     gpu = min(placement.gpus, key=lambda g: g.total_bytes)
-    reason = f"{rule.engine}'s default for {gpu.describe()} at TP {placement.tp}, passed explicitly"
+    reason = f"{rule.engine}'s default for {gpu.describe()} at TP {placement.tp} (pass it to pin it)"
     return Decision("memory_fraction", fraction, f"{rule.flags.fraction} {fraction}", reason)
 
 
