@@ -15,6 +15,7 @@ SERVICE_KEYS = {
     "model",
     "verdict",
     "gpus",
+    "replica_gpus",
     "tp",
     "context_length",
     "memory_fraction",

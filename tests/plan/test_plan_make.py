@@ -236,3 +236,28 @@ def test_nvml_free_memory_is_what_sglang_sizes_from() -> None:
 def test_llamacpp_has_no_memory_fraction() -> None:
     [error] = planner_errors(plan(one_service("llamacpp", LLAMA_8B, memory_fraction=0.5)).errors)
     assert error.code == "fraction-unsupported"
+
+
+def test_replicas_get_gpus_of_their_own() -> None:
+    text = f"""
+services:
+  a: {{engine: vllm, model: {MIXTRAL}, tp: 2, replicas: 2, context_length: 8192}}
+  b: {{engine: vllm, model: {MIXTRAL}, tp: 2, context_length: 8192}}
+"""
+    result = plan(text, "8xH100-80GB")
+    a, b = result.services["a"], result.services["b"]
+    assert a.replica_gpus == ((0, 1), (2, 3)) and a.gpus_of(1) == (2, 3)
+    assert b.config.gpus == (4, 5)
+    assert not result.errors
+
+
+def test_replicas_that_do_not_fit_the_free_gpus_are_an_error() -> None:
+    text = one_service("vllm", MIXTRAL, tp=2, replicas=3, context_length=8192)
+    [error] = [f for f in plan(text, "4xH100-80GB").errors if f.code == "not-enough-gpus"]
+    assert "needs 6 GPU(s) for TP 2 × 3 replicas but only 4 are free" in error.message
+
+
+def test_pinned_gpus_are_split_between_replicas() -> None:
+    text = one_service("sglang", MIXTRAL, gpus=[4, 5, 6, 7], replicas=2, context_length=8192)
+    service = plan(text, "8xH100-80GB").services["svc"]
+    assert service.config.tp == 2 and service.replica_gpus == ((4, 5), (6, 7))

@@ -227,6 +227,8 @@ def _explore_table(fits: list[Fit]) -> Table:
 
 
 def _gpus_cell(sp: ServicePlan) -> str:
+    if sp.replica_gpus:
+        return "  ".join(f"#{i}: {','.join(map(str, block))}" for i, block in enumerate(sp.replica_gpus))
     if sp.config.gpus:
         return ",".join(map(str, sp.config.gpus))
     if sp.service.gpus:  # pinned but not placed: the findings say why

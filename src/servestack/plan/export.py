@@ -50,6 +50,7 @@ def _service(sp: ServicePlan) -> dict[str, Any]:
         "model": sp.config.model,
         "verdict": sp.verdict.value,
         "gpus": list(sp.config.gpus),
+        "replica_gpus": [list(block) for block in sp.replica_gpus],
         "tp": sp.config.tp,
         "context_length": sp.config.context_length,
         "memory_fraction": sp.config.memory_fraction,

@@ -35,7 +35,7 @@ def make_plan(
     for name, service in stack.services.items():
         item = ServiceInput(name, service, models.get(name, service.model), facts.get(name))
         planned = plan_service(stack, item, inventory, free)
-        taken = set(planned.config.gpus)
+        taken = set(planned.all_gpus)
         free = [gpu for gpu in free if gpu.index not in taken]
         services[name] = planned
     findings = [*port_findings(stack), *sharing_findings(services, inventory)]

@@ -88,10 +88,21 @@ class ServicePlan:
     kv_tokens: int | None = None  # KV-cache capacity in tokens (per replica)
     full_context_sequences: int | None = None  # how many sequences of `config.context_length` fit at once
     decisions: list[Decision] = field(default_factory=list)
+    # One GPU block per replica when replicas were placed on GPUs of their own; empty: all share config.gpus.
+    replica_gpus: tuple[tuple[int, ...], ...] = ()
 
     @property
     def gpus(self) -> tuple[int, ...]:
         return self.config.gpus
+
+    @property
+    def all_gpus(self) -> tuple[int, ...]:
+        """Every GPU any replica of this service uses."""
+        return tuple(g for block in self.replica_gpus for g in block) if self.replica_gpus else self.config.gpus
+
+    def gpus_of(self, replica: int) -> tuple[int, ...]:
+        """The GPUs of one replica."""
+        return self.replica_gpus[replica] if self.replica_gpus else self.config.gpus
 
     @property
     def tp(self) -> int:

@@ -21,10 +21,11 @@ from servestack.stack import Service
 
 @dataclass(frozen=True)
 class Placement:
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[Gpu, ...]  # the first (or only) replica's GPUs: what the fit is checked on
     tp: int
     findings: tuple[Finding, ...] = ()
     decisions: tuple[Decision, ...] = ()
+    replica_blocks: tuple[tuple[Gpu, ...], ...] = ()  # one block per replica, when replicas get GPUs of their own
 
     @property
     def failed(self) -> bool:
@@ -57,6 +58,8 @@ def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inve
     gpus = tuple(g for i in dict.fromkeys(service.gpus) if (g := inventory.gpu(i)) is not None)
     if service.engine not in TENSOR_PARALLEL_ENGINES:
         return Placement(gpus, service.tp or 1)
+    if service.replicas > 1:
+        return _place_pinned_replicas(name, service, rule, gpus)
     tp = service.tp or len(gpus)
     if tp != len(gpus):
         mismatch = Finding(
@@ -73,6 +76,25 @@ def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inve
     return Placement(gpus, tp, (), decisions)
 
 
+def _place_pinned_replicas(name: str, service: Service, rule: MemoryRule, gpus: tuple[Gpu, ...]) -> Placement:
+    """Pinned GPUs split into one block of `tp` GPUs per replica, in order."""
+    replicas = service.replicas
+    tp = service.tp or max(1, len(gpus) // replicas)
+    if tp * replicas != len(gpus):
+        mismatch = Finding(
+            Severity.ERROR,
+            f"{replicas} replicas at TP {tp} need {tp * replicas} GPUs; {len(gpus)} are pinned ({_indices(gpus)})",
+            service=name,
+            reason="each replica runs on GPUs of its own, one tensor-parallel rank per GPU",
+            fix=f"pin {tp * replicas} GPUs, or change `tp` or `replicas`",
+            code="tp-gpu-mismatch",
+        )
+        return Placement(gpus[:tp], tp, (mismatch,))
+    blocks = tuple(gpus[i * tp : (i + 1) * tp] for i in range(replicas))
+    decisions = (_tp_decision(rule, tp, f"{len(gpus)} pinned GPUs for {replicas} replicas"),) if not service.tp else ()
+    return Placement(blocks[0], tp, (), decisions, blocks)
+
+
 def _place_free(
     name: str,
     service: Service,
@@ -87,12 +109,14 @@ def _place_free(
         tp, reason = _choose_tp(request, free)
         decisions.append(_tp_decision(rule, tp, reason))
     tp = tp or 1
-    if tp > len(free):
-        return Placement((), tp, (_not_enough(name, tp, free, inventory),))
-    gpus = tuple(free[:tp])
-    reason = f"free GPUs (not pinned by any service) for TP {tp}"
-    decisions.append(Decision("gpus", list(_ids(gpus)), f"CUDA_VISIBLE_DEVICES={_indices(gpus, ',')}", reason))
-    return Placement(gpus, tp, (), tuple(decisions))
+    replicas = service.replicas
+    if tp * replicas > len(free):
+        return Placement((), tp, (_not_enough(name, tp, replicas, free, inventory),))
+    blocks = tuple(tuple(free[i * tp : (i + 1) * tp]) for i in range(replicas))
+    every = tuple(g for block in blocks for g in block)
+    reason = f"free GPUs (not pinned by any service) for TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
+    decisions.append(Decision("gpus", list(_ids(every)), f"CUDA_VISIBLE_DEVICES={_indices(blocks[0], ',')}", reason))
+    return Placement(blocks[0], tp, (), tuple(decisions), blocks if replicas > 1 else ())
 
 
 def _choose_tp(request: FitRequest, free: Sequence[Gpu]) -> tuple[int, str]:
@@ -132,11 +156,12 @@ def _missing_gpus(name: str, missing: list[int], inventory: Inventory) -> Findin
     )
 
 
-def _not_enough(name: str, tp: int, free: Sequence[Gpu], inventory: Inventory) -> Finding:
+def _not_enough(name: str, tp: int, replicas: int, free: Sequence[Gpu], inventory: Inventory) -> Finding:
     taken = [g for g in inventory.gpus if g not in free]
+    what = f"TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
     return Finding(
         Severity.ERROR,
-        f"needs {tp} GPU(s) for TP {tp} but only {len(free)} are free",
+        f"needs {tp * replicas} GPU(s) for {what} but only {len(free)} are free",
         service=name,
         reason=f"GPUs {_indices(taken)} are pinned or taken by other services" if taken else "the machine is too small",
         fix="pin `gpus:` to share GPUs with another service, or lower `tp`",

@@ -66,6 +66,7 @@ def _placed(plan: ServicePlan, placement: Placement, facts: ModelFacts | None) -
     config = dataclasses.replace(plan.config, gpus=tuple(g.index for g in placement.gpus), tp=placement.tp)
     return dataclasses.replace(
         plan,
+        replica_gpus=tuple(tuple(g.index for g in block) for block in placement.replica_blocks),
         config=config,
         facts=facts,
         findings=[*plan.findings, *placement.findings],

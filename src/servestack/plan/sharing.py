@@ -28,7 +28,7 @@ def sharing_findings(services: Mapping[str, ServicePlan], inventory: Inventory) 
 
 
 def _share(plan: ServicePlan, gpu: Gpu) -> float | None:
-    if gpu.index not in plan.config.gpus:
+    if gpu.index not in plan.all_gpus:
         return None
     if plan.memory is not None:
         return plan.memory.share

@@ -102,7 +102,9 @@ class Supervisor:
     def prepare(self, plan: ServicePlan, index: int = 0) -> Replica:
         """Build a replica's launch (port chosen, command wrapped by its runtime) without starting it."""
         engine = get_engine(plan.service.engine)
-        config = plan.config if plan.config.port else replace(plan.config, port=free_port(plan.config.host))
+        config = replace(plan.config, gpus=plan.gpus_of(index))
+        if not config.port:
+            config = replace(config, port=free_port(config.host))
         driver = self._driver_cuda() if needs_driver_cuda(plan.service.runtime) else None
         launch = build_launch(plan.service, config, environ=self.environ, driver_cuda=driver)
         state = ReplicaState(
