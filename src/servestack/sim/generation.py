@@ -52,7 +52,7 @@ class Generator:
     async def instant(self, request: GenerationRequest, writer: AnswerWriter, send: Send, headers: Headers) -> None:
         max_tokens = request.max_tokens or self.limits.default_max_tokens
         prompt = request.prompt
-        prompt_tokens = len(prompt) if isinstance(prompt, list) else len(prompt) // 4 + 1
+        prompt_tokens = len(prompt) if isinstance(prompt, list) else sum(map(len, prompt)) // 4 + 1
         self._check_length(prompt_tokens, max_tokens)
         pieces = self._canned_pieces(max_tokens, request.route is Route.COMPLETION)
         reason = request.finish_reason
@@ -74,7 +74,7 @@ class Generator:
 
     async def simulate(self, request: GenerationRequest, writer: AnswerWriter, send: Send, headers: Headers) -> None:
         prompt = request.prompt
-        prompt_ids = prompt if isinstance(prompt, list) else self.tokenizer.encode(prompt)
+        prompt_ids = prompt if isinstance(prompt, list) else self.tokenizer.encode_segments(prompt)
         max_tokens = request.max_tokens or self.limits.default_max_tokens
         self._check_length(len(prompt_ids), max_tokens)
         seq = Sequence(prompt_ids, max_tokens)
@@ -92,7 +92,7 @@ class Generator:
                 await self._stream(seq, request, writer, pieces, send, headers)
             else:
                 await self._whole(seq, request, writer, pieces, send, headers)
-            conversation = self._conversation(prompt, pieces)
+            conversation = self._conversation(request, prompt_ids, pieces)
         finally:
             self.scheduler.finish(seq, conversation)
 
@@ -137,12 +137,13 @@ class Generator:
     def _usage(self, seq: Sequence) -> dict[str, object]:
         return usage(seq.prompt_tokens, seq.max_tokens, seq.cached_tokens)
 
-    def _conversation(self, prompt: str | list[int], pieces: list[str]) -> list[int]:
+    def _conversation(self, request: GenerationRequest, prompt_ids: list[int], pieces: list[str]) -> list[int]:
         """Prompt and answer as the next turn will tokenize them, for the prefix cache."""
         answer = "".join(pieces)
-        if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt + answer)
-        return [*prompt, *self.tokenizer.encode(answer)]
+        if request.route is Route.CHAT and isinstance(request.prompt, tuple):
+            *messages, header = request.prompt  # the next turn renders the header and answer as one message
+            return self.tokenizer.encode_segments(messages) + self.tokenizer.encode(header + answer)
+        return prompt_ids + self.tokenizer.encode(answer)  # a completion's answer starts a new piece
 
     def _check_length(self, prompt_tokens: int, max_tokens: int) -> None:
         limit = self.limits.max_model_len
