@@ -58,8 +58,7 @@ class Generator:
         reason = request.finish_reason
         counts = usage(prompt_tokens, max_tokens, 0)
         self.metrics.prompt_seen(prompt_tokens, 0, cache_queried=False)
-        self.metrics.first_token(0.0)
-        self.metrics.finished(max_tokens, 0.0, reason)
+        self.metrics.finished(max_tokens, reason)
         if not request.stream:
             await send_bytes(send, 200, writer.whole("".join(pieces), reason, counts), JSON_HEADERS + headers)
             return
@@ -104,7 +103,7 @@ class Generator:
         await self.clock.sleep_until(seq.finish_at)
         body = writer.whole("".join(pieces), request.finish_reason, self._usage(seq))
         await send_bytes(send, 200, body, JSON_HEADERS + headers)
-        self.metrics.finished(seq.max_tokens, self.clock.now() - seq.arrived_at, request.finish_reason)
+        self.metrics.finished(seq.max_tokens, request.finish_reason, self.clock.now() - seq.arrived_at)
 
     async def _stream(
         self, seq: Sequence, request: GenerationRequest, writer: AnswerWriter, pieces: list[str], send: Send,
@@ -128,7 +127,7 @@ class Generator:
             if sent < seq.max_tokens:
                 await self.clock.sleep_until(seq.token_time(sent))
         await _end_stream(send, writer.usage_chunk(self._usage(seq)) if request.include_usage else b"")
-        self.metrics.finished(seq.max_tokens, self.clock.now() - seq.arrived_at, request.finish_reason)
+        self.metrics.finished(seq.max_tokens, request.finish_reason, self.clock.now() - seq.arrived_at)
 
     async def _first_token(self, seq: Sequence) -> None:
         await self.scheduler.prefill(seq)
