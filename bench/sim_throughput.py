@@ -147,7 +147,12 @@ def machine() -> dict[str, object]:
     cpu = platform.processor()
     with open("/proc/cpuinfo") as info:
         names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-    return {"cpu": names[0] if names else cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "cpu": names[0] if names else cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_1m_before": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures
+    }
 
 
 def main() -> None:
@@ -159,6 +164,7 @@ def main() -> None:
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     if pin:
         os.sched_setaffinity(0, {1})
+    host = machine()
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     sim = start_sim(port, pin)
@@ -178,7 +184,7 @@ def main() -> None:
     for name, row in results.items():
         print(f"{name:<30} {row['requests_per_s']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} {row['failures']:>7}")
     RESULTS.parent.mkdir(exist_ok=True)
-    report = {"benchmark": "sim_throughput", "concurrency": args.concurrency, "pinned": pin, "machine": machine(),
+    report = {"benchmark": "sim_throughput", "concurrency": args.concurrency, "pinned": pin, "machine": host,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}  # fmt: skip
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {RESULTS}")
