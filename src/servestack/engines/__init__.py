@@ -13,6 +13,7 @@ from servestack.engines.llamacpp import LlamaCppPythonEngine
 from servestack.engines.llamacpp_server import LlamaServerEngine
 from servestack.engines.mistralrs import MistralRsEngine, MistralRsServerEngine
 from servestack.engines.sglang import SGLangEngine
+from servestack.engines.sim import SimEngine
 from servestack.engines.vllm import VllmEngine
 from servestack.errors import EngineError
 
@@ -23,6 +24,7 @@ ENGINES: dict[str, Engine] = {
     "sglang": SGLangEngine(),
     "mistralrs": MistralRsEngine(),
     "mistralrs-server": MistralRsServerEngine(),
+    "sim": SimEngine(),
 }
 
 

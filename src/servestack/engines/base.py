@@ -19,7 +19,16 @@ from servestack.errors import EngineError
 from servestack.stack import Service
 
 # The common metric names the gateway and `status` use; each engine maps some of them to its own.
-METRICS = ("waiting", "running", "kv_usage", "ttft", "prompt_tokens", "generation_tokens")
+METRICS = (
+    "waiting",
+    "running",
+    "kv_usage",
+    "ttft",
+    "prompt_tokens",
+    "generation_tokens",
+    "prefix_cache_queries",
+    "prefix_cache_hits",
+)
 
 
 class Readiness(Enum):
