@@ -9,14 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from servestack.downloads.progress import ProgressListener
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file of a repository; `size` is None when the hub did not say."""
-
-    path: str
-    size: int | None = None
+from servestack.downloads.remote import RemoteFile
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ Hubs call the listener from the thread that downloads; the CLI's implementation 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from servestack.downloads.hub import RemoteFile
+from servestack.downloads.remote import RemoteFile
 
 
 class ProgressListener(Protocol):
