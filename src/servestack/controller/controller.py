@@ -47,7 +47,7 @@ class Controller:
         self.reporter = reporter
         self.stack_label = stack_label
         self.store = StateStore(settings.state_dir)
-        self.table = EndpointTable()
+        self.table = EndpointTable(plan.stack.routing)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; stop every engine on the way out, whatever happens."""

@@ -1,0 +1,82 @@
+"""A pool: the endpoints serving one model name, and the policy that picks among them.
+
+Candidates are the endpoints the controller reports ready, that are not being drained, and whose
+circuit breaker lets a request through (a half-open circuit lets exactly one). A pool with a single
+candidate skips the policy's choice but still tells it about the request, so that what a policy
+learns (prefixes, prefill rates) is there when a second replica joins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
+
+from servestack.errors import UpstreamUnavailable
+from servestack.gateway.routing import NO_REQUEST, Attempt, Policy, RouteRequest
+
+if TYPE_CHECKING:
+    from servestack.gateway.endpoints import Endpoint
+
+
+class Pool:
+    def __init__(self, model: str, policy: Policy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model = model
+        self.policy = policy
+        self.clock = clock
+        self.endpoints: list[Endpoint] = []
+
+    def put(self, endpoint: Endpoint) -> None:
+        """Add the endpoint, or replace the one with its id (keeping its place)."""
+        for i, existing in enumerate(self.endpoints):
+            if existing.id == endpoint.id:
+                self.endpoints[i] = endpoint
+                return
+        self.endpoints.append(endpoint)
+
+    def discard(self, endpoint_id: str) -> None:
+        self.endpoints = [e for e in self.endpoints if e.id != endpoint_id]
+
+    def candidates(self, exclude: Collection[str] = ()) -> list[Endpoint]:
+        """Endpoints that may take a request now, less those whose ids are in `exclude`."""
+        return [
+            e for e in self.endpoints if e.ready and e.id not in exclude and e.vitals.breaker.permits()
+        ]  # fmt: skip
+
+    def choose(self, request: RouteRequest, exclude: Collection[str] = ()) -> Attempt:
+        """Pick an endpoint for `request` and record the attempt; raises UpstreamUnavailable if none can take it."""
+        candidates = self.candidates(exclude)
+        if not candidates:
+            raise self._unavailable()
+        endpoint = candidates[0] if len(candidates) == 1 else self.policy.choose(candidates, request)
+        endpoint.vitals.breaker.dispatched()
+        attempt = Attempt(endpoint, request, self.clock())
+        self.policy.dispatched(attempt)
+        return attempt
+
+    def finish(self, attempt: Attempt, *, ok: bool, first_token_at: float | None = None) -> None:
+        """The attempt ended: tell the endpoint's circuit breaker and the policy."""
+        breaker = attempt.endpoint.vitals.breaker
+        if ok:
+            breaker.succeeded()
+        else:
+            breaker.failed()
+        self.policy.finished(attempt, ok=ok, first_token_at=first_token_at)
+
+    def pick(self) -> Endpoint:
+        """An endpoint for a request with nothing to route by; nothing is recorded."""
+        candidates = self.candidates()
+        if not candidates:
+            raise self._unavailable()
+        return self.policy.choose(candidates, NO_REQUEST)
+
+    def _unavailable(self) -> UpstreamUnavailable:
+        ready = [e for e in self.endpoints if e.ready]
+        if not ready:
+            return UpstreamUnavailable(
+                f"The model '{self.model}' is not ready yet (its engine is loading or down)", retry_after=5
+            )
+        wait = min(e.vitals.breaker.open_seconds for e in ready)
+        return UpstreamUnavailable(
+            f"Every replica of the model '{self.model}' is failing; requests resume after a pause", retry_after=wait
+        )
