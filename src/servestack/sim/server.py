@@ -100,11 +100,18 @@ class SimServer:
         await self._task
 
     async def stop(self) -> None:
+        """Stop at once, like an engine going down: open connections are cut, in-flight requests end."""
         for timer in self._timers:
             timer.cancel()
         if self._task is None:
             return
         self._server.should_exit = True
+        # Aborting the transports makes every handler see a disconnect and return, so the shutdown
+        # does not sit out the graceful timeout for streams or hung requests.
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
         if not self._server.started:
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
