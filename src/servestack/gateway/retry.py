@@ -42,7 +42,7 @@ class RetryBudget:
         self._balance = balance if balance < self.burst else self.burst
 
     def can_retry(self) -> bool:
-        return self.ratio > 0 and self.balance >= 1.0
+        return self.ratio > 0 and self.balance >= 1.0 - 1e-9  # ten requests at 0.1 earn one retry
 
     def withdraw(self) -> bool:
         """Take one retry; False when the budget is spent."""

@@ -15,8 +15,10 @@ For each candidate the estimated time to first token is
   sequences slow a real engine's steps and hold its batch slots), every request waiting in the
   engine's own queue (scraped) `queue_weight`.
 
-The least expected TTFT wins. Balance needs no thresholds: a hot replica's backlog grows until a
-cold prefill elsewhere is cheaper.
+The least expected TTFT wins; estimates within a few percent count as equal, and then the replica
+whose prefix index holds least wins, so distinct prefixes spread over the pool instead of piling
+onto the first replica of an idle pool. Balance needs no thresholds: a hot replica's backlog grows
+until a cold prefill elsewhere is cheaper.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 DEFAULT_PREFILL_RATE = 8000.0  # tokens/s, until the first streams are measured
 SMOOTHING = 0.2
 MIN_TTFT = 1e-4
+TIE_MARGIN = 0.05  # estimates this close count as equal
+TIE_SECONDS = 0.001
 
 
 @dataclass
@@ -67,13 +71,12 @@ class TtftCost(BasePolicy):
         now = self.clock()
         hashes = request.blocks
         tokens = request.tokens
-        best = candidates[0]
-        best_cost = float("inf")
-        for candidate in candidates:
-            cost = self.estimate(candidate, tokens, hashes, now)
-            if cost < best_cost:
-                best, best_cost = candidate, cost
-        return best
+        costs = [self.estimate(c, tokens, hashes, now) for c in candidates]
+        near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
+        # Among (near) equals, the replica holding the fewest prefixes: a cold prompt then lands
+        # where it evicts least, and distinct prefixes spread over the pool.
+        ties = [(self.index.size(c.id), c.vitals.in_flight, i) for i, c in enumerate(candidates) if costs[i] <= near]
+        return candidates[min(ties)[2]]
 
     def estimate(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int], now: float) -> float:
         """Expected seconds to the first token of a `tokens`-long prompt with `hashes` on `endpoint`."""
