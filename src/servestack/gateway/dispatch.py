@@ -14,7 +14,7 @@ from servestack.errors import GatewayError
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pool import Pool
-from servestack.gateway.responses import Receive, Send
+from servestack.gateway.responses import Message, Receive, Send
 from servestack.gateway.retry import RetryBudget
 from servestack.gateway.routing import Attempt, RouteRequest
 from servestack.gateway.upstream import Upstream
@@ -40,6 +40,7 @@ class Dispatcher:
         pool = self.table.pool(exchange.model)
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
+        watch_first = exchange.stream and pool.policy.watches_first_token
         tried: list[str] = []
         while True:
             try:
@@ -53,8 +54,9 @@ class Dispatcher:
             exchange.attempts += 1
             exchange.error = exchange.status = exchange.first_byte_at = None
             retryable = self._may_retry(pool, tried)
+            relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
             try:
-                await self.upstream.relay(exchange, attempt.endpoint, send, receive, retryable=retryable)
+                await self.upstream.relay(exchange, attempt.endpoint, relay_to, receive, retryable=retryable)
             except GatewayError as error:
                 pool.finish(attempt, ok=False)
                 exchange.error = error
@@ -72,5 +74,22 @@ class Dispatcher:
 
 def _finish(pool: Pool, attempt: Attempt, exchange: Exchange) -> None:
     ok = exchange.error is None and (exchange.status is None or exchange.status < 500)
-    first_token_at = exchange.first_byte_at if exchange.stream else None
-    pool.finish(attempt, ok=ok, first_token_at=first_token_at)
+    pool.finish(attempt, ok=ok)
+
+
+class _FirstChunkWatch:
+    """A `send` that tells the pool when a stream's answer starts (the relay starts it with its first chunk)."""
+
+    __slots__ = ("_attempt", "_pool", "_seen", "_send")
+
+    def __init__(self, send: Send, pool: Pool, attempt: Attempt) -> None:
+        self._send = send
+        self._pool = pool
+        self._attempt = attempt
+        self._seen = False
+
+    async def __call__(self, message: Message) -> None:
+        if not self._seen:
+            self._seen = True
+            self._pool.first_token(self._attempt, self._pool.clock())
+        await self._send(message)

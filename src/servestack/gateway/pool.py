@@ -54,14 +54,19 @@ class Pool:
         self.policy.dispatched(attempt)
         return attempt
 
-    def finish(self, attempt: Attempt, *, ok: bool, first_token_at: float | None = None) -> None:
+    def first_token(self, attempt: Attempt, at: float) -> None:
+        """A stream's first chunk came back (called only when the policy watches first tokens)."""
+        attempt.first_token_at = at
+        self.policy.first_token(attempt)
+
+    def finish(self, attempt: Attempt, *, ok: bool) -> None:
         """The attempt ended: tell the endpoint's circuit breaker and the policy."""
         breaker = attempt.endpoint.vitals.breaker
         if ok:
             breaker.succeeded()
         else:
             breaker.failed()
-        self.policy.finished(attempt, ok=ok, first_token_at=first_token_at)
+        self.policy.finished(attempt, ok=ok)
 
     def pick(self) -> Endpoint:
         """An endpoint for a request with nothing to route by; nothing is recorded."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -59,11 +60,14 @@ class Cluster:
 
 @asynccontextmanager
 async def start_cluster(
-    configs: list[SimConfig], routing: Routing = FAST, **routing_changes: Any
+    configs: list[SimConfig], routing: Routing = FAST, clock: Callable[[], float] = time.monotonic, **changes: Any
 ) -> AsyncIterator[Cluster]:
-    """Simulators from `configs` (port 0 → a free one), each one endpoint of the pool `sim`, and a gateway."""
+    """Simulators from `configs` (port 0 → a free one), each one endpoint of the pool `sim`, and a gateway.
+
+    `changes` are changes to `routing`; `clock` is what the breakers and policies see as time.
+    """
     sims = [SimServer(replace(c, port=0, replica=f"r{i}", models=(MODEL,))) for i, c in enumerate(configs)]
-    table = EndpointTable(routing.model_copy(update=routing_changes))
+    table = EndpointTable(routing.model_copy(update=changes), clock=clock)
     server = GatewayServer(Gateway(table), "127.0.0.1", 0)
     try:
         for i, sim in enumerate(sims):

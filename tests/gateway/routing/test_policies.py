@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from servestack.gateway.endpoints import Endpoint, EngineLoad
 from servestack.gateway.routing import Attempt, CacheAware, LeastLoad, RoundRobin, RouteRequest, TtftCost, make_policy
 from servestack.gateway.routing.prefix import PrefixIndex
 from tests.gateway.routing.policy_helpers import FakeClock, endpoint
@@ -13,7 +16,7 @@ def chat(system: str, question: str) -> RouteRequest:
     return RouteRequest({"messages": [{"role": "system", "content": system}, {"role": "user", "content": question}]})
 
 
-def send(policy: CacheAware | TtftCost, candidates: list, request: RouteRequest, now: float = 100.0) -> str:
+def send(policy: CacheAware, candidates: list[Endpoint], request: RouteRequest, now: float = 100.0) -> str:
     chosen = policy.choose(candidates, request)
     policy.dispatched(Attempt(chosen, request, now))
     return str(chosen.id)
@@ -64,14 +67,26 @@ def test_cache_aware_below_the_threshold_picks_the_emptiest_index() -> None:
     assert policy.choose([a, b], short_overlap).id == "b"
 
 
-def test_ttft_cost_prefers_the_cached_replica_until_its_backlog_outweighs_the_cache() -> None:
+def stream(policy: TtftCost, endpoint: Endpoint, request: RouteRequest, clock: FakeClock, ttft: float) -> Attempt:
+    """One stream through `endpoint`: dispatched now, first token after `ttft`, finished a second later."""
+    attempt = Attempt(endpoint, request, clock.now)
+    policy.dispatched(attempt)
+    clock.advance(ttft)
+    attempt.first_token_at = clock.now
+    policy.first_token(attempt)
+    clock.advance(1.0)
+    policy.finished(attempt, ok=True)
+    return attempt
+
+
+def test_ttft_cost_prefers_the_cached_replica_until_its_queue_outweighs_the_cache() -> None:
     clock = FakeClock()
     a, b = endpoint("a"), endpoint("b")
-    policy = TtftCost(clock=clock, prefill_rate=1000.0, decode_weight=0.0)
-    assert send(policy, [a, b], chat(LONG, "first"), clock.now) == "a"  # cold everywhere
-    clock.advance(10)  # a's pipe is idle again
+    policy = TtftCost(clock=clock, prefill_rate=1000.0, spill_weight=1.0)
+    assert policy.choose([a, b], chat(LONG, "first")).id == "a"
+    stream(policy, a, chat(LONG, "first"), clock, ttft=1.8)
     assert policy.choose([a, b], chat(LONG, "second")).id == "a"  # ~1,800 tokens cached there
-    for i in range(3):  # queue three cold prompts' worth of prefill on a
+    for i in range(3):  # three cold prompts queue on a, no first token yet
         policy.dispatched(Attempt(a, chat(f"other {i} {LONG}", "q"), clock.now))
     assert policy.choose([a, b], chat(LONG, "third")).id == "b"
 
@@ -82,43 +97,48 @@ def test_ttft_cost_spreads_cold_prompts_over_idle_replicas() -> None:
     policy = TtftCost(clock=clock)
     chosen = []
     for g in "xyz":
-        chosen.append(send(policy, pool, chat(f"{g} {LONG}", "q"), clock.now))
-        clock.advance(10)
+        request = chat(f"{g} {LONG}", "q")
+        target = policy.choose(pool, request)
+        stream(policy, target, request, clock, ttft=0.2)
+        chosen.append(target.id)
     assert sorted(chosen) == ["a", "b", "c"]
 
 
-def test_ttft_cost_penalises_in_flight_and_queued_requests() -> None:
+def test_ttft_cost_adds_the_wait_for_a_batch_slot_once_an_engine_is_seen_full() -> None:
     clock = FakeClock()
     policy = TtftCost(clock=clock, prefill_rate=1000.0)
-    busy, queued, idle = endpoint("a", in_flight=10), endpoint("b", waiting=2), endpoint("c")
-    assert policy.choose([busy, queued, idle], chat("short", "q")).id == "c"
-    assert policy.estimate(busy, 100, [], clock.now) > policy.estimate(idle, 100, [], clock.now)
+    full, idle = endpoint("full", in_flight=40), endpoint("idle")
+    stream(policy, full, chat("short", "q"), clock, ttft=0.01)  # decode time: 1 s
+    assert policy.estimate(full, 10, []) < 1.0  # never seen full: no slot wait assumed
+    full.vitals.load = EngineLoad(waiting=8, running=32)
+    wait = policy.estimate(full, 10, []) - policy.estimate(idle, 10, [])
+    assert wait == pytest.approx(9 * 1.0 / 32, rel=0.05)  # 9 ahead of a batch of 32 that turns over in 1 s
+    assert policy.choose([full, idle], chat("short", "q")).id == "idle"
 
 
-def test_ttft_cost_learns_the_prefill_rate_from_streams() -> None:
+def test_ttft_cost_learns_the_prefill_rate_from_streams_with_a_free_slot() -> None:
     clock = FakeClock()
     slow, fast = endpoint("slow"), endpoint("fast")
     policy = TtftCost(clock=clock, prefill_rate=1000.0)
-    for replica, seconds in ((slow, 4.0), (fast, 0.5)):
-        attempt = Attempt(replica, chat(LONG, "q"), clock.now)
-        policy.dispatched(attempt)
-        policy.finished(attempt, ok=True, first_token_at=clock.now + seconds)
+    for i in range(5):  # cold prompts: all their tokens are prefilled
+        stream(policy, slow, chat(f"{i} {LONG}", "q"), clock, ttft=4.0)
+        stream(policy, fast, chat(f"{i} {LONG}", "q"), clock, ttft=0.5)
     assert policy.rate("fast") > 4 * policy.rate("slow")
-    clock.advance(100)
-    policy.forget("fast")
+    cold = chat("cold " + LONG, "q")
+    assert policy.choose([slow, fast], cold).id == "fast"
     policy.forget("slow")
-    assert policy.choose([slow, fast], chat("cold " + LONG, "q")).id in ("slow", "fast")
+    assert policy.rate("slow") == pytest.approx(policy.rate("fast"))  # a new replica starts from the pool
 
 
-def test_ttft_cost_gives_back_the_time_of_a_failed_attempt() -> None:
+def test_ttft_cost_releases_the_queued_prefill_of_a_failed_attempt() -> None:
     clock = FakeClock()
     a = endpoint("a")
     policy = TtftCost(clock=clock, prefill_rate=1000.0)
     attempt = Attempt(a, chat(LONG, "q"), clock.now)
     policy.dispatched(attempt)
-    before = policy.estimate(a, 10, [], clock.now)
-    policy.finished(attempt, ok=False, first_token_at=None)
-    assert policy.estimate(a, 10, [], clock.now) < before / 10
+    before = policy.estimate(a, 10, [])
+    policy.finished(attempt, ok=False)
+    assert policy.estimate(a, 10, []) < before / 10
 
 
 def test_every_policy_in_the_schema_is_registered() -> None:

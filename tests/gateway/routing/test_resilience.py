@@ -9,6 +9,7 @@ import pytest
 from servestack.gateway.breaker import BreakerState
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import start_cluster
+from tests.gateway.routing.policy_helpers import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +32,8 @@ async def test_a_request_refused_by_a_dead_replica_is_retried_on_another() -> No
 
 
 async def test_engine_errors_are_retried_and_the_circuit_opens_then_closes() -> None:
-    async with start_cluster([QUICK] * 3, policy="round_robin", **NO_PROBES) as cluster:
+    clock = FakeClock()
+    async with start_cluster([QUICK] * 3, policy="round_robin", clock=clock, **NO_PROBES) as cluster:
         breaker = cluster.endpoint(1).vitals.breaker
         await cluster.set_faults(1, error_rate=1.0)
         for _ in range(12):
@@ -44,7 +46,7 @@ async def test_engine_errors_are_retried_and_the_circuit_opens_then_closes() -> 
         assert [(await cluster.chat(HI))[0] for _ in range(6)] == [200] * 6
         assert (await cluster.replica_state(1))["generation_requests"] == sent  # open: no traffic at all
         await cluster.set_faults(1, error_rate=0.0)
-        await asyncio.sleep(0.35)  # open_seconds: the next request is the trial
+        clock.advance(0.31)  # past open_seconds: the next request is the trial
         replicas = [(await cluster.chat(HI))[1] for _ in range(6)]
         assert "r1" in replicas
         assert breaker.state is BreakerState.CLOSED

@@ -22,17 +22,23 @@ from servestack.gateway.routing.prefix import PrefixIndex
 from servestack.gateway.routing.round_robin import RoundRobin
 from servestack.gateway.routing.ttft_cost import TtftCost
 
-POLICIES: dict[str, Callable[[Callable[[], float]], Policy]] = {
-    "round_robin": lambda clock: RoundRobin(),
-    "least_load": lambda clock: LeastLoad(),
-    "cache_aware": lambda clock: CacheAware(),
-    "ttft_cost": lambda clock: TtftCost(clock=clock),
+POLICIES: dict[str, Callable[..., Policy]] = {
+    "round_robin": RoundRobin,
+    "least_load": LeastLoad,
+    "cache_aware": CacheAware,
+    "ttft_cost": TtftCost,
 }
+NEEDS_CLOCK = frozenset({"ttft_cost"})
 
 
-def make_policy(name: str, *, clock: Callable[[], float] = time.monotonic) -> Policy:
-    """A fresh policy by its stack-file name (the schema has already checked the name)."""
-    return POLICIES[name](clock)
+def make_policy(name: str, *, clock: Callable[[], float] = time.monotonic, **options: float) -> Policy:
+    """A fresh policy by its stack-file name (the schema has already checked the name).
+
+    `options` are the policy's tuning parameters (thresholds, weights), for benchmarks and tests.
+    """
+    if name in NEEDS_CLOCK:
+        options = {**options, "clock": clock}  # type: ignore[dict-item]
+    return POLICIES[name](**options)
 
 
 __all__ = [

@@ -58,12 +58,15 @@ class Attempt:
     endpoint: Endpoint
     request: RouteRequest
     dispatched_at: float
-    work_tokens: float = 0.0  # prefill work queued on the endpoint up to and including this request
-    prefill_seconds: float = 0.0  # this request's own estimated prefill time
+    first_token_at: float | None = None  # streams only, and only for policies that watch first tokens
+    uncached_tokens: float = 0.0  # prompt tokens not believed cached on the endpoint
+    tokens_ahead: float = 0.0  # uncached tokens of other requests still in prefill there, at dispatch
+    measurable: bool = False  # sent while the endpoint had a free batch slot: its TTFT measures prefill
 
 
 class Policy(Protocol):
     name: str
+    watches_first_token: bool  # whether `first_token` should be called for streams
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
         """One of `candidates` (never empty) for `request`."""
@@ -73,8 +76,12 @@ class Policy(Protocol):
         """The request is being sent to `attempt.endpoint`."""
         ...
 
-    def finished(self, attempt: Attempt, *, ok: bool, first_token_at: float | None) -> None:
-        """The attempt ended; `first_token_at` is when a stream's first chunk arrived (None for whole answers)."""
+    def first_token(self, attempt: Attempt) -> None:
+        """A stream's first chunk arrived (`attempt.first_token_at` is set)."""
+        ...
+
+    def finished(self, attempt: Attempt, *, ok: bool) -> None:
+        """The attempt ended (answered, failed, or cut short)."""
         ...
 
     def forget(self, endpoint_id: str) -> None:
@@ -86,11 +93,15 @@ class BasePolicy:
     """No-op hooks, for policies that only choose."""
 
     name = "base"
+    watches_first_token = False
 
     def dispatched(self, attempt: Attempt) -> None:
         return None
 
-    def finished(self, attempt: Attempt, *, ok: bool, first_token_at: float | None) -> None:
+    def first_token(self, attempt: Attempt) -> None:
+        return None
+
+    def finished(self, attempt: Attempt, *, ok: bool) -> None:
         return None
 
     def forget(self, endpoint_id: str) -> None:
