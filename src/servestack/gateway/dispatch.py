@@ -40,7 +40,7 @@ class Dispatcher:
         pool = self.table.pool(exchange.model)
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
-        watch_first = exchange.stream and pool.policy.watches_first_token
+        watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
         tried: list[str] = []
         while True:
             try:
@@ -67,7 +67,7 @@ class Dispatcher:
             return
 
     def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
-        if len(tried) > self.retries or not self.budget.can_retry():
+        if len(pool.endpoints) <= len(tried) or len(tried) > self.retries or not self.budget.can_retry():
             return False
         return any(e.id not in tried for e in pool.candidates())
 

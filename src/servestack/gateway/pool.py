@@ -1,9 +1,10 @@
 """A pool: the endpoints serving one model name, and the policy that picks among them.
 
 Candidates are the endpoints the controller reports ready, that are not being drained, and whose
-circuit breaker lets a request through (a half-open circuit lets exactly one). A pool with a single
-candidate skips the policy's choice but still tells it about the request, so that what a policy
-learns (prefixes, prefill rates) is there when a second replica joins.
+circuit breaker lets a request through (a half-open circuit lets exactly one). With a single
+candidate the policy is not asked to choose; a pool of a single endpoint does not tell the policy
+about requests at all (there is nothing to route, and the request path stays as short as it was
+without routing), so a policy starts learning when a second endpoint joins.
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ class Pool:
         endpoint = candidates[0] if len(candidates) == 1 else self.policy.choose(candidates, request)
         endpoint.vitals.breaker.dispatched()
         attempt = Attempt(endpoint, request, self.clock())
-        self.policy.dispatched(attempt)
+        if self.routed:
+            self.policy.dispatched(attempt)
         return attempt
+
+    @property
+    def routed(self) -> bool:
+        """Whether there is anything to route: a pool of one endpoint skips the policy's bookkeeping."""
+        return len(self.endpoints) > 1
 
     def first_token(self, attempt: Attempt, at: float) -> None:
         """A stream's first chunk came back (called only when the policy watches first tokens)."""

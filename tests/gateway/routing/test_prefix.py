@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from servestack.gateway.routing.base import RouteRequest, routing_text
-from servestack.gateway.routing.prefix import PrefixIndex, block_hashes
+from servestack.gateway.routing.prefix import BLOCK_CHARS, MAX_BLOCKS, PrefixIndex, block_hashes
 
 SYSTEM = "You are a careful assistant. " * 40  # about 1,100 characters
 
@@ -22,7 +22,7 @@ def test_matched_counts_the_longest_held_prefix() -> None:
     index.insert("a", first)
     assert index.matched("a", first) == len(first)
     other = block_hashes(SYSTEM[:640] + "something else entirely, " * 20)
-    assert index.matched("a", other) == 10  # the first 640 characters are shared
+    assert index.matched("a", other) == 5  # the first 640 characters (five blocks of 128) are shared
     assert index.matched("b", first) == 0
     assert index.size("a") == len(first)
 
@@ -60,4 +60,8 @@ def test_completion_prompts_of_every_shape() -> None:
     assert routing_text({"prompt": [[4, 5]]}) == "4 5"
     assert routing_text({}) == ""
     request = RouteRequest({"prompt": "x" * 400})
-    assert request.tokens == 100 and len(request.blocks) == 6
+    assert request.tokens == 100 and len(request.blocks) == 3
+
+
+def test_very_long_prompts_hash_only_their_head() -> None:
+    assert len(block_hashes("x" * (MAX_BLOCKS + 10) * BLOCK_CHARS)) == MAX_BLOCKS

@@ -70,7 +70,9 @@ def test_an_update_keeps_what_the_gateway_observed() -> None:
 def test_a_restarted_engine_is_forgotten_by_the_breaker_and_the_policy() -> None:
     table = EndpointTable(Routing(policy="cache_aware", failure_threshold=1))
     table.upsert(replica("a", 0, ("m",)))
+    table.upsert(replica("a", 1, ("m",)))
     attempt = table.pool("m").choose(PROMPT)
+    assert attempt.endpoint.id == "a.0"
     policy = table.pool("m").policy
     assert isinstance(policy, CacheAware)
     assert policy.index.size("a.0") > 0
@@ -81,6 +83,14 @@ def test_a_restarted_engine_is_forgotten_by_the_breaker_and_the_policy() -> None
     endpoint = table.get("a.0")
     assert endpoint is not None and endpoint.vitals.breaker.state is BreakerState.CLOSED
     assert policy.index.size("a.0") == 0
+
+
+def test_a_pool_of_one_skips_the_policys_bookkeeping() -> None:
+    table = EndpointTable(Routing(policy="cache_aware"))
+    table.upsert(replica("a", 0, ("m",)))
+    table.pool("m").choose(PROMPT)
+    policy = table.pool("m").policy
+    assert isinstance(policy, CacheAware) and policy.index.size("a.0") == 0
 
 
 def test_ready_is_still_accepted_as_a_shorthand() -> None:

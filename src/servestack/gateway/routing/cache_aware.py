@@ -9,8 +9,9 @@ In the manner of the SGLang router's policy:
    the less loaded). Else: the candidate whose index holds least (most room for a new prefix; ties:
    the less loaded).
 
-The chosen candidate's index then records the prompt. The defaults balance sooner than SGLang's
-(64 requests apart), which suits a few replicas of a few dozen concurrent requests each.
+The chosen candidate's index then records the prompt. The thresholds default to the SGLang
+router's (0.3, 64, 1.5): balancing sooner (8 requests apart) lost more in cache hits than it gained
+in balance on the shared-prefix benchmark (`bench/routing.py`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CacheAware(BasePolicy):
         index: PrefixIndex | None = None,
         *,
         cache_threshold: float = 0.3,
-        balance_abs: float = 8.0,
+        balance_abs: float = 64.0,
         balance_rel: float = 1.5,
     ) -> None:
         self.index = index or PrefixIndex()

@@ -17,17 +17,19 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-BLOCK_CHARS = 64
+BLOCK_CHARS = 128  # about 32 tokens: fine enough for routing, and few hashes per prompt
 CHARS_PER_TOKEN = 4.0  # English text in common tokenizers; the policies only compare estimates
 BLOCK_TOKENS = BLOCK_CHARS / CHARS_PER_TOKEN
+MAX_BLOCKS = 512  # the first ~16k tokens decide where a prompt goes; longer ones cost no more
 DEFAULT_CAPACITY_TOKENS = 262_144
 
 
 def block_hashes(text: str, block_chars: int = BLOCK_CHARS) -> list[int]:
-    """Chained hashes of the whole blocks of `text` (a trailing partial block is left out)."""
+    """Chained hashes of the whole blocks of `text`, at most MAX_BLOCKS (a partial block is left out)."""
     hashes = []
     chained = 0
-    for start in range(0, len(text) - block_chars + 1, block_chars):
+    end = min(len(text), MAX_BLOCKS * block_chars)
+    for start in range(0, end - block_chars + 1, block_chars):
         chained = hash((chained, text[start : start + block_chars]))
         hashes.append(chained)
     return hashes

@@ -10,7 +10,9 @@ For each candidate replica the expected time to first token is
   token has not come back yet (a whole answer counts until it is complete). Kept as one running
   sum per replica, updated on dispatch, first token and finish: nothing to walk per request.
 * uncached tokens: the prompt less the prefix the replica is believed to hold (the same approximate
-  prefix index as `cache_aware`), in estimated tokens (characters ÷ 4).
+  prefix index as `cache_aware`), in estimated tokens (characters ÷ 4). They count `1 + spill_weight`
+  times: a cold prefill also delays every request that queues behind it there, and leaves the
+  prefix cached twice; without that weight, requests spill off their cached replica too eagerly.
 * prefill rate: learned per replica from streams sent while it had a free batch slot, as (tokens
   queued ahead + own uncached tokens) ÷ observed time to first chunk, smoothed (the first sample
   is taken whole). A replica without measurements uses the mean of the measured ones (or
@@ -69,7 +71,7 @@ class TtftCost(BasePolicy):
         clock: Callable[[], float] = time.monotonic,
         prefill_rate: float = DEFAULT_PREFILL_RATE,
         decode_weight: float = 4.0,
-        spill_weight: float = 1.0,
+        spill_weight: float = 6.0,
     ) -> None:
         self.index = index or PrefixIndex()
         self.clock = clock
