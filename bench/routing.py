@@ -391,6 +391,12 @@ def print_table(results: list[RunResult], s: Scenario) -> None:
               f"{r.goodput:>7.2f}/s {r.slo_met:>8.1%} {r.failed:>6}")  # fmt: skip
 
 
+def git_revision() -> str:
+    argv = ["git", "rev-parse", "--short", "HEAD"]
+    probe = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    return probe.stdout.strip()
+
+
 def find_sglang(given: str | None) -> str | None:
     candidates = [given] if given else [str(ROOT / ".venv-sglang" / "bin" / "python"), sys.executable]
     for python in candidates:
@@ -416,7 +422,9 @@ async def main_async(args: argparse.Namespace) -> None:
     print_table(results, s)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"routing-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"scenario": asdict(s), "results": [asdict(r) for r in results]}, indent=2) + "\n")
+    run = {"command": " ".join(sys.argv), "revision": git_revision(), "cpus": os.cpu_count(), "python": sys.version}
+    report = {"run": run, "scenario": asdict(s), "results": [asdict(r) for r in results]}
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {out.relative_to(ROOT)}")
 
 
