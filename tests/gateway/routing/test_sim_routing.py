@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from servestack.gateway.routing import TtftCost
+from servestack.gateway.routing.ttft_cost import DEFAULT_PREFILL_RATE
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import MODEL, start_cluster
 
@@ -55,3 +57,18 @@ async def test_least_load_avoids_a_replica_whose_queue_is_full() -> None:
             for task in backlog:
                 task.cancel()
             await asyncio.gather(*backlog, return_exceptions=True)
+
+
+async def test_ttft_cost_learns_from_streams_and_leaves_no_queued_work_behind() -> None:
+    async with start_cluster([QUICK] * 3, policy="ttft_cost") as cluster:
+        policy = cluster.table.pool(MODEL).policy
+        assert isinstance(policy, TtftCost)
+        for turn in range(4):
+            results = await asyncio.gather(
+                *(cluster.stream([{"role": "system", "content": s}, {"role": "user", "content": f"q{turn}"}])
+                  for s in SYSTEMS.values())
+            )  # fmt: skip
+            assert all(events[-1]["choices"][0]["finish_reason"] for events, _ in results)
+        assert any(policy.rate(f"sim.{i}") != DEFAULT_PREFILL_RATE for i in range(3))
+        for i in range(3):
+            assert policy.estimate(cluster.endpoint(i), 1, []) < 0.01  # nothing queued, nothing decoding
