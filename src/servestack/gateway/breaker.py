@@ -54,6 +54,10 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN:
             self._trial_out = True
 
+    def abandoned(self) -> None:
+        """A request ended without a verdict (cancelled): a half-open circuit may try again."""
+        self._trial_out = False
+
     def succeeded(self) -> None:
         self.failures = 0
         self.state = BreakerState.CLOSED

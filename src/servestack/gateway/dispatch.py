@@ -63,6 +63,9 @@ class Dispatcher:
                 if not (retryable and self.budget.withdraw()):
                     raise
                 continue
+            except BaseException:
+                pool.abandon(attempt)  # cancelled: not the engine's doing, but its bookkeeping must end
+                raise
             _finish(pool, attempt, exchange)
             return
 

@@ -75,6 +75,11 @@ class Pool:
             breaker.failed()
         self.policy.finished(attempt, ok=ok)
 
+    def abandon(self, attempt: Attempt) -> None:
+        """The attempt was cut short by something other than the engine (a cancelled task)."""
+        attempt.endpoint.vitals.breaker.abandoned()
+        self.policy.finished(attempt, ok=False)
+
     def pick(self) -> Endpoint:
         """An endpoint for a request with nothing to route by; nothing is recorded."""
         candidates = self.candidates()

@@ -97,3 +97,15 @@ def test_unmapped_or_missing_gauges_are_left_out() -> None:
     assert read_gauges("sglang:num_queue_reqs 4\n", {"waiting": "sglang:num_queue_reqs"}, ("waiting", "running")) == {
         "waiting": 4.0
     }
+
+
+def test_an_abandoned_trial_lets_the_next_request_try() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, open_seconds=1, clock=clock)
+    breaker.failed()
+    clock.advance(2)
+    assert breaker.permits()
+    breaker.dispatched()
+    assert not breaker.permits()
+    breaker.abandoned()
+    assert breaker.permits() and breaker.state is BreakerState.HALF_OPEN
