@@ -71,7 +71,7 @@ class TtftCost(BasePolicy):
         clock: Callable[[], float] = time.monotonic,
         prefill_rate: float = DEFAULT_PREFILL_RATE,
         decode_weight: float = 4.0,
-        spill_weight: float = 6.0,
+        spill_weight: float = 12.0,
     ) -> None:
         self.index = index or PrefixIndex()
         self.clock = clock
