@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from servestack.controller.control import ControlServer
 from servestack.errors import EngineError, StateError
-from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
+from servestack.gateway import Endpoint, EndpointState, EndpointTable, Gateway, GatewayServer
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.supervisor import (
@@ -28,7 +28,15 @@ from servestack.supervisor import (
     reap_leftovers,
 )
 
-DRAIN_POLL_SECONDS = 0.05
+# How a replica's state reads to the gateway: only READY gets requests.
+ENDPOINT_STATES = {
+    ReplicaStatus.STARTING: EndpointState.STARTING,
+    ReplicaStatus.READY: EndpointState.READY,
+    ReplicaStatus.RESTARTING: EndpointState.DOWN,
+    ReplicaStatus.FAILED: EndpointState.DOWN,
+    ReplicaStatus.STOPPING: EndpointState.DOWN,
+    ReplicaStatus.STOPPED: EndpointState.DOWN,
+}
 STOPPED_STATES = (ReplicaStatus.STOPPED, ReplicaStatus.FAILED)
 
 
@@ -61,7 +69,7 @@ class Controller:
         self.reporter = reporter
         self.stack_label = stack_label
         self.store = StateStore(settings.state_dir)
-        self.table = EndpointTable()
+        self.table = EndpointTable(plan.stack.routing)
         self._supervisor: Supervisor | None = None
         self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
 
@@ -131,13 +139,8 @@ class Controller:
         self.reporter.replica_ready(replica, seconds)
 
     async def _drain(self, replica: Replica) -> None:
-        endpoint = self.table.get(replica.state.key)
-        if endpoint is None:
-            return
-        endpoint.ready = False
-        deadline = time.monotonic() + self.settings.drain_timeout
-        while endpoint.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        """No new requests to `replica`; in-flight ones get `drain_timeout` to finish."""
+        await self.table.drain(replica.state.key, self.settings.drain_timeout)
 
     def _replicas(self, name: str) -> list[Replica]:
         supervisor = self._require_supervisor()
@@ -156,21 +159,23 @@ class Controller:
         return self._supervisor
 
     def _on_replica_change(self, replica: Replica) -> None:
-        ready = replica.state.status is ReplicaStatus.READY
-        endpoint = self.table.get(replica.state.key)
-        was_ready = endpoint is not None and endpoint.ready
-        if endpoint is None:
-            endpoint = Endpoint(
+        previous = self.table.get(replica.state.key)
+        status = replica.state.status
+        engine = replica.engine
+        self.table.upsert(
+            Endpoint(
                 id=replica.state.key,
                 service=replica.plan.name,
                 models=replica.config.served_names,
                 base_url=replica.base_url,
-                engine=replica.engine.name,
+                state=ENDPOINT_STATES[status],
+                engine=engine.name,
+                health_url=replica.base_url + engine.health_path,
+                metrics_url=replica.base_url + engine.metrics_path if engine.metrics_path else None,
+                metric_names=engine.metric_names,
             )
-            self.table.upsert(endpoint)
-        endpoint.base_url = replica.base_url  # a restarted replica may have a new port
-        endpoint.ready = ready
-        if was_ready and replica.state.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
+        )
+        if previous is not None and previous.ready and status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
             self.reporter.replica_exited(replica)
 
     def _uvicorn_level(self) -> str:

@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 
 from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from servestack.gateway.dispatch import Dispatcher
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
+from servestack.gateway.monitor import Monitor
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.upstream import Upstream
 
@@ -36,6 +38,8 @@ class Gateway:
     ) -> None:
         self.table = table
         self.upstream = upstream or Upstream()
+        self.dispatcher = Dispatcher(table, self.upstream)
+        self.monitor = Monitor(table)
         self.max_body_bytes = max_body_bytes
         self.started_at = int(time.time())
         self._routes: dict[tuple[str, str], Handler] = {
@@ -62,8 +66,10 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.monitor.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.monitor.stop()
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -83,7 +89,7 @@ class Gateway:
         exchange = Exchange(
             path=scope["path"], model=model, stream=stream, body=body, payload=request, headers=scope["headers"]
         )
-        await self.upstream.relay(exchange, self.table.pick(model), send, receive)
+        await self.dispatcher.relay(exchange, send, receive)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [

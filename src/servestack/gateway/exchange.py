@@ -23,7 +23,8 @@ class Exchange:
     payload: dict[str, Any]  # the parsed body, parsed once
     headers: list[tuple[bytes, bytes]]
     started: float = field(default_factory=time.monotonic)
-    endpoint: Endpoint | None = None
+    endpoint: Endpoint | None = None  # the last one tried
+    attempts: int = 0  # endpoints tried: more than one when failures before the first byte were retried
     status: int | None = None
     first_byte_at: float | None = None
     finished_at: float | None = None

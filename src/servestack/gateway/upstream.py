@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
+import orjson
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.endpoints import Endpoint
@@ -22,6 +23,7 @@ from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_ev
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "X-Request-Id")
+ERROR_BODY_LIMIT = 4096
 
 
 class Upstream:
@@ -48,8 +50,15 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive) -> None:
-        """Send the exchange's body to `endpoint` and relay the answer to `send`."""
+    async def relay(
+        self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive, *, retryable: bool = False
+    ) -> None:
+        """Send the exchange's body to `endpoint` and relay the answer to `send`.
+
+        A GatewayError raised from here means nothing was sent to the client yet, so the request
+        may be tried elsewhere. With `retryable`, an engine's 5xx answer is raised as such an error
+        instead of being relayed.
+        """
         headers = {"Content-Type": "application/json"}
         for name, value in exchange.headers:
             if name in FORWARDED_REQUEST_HEADERS:
@@ -58,43 +67,59 @@ class Upstream:
         endpoint.in_flight += 1
         try:
             if exchange.stream:
-                await _cancel_on_disconnect(self._relay_stream(exchange, endpoint, headers, send), receive)
+                work = self._relay_stream(exchange, endpoint, headers, send, retryable)
+                await _cancel_on_disconnect(work, receive)
             else:
-                await self._relay_whole(exchange, endpoint, headers, send)
+                await self._relay_whole(exchange, endpoint, headers, send, retryable)
         finally:
             endpoint.in_flight -= 1
             exchange.finished_at = time.monotonic()
 
-    async def _relay_whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
+    async def _relay_whole(
+        self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send, retryable: bool
+    ) -> None:
         url = endpoint.base_url + exchange.path
         try:
             async with self.session.post(url, data=exchange.body, headers=headers) as resp:
                 payload = await resp.read()
                 exchange.status = resp.status
                 exchange.first_byte_at = time.monotonic()
-                await send_bytes(send, resp.status, payload, _relayed_headers(resp))
-        except GatewayError:
-            raise
+                relayed = _relayed_headers(resp)
         except Exception as exc:
             raise _upstream_error(endpoint, exc) from exc
+        if retryable and resp.status >= 500:
+            raise _engine_error(endpoint, resp.status, payload)
+        await send_bytes(send, resp.status, payload, relayed)
 
-    async def _relay_stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
+    async def _relay_stream(
+        self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send, retryable: bool
+    ) -> None:
         url = endpoint.base_url + exchange.path
         started = False
         try:
             async with self.session.post(url, data=exchange.body, headers=headers) as resp:
                 exchange.status = resp.status
-                await send({"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)})
-                started = True
+                if retryable and resp.status >= 500:
+                    raise _engine_error(endpoint, resp.status, await resp.content.read(ERROR_BODY_LIMIT))
+                # The answer starts with its first chunk: until then a failure can still be retried.
+                start = {"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)}
                 async for chunk in resp.content.iter_any():
-                    if exchange.first_byte_at is None:
+                    if not started:
                         exchange.first_byte_at = time.monotonic()
+                        await send(start)
+                        started = True
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if not started:
+                    await send(start)
+                    started = True
+        except GatewayError:
+            raise
         except Exception as exc:
             if not started:
                 raise _upstream_error(endpoint, exc) from exc
             # Headers are gone: the error can only travel as a last event of the stream.
             error = UpstreamError(f"the engine for {endpoint.service!r} failed mid-stream: {_describe(exc)}")
+            exchange.error = error
             await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
@@ -134,6 +159,22 @@ def _upstream_error(endpoint: Endpoint, exc: BaseException) -> GatewayError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     return UpstreamError(f"{where} failed: {_describe(exc)}")
+
+
+def _engine_error(endpoint: Endpoint, status: int, body: bytes) -> GatewayError:
+    said = body[:ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
+    try:
+        message = orjson.loads(body)["error"]["message"]
+        said = message if isinstance(message, str) else said
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
+    text = f"{where} answered {status}" + (f": {said}" if said else "")
+    if status == 503:
+        return UpstreamUnavailable(text, retry_after=5)
+    if status == 504:
+        return UpstreamTimeout(text)
+    return UpstreamError(text)
 
 
 def _describe(exc: BaseException) -> str:

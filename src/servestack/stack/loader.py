@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from servestack.errors import StackError
 from servestack.stack.interpolate import BadReference, KeyPath, MissingVariable, interpolate
-from servestack.stack.schema import RUNTIME_KINDS, GatewayConfig, PixiEnvironment, Service, Stack
+from servestack.stack.schema import RUNTIME_KINDS, GatewayConfig, PixiEnvironment, Routing, Service, Stack
 
 DEFAULT_STACK_RESOURCE = "default.yaml"
 MAX_REPORTED_ERRORS = 5
@@ -225,6 +225,7 @@ def _model_at(path: KeyPath) -> type[BaseModel] | None:
     shapes: dict[tuple[str, ...], type[BaseModel]] = {
         (): Stack,
         ("gateway",): GatewayConfig,
+        ("routing",): Routing,
         ("services", "*"): Service,
         **{("services", "*", "runtime", kind): model for kind, model in RUNTIME_KINDS.items()},
         ("services", "*", "runtime", "native", "pixi"): PixiEnvironment,

@@ -199,11 +199,43 @@ class GatewayConfig(_Strict):
     port: Port = 8000
 
 
+PolicyName = Literal["round_robin", "least_load", "cache_aware", "ttft_cost"]
+
+
+class Routing(_Strict):
+    """How the gateway spreads requests over the replicas serving one name, and how it handles failures."""
+
+    policy: PolicyName = Field(default="ttft_cost", description="The policy of every served name not in `models`.")
+    models: dict[str, PolicyName] = Field(default_factory=dict, description="Served name → its own policy.")
+    retries: Annotated[int, Field(ge=0, le=5)] = Field(
+        default=2, description="Other replicas tried when one fails before answering."
+    )
+    retry_budget: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.2, description="Retries may add at most this fraction to the requests (plus a small burst)."
+    )
+    failure_threshold: Annotated[int, Field(ge=1)] = Field(
+        default=3, description="Consecutive failures that open a replica's circuit."
+    )
+    open_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="How long an open circuit keeps a replica out before one trial request."
+    )
+    probe_interval: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="Seconds between active health probes of each replica."
+    )
+    scrape_interval: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="Seconds between scrapes of each engine's metrics."
+    )
+
+    def policy_for(self, model: str) -> str:
+        return self.models.get(model, self.policy)
+
+
 class Stack(_Strict):
     """A whole stack file."""
 
     version: Literal[1] = 1
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    routing: Routing = Field(default_factory=Routing)
     services: dict[str, Service] = Field(min_length=1)
 
     @field_validator("services")
@@ -236,6 +268,17 @@ class Stack(_Strict):
             if service.port in taken:
                 raise ValueError(f"port {service.port} of service {name!r} is already used by {taken[service.port]}")
             taken[service.port] = f"service {name!r}"
+        return self
+
+    @model_validator(mode="after")
+    def _routed_names_served(self) -> Stack:
+        served = {n for name in self.services for n in self.served_names(name)}
+        unknown = sorted(set(self.routing.models) - served)
+        if unknown:
+            raise ValueError(
+                f"routing.models names {', '.join(map(repr, unknown))}, which no service serves "
+                f"(served names: {', '.join(sorted(served))})"
+            )
         return self
 
     def served_names(self, service_name: str) -> list[str]:

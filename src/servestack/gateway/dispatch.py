@@ -1,0 +1,98 @@
+"""Sending one request to its pool: choose a replica, relay, and retry elsewhere on an early failure.
+
+A failure before the first byte reached the client (connection refused or reset, an engine 5xx, a
+stream cut before its first chunk) is retried on another replica of the pool, at most `retries`
+times, never on a replica already tried, and only while the retry budget allows. The last attempt
+relays the engine's own answer, whatever it is. A failure after the first byte cannot be retried:
+the relay ends the stream with an error event. Every attempt's outcome goes to the endpoint's
+circuit breaker and to the pool's policy.
+"""
+
+from __future__ import annotations
+
+from servestack.errors import GatewayError
+from servestack.gateway.endpoints import EndpointTable
+from servestack.gateway.exchange import Exchange
+from servestack.gateway.pool import Pool
+from servestack.gateway.responses import Message, Receive, Send
+from servestack.gateway.retry import RetryBudget
+from servestack.gateway.routing import Attempt, RouteRequest
+from servestack.gateway.upstream import Upstream
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        table: EndpointTable,
+        upstream: Upstream,
+        *,
+        retries: int | None = None,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        routing = table.routing
+        self.table = table
+        self.upstream = upstream
+        self.retries = routing.retries if retries is None else retries
+        self.budget = budget or RetryBudget(routing.retry_budget, clock=table.clock)
+
+    async def relay(self, exchange: Exchange, send: Send, receive: Receive) -> None:
+        """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had."""
+        pool = self.table.pool(exchange.model)
+        self.budget.deposit()
+        request = RouteRequest(exchange.payload)
+        watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
+        tried: list[str] = []
+        while True:
+            try:
+                attempt = pool.choose(request, exclude=tried)
+            except GatewayError:
+                if exchange.error is None:
+                    raise
+                # The replicas left went away while the first ones failed: answer with that failure.
+                raise exchange.error from None
+            tried.append(attempt.endpoint.id)
+            exchange.attempts += 1
+            exchange.error = exchange.status = exchange.first_byte_at = None
+            retryable = self._may_retry(pool, tried)
+            relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
+            try:
+                await self.upstream.relay(exchange, attempt.endpoint, relay_to, receive, retryable=retryable)
+            except GatewayError as error:
+                pool.finish(attempt, ok=False)
+                exchange.error = error
+                if not (retryable and self.budget.withdraw()):
+                    raise
+                continue
+            except BaseException:
+                pool.abandon(attempt)  # cancelled: not the engine's doing, but its bookkeeping must end
+                raise
+            _finish(pool, attempt, exchange)
+            return
+
+    def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
+        if len(pool.endpoints) <= len(tried) or len(tried) > self.retries or not self.budget.can_retry():
+            return False
+        return any(e.id not in tried for e in pool.candidates())
+
+
+def _finish(pool: Pool, attempt: Attempt, exchange: Exchange) -> None:
+    ok = exchange.error is None and (exchange.status is None or exchange.status < 500)
+    pool.finish(attempt, ok=ok)
+
+
+class _FirstChunkWatch:
+    """A `send` that tells the pool when a stream's answer starts (the relay starts it with its first chunk)."""
+
+    __slots__ = ("_attempt", "_pool", "_seen", "_send")
+
+    def __init__(self, send: Send, pool: Pool, attempt: Attempt) -> None:
+        self._send = send
+        self._pool = pool
+        self._attempt = attempt
+        self._seen = False
+
+    async def __call__(self, message: Message) -> None:
+        if not self._seen:
+            self._seen = True
+            self._pool.first_token(self._attempt, self._pool.clock())
+        await self._send(message)

@@ -1,0 +1,120 @@
+"""Background watch over every endpoint: active health probes and engine-metrics scrapes.
+
+Two loops on the gateway's event loop, off the request path. The probe loop GETs each ready
+endpoint's `health_url`; a failure (refused, timed out, not 200) counts against the endpoint's
+circuit breaker, a success may close a half-open one. The scrape loop GETs each `metrics_url` and
+stores the engine's queue, batch and KV usage as the endpoint's `EngineLoad`, which `least_load`,
+`cache_aware` and `ttft_cost` read. A failed scrape leaves the endpoint with no known queue.
+Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from servestack.gateway.endpoints import IDLE, Endpoint, EndpointState, EndpointTable, EngineLoad
+from servestack.gateway.prometheus import read_gauges
+
+log = logging.getLogger(__name__)
+
+LOAD_GAUGES = ("waiting", "running", "kv_usage")
+
+
+class Monitor:
+    def __init__(
+        self,
+        table: EndpointTable,
+        *,
+        probe_interval: float | None = None,
+        scrape_interval: float | None = None,
+        timeout: float = 5.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.table = table
+        self.probe_interval = table.routing.probe_interval if probe_interval is None else probe_interval
+        self.scrape_interval = table.routing.scrape_interval if scrape_interval is None else scrape_interval
+        self.timeout = timeout
+        self._session = session
+        self._own_session = session is None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=32),
+                skip_auto_headers=("User-Agent",),
+            )
+        self._tasks = [
+            asyncio.create_task(_every(self.probe_interval, self.probe_all)),
+            asyncio.create_task(_every(self.scrape_interval, self.scrape_all)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def probe_all(self) -> None:
+        watched = [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
+        await asyncio.gather(*(self.probe(e) for e in watched))
+
+    async def probe(self, endpoint: Endpoint) -> bool:
+        """One health probe; its outcome goes to the endpoint's circuit breaker."""
+        assert endpoint.health_url is not None
+        try:
+            async with self.session.get(endpoint.health_url) as resp:
+                await resp.read()
+                healthy = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            healthy = False
+        breaker = endpoint.vitals.breaker
+        if healthy:
+            breaker.probe_succeeded()
+        else:
+            breaker.failed()
+        return healthy
+
+    async def scrape_all(self) -> None:
+        watched = [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
+        await asyncio.gather(*(self.scrape(e) for e in watched))
+
+    async def scrape(self, endpoint: Endpoint) -> EngineLoad:
+        """Read the engine's load from its metrics into `endpoint.vitals.load`."""
+        assert endpoint.metrics_url is not None
+        try:
+            async with self.session.get(endpoint.metrics_url) as resp:
+                text = await resp.text() if resp.status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            text = ""
+        gauges = read_gauges(text, endpoint.metric_names, LOAD_GAUGES) if text else {}
+        load = EngineLoad(scraped_at=time.monotonic(), **gauges) if gauges else IDLE
+        endpoint.vitals.load = load
+        return load
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Monitor.start() first")
+        return self._session
+
+
+async def _every(interval: float, work: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await work()
+        except Exception:  # a bug in one round must not stop the watch
+            log.exception("gateway monitor round failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,99 @@
+"""A pool: the endpoints serving one model name, and the policy that picks among them.
+
+Candidates are the endpoints the controller reports ready, that are not being drained, and whose
+circuit breaker lets a request through (a half-open circuit lets exactly one). With a single
+candidate the policy is not asked to choose; a pool of a single endpoint does not tell the policy
+about requests at all (there is nothing to route, and the request path stays as short as it was
+without routing), so a policy starts learning when a second endpoint joins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
+
+from servestack.errors import UpstreamUnavailable
+from servestack.gateway.routing import NO_REQUEST, Attempt, Policy, RouteRequest
+
+if TYPE_CHECKING:
+    from servestack.gateway.endpoints import Endpoint
+
+
+class Pool:
+    def __init__(self, model: str, policy: Policy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model = model
+        self.policy = policy
+        self.clock = clock
+        self.endpoints: list[Endpoint] = []
+
+    def put(self, endpoint: Endpoint) -> None:
+        """Add the endpoint, or replace the one with its id (keeping its place)."""
+        for i, existing in enumerate(self.endpoints):
+            if existing.id == endpoint.id:
+                self.endpoints[i] = endpoint
+                return
+        self.endpoints.append(endpoint)
+
+    def discard(self, endpoint_id: str) -> None:
+        self.endpoints = [e for e in self.endpoints if e.id != endpoint_id]
+
+    def candidates(self, exclude: Collection[str] = ()) -> list[Endpoint]:
+        """Endpoints that may take a request now, less those whose ids are in `exclude`."""
+        return [
+            e for e in self.endpoints if e.ready and e.id not in exclude and e.vitals.breaker.permits()
+        ]  # fmt: skip
+
+    def choose(self, request: RouteRequest, exclude: Collection[str] = ()) -> Attempt:
+        """Pick an endpoint for `request` and record the attempt; raises UpstreamUnavailable if none can take it."""
+        candidates = self.candidates(exclude)
+        if not candidates:
+            raise self._unavailable()
+        endpoint = candidates[0] if len(candidates) == 1 else self.policy.choose(candidates, request)
+        endpoint.vitals.breaker.dispatched()
+        attempt = Attempt(endpoint, request, self.clock())
+        if self.routed:
+            self.policy.dispatched(attempt)
+        return attempt
+
+    @property
+    def routed(self) -> bool:
+        """Whether there is anything to route: a pool of one endpoint skips the policy's bookkeeping."""
+        return len(self.endpoints) > 1
+
+    def first_token(self, attempt: Attempt, at: float) -> None:
+        """A stream's first chunk came back (called only when the policy watches first tokens)."""
+        attempt.first_token_at = at
+        self.policy.first_token(attempt)
+
+    def finish(self, attempt: Attempt, *, ok: bool) -> None:
+        """The attempt ended: tell the endpoint's circuit breaker and the policy."""
+        breaker = attempt.endpoint.vitals.breaker
+        if ok:
+            breaker.succeeded()
+        else:
+            breaker.failed()
+        self.policy.finished(attempt, ok=ok)
+
+    def abandon(self, attempt: Attempt) -> None:
+        """The attempt was cut short by something other than the engine (a cancelled task)."""
+        attempt.endpoint.vitals.breaker.abandoned()
+        self.policy.finished(attempt, ok=False)
+
+    def pick(self) -> Endpoint:
+        """An endpoint for a request with nothing to route by; nothing is recorded."""
+        candidates = self.candidates()
+        if not candidates:
+            raise self._unavailable()
+        return self.policy.choose(candidates, NO_REQUEST)
+
+    def _unavailable(self) -> UpstreamUnavailable:
+        ready = [e for e in self.endpoints if e.ready]
+        if not ready:
+            return UpstreamUnavailable(
+                f"The model '{self.model}' is not ready yet (its engine is loading or down)", retry_after=5
+            )
+        wait = min(e.vitals.breaker.open_seconds for e in ready)
+        return UpstreamUnavailable(
+            f"Every replica of the model '{self.model}' is failing; requests resume after a pause", retry_after=wait
+        )

@@ -1,0 +1,93 @@
+"""The dispatcher on a fake relay: where retries go, when they stop, and what a cancelled attempt leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from servestack.errors import UpstreamError, UpstreamUnavailable
+from servestack.gateway import Endpoint, EndpointTable
+from servestack.gateway.dispatch import Dispatcher
+from servestack.gateway.exchange import Exchange
+from servestack.gateway.retry import RetryBudget
+from servestack.gateway.routing import TtftCost
+from servestack.gateway.upstream import Upstream
+from servestack.stack import Routing
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeRelay:
+    """Plays one outcome per attempt: an HTTP status, or an exception to raise."""
+
+    def __init__(self, *outcomes: int | BaseException) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[tuple[str, bool]] = []
+
+    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Any, receive: Any, *, retryable: bool) -> None:
+        self.calls.append((endpoint.id, retryable))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        exchange.status = outcome
+
+
+def setup(relay: FakeRelay, replicas: int = 3, budget: RetryBudget | None = None, **routing: Any) -> Dispatcher:
+    table = EndpointTable(Routing(**{"policy": "round_robin", **routing}))
+    for i in range(replicas):
+        table.upsert(Endpoint(f"e{i}", "s", ("m",), f"http://e{i}", ready=True))
+    return Dispatcher(table, cast(Upstream, relay), budget=budget)
+
+
+def exchange(stream: bool = False) -> Exchange:
+    payload = {"model": "m", "prompt": "hello " * 100, "stream": stream}
+    return Exchange(path="/v1/completions", model="m", stream=stream, body=b"", payload=payload, headers=[])
+
+
+async def nothing(message: Any = None) -> Any:
+    return {"type": "http.disconnect"}
+
+
+async def test_a_failure_before_the_first_byte_moves_to_another_replica() -> None:
+    relay = FakeRelay(UpstreamUnavailable("refused"), 200)
+    dispatcher = setup(relay)
+    ex = exchange()
+    await dispatcher.relay(ex, nothing, nothing)
+    tried = [e for e, _ in relay.calls]
+    assert tried[0] == "e0" and len(set(tried)) == 2
+    assert ex.attempts == 2 and ex.status == 200 and ex.error is None
+    assert dispatcher.table.get("e0").vitals.breaker.failures == 1  # type: ignore[union-attr]
+
+
+async def test_the_last_try_relays_whatever_the_engine_answers() -> None:
+    relay = FakeRelay(UpstreamError("boom"), UpstreamError("boom"), 500)
+    await setup(relay, retries=2).relay(exchange(), nothing, nothing)
+    assert sorted(e for e, _ in relay.calls) == ["e0", "e1", "e2"]  # never the same replica twice
+    assert [retryable for _, retryable in relay.calls] == [True, True, False]
+
+
+async def test_no_retry_without_another_replica_or_budget() -> None:
+    relay = FakeRelay(UpstreamError("boom"))
+    with pytest.raises(UpstreamError):
+        await setup(relay, replicas=1).relay(exchange(), nothing, nothing)
+    assert relay.calls == [("e0", False)]
+    spent = RetryBudget(0.2, burst=1, min_per_second=0)
+    assert spent.withdraw()
+    relay = FakeRelay(UpstreamError("boom"))
+    with pytest.raises(UpstreamError):
+        await setup(relay, budget=spent).relay(exchange(), nothing, nothing)
+    assert relay.calls == [("e0", False)]
+
+
+async def test_a_cancelled_attempt_releases_what_the_policy_counted() -> None:
+    relay = FakeRelay(asyncio.CancelledError())
+    dispatcher = setup(relay, policy="ttft_cost")
+    policy = dispatcher.table.pool("m").policy
+    assert isinstance(policy, TtftCost)
+    with pytest.raises(asyncio.CancelledError):
+        await dispatcher.relay(exchange(stream=True), nothing, nothing)
+    endpoint = dispatcher.table.get(relay.calls[0][0])
+    assert endpoint is not None
+    assert policy.estimate(endpoint, 1, []) < 0.01
