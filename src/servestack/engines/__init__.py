@@ -8,10 +8,12 @@ from servestack.engines.base import (
     Readiness,
 )
 from servestack.engines.llamacpp import LlamaCppPythonEngine
+from servestack.engines.sim import SimEngine
 from servestack.errors import EngineError
 
 ENGINES: dict[str, Engine] = {
     "llamacpp": LlamaCppPythonEngine(),
+    "sim": SimEngine(),
 }
 
 

@@ -1,0 +1,52 @@
+"""The engine simulator (`python -m servestack.sim`): vLLM's API with a latency model, for tests and laptops.
+
+Facts: it binds its port at once but listens only when "loaded" (`--slow-start`), like vLLM, so a
+refused connection means loading; with `--warmup` /health answers 503 for a while, like SGLang; then
+/health is 200. /metrics is always on, under vLLM's names. Latency and fault settings come from the
+service's `args` (`--prefill-rate 4000 --decode-rate 40 --error-rate 0.01 …`, see `servestack sim
+--help`). It needs no GPU: `gpus`, `tp` and `memory_fraction` are accepted and have no effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness
+from servestack.errors import EngineError
+from servestack.stack import Service
+
+METRIC_NAMES = MappingProxyType(
+    {
+        "waiting": "vllm:num_requests_waiting",
+        "running": "vllm:num_requests_running",
+        "kv_usage": "vllm:kv_cache_usage_perc",
+        "ttft": "vllm:time_to_first_token_seconds",
+        "prompt_tokens": "vllm:prompt_tokens_total",
+        "generation_tokens": "vllm:generation_tokens_total",
+        "prefix_cache_queries": "vllm:prefix_cache_queries_total",
+        "prefix_cache_hits": "vllm:prefix_cache_hits_total",
+    }
+)
+
+
+class SimEngine:
+    name: str = "sim"
+    display_name: str = "servestack engine simulator"
+    health_path: str = "/health"
+    metrics_path: str | None = "/metrics"
+    metric_names: Mapping[str, str] = METRIC_NAMES
+
+    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+        if config.port is None:
+            raise EngineError("internal: the engine port must be chosen before building the command")
+        args = ["--host", config.host, "--port", str(config.port), "--root", config.model]
+        for name in config.served_names:
+            args += ["--model", name]
+        if config.context_length is not None:
+            args += ["--max-model-len", str(config.context_length)]
+        return EngineCommand(kind="module", entry="servestack.sim", args=[*args, *service.args])
+
+    def readiness(self, probe: ProbeResult) -> Readiness:
+        # Refused (loading) and 503 (warming up) both mean "not yet"; a crash shows as the process exiting.
+        return Readiness.READY if probe.status == 200 else Readiness.LOADING

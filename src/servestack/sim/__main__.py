@@ -1,0 +1,3 @@
+from servestack.sim.server import main
+
+main()
