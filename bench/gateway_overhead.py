@@ -31,7 +31,7 @@ from rich.table import Table
 
 from harness.clients import Measurement, run_servestack_bench, run_wrk, wrk_available
 from harness.output import machine, write_results
-from harness.procs import HarnessError, Proc, free_port
+from harness.procs import HarnessError, Proc, cpu_seconds, free_port
 from harness.targets import BENCH_DIR, Layout, Target, make_targets
 
 ALL_TARGETS = "direct,bare,servestack,sglang-router,litellm,nginx"
@@ -131,8 +131,12 @@ def measure(
         for mode in modes:
             for target in targets:
                 console.print(f"[dim]round {round_number} · {mode} · {target.label}[/]", highlight=False)
+                pids = target.cpu_pids()
+                before = cpu_seconds(pids)
                 m = one_round(target, BODIES[mode], mode == "stream", args, use_wrk, cpus)
-                results[target.name][mode]["rounds"].append(vars(m))
+                used = cpu_seconds(pids) - before
+                per_cpu = m.requests / used if pids and used > 0 else None
+                results[target.name][mode]["rounds"].append({**vars(m), "cpu_seconds": used, "per_cpu_second": per_cpu})
     if args.rate > 0:
         for target in targets:
             rounds = results[target.name].get("whole", {}).get("rounds") or []
@@ -174,15 +178,50 @@ def count_events(target: Target) -> int:
 
 
 def summary(rounds: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in rounds) if rounds else float("nan")
+    values = [r[key] for r in rounds if r.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
 
 
 def render(results: dict[str, dict[str, Any]], rate: float) -> None:
+    console.print(throughput_table(results))
+    console.print(latency_table(results, rate))
+    console.print(
+        "[dim]req/CPU-s: requests per CPU-second the proxy's processes used (its capacity per core on an idle "
+        "machine; robust to noise). +pXX: the target's percentile minus the direct upstream's, in ms; at a fixed "
+        "concurrency it includes queueing behind a saturated proxy. Ranges: min–max over rounds.[/]"
+    )
+    for line in verdicts(results):
+        console.print(line, highlight=False)
+
+
+def throughput_table(results: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="Throughput (proxy pinned to one core)", header_style="bold", title_justify="left")
+    for column in ("target", "req/s", "req/CPU-s", "stream req/s", "chunks/s", "chunks/CPU-s"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for result in results.values():
+        row = [result["label"]]
+        for mode in ("whole", "stream"):
+            rounds = result.get(mode, {}).get("rounds") or []
+            events = result.get(mode, {}).get("events_per_answer", 1)
+            rps = [r["rps"] for r in rounds]
+            if not rps:
+                row += ["-", "-"] if mode == "whole" else ["-", "-", "-"]
+                continue
+            text = f"{summary(rounds, 'rps'):,.0f}"
+            row.append(text + (f" ({min(rps):,.0f}–{max(rps):,.0f})" if len(rps) > 1 else ""))
+            if mode == "stream":
+                row.append(f"{events * summary(rounds, 'rps'):,.0f}")
+            per_cpu = summary(rounds, "per_cpu_second")
+            row.append("-" if per_cpu != per_cpu else f"{per_cpu * (events if mode == 'stream' else 1):,.0f}")
+        table.add_row(*row)
+    return table
+
+
+def latency_table(results: dict[str, dict[str, Any]], rate: float) -> Table:
     direct = results.get("direct", {})
-    table = Table(title="Gateway overhead (per proxy core)", header_style="bold", title_justify="left")
-    columns = ["target", "req/s", "+p50 ms", "+p99 ms", "stream req/s", "chunks/s", "+p50 stream", "+p99 stream"]
-    if rate > 0:
-        columns += [f"+p50 @{rate:g}/s", f"+p99 @{rate:g}/s"]
+    table = Table(title="Added latency (ms)", header_style="bold", title_justify="left")
+    columns = ["target", "+p50", "+p99", "+p50 stream", "+p99 stream"]
+    columns += [f"+p50 @{rate:g}/s", f"+p99 @{rate:g}/s"] if rate > 0 else []
     for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for name, result in results.items():
@@ -190,22 +229,31 @@ def render(results: dict[str, dict[str, Any]], rate: float) -> None:
         for mode in ("whole", "stream"):
             rounds = result.get(mode, {}).get("rounds") or []
             base = direct.get(mode, {}).get("rounds") or []
-            rps = [r["rps"] for r in rounds]
-            row.append(f"{summary(rounds, 'rps'):,.0f} ({min(rps):,.0f}–{max(rps):,.0f})" if len(rps) > 1 else
-                       f"{rps[0]:,.0f}" if rps else "-")  # fmt: skip
-            if mode == "stream":
-                events = result["stream"].get("events_per_answer", 0)
-                row.append(f"{events * summary(rounds, 'rps'):,.0f}" if rps else "-")
-            for key in ("p50_ms", "p99_ms"):
-                row.append(_added(rounds, base, key, name))
+            row += [_added(rounds, base, key, name) for key in ("p50_ms", "p99_ms")]
         if rate > 0:
             row += _rate_cells(result.get("rate"), direct.get("rate"), name)
         table.add_row(*row)
-    console.print(table)
-    console.print(
-        "[dim]+pXX: the target's latency percentile minus the direct upstream's (ms); at a fixed concurrency it "
-        "includes queueing behind a saturated proxy. Ranges are min–max over rounds.[/]"
-    )
+    return table
+
+
+def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
+    """servestack against the issue's targets (per core: ≥1.0x the SGLang router, ≥0.7x nginx, streams ≥0.8x nginx)."""
+    ours = results.get("servestack")
+    if ours is None:
+        return []
+    lines = []
+    checks = [("sglang-router", "whole", 1.0), ("nginx", "whole", 0.7), ("nginx", "stream", 0.8)]
+    for peer, mode, target in checks:
+        if peer not in results:
+            continue
+        for key, what in (("rps", "req/s"), ("per_cpu_second", "req/CPU-s")):
+            mine = summary(ours[mode]["rounds"], key)
+            theirs = summary(results[peer][mode]["rounds"], key)
+            if mine == mine and theirs == theirs and theirs > 0:
+                ratio = mine / theirs
+                mark = "[green]meets[/]" if ratio >= target else "[red]misses[/]"
+                lines.append(f"servestack / {peer} ({mode}, {what}): {ratio:.2f}x (target >= {target}x: {mark})")
+    return lines
 
 
 def _added(rounds: list[dict[str, Any]], base: list[dict[str, Any]], key: str, name: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.procs import HarnessError, Proc, free_port, pin, wait_for
+from harness.procs import HarnessError, Proc, free_port, pin, tree_pids, wait_for
 from harness.venvs import peer_python
 
 CHAT_PATH = "/v1/chat/completions"
@@ -54,6 +54,10 @@ class Target:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+
+    def cpu_pids(self) -> list[int]:
+        """The processes whose CPU time is this proxy's cost (empty: not a proxy)."""
+        return [pid for proc in self.procs for pid in tree_pids(proc.pid)]
 
     def wait_chat(self, proc: Proc, timeout: float = 60.0) -> None:
         """Block until a chat completion passes through this target."""
@@ -94,6 +98,9 @@ class BareUpstream(Target):
         self.procs.append(proc)
         self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
         self.wait_chat(proc)
+
+    def cpu_pids(self) -> list[int]:
+        return []
 
 
 class Nginx(Target):
@@ -191,6 +198,7 @@ class Servestack(Target):
     def __init__(self, stack_file: Path, label: str = "servestack") -> None:
         super().__init__("servestack", label)
         self.stack_file = stack_file
+        self.engine_pids: list[int] = []
 
     def start(self, layout: Layout) -> None:
         home = layout.tmp / "servestack-home"
@@ -209,8 +217,13 @@ class Servestack(Target):
         self.procs.append(proc)
         self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
         self.wait_chat(proc, timeout=90)
-        for pid in _engine_pids(env):
+        self.engine_pids = _engine_pids(env)
+        for pid in self.engine_pids:
             pin(pid, layout.client_cpus)
+
+    def cpu_pids(self) -> list[int]:
+        engines = {p for pid in self.engine_pids for p in tree_pids(pid)}
+        return [pid for pid in super().cpu_pids() if pid not in engines]
 
     def stop(self) -> None:
         for proc in self.procs:
