@@ -82,12 +82,13 @@ def main() -> int:
                 if target.name == "nginx" and shutil.which("nginx") is None:
                     skipped[target.name] = "nginx is not installed (apt-get install -y nginx)"
                     continue
+                running.append(target)  # before start: whatever it launched is stopped below, even on errors
                 with console.status(f"starting {target.label} …"):
                     try:
                         target.start(layout)
-                        running.append(target)
                     except HarnessError as exc:
                         target.stop()
+                        running.remove(target)
                         skipped[target.name] = str(exc)
                         console.print(f"[yellow]skipping {target.label}:[/] {exc}", highlight=False)
             results = measure(running, modes, args, use_wrk, client_cpus)
