@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import openai
+import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from servestack.sim import SimConfig, SimServer
@@ -26,7 +27,7 @@ class ThreadedSim:
     """A SimServer serving from its own event loop in a daemon thread, so sync clients can call it."""
 
     def __init__(self, config: SimConfig, **server_kwargs: Any) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server = SimServer(config, **server_kwargs)
 

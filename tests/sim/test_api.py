@@ -41,6 +41,20 @@ def test_repeated_prompt_reports_cached_tokens(sim: ThreadedSim) -> None:
     assert second.model == "sim-alias"
 
 
+def test_the_next_turn_of_a_conversation_finds_the_last_one_cached(sim: ThreadedSim) -> None:
+    client = sim.client()
+    first = client.chat.completions.create(model="sim", messages=HELLO, max_tokens=12)
+    history = [*HELLO, {"role": "assistant", "content": first.choices[0].message.content}]
+    second = client.chat.completions.create(
+        model="sim", messages=[*history, {"role": "user", "content": "go on"}], max_tokens=2
+    )
+    assert first.usage and second.usage and second.usage.prompt_tokens_details
+    # The whole first turn is cached but for two pieces that tokenize differently once text follows
+    # them: the prompt's final newline joins the answer's first word, the answer's last word joins
+    # the end-of-message marker (a real BPE tokenizer has the same seams).
+    assert second.usage.prompt_tokens_details.cached_tokens == first.usage.total_tokens - 2
+
+
 def test_no_max_tokens_means_the_default_length_and_stop(sim: ThreadedSim) -> None:
     answer = sim.client().chat.completions.create(model="sim", messages=HELLO)
     assert answer.usage and answer.usage.completion_tokens == 16

@@ -7,7 +7,14 @@ import os
 import subprocess
 import sys
 
-from servestack.sim.tokenizer import PIECE, Tokenizer, generated_pieces, render_chat
+from servestack.sim.tokenizer import (
+    PIECE,
+    SEGMENT_CACHE_LIMIT,
+    Tokenizer,
+    chat_segments,
+    generated_pieces,
+    render_chat,
+)
 
 TEXT = "The quick brown fox jumps over the lazy dog; internationalization!  Twice."
 
@@ -52,3 +59,16 @@ def test_generated_words_are_one_token_each() -> None:
     assert len(Tokenizer().encode("".join(pieces))) == 40
     assert not pieces[0].startswith(" ")
     assert generated_pieces(5, 3, leading_space=True)[0].startswith(" ")
+
+
+def test_chat_prompts_are_tokenized_message_by_message_and_memoized() -> None:
+    tok = Tokenizer()
+    messages = [{"role": "system", "content": "Be brief. " * 200}, {"role": "user", "content": "hi"}]
+    segments = chat_segments(messages)
+    assert "".join(segments) == render_chat(messages)
+    ids = tok.encode_segments(segments)
+    assert ids == [token for segment in segments for token in tok.encode(segment)]
+    assert tok.encode_segments(segments) == ids  # from the memo
+    for i in range(SEGMENT_CACHE_LIMIT + 10):
+        tok.encode_segments([f"message {i}"])
+    assert len(tok._segments) <= SEGMENT_CACHE_LIMIT

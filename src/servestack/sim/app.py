@@ -57,7 +57,9 @@ class EnginePhase(Enum):
 class SimApp:
     """One simulated engine. `clock` and `crash` are test seams; the server names the replica once bound."""
 
-    def __init__(self, config: SimConfig, *, clock: Clock | None = None, crash: Callable[[str], None] = crash_process):
+    def __init__(
+        self, config: SimConfig, *, clock: Clock | None = None, crash: Callable[[str], None] = crash_process
+    ) -> None:
         self.config = config
         self.phase = EnginePhase.READY
         self.clock = clock or ScaledClock(config.time_scale)

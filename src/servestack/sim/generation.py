@@ -52,14 +52,13 @@ class Generator:
     async def instant(self, request: GenerationRequest, writer: AnswerWriter, send: Send, headers: Headers) -> None:
         max_tokens = request.max_tokens or self.limits.default_max_tokens
         prompt = request.prompt
-        prompt_tokens = len(prompt) if isinstance(prompt, list) else len(prompt) // 4 + 1
+        prompt_tokens = len(prompt) if isinstance(prompt, list) else sum(map(len, prompt)) // 4 + 1
         self._check_length(prompt_tokens, max_tokens)
         pieces = self._canned_pieces(max_tokens, request.route is Route.COMPLETION)
         reason = request.finish_reason
         counts = usage(prompt_tokens, max_tokens, 0)
         self.metrics.prompt_seen(prompt_tokens, 0, cache_queried=False)
-        self.metrics.first_token(0.0)
-        self.metrics.finished(max_tokens, 0.0, reason)
+        self.metrics.finished(max_tokens, reason)
         if not request.stream:
             await send_bytes(send, 200, writer.whole("".join(pieces), reason, counts), JSON_HEADERS + headers)
             return
@@ -74,7 +73,7 @@ class Generator:
 
     async def simulate(self, request: GenerationRequest, writer: AnswerWriter, send: Send, headers: Headers) -> None:
         prompt = request.prompt
-        prompt_ids = prompt if isinstance(prompt, list) else self.tokenizer.encode(prompt)
+        prompt_ids = prompt if isinstance(prompt, list) else self.tokenizer.encode_segments(prompt)
         max_tokens = request.max_tokens or self.limits.default_max_tokens
         self._check_length(len(prompt_ids), max_tokens)
         seq = Sequence(prompt_ids, max_tokens)
@@ -92,7 +91,7 @@ class Generator:
                 await self._stream(seq, request, writer, pieces, send, headers)
             else:
                 await self._whole(seq, request, writer, pieces, send, headers)
-            conversation = self._conversation(prompt, pieces)
+            conversation = self._conversation(request, prompt_ids, pieces)
         finally:
             self.scheduler.finish(seq, conversation)
 
@@ -104,7 +103,7 @@ class Generator:
         await self.clock.sleep_until(seq.finish_at)
         body = writer.whole("".join(pieces), request.finish_reason, self._usage(seq))
         await send_bytes(send, 200, body, JSON_HEADERS + headers)
-        self.metrics.finished(seq.max_tokens, self.clock.now() - seq.arrived_at, request.finish_reason)
+        self.metrics.finished(seq.max_tokens, request.finish_reason, self.clock.now() - seq.arrived_at)
 
     async def _stream(
         self, seq: Sequence, request: GenerationRequest, writer: AnswerWriter, pieces: list[str], send: Send,
@@ -128,7 +127,7 @@ class Generator:
             if sent < seq.max_tokens:
                 await self.clock.sleep_until(seq.token_time(sent))
         await _end_stream(send, writer.usage_chunk(self._usage(seq)) if request.include_usage else b"")
-        self.metrics.finished(seq.max_tokens, self.clock.now() - seq.arrived_at, request.finish_reason)
+        self.metrics.finished(seq.max_tokens, request.finish_reason, self.clock.now() - seq.arrived_at)
 
     async def _first_token(self, seq: Sequence) -> None:
         await self.scheduler.prefill(seq)
@@ -137,12 +136,13 @@ class Generator:
     def _usage(self, seq: Sequence) -> dict[str, object]:
         return usage(seq.prompt_tokens, seq.max_tokens, seq.cached_tokens)
 
-    def _conversation(self, prompt: str | list[int], pieces: list[str]) -> list[int]:
+    def _conversation(self, request: GenerationRequest, prompt_ids: list[int], pieces: list[str]) -> list[int]:
         """Prompt and answer as the next turn will tokenize them, for the prefix cache."""
         answer = "".join(pieces)
-        if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt + answer)
-        return [*prompt, *self.tokenizer.encode(answer)]
+        if request.route is Route.CHAT and isinstance(request.prompt, tuple):
+            *messages, header = request.prompt  # the next turn renders the header and answer as one message
+            return self.tokenizer.encode_segments(messages) + self.tokenizer.encode(header + answer)
+        return prompt_ids + self.tokenizer.encode(answer)  # a completion's answer starts a new piece
 
     def _check_length(self, prompt_tokens: int, max_tokens: int) -> None:
         limit = self.limits.max_model_len

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from servestack.errors import BadRequest
-from servestack.sim.tokenizer import render_chat
+from servestack.sim.tokenizer import chat_segments
 
 DONE = b"data: [DONE]\n\n"
 
@@ -30,7 +30,9 @@ class Route(Enum):
 class GenerationRequest:
     route: Route
     model: str | None
-    prompt: str | list[int]  # chat messages are rendered to text; /v1/completions may send token ids
+    # Chat: one rendered segment per message, then the assistant header. /v1/completions: the prompt
+    # text as one segment, or token ids as sent.
+    prompt: tuple[str, ...] | list[int]
     max_tokens: int | None
     stream: bool
     include_usage: bool
@@ -62,19 +64,19 @@ def parse_request(route: Route, body: bytes) -> GenerationRequest:
     return GenerationRequest(route, model, prompt, _max_tokens(data, route), stream, stream and include_usage)
 
 
-def _chat_prompt(data: dict[str, Any]) -> str:
+def _chat_prompt(data: dict[str, Any]) -> tuple[str, ...]:
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise BadRequest("'messages' must be a non-empty list of message objects", param="messages")
-    return render_chat(messages)
+    return chat_segments(messages)
 
 
-def _completion_prompt(data: dict[str, Any]) -> str | list[int]:
+def _completion_prompt(data: dict[str, Any]) -> tuple[str, ...] | list[int]:
     prompt = data.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
-        return prompt
+        return (prompt,)
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
         return prompt
     raise BadRequest("'prompt' must be a string or a list of token ids (one prompt per request)", param="prompt")
