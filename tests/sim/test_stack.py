@@ -36,6 +36,7 @@ services:
   doomed:
     engine: sim
     model: sim
+    restart: never   # main's supervisor restarts a crashed engine by default (on-failure)
     args: ["--crash-after-seconds", "1.5", "--instant"]
 """
 
