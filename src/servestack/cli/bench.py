@@ -1,21 +1,28 @@
-"""`bench`: load-test any OpenAI-compatible server (servestack's gateway, an engine, a peer)."""
+"""`bench`: load-test any OpenAI-compatible server (servestack's gateway, an engine, a peer).
+
+`servestack.bench` (aiohttp and the rest) is imported when the command runs, not when the CLI
+starts: every other command, `up` above all, starts that much sooner.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from servestack.bench import Concurrency, Limits, Rate, Slo, Summary, Target, api_base, build_workload, run_levels
-from servestack.bench.loadgen import Counters, Level
-from servestack.bench.report import BenchConfig, document, latency_table, notes, throughput_table, write_json
-from servestack.bench.runner import ENDPOINTS, detect_model
 from servestack.cli.app import app, console
 from servestack.errors import BenchError
+
+if TYPE_CHECKING:
+    from servestack.bench import Limits, Summary
+    from servestack.bench.loadgen import Counters, Level
+    from servestack.bench.report import BenchConfig
+
+ENDPOINTS = ("chat", "completions")
 
 T = TypeVar("T")
 DURATION_WORKLOAD_REQUESTS = 2000  # conversations prepared per level when a run is bound by time
@@ -53,6 +60,10 @@ def bench(
     Examples: `servestack bench -c 1,8,32 -n 200`; `servestack bench http://gpu1:8000 -r 4 -d 60
     --dataset shared-prefix --ttft-slo 500ms --json out.json --plot out.png`.
     """
+    from servestack.bench import Limits, Slo, Target, api_base, build_workload, run_levels
+    from servestack.bench.report import BenchConfig, document, write_json
+    from servestack.bench.runner import ENDPOINTS as PATHS
+
     if endpoint not in ENDPOINTS:
         raise BenchError(f"unknown endpoint {endpoint!r}", fix="use chat or completions")
     levels = parse_levels(concurrency, rate)
@@ -68,7 +79,7 @@ def bench(
     base = api_base(url)
     if model is None:
         model = _run(_detect(base, api_key))
-    target = Target(url=base + ENDPOINTS[endpoint], model=model, stream=stream, api_key=api_key)
+    target = Target(url=base + PATHS[endpoint], model=model, stream=stream, api_key=api_key)
     config = BenchConfig(base, model, stream, workload.name, input_len, output_len, seed, requests, duration, slo)
     console.print(f"[dim]{target.url} · model {model} · {workload.name} · {', '.join(lv.label for lv in levels)}[/]")
     with _progress() as progress:
@@ -90,6 +101,8 @@ def bench(
 
 
 def parse_levels(concurrency: str | None, rate: str | None) -> list[Level]:
+    from servestack.bench import Concurrency, Rate
+
     if concurrency is not None and rate is not None:
         raise BenchError("give --concurrency or --rate, not both")
     if rate is not None:
@@ -162,6 +175,8 @@ def _progress() -> Progress:
 
 
 def _render(summaries: list[Summary], config: BenchConfig) -> None:
+    from servestack.bench.report import latency_table, notes, throughput_table
+
     console.print(throughput_table(summaries))
     console.print(latency_table(summaries))
     for note in notes(summaries, config):
@@ -169,7 +184,9 @@ def _render(summaries: list[Summary], config: BenchConfig) -> None:
 
 
 async def _detect(base: str, api_key: str | None) -> str:
+    from servestack.bench import Target
     from servestack.bench.client import make_session
+    from servestack.bench.runner import detect_model
 
     async with make_session(Target(url=base, model="", api_key=api_key), timeout=10) as session:
         return await detect_model(session, base)
