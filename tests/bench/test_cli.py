@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.bench.fake_openai import FakeOpenAI
 from tests.conftest import run_cli
 
@@ -52,3 +54,11 @@ def test_bench_refuses_concurrency_and_rate_together() -> None:
     result = run_cli("bench", "http://127.0.0.1:9", "-c", "2", "-r", "3")
     assert result.returncode == 1
     assert "not both" in result.stderr
+
+
+def test_bench_plots_latency_against_load(fake: FakeOpenAI, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "latency.png"
+    result = run_cli("bench", fake.url, "-c", "1,2", "-n", "6", "--output-len", "3", "--plot", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(b"\x89PNG")
