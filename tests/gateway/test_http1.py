@@ -269,3 +269,33 @@ def test_broken_answers_are_protocol_errors(run: Callable[[Any], Any], answer: b
 def test_a_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(ProtocolError, match="line break"):
         Http1Pool().request_head("http://127.0.0.1:1/x", 2, {"x-request-id": "a\r\nEvil: 1"})
+
+
+def test_cancelling_before_the_headers_closes_the_connection(run: Callable[[Any], Any]) -> None:
+    """A client that leaves while the engine still queues its request: the engine must see the disconnect."""
+
+    async def scenario() -> bool:
+        closed = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_request(reader)
+            await reader.read()  # no answer; returns when the client closes
+            closed.set()
+
+        server, url = await serve(handler)
+        pool = Http1Pool()
+
+        async def request() -> None:
+            async with pool.post(url, data=b"{}", headers=JSON):
+                pass
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(closed.wait(), 5)
+        server.close()
+        return closed.is_set()
+
+    assert run(scenario())

@@ -288,6 +288,9 @@ class _Exchange:
                 connection.close()
                 if not reused or response.received_any or attempt:
                     raise
+            except BaseException:
+                connection.close()  # cancelled or timed out before the headers: the engine must see it
+                raise
         raise AssertionError("unreachable")
 
     async def __aexit__(
