@@ -299,3 +299,24 @@ def test_cancelling_before_the_headers_closes_the_connection(run: Callable[[Any]
         return closed.is_set()
 
     assert run(scenario())
+
+
+def test_connections_of_a_burst_are_dropped_once_they_expire(run: Callable[[Any], Any]) -> None:
+    async def scenario() -> int:
+        server, url = await serve(keep_alive_server([]))
+        pool = Http1Pool(keepalive_expiry=0.2)
+
+        async def one() -> None:
+            async with pool.post(url, data=b"x", headers=JSON) as response:
+                await response.read()
+
+        await asyncio.gather(*(one() for _ in range(5)))  # a burst: 5 connections
+        for _ in range(12):  # then one at a time, never idle long enough to expire the one in use
+            await one()
+            await asyncio.sleep(0.05)
+        idle = sum(len(connections) for connections in pool._idle.values())
+        await pool.close()
+        server.close()
+        return idle
+
+    assert run(scenario()) == 1

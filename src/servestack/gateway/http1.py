@@ -376,7 +376,14 @@ class Http1Pool:
         return connection
 
     def put_back(self, connection: _Connection) -> None:
-        self._idle.setdefault(connection.key, []).append(connection)
+        idle = self._idle.setdefault(connection.key, [])
+        idle.append(connection)
+        # Reuse takes the newest; drop the oldest when it has expired, so a burst's connections do
+        # not linger once traffic falls (one check per request keeps this cheap).
+        oldest = idle[0]
+        if oldest.closed or connection.idle_since - oldest.idle_since >= self.keepalive_expiry:
+            idle.pop(0)
+            oldest.close()
 
     async def close(self) -> None:
         for idle in self._idle.values():
