@@ -33,9 +33,11 @@ def bench(
     url: str = typer.Argument("http://127.0.0.1:8000/v1", help="Server URL (host:port, …/v1 or a full endpoint)."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model to ask for (default: the first listed)."),
     endpoint: str = typer.Option("chat", help="chat (/v1/chat/completions) or completions (/v1/completions)."),
-    concurrency: str | None = typer.Option(None, "--concurrency", "-c", help="Clients at once; 1,8,32 sweeps."),
+    concurrency: str | None = typer.Option(
+        None, "--concurrency", "-c", help="Clients at once (default 8); 1,8,32 sweeps."
+    ),
     rate: str | None = typer.Option(None, "--rate", "-r", help="Poisson arrivals per second; 5,10 sweeps."),
-    requests: int | None = typer.Option(None, "--requests", "-n", help="Requests per level [default: 100]."),
+    requests: int | None = typer.Option(None, "--requests", "-n", help="Requests per level (default 100)."),
     duration: float | None = typer.Option(None, "--duration", "-d", help="Seconds per level (instead of -n)."),
     dataset: str = typer.Option(
         "random",
