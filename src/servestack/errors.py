@@ -3,6 +3,8 @@
     ServestackError                      everything we raise on purpose; the CLI prints it as one line
     ├── StackError                       a stack file that cannot be loaded (names file, key path, expected)
     ├── PlanError                        a stack that cannot run on the given GPUs (carries the findings)
+    ├── ModelInfoError                   a model's facts cannot be read (config.json, GGUF or safetensors header)
+    ├── InventoryError                   a GPU spec that cannot be parsed (`--gpus 4xH9000`)
     ├── EngineError                      an engine that cannot be started or died (carries its log tail)
     ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
     ├── DownloadError                    weights or images that could not be fetched
@@ -45,6 +47,14 @@ class StackError(ServestackError):
 
 class PlanError(ServestackError):
     """A stack does not fit the hardware, or is inconsistent."""
+
+
+class ModelInfoError(ServestackError):
+    """A model's config.json, GGUF header or safetensors header is missing, unreadable or malformed."""
+
+
+class InventoryError(ServestackError):
+    """A GPU inventory spec (`--gpus`) that cannot be parsed, or a GPU model that is not in the table."""
 
 
 class EngineError(ServestackError):

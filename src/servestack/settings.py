@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     )
     crash_loop_window: float = Field(default=600.0, gt=0, description="Crash-loop window in seconds.")
     log_level: str = Field(default="info", description="Log level of the gateway and the controller.")
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where `pull` puts ModelScope models (HF models go to the HF cache); unset: <home>/models.",
+    )
 
     @property
     def logs_dir(self) -> Path:
@@ -54,6 +58,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.home / "models"
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -43,3 +43,15 @@ def test_status_down_and_logs_when_nothing_runs(home: Path) -> None:
 def test_version_and_env() -> None:
     assert run_cli("version").stdout.startswith("servestack ")
     assert "SERVESTACK_HOME" in run_cli("env").stdout
+
+
+def test_plan_show_commands_prints_the_seed_command(home: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "000-codestral-sglang-apptainer.yaml"
+    result = run_cli("plan", "-f", str(example), "--gpus", "4xH200", "--show-commands")
+    assert result.returncode == 0, result.stderr
+    expected = (
+        "python3 -m sglang.launch_server --model-path mistralai/Codestral-22B-v0.1 --host 0.0.0.0 "
+        "--port 30002 --tp-size 1 --context-length 8192 --mem-fraction-static 0.6"
+    )
+    assert expected in result.stdout
+    assert "APPTAINERENV_CUDA_VISIBLE_DEVICES=1" in result.stdout

@@ -36,8 +36,8 @@ services:
   doomed:
     engine: sim
     model: sim
-    restart: never   # main's supervisor restarts a crashed engine by default (on-failure)
     args: ["--crash-after-seconds", "1.5", "--instant"]
+    restart: never
 """
 
 

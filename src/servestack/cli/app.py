@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from servestack.errors import EngineError, ServestackError
 from servestack.settings import Settings
-from servestack.stack import Stack, load_default_stack, load_stack
+from servestack.stack import Stack, load_default_stack, load_stack, read_dotenv
 
 app = typer.Typer(
     name="servestack",
@@ -35,23 +37,36 @@ def settings() -> Settings:
     return Settings()
 
 
+def stack_path(path: Path | None) -> Path | None:
+    """The stack file meant: the one given, else ./stack.yaml if present, else None (the default stack)."""
+    if path is None and DEFAULT_STACK_FILE.is_file():
+        return DEFAULT_STACK_FILE
+    return path
+
+
+def engine_environ(path: Path | None) -> dict[str, str]:
+    """Where engines' secrets come from: the `.env` beside the stack file, the environment winning."""
+    path = stack_path(path)
+    return {**(read_dotenv(path) if path else {}), **os.environ}
+
+
 def choose_stack(path: Path | None) -> tuple[Stack, str]:
     """The stack to use and a label naming where it came from."""
-    if path is None and DEFAULT_STACK_FILE.is_file():
-        path = DEFAULT_STACK_FILE
+    path = stack_path(path)
     if path is None:
         return load_default_stack(), "the default stack (SmolLM2-135M on llama.cpp)"
     return load_stack(path), str(path)
 
 
 def print_error(error: ServestackError) -> None:
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    # Messages are plain text: `pip install 'servestack[llamacpp]'` must not be read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
     if isinstance(error, EngineError) and error.log_tail:
         err_console.print("[dim]last lines of its log:[/]")
         for line in error.log_tail:
             err_console.print(f"  [dim]│[/] {line}", highlight=False, markup=False)
     if error.fix:
-        err_console.print(f"[yellow]fix:[/] {error.fix}", highlight=False)
+        err_console.print(f"[yellow]fix:[/] {escape(error.fix)}", highlight=False)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from servestack.cli.app import app, console, settings
 from servestack.errors import StateError
+from servestack.gpus import gpu_memory_by_group
 from servestack.supervisor import ReplicaState, ReplicaStatus, StateStore, pid_alive, tail_lines
 
 STATUS_STYLE = {
@@ -45,12 +46,16 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
         f"servestack pid {instance.pid}, gateway {instance.gateway_url}/v1, stack: {instance.stack}",
         highlight=False,
     )
-    console.print(_table(replicas))
+    console.print(status_table(replicas, gpu_memory_by_group()))
 
 
-def _table(replicas: list[ReplicaState]) -> Table:
+def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> Table:
+    """One row per engine process; a GPU MEM column when NVML can tell (None: no driver)."""
     table = Table(box=None, header_style="bold")
-    for column in ("SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "MODELS"):
+    columns = ["SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "MODELS"]
+    if gpu_memory is not None:
+        columns.insert(6, "GPU MEM")
+    for column in columns:
         table.add_column(column)
     now = time.time()
     for r in replicas:
@@ -58,7 +63,7 @@ def _table(replicas: list[ReplicaState]) -> Table:
         if r.last_error and r.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
             state += f"\n[dim]{r.last_error[:120]}[/]"
         uptime = r.uptime(now)
-        table.add_row(
+        cells = [
             r.service if r.replica == 0 else f"{r.service}#{r.replica}",
             r.engine,
             state,
@@ -68,7 +73,11 @@ def _table(replicas: list[ReplicaState]) -> Table:
             _duration(uptime) if uptime is not None else "-",
             str(r.restarts),
             ", ".join(r.models),
-        )
+        ]
+        if gpu_memory is not None:
+            used = gpu_memory.get(r.pgid or -1) if r.pid else None
+            cells.insert(6, f"{used / 2**30:.1f} GiB" if used else "-")
+        table.add_row(*cells)
     return table
 
 

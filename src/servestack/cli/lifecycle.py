@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, settings
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings
+from servestack.cli.plan import plan_for_up
 from servestack.cli.progress import RichReporter
 from servestack.controller import (
     Controller,
@@ -20,9 +21,9 @@ from servestack.controller import (
     stop_instance,
     wait_detached,
 )
-from servestack.errors import PlanError, StateError
-from servestack.plan import Plan, make_plan
-from servestack.stack import Stack, resolve_model
+from servestack.errors import StateError
+from servestack.plan import Plan
+from servestack.stack import Stack
 from servestack.supervisor import ReplicaState
 
 
@@ -33,6 +34,7 @@ def up(
     host: str | None = typer.Option(None, "--host", help="Gateway interface (overrides gateway.host)."),
     port: int | None = typer.Option(None, "--port", help="Gateway port (overrides gateway.port)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once ready."),
+    force: bool = typer.Option(False, "--force", help="Start even when the plan has errors."),
 ) -> None:
     """Start the stack's services and serve them behind the gateway, in the foreground.
 
@@ -41,15 +43,15 @@ def up(
     """
     stack, label = choose_stack(file)
     stack = _override_gateway(stack, host, port)
-    plan = _plan_or_refuse(stack)
     unknown = [name for name in services or [] if name not in stack.services]
     if unknown:
         raise StateError(f"no service {unknown[0]!r} in {label}", fix=f"services: {', '.join(stack.services)}")
+    plan = plan_or_refuse(stack, force=force)
     if detach:
-        _up_detached(services or [], file, host, port)
+        _up_detached(services or [], file, host, port, force)
         return
     console.print(f"[dim]stack: {label}[/]", highlight=False)
-    controller = Controller(plan, settings(), RichReporter(console), stack_label=label)
+    controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve_until_signal(controller, services or None))
     console.print("[dim]stopped.[/]")
@@ -61,7 +63,7 @@ def start(service: str = typer.Argument(..., help="Service name."), file: Path |
     config = settings()
     if not instance_running(config):
         console.print(f"nothing is running: starting servestack in the background with {service}")
-        up([service], file, None, None, detach=True)
+        up([service], file, None, None, detach=True, force=False)
         return
     with console.status(f"starting {service}…"):
         service_action(config, service, "start")
@@ -107,13 +109,9 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
     return Stack.model_validate(data)
 
 
-def _plan_or_refuse(stack: Stack) -> Plan:
-    models = {name: resolve_model(service.model) for name, service in stack.services.items()}
-    plan = make_plan(stack, models=models)
-    if plan.errors:
-        lines = [f"{f.service or 'stack'}: {f.message}" + (f" ({f.fix})" if f.fix else "") for f in plan.errors]
-        raise PlanError("the stack cannot run:\n  " + "\n  ".join(lines))
-    return plan
+def plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
+    """The plan for this machine; a plan with errors is refused unless `force`."""
+    return plan_for_up(stack, force=force)
 
 
 async def _serve_until_signal(controller: Controller, services: list[str] | None) -> None:
@@ -124,7 +122,7 @@ async def _serve_until_signal(controller: Controller, services: list[str] | None
     await controller.run(stop, services)
 
 
-def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None) -> None:
+def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None, force: bool) -> None:
     config = settings()
     if instance_running(config):
         raise StateError("servestack is already running", fix="`servestack start SERVICE` adds a service to it")
@@ -135,6 +133,8 @@ def _up_detached(services: list[str], file: Path | None, host: str | None, port:
         argv += ["--host", host]
     if port is not None:
         argv += ["--port", str(port)]
+    if force:
+        argv.append("--force")
     log_path = config.logs_dir / "servestack.log"
     proc = launch_detached(argv, log_path)
     with console.status("starting in the background…") as status:

@@ -14,13 +14,16 @@ from servestack.supervisor import Replica
 class RichReporter:
     """A spinner while engines load, one line per event, the endpoint at the end."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, announce: bool = True) -> None:
         self.console = console
+        self.announce = announce  # False: no gateway / "is up" lines (a throwaway instance)
         self._loading: dict[str, float] = {}
         self._status: Status | None = None
         self._started = time.monotonic()
 
     def gateway_started(self, url: str) -> None:
+        if not self.announce:
+            return
         self.console.print(f"[dim]gateway listening on {url} (answers 503 until an engine is ready)[/]")
 
     def replica_starting(self, replica: Replica) -> None:
@@ -61,6 +64,8 @@ class RichReporter:
 
     def all_ready(self, url: str, models: list[str]) -> None:
         self._stop_status()
+        if not self.announce:
+            return
         total = time.monotonic() - self._started
         self.console.print(
             f"[bold green]servestack is up[/] in {total:.1f}s: {url}/v1  (models: {', '.join(models)})\n"
@@ -70,6 +75,8 @@ class RichReporter:
 
     def stopping(self) -> None:
         self._stop_status()
+        if not self.announce:
+            return
         self.console.print("[dim]stopping engines…[/]")
 
     def _done(self, replica: Replica) -> None:

@@ -11,20 +11,26 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from servestack.errors import EngineError, ServestackError
 
-if TYPE_CHECKING:
-    from servestack.controller.controller import Controller
+
+class ServiceSteering(Protocol):
+    """What the control channel can ask of the running instance."""
+
+    async def start_service(self, name: str) -> None: ...
+    async def stop_service(self, name: str) -> None: ...
+    async def restart_service(self, name: str) -> None: ...
+
 
 ACTIONS = ("start", "stop", "restart")
 
 
 class ControlServer:
-    def __init__(self, controller: Controller, path: Path) -> None:
+    def __init__(self, controller: ServiceSteering, path: Path) -> None:
         self.controller = controller
         self.path = path
         self._runner: web.AppRunner | None = None

@@ -7,9 +7,10 @@ into gateway endpoints. The gateway starts first so clients get a clear 503 whil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from servestack.controller.control import ControlServer
@@ -45,8 +46,17 @@ class Reporter(Protocol):
 
 
 class Controller:
-    def __init__(self, plan: Plan, settings: Settings, reporter: Reporter, *, stack_label: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        reporter: Reporter,
+        *,
+        stack_label: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.plan = plan
+        self.environ = environ  # engines' secrets (HF token): the environment plus the stack's .env
         self.settings = settings
         self.reporter = reporter
         self.stack_label = stack_label
@@ -59,28 +69,29 @@ class Controller:
         """Start `services` (default: all), serve until `stop` is set, then stop every engine, whatever happens."""
         claim_instance(self.store)
         gateway = self.plan.stack.gateway
-        server = GatewayServer(Gateway(self.table), gateway.host, gateway.port, log_level=self._uvicorn_level())
-        await server.start()
-        self.reporter.gateway_started(server.url)
-        control = ControlServer(self, self.store.control_socket)
-        await control.start()
-        self.store.write_instance(
-            InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
-        )
-        try:
-            async with Supervisor(self.store, self.settings, listener=self._on_replica_change) as supervisor:
-                self._supervisor = supervisor
-                names = services or list(self.plan.services)
-                if await _first(asyncio.gather(*(self.start_service(n) for n in names)), stop):
-                    self.reporter.all_ready(server.url, self.table.models())
-                    await stop.wait()
-                self.reporter.stopping()
-        finally:
+        async with contextlib.AsyncExitStack() as cleanup:  # unwinds in reverse: engines first, gateway last
+            server = GatewayServer(Gateway(self.table), gateway.host, gateway.port, log_level=self._uvicorn_level())
+            await server.start()
+            cleanup.push_async_callback(server.stop)
+            self.reporter.gateway_started(server.url)
+            control = ControlServer(self, self.store.control_socket)
+            await control.start()
+            cleanup.push_async_callback(control.stop)
+            self.store.write_instance(
+                InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
+            )
+            cleanup.callback(self.store.clear_instance)
+            cleanup.callback(self.store.clear_replicas)
+            supervisor = await cleanup.enter_async_context(
+                Supervisor(self.store, self.settings, listener=self._on_replica_change, environ=self.environ)
+            )
+            self._supervisor = supervisor
+            names = services or list(self.plan.services)
+            if await _first(asyncio.gather(*(self.start_service(n) for n in names)), stop):
+                self.reporter.all_ready(server.url, self.table.models())
+                await stop.wait()
+            self.reporter.stopping()
             self._supervisor = None
-            await control.stop()
-            await server.stop()
-            self.store.clear_replicas()
-            self.store.clear_instance()
 
     async def start_service(self, name: str) -> None:
         """Start every replica of `name` that is not running; block until they are ready."""

@@ -1,18 +1,29 @@
 """Engine adapters, one module per engine, listed in one registry."""
 
 from servestack.engines.base import (
+    METRICS,
     Engine,
     EngineCommand,
     EngineConfig,
     ProbeResult,
     Readiness,
 )
+from servestack.engines.helptext import Rejection, parse_choices, rejected_values
 from servestack.engines.llamacpp import LlamaCppPythonEngine
+from servestack.engines.llamacpp_server import LlamaServerEngine
+from servestack.engines.mistralrs import MistralRsEngine, MistralRsServerEngine
+from servestack.engines.sglang import SGLangEngine
 from servestack.engines.sim import SimEngine
+from servestack.engines.vllm import VllmEngine
 from servestack.errors import EngineError
 
 ENGINES: dict[str, Engine] = {
     "llamacpp": LlamaCppPythonEngine(),
+    "llama-server": LlamaServerEngine(),
+    "vllm": VllmEngine(),
+    "sglang": SGLangEngine(),
+    "mistralrs": MistralRsEngine(),
+    "mistralrs-server": MistralRsServerEngine(),
     "sim": SimEngine(),
 }
 
@@ -27,10 +38,14 @@ def get_engine(name: str) -> Engine:
 
 __all__ = [
     "ENGINES",
+    "METRICS",
     "Engine",
     "EngineCommand",
     "EngineConfig",
     "ProbeResult",
     "Readiness",
+    "Rejection",
     "get_engine",
+    "parse_choices",
+    "rejected_values",
 ]

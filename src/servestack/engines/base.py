@@ -1,18 +1,34 @@
 """The contract every engine adapter implements, and the data that crosses it.
 
 An engine adapter is pure knowledge: how to build the engine's command from a service and what the
-plan decided (`EngineConfig`), and how to read the engine's answers to a readiness probe. It starts
-nothing itself: the runtime wraps the command, the supervisor runs it.
+plan decided (`EngineConfig`), how to read the engine's answers to a readiness probe, which metric
+names it exports, how to ask its version and its `--help`. It starts nothing itself: the runtime
+wraps the command, the supervisor runs it (and runs the version and help commands, in
+`supervisor/preflight.py`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
 
+from servestack.errors import EngineError
 from servestack.stack import Service
+
+# The common metric names the gateway and `status` use; each engine maps some of them to its own.
+METRICS = (
+    "waiting",
+    "running",
+    "kv_usage",
+    "ttft",
+    "prompt_tokens",
+    "generation_tokens",
+    "prefix_cache_queries",
+    "prefix_cache_hits",
+)
 
 
 class Readiness(Enum):
@@ -34,7 +50,8 @@ class EngineConfig:
     """What the plan decided for one engine process.
 
     `model` is already resolved (a local path or a hub id). `port` is None until the supervisor
-    picks a free one at launch.
+    picks a free one at launch. What the user wrote verbatim (parsers, chat template, dtype,
+    quantization, API key) is read from the Service itself.
     """
 
     model: str
@@ -45,16 +62,18 @@ class EngineConfig:
     tp: int = 1
     context_length: int | None = None
     memory_fraction: float | None = None
+    metrics: bool = False  # ask engines whose /metrics is off by default (SGLang) to turn it on
 
 
 @dataclass(frozen=True)
 class EngineCommand:
     """An engine invocation before a runtime wraps it.
 
-    `kind` says how `entry` is run: `module` → `python -m entry`, `binary` → an executable name.
+    `kind` says how `entry` is run: `module` → `python -m entry`, `script` → `python -c entry`,
+    `binary` → an executable name.
     """
 
-    kind: Literal["module", "binary"]
+    kind: Literal["module", "binary", "script"]
     entry: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
@@ -67,8 +86,11 @@ class Engine(Protocol):
     display_name: str
     health_path: str
     metrics_path: str | None
-    # Common metric name (waiting, running, kv_usage, ...) → the engine's own Prometheus name.
+    # Common metric name (one of METRICS) → the engine's own Prometheus name.
     metric_names: Mapping[str, str]
+    # Flags whose values depend on the installed version; checked against `--help` before start.
+    checked_flags: tuple[str, ...]
+    install_hint: str
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
         """Build the engine's command; raise EngineError for settings this engine cannot honour."""
@@ -77,3 +99,77 @@ class Engine(Protocol):
     def readiness(self, probe: ProbeResult) -> Readiness:
         """Classify one probe of `health_path` while the engine process is alive."""
         ...
+
+    def version_command(self, service: Service) -> EngineCommand:
+        """A command that prints the installed version (run by the same runtime as the engine)."""
+        ...
+
+    def parse_version(self, output: str) -> str | None:
+        """The version in the version command's output (stdout and stderr together)."""
+        ...
+
+    def help_command(self, service: Service) -> EngineCommand:
+        """A command that prints the engine's `--help`, for `checked_flags`."""
+        ...
+
+
+def classify(probe: ProbeResult, *, loading: frozenset[int] = frozenset()) -> Readiness:
+    """The usual rule: refused → loading; 2xx → ready; a status in `loading` → loading; else failed."""
+    if probe.status is None or probe.status in loading:
+        return Readiness.LOADING
+    if 200 <= probe.status < 300:
+        return Readiness.READY
+    return Readiness.FAILED
+
+
+_VERSION = re.compile(r"\b(\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z0-9]+)*)")
+
+
+def first_version(output: str) -> str | None:
+    """The first dotted version number in `output` (`0.5.7`, `0.32.0+cpu`)."""
+    match = _VERSION.search(output)
+    return match.group(1) if match else None
+
+
+def settings_in_use(service: Service, config: EngineConfig) -> dict[str, bool]:
+    """Which of the engine-facing settings a service uses (by their stack-file key)."""
+    return {
+        "tp": config.tp > 1,
+        "context_length": config.context_length is not None,
+        "memory_fraction": config.memory_fraction is not None,
+        "dtype": explicit(service.dtype) is not None,
+        "kv_cache_dtype": explicit(service.kv_cache_dtype) is not None,
+        "quantization": service.quantization is not None,
+        "chat_template": service.chat_template is not None,
+        "tool_call_parser": service.tool_call_parser is not None,
+        "reasoning_parser": service.reasoning_parser is not None,
+        "api_key": service.api_key is not None,
+    }
+
+
+def refuse_unsupported(
+    display_name: str, service: Service, config: EngineConfig, supported: frozenset[str], *, fix: str = ""
+) -> None:
+    """Raise EngineError naming every setting in use that this engine has no flag for."""
+    unsupported = [key for key, used in settings_in_use(service, config).items() if used and key not in supported]
+    if unsupported:
+        raise EngineError(
+            f"{display_name} has no setting for: {', '.join(unsupported)}",
+            fix=fix or "remove these keys from the service (or pass the engine's own flags in `args`)",
+        )
+
+
+def require_port(config: EngineConfig) -> int:
+    if config.port is None:
+        raise EngineError("internal: the engine port must be chosen before building the command")
+    return config.port
+
+
+def explicit(value: str | None) -> str | None:
+    """A dtype setting as a flag value: `auto` means the engine's own default, so no flag."""
+    return None if value in (None, "auto") else value
+
+
+def flag(name: str, value: object | None) -> list[str]:
+    """`[name, value]`, or nothing when `value` is None."""
+    return [] if value is None else [name, str(value)]

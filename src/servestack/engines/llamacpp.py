@@ -3,6 +3,7 @@
 Facts (reference/engines.md §1.5): flags are pydantic field names with underscores; the model is
 loaded before the HTTP socket opens, so "connection refused" means loading; there is no /health,
 readiness is `GET /v1/models` → 200; no tensor parallelism, no memory fraction, no /metrics.
+The API key goes through the `API_KEY` environment variable (pydantic settings), out of the process list.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness
+from servestack.engines.base import (
+    EngineCommand,
+    EngineConfig,
+    ProbeResult,
+    Readiness,
+    classify,
+    first_version,
+    refuse_unsupported,
+    require_port,
+)
 from servestack.errors import EngineError
 from servestack.stack import Service
 
 ALL_LAYERS = "-1"
+SUPPORTED = frozenset({"context_length", "api_key"})
 
 
 class LlamaCppPythonEngine:
@@ -23,6 +34,8 @@ class LlamaCppPythonEngine:
     health_path: str = "/v1/models"
     metrics_path: str | None = None  # llama-cpp-python has no /metrics
     metric_names: Mapping[str, str] = MappingProxyType({})
+    checked_flags: tuple[str, ...] = ()
+    install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
         if config.tp > 1:
@@ -35,21 +48,28 @@ class LlamaCppPythonEngine:
                 f"{self.display_name} has no GPU memory fraction (memory_fraction: {config.memory_fraction})",
                 fix="remove `memory_fraction`; memory is set by the model size and context_length",
             )
-        if config.port is None:
-            raise EngineError("internal: the engine port must be chosen before building the command")
+        refuse_unsupported(self.display_name, service, config, SUPPORTED)
         args = [
             "--model", config.model,
             "--model_alias", config.served_names[0],
             "--host", config.host,
-            "--port", str(config.port),
+            "--port", str(require_port(config)),
             # Layers go to the GPU only when the plan gave the service GPUs; otherwise run on the CPU.
             "--n_gpu_layers", ALL_LAYERS if config.gpus else "0",
         ]  # fmt: skip
         if config.context_length is not None:
             args += ["--n_ctx", str(config.context_length)]
-        return EngineCommand(kind="module", entry="llama_cpp.server", args=[*args, *service.args])
+        env = {"API_KEY": service.api_key} if service.api_key else {}
+        return EngineCommand(kind="module", entry="llama_cpp.server", args=[*args, *service.args], env=env)
 
     def readiness(self, probe: ProbeResult) -> Readiness:
-        if probe.status == 200:
-            return Readiness.READY
-        return Readiness.LOADING
+        return classify(probe)
+
+    def version_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="script", entry="import llama_cpp; print(llama_cpp.__version__)", args=[])
+
+    def parse_version(self, output: str) -> str | None:
+        return first_version(output)
+
+    def help_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="module", entry="llama_cpp.server", args=["--help"])

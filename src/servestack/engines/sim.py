@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness
+from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness, first_version
 from servestack.errors import EngineError
 from servestack.stack import Service
 
@@ -36,6 +36,8 @@ class SimEngine:
     health_path: str = "/health"
     metrics_path: str | None = "/metrics"
     metric_names: Mapping[str, str] = METRIC_NAMES
+    checked_flags: tuple[str, ...] = ()  # ships with servestack: always the matching version
+    install_hint: str = "part of servestack itself: reinstall servestack"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
         if config.port is None:
@@ -50,3 +52,12 @@ class SimEngine:
     def readiness(self, probe: ProbeResult) -> Readiness:
         # Refused (loading) and 503 (warming up) both mean "not yet"; a crash shows as the process exiting.
         return Readiness.READY if probe.status == 200 else Readiness.LOADING
+
+    def version_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="script", entry="import servestack; print(servestack.__version__)", args=[])
+
+    def parse_version(self, output: str) -> str | None:
+        return first_version(output)
+
+    def help_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="module", entry="servestack.sim", args=["--help"])

@@ -1,6 +1,26 @@
 """The planner: from a Stack (plus hardware and model facts) to a Plan. Pure functions, no I/O."""
 
+from servestack.plan.fit import Fit, FitRequest, evaluate
 from servestack.plan.make import make_plan
-from servestack.plan.model import Finding, Plan, ServicePlan, Severity
+from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan, Severity, Verdict
+from servestack.plan.recommend import explore_tp, smallest_fitting_tp
+from servestack.plan.tp import TpProblem, tp_problems, valid_tp_sizes
 
-__all__ = ["Finding", "Plan", "ServicePlan", "Severity", "make_plan"]
+__all__ = [
+    "Decision",
+    "Finding",
+    "Fit",
+    "FitRequest",
+    "GpuMemory",
+    "Plan",
+    "ServicePlan",
+    "Severity",
+    "TpProblem",
+    "Verdict",
+    "evaluate",
+    "explore_tp",
+    "make_plan",
+    "smallest_fitting_tp",
+    "tp_problems",
+    "valid_tp_sizes",
+]

@@ -4,44 +4,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from servestack.engines import ENGINES, EngineConfig
-from servestack.plan.model import Finding, Plan, ServicePlan, Severity
-from servestack.stack import Service, Stack
+from servestack.gpus import Inventory
+from servestack.modelinfo import ModelFacts
+from servestack.plan.model import Plan, ServicePlan
+from servestack.plan.ports import port_findings
+from servestack.plan.service import ServiceInput, plan_service
+from servestack.plan.sharing import sharing_findings
+from servestack.stack import Stack
 
 
-def make_plan(stack: Stack, *, models: Mapping[str, str] | None = None) -> Plan:
-    """Plan every service of `stack`.
+def make_plan(
+    stack: Stack,
+    inventory: Inventory | None = None,
+    facts: Mapping[str, ModelFacts] | None = None,
+    *,
+    models: Mapping[str, str] | None = None,
+) -> Plan:
+    """Plan every service of `stack` on `inventory` (default: a CPU-only machine).
 
-    `models` maps a service name to its resolved model (a local path for package references);
-    services missing from it use the model as written.
+    `facts` maps a service name to what is known about its model (services missing from it are
+    planned without a memory check). `models` maps a service name to its resolved model (a local path
+    for package references); services missing from it use the model as written.
     """
+    inventory = inventory or Inventory.cpu()
+    facts = facts or {}
     models = models or {}
-    services = {
-        name: _plan_service(stack, name, service, models.get(name, service.model))
-        for name, service in stack.services.items()
-    }
-    return Plan(stack=stack, services=services)
-
-
-def _plan_service(stack: Stack, name: str, service: Service, model: str) -> ServicePlan:
-    config = EngineConfig(
-        model=model,
-        served_names=tuple(stack.served_names(name)),
-        host=service.host,
-        port=service.port,
-        gpus=tuple(service.gpus or ()),
-        tp=service.tp or 1,
-        context_length=service.context_length,
-        memory_fraction=service.memory_fraction,
-    )
-    findings = []
-    if service.engine not in ENGINES:
-        findings.append(
-            Finding(
-                Severity.ERROR,
-                f"engine {service.engine!r} is not built into this servestack yet",
-                service=name,
-                fix=f"use one of: {', '.join(sorted(ENGINES))}",
-            )
-        )
-    return ServicePlan(name=name, service=service, config=config, findings=findings)
+    pinned = {index for service in stack.services.values() for index in service.gpus or ()}
+    free = [gpu for gpu in inventory.gpus if gpu.index not in pinned]
+    services: dict[str, ServicePlan] = {}
+    for name, service in stack.services.items():
+        item = ServiceInput(name, service, models.get(name, service.model), facts.get(name))
+        planned = plan_service(stack, item, inventory, free)
+        taken = set(planned.all_gpus)
+        free = [gpu for gpu in free if gpu.index not in taken]
+        services[name] = planned
+    findings = [*port_findings(stack), *sharing_findings(services, inventory)]
+    return Plan(stack=stack, services=services, findings=findings, inventory=inventory)

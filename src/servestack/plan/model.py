@@ -1,4 +1,5 @@
-"""What a plan is: per service the engine configuration decided, and findings that explain it."""
+"""What a plan is: per service the engine configuration decided, the memory it will take per GPU, and
+findings that explain it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from servestack.engines import EngineConfig
+from servestack.gpus import Inventory
+from servestack.modelinfo import ModelFacts
 from servestack.stack import Service, Stack
 
 
@@ -14,15 +17,61 @@ class Severity(Enum):
     WARNING = "warning"
 
 
+class Verdict(Enum):
+    FITS = "fits"
+    DOES_NOT_FIT = "does-not-fit"  # valid, but weights + KV + overhead exceed the GPUs
+    INVALID = "invalid"  # the TP size or the placement cannot work at all
+    CPU = "cpu"  # runs on the CPU: no GPU memory to check
+    UNCHECKED = "unchecked"  # the model's facts are unknown
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One thing the planner found: what, why, and what to do about it."""
+    """One thing the planner found: what, why, and what to do about it.
+
+    `code` is a stable identifier (`tp-invalid`, `gpu-over-committed`, …) listed in docs/plan.md.
+    """
 
     severity: Severity
     message: str
     service: str | None = None
     reason: str = ""
     fix: str = ""
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    """How one service uses each of its GPUs (every GPU of a TP group holds the same), in bytes.
+
+    `kv` is the KV cache the engine will allocate (≤ 0: none fits); `kv_limit` the most KV these settings
+    allow (engines that size the pool from a fraction allocate all of it, so the two are equal; llama.cpp
+    allocates only its context). `overhead` is everything else the engine holds or reserves: CUDA context,
+    activations, CUDA graphs, NCCL buffers. `share` is the part of the GPU the service claims, compared
+    with other services on the same GPU.
+    """
+
+    total: int
+    weights: int
+    kv: int
+    overhead: int
+    share: float
+    fraction: float | None = None
+    kv_limit: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.weights + max(self.kv, 0) + self.overhead
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A setting the user left out and the planner chose, with the engine flag it becomes."""
+
+    setting: str  # the stack key: tp, gpus, context_length, memory_fraction
+    value: object
+    flag: str  # e.g. "--tp-size 4"
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +80,33 @@ class ServicePlan:
     service: Service
     config: EngineConfig
     findings: list[Finding] = field(default_factory=list)
+    verdict: Verdict = Verdict.UNCHECKED
+    facts: ModelFacts | None = None
+    memory: GpuMemory | None = None
+    weights_bytes: int | None = None  # the whole model as loaded
+    kv_bytes_per_token: int | None = None  # per GPU
+    kv_tokens: int | None = None  # KV-cache capacity in tokens (per replica)
+    full_context_sequences: int | None = None  # how many sequences of `config.context_length` fit at once
+    decisions: list[Decision] = field(default_factory=list)
+    # One GPU block per replica when replicas were placed on GPUs of their own; empty: all share config.gpus.
+    replica_gpus: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def gpus(self) -> tuple[int, ...]:
+        return self.config.gpus
+
+    @property
+    def all_gpus(self) -> tuple[int, ...]:
+        """Every GPU any replica of this service uses."""
+        return tuple(g for block in self.replica_gpus for g in block) if self.replica_gpus else self.config.gpus
+
+    def gpus_of(self, replica: int) -> tuple[int, ...]:
+        """The GPUs of one replica."""
+        return self.replica_gpus[replica] if self.replica_gpus else self.config.gpus
+
+    @property
+    def tp(self) -> int:
+        return self.config.tp
 
 
 @dataclass(frozen=True)
@@ -38,6 +114,7 @@ class Plan:
     stack: Stack
     services: dict[str, ServicePlan]
     findings: list[Finding] = field(default_factory=list)
+    inventory: Inventory = field(default_factory=Inventory.cpu)
 
     @property
     def errors(self) -> list[Finding]:

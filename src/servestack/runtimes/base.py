@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from servestack.engines.base import EngineCommand, EngineConfig
+
+_SECRET_WORDS = frozenset({"TOKEN", "KEY", "APIKEY", "SECRET", "PASSWORD", "PASSWD"})
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -17,19 +21,53 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
 
     def display(self) -> str:
-        """The command as a shell line, secret-looking environment values masked."""
-        env = " ".join(f"{k}=***" if _secret(k) else f"{k}={shlex.quote(v)}" for k, v in self.env.items())
-        line = shlex.join(self.argv)
+        """The command as a shell line, secrets masked (secret-looking variables and flag values)."""
+        env = " ".join(f"{k}={MASK}" if is_secret(k) else f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        line = shlex.join(masked_argv(self.argv))
         return f"{env} {line}" if env else line
 
 
-def _secret(name: str) -> bool:
-    return any(word in name.upper() for word in ("TOKEN", "KEY", "SECRET", "PASSWORD"))
+def is_secret(name: str) -> bool:
+    """Whether a variable or flag name looks like it holds a secret (`HF_TOKEN`, `--api-key`).
+
+    Whole words only, so `--max-total-tokens` and `--tokenizer-path` stay visible.
+    """
+    return not _SECRET_WORDS.isdisjoint(re.split(r"[-_]+", name.upper()))
+
+
+_FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """`argv` with the values of secret-looking flags (`--api-key X`, `--api-key=X`) masked."""
+    shown = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            shown.append(MASK)
+        elif eq and _FLAG.match(name) and is_secret(name):
+            shown.append(f"{name}={MASK}")
+        else:
+            shown.append(arg)
+        hide_next = not hide_next and not eq and bool(_FLAG.match(arg)) and is_secret(arg)
+    return shown
 
 
 class Runtime(Protocol):
     kind: str
 
+    def inside(self, config: EngineConfig) -> EngineConfig:
+        """The config as the engine sees it where it runs (container paths, the interface to bind)."""
+        ...
+
     def wrap(self, command: EngineCommand, config: EngineConfig, env: dict[str, str]) -> Launch:
-        """Turn an engine command plus the service's environment into a process to start."""
+        """Turn an engine command plus the environment it needs into a process to start.
+
+        `config` is the plan's (host paths, host port, GPUs); `env` is what the engine must see.
+        """
+        ...
+
+    def wrap_probe(self, command: EngineCommand, env: dict[str, str]) -> Launch:
+        """A short tool run in the same place (the engine's `--version`, `--help`): no ports, no GPUs."""
         ...

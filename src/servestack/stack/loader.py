@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from servestack.errors import StackError
 from servestack.stack.interpolate import BadReference, KeyPath, MissingVariable, interpolate
-from servestack.stack.schema import GatewayConfig, NativeRuntime, Service, Stack
+from servestack.stack.schema import RUNTIME_KINDS, GatewayConfig, PixiEnvironment, Service, Stack
 
 DEFAULT_STACK_RESOURCE = "default.yaml"
 MAX_REPORTED_ERRORS = 5
@@ -47,7 +47,7 @@ def load_stack(path: Path, environ: Mapping[str, str] | None = None) -> Stack:
         ) from None
     except OSError as exc:
         raise StackError(f"{path}: cannot read the stack file: {exc.strerror}") from None
-    variables = {**_dotenv_beside(path), **(os.environ if environ is None else environ)}
+    variables = {**read_dotenv(path), **(os.environ if environ is None else environ)}
     return parse_stack(text, source=str(path), environ=variables, base_dir=path.parent)
 
 
@@ -72,15 +72,19 @@ def parse_stack(text: str, *, source: str, environ: Mapping[str, str], base_dir:
             f"{_describe(source, node, exc.path)}: {exc.text!r} is not a ${{VARIABLE}} reference"
         ) from None
     if base_dir is not None:
-        _absolutize_model_paths(data, base_dir)
+        _absolutize_paths(data, base_dir)
     try:
         return Stack.model_validate(data)
     except ValidationError as exc:
         raise StackError(_format_validation_error(exc, source, node)) from None
 
 
-def _dotenv_beside(path: Path) -> dict[str, str]:
-    env_file = path.parent / ".env"
+def read_dotenv(stack_path: Path) -> dict[str, str]:
+    """The variables of the `.env` beside a stack file (empty if there is none).
+
+    Returned, never written to `os.environ`: whoever starts engines decides what they get (the HF token).
+    """
+    env_file = stack_path.parent / ".env"
     if not env_file.is_file():
         return {}
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
@@ -103,14 +107,48 @@ def _parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     return node, data
 
 
-def _absolutize_model_paths(data: dict[str, Any], base_dir: Path) -> None:
+# Runtime keys holding host paths, made absolute against the stack file's folder like `model`.
+_RUNTIME_PATH_KEYS = ("python", "venv", "binary", "sif", "image", "model_cache")
+_RUNTIME_MOUNT_KEYS = ("binds", "volumes")
+
+
+def _absolutize_paths(data: dict[str, Any], base_dir: Path) -> None:
     services = data.get("services")
     if not isinstance(services, dict):
         return
     for service in services.values():
-        model = service.get("model") if isinstance(service, dict) else None
-        if isinstance(model, str) and model.startswith(("./", "../", "~")):
-            service["model"] = str((base_dir / Path(model).expanduser()).resolve())
+        if not isinstance(service, dict):
+            continue
+        service["model"] = _absolute(service.get("model"), base_dir)
+        runtime = service.get("runtime")
+        if isinstance(runtime, dict):
+            _absolutize_runtime(runtime, base_dir)
+
+
+def _absolutize_runtime(runtime: dict[str, Any], base_dir: Path) -> None:
+    for key in _RUNTIME_PATH_KEYS:
+        if key in runtime:
+            runtime[key] = _absolute(runtime[key], base_dir)
+    for key in _RUNTIME_MOUNT_KEYS:
+        mounts = runtime.get(key)
+        if isinstance(mounts, list):
+            runtime[key] = [_absolute_mount(m, base_dir) for m in mounts]
+    pixi = runtime.get("pixi")
+    if isinstance(pixi, dict) and "manifest" in pixi:
+        pixi["manifest"] = _absolute(pixi["manifest"], base_dir)
+
+
+def _absolute(value: Any, base_dir: Path) -> Any:
+    if isinstance(value, str) and value.startswith(("./", "../", "~")):
+        return str((base_dir / Path(value).expanduser()).resolve())
+    return value
+
+
+def _absolute_mount(mount: Any, base_dir: Path) -> Any:
+    if not isinstance(mount, str):
+        return mount
+    source, sep, rest = mount.partition(":")
+    return f"{_absolute(source, base_dir)}{sep}{rest}"
 
 
 def _format_validation_error(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
@@ -122,10 +160,14 @@ def _format_validation_error(exc: ValidationError, source: str, node: yaml.Node 
 
 
 def _format_one(error: Any, source: str, node: yaml.Node | None) -> str:
-    path = _schema_path(tuple(error["loc"]))
+    loc = _schema_path(tuple(error["loc"]))
+    path = _without_runtime_kind(loc)
     where = _describe(source, node, path)
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key{_suggest(path)}"
+        return f"{where}: unknown key{_suggest(loc)}"
+    if error["type"] == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return f"{where}: unknown kind {error['ctx']['tag']!r} (expected one of {expected})"
     if error["type"] == "missing":
         return f"{where}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
@@ -137,6 +179,13 @@ def _format_one(error: Any, source: str, node: yaml.Node | None) -> str:
 def _schema_path(loc: tuple[Any, ...]) -> KeyPath:
     # pydantic adds the name of a union member or validator stage to `loc`; keep real keys only.
     return tuple(part for part in loc if isinstance(part, int) or not part.startswith(("function-", "tagged-union")))
+
+
+def _without_runtime_kind(loc: KeyPath) -> KeyPath:
+    # pydantic names the chosen runtime kind in `loc` (runtime.docker.image); the file has no such key.
+    if len(loc) > 3 and loc[2] == "runtime" and loc[3] in RUNTIME_KINDS:
+        return (*loc[:3], *loc[4:])
+    return loc
 
 
 def _describe(source: str, node: yaml.Node | None, path: KeyPath) -> str:
@@ -177,7 +226,8 @@ def _model_at(path: KeyPath) -> type[BaseModel] | None:
         (): Stack,
         ("gateway",): GatewayConfig,
         ("services", "*"): Service,
-        ("services", "*", "runtime"): NativeRuntime,
+        **{("services", "*", "runtime", kind): model for kind, model in RUNTIME_KINDS.items()},
+        ("services", "*", "runtime", "native", "pixi"): PixiEnvironment,
     }
     key = tuple("*" if i == 1 and path and path[0] == "services" else str(p) for i, p in enumerate(path))
     return shapes.get(key)

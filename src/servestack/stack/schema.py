@@ -8,42 +8,122 @@ a Stack is never mutated after loading.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-EngineName = Literal["llamacpp", "vllm", "sglang", "mistralrs", "sim"]
+EngineName = Literal["llamacpp", "llama-server", "vllm", "sglang", "mistralrs", "mistralrs-server", "sim"]
 RestartPolicy = Literal["always", "on-failure", "never"]
+DType = Literal["auto", "bfloat16", "float16", "float32"]
+KvCacheDType = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "q8_0", "q4_0"]
+QUANTIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 Port = Annotated[int, Field(ge=1, le=65535)]
+CudaVersion = Annotated[str, Field(pattern=r"^\d+\.\d+$", description="A CUDA version, MAJOR.MINOR (e.g. 12.8).")]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PixiEnvironment(_Strict):
+    """A pixi project whose environment holds the engine (`pixi run --manifest-path M --environment E`).
+
+    Give one `environment`, or several `environments` with the CUDA version each needs: the newest
+    one the NVIDIA driver supports is chosen at launch.
+    """
+
+    manifest: str = Field(min_length=1, description="pixi.toml (or pyproject.toml), or the project folder.")
+    environment: str | None = None
+    environments: dict[str, CudaVersion] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way_to_choose(self) -> PixiEnvironment:
+        if self.environment and self.environments:
+            raise ValueError("give either 'environment' or 'environments' (chosen by CUDA version), not both")
+        return self
+
+
 class NativeRuntime(_Strict):
     """Run the engine as a process on this machine.
 
-    `python` names the interpreter whose environment holds the engine (e.g. `/opt/vllm/bin/python`);
-    `venv` is a shorthand for `<venv>/bin/python`. Neither given: the engine's own default
-    (the interpreter running servestack, or the engine binary on PATH).
+    Where the engine lives: `python` (an interpreter), `venv` (shorthand for `<venv>/bin/python`),
+    `conda` (an environment name, run with `conda run -n`), or `pixi`. None given: the interpreter
+    running servestack, or the engine binary on PATH. `binary` names the engine executable for
+    engines that run as one (`llama-server`, `mistralrs`, `vllm`).
     """
 
     kind: Literal["native"] = "native"
     python: str | None = None
     venv: str | None = None
+    conda: str | None = None
+    pixi: PixiEnvironment | None = None
     binary: str | None = None
 
     @model_validator(mode="after")
-    def _one_interpreter(self) -> NativeRuntime:
-        if self.python and self.venv:
-            raise ValueError("give either 'python' or 'venv', not both")
+    def _one_environment(self) -> NativeRuntime:
+        given = [name for name in ("python", "venv", "conda", "pixi") if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of 'python', 'venv', 'conda', 'pixi' (got {', '.join(given)})")
         return self
 
 
-RuntimeSpec = NativeRuntime
+class ApptainerRuntime(_Strict):
+    """Run the engine in an Apptainer container (`apptainer exec --nv`).
+
+    `image` is a SIF file or a `docker://` (`oras://`, `library://`) reference; with `sif`, the
+    reference is pulled into that file by `servestack pull-image` and the file is run.
+    `model_cache` (a host folder of the Hugging Face hub cache) is bound at /root/.cache/huggingface.
+    """
+
+    kind: Literal["apptainer"]
+    image: str = Field(min_length=1)
+    sif: str | None = None
+    binds: list[str] = Field(default_factory=list, description="SRC[:DST[:ro]] as for `apptainer --bind`.")
+    model_cache: str | None = None
+    nv: bool = Field(default=True, description="Pass `--nv` (NVIDIA GPUs and driver into the container).")
+    options: list[str] = Field(default_factory=list, description="Extra `apptainer exec` flags, as given.")
+
+    @model_validator(mode="after")
+    def _sif_needs_reference(self) -> ApptainerRuntime:
+        if self.sif and "://" not in self.image:
+            raise ValueError("'sif' is where a pulled image is kept: 'image' must then be a docker:// reference")
+        return self
+
+
+class DockerRuntime(_Strict):
+    """Run the engine in a Docker container (`docker run --rm --gpus ... -p ...`).
+
+    `volumes` are `HOST:CONTAINER[:ro]`; `model_cache` (a host folder of the Hugging Face hub cache)
+    is mounted at /root/.cache/huggingface.
+    """
+
+    kind: Literal["docker"]
+    image: str = Field(min_length=1)
+    volumes: list[str] = Field(default_factory=list)
+    model_cache: str | None = None
+    ipc: str | None = Field(default="host", description="`--ipc` mode; tensor-parallel workers share memory.")
+    options: list[str] = Field(default_factory=list, description="Extra `docker run` flags, as given.")
+
+
+def _runtime_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "native"))
+    return str(getattr(value, "kind", "native"))
+
+
+RuntimeSpec = Annotated[
+    Annotated[NativeRuntime, Tag("native")]
+    | Annotated[ApptainerRuntime, Tag("apptainer")]
+    | Annotated[DockerRuntime, Tag("docker")],
+    Discriminator(_runtime_kind),
+]
+RUNTIME_KINDS: dict[str, type[BaseModel]] = {
+    "native": NativeRuntime,
+    "apptainer": ApptainerRuntime,
+    "docker": DockerRuntime,
+}
 
 
 class Service(_Strict):
@@ -60,6 +140,18 @@ class Service(_Strict):
     tp: Annotated[int, Field(ge=1)] | None = None
     context_length: Annotated[int, Field(gt=0)] | None = None
     memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    dtype: DType = Field(default="auto", description="Weight dtype; auto: the checkpoint's (float32 → bfloat16).")
+    quantization: str | None = Field(
+        default=None, description="Quantisation method (fp8, awq, gptq, …); omitted: as the checkpoint says."
+    )
+    kv_cache_dtype: KvCacheDType = Field(default="auto", description="KV-cache dtype; auto: the weight dtype.")
+    chat_template: str | None = Field(default=None, description="A template file or an engine's built-in name.")
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+    trust_remote_code: bool = Field(
+        default=False, description="Allow the model's own code to run (engines without such code ignore it)."
+    )
+    api_key: str | None = Field(default=None, description="Key the engine itself demands (write ${VAR}).")
     args: list[str] = Field(default_factory=list, description="Extra engine flags, passed through as given.")
     env: dict[str, str] = Field(default_factory=dict)
     runtime: RuntimeSpec = Field(default_factory=NativeRuntime)
@@ -76,6 +168,13 @@ class Service(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("served names must be unique")
         return names
+
+    @field_validator("quantization")
+    @classmethod
+    def _quantization_name(cls, value: str | None) -> str | None:
+        if value is not None and not QUANTIZATION.match(value):
+            raise ValueError("quantization is a method name, e.g. fp8, awq, gptq (mistral.rs ISQ: Q4K)")
+        return value
 
     @field_validator("args", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ atomic (temp file + rename), so a reader never sees half a file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -16,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+UNIX_SOCKET_PATH_MAX = 100
 
 
 class ReplicaStatus(Enum):
@@ -74,8 +76,17 @@ class StateStore:
 
     @property
     def control_socket(self) -> Path:
-        """Where the running instance listens for `start`, `stop`, `restart` from other shells."""
-        return self.root / "control.sock"
+        """Where the running instance listens for `start`, `stop`, `restart` from other shells.
+
+        Inside the state dir when the path is short enough for a Unix socket (about 107 bytes),
+        else in the runtime dir under a name derived from the state dir.
+        """
+        path = self.root / "control.sock"
+        if len(str(path)) < UNIX_SOCKET_PATH_MAX:
+            return path
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+        return Path(runtime) / f"servestack-{os.getuid()}-{digest}.sock"
 
     @property
     def instance_path(self) -> Path:

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 
 from servestack.engines import Engine, EngineConfig, get_engine
-from servestack.errors import EngineError
+from servestack.errors import EngineError, ServestackError
+from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
-from servestack.runtimes import Launch, get_runtime
+from servestack.runtimes import Launch, needs_driver_cuda
 from servestack.settings import Settings
+from servestack.supervisor.launch import build_launch
+from servestack.supervisor.preflight import check_flags
 from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
 from servestack.supervisor.restart import Backoff, RestartTracker
@@ -40,6 +44,7 @@ class Replica:
     process: EngineProcess | None = None
     watcher: asyncio.Task[None] | None = None
     restarts: RestartTracker | None = None
+    driver_cuda: str | None = None  # the driver's CUDA version, when the runtime chose an environment by it
 
     @property
     def base_url(self) -> str:
@@ -52,17 +57,29 @@ TickListener = Callable[[Replica, float], None]
 
 
 class Supervisor:
+    """Starts, watches, restarts and stops engine replicas.
+
+    `environ` is where engines' secrets come from (the HF token; default: this process's
+    environment); `driver_cuda` reads the NVIDIA driver's CUDA version when a service chooses
+    among CUDA environments (default: `nvidia-smi`).
+    """
+
     def __init__(
         self,
         store: StateStore,
         settings: Settings,
         *,
         listener: ReplicaListener | None = None,
+        environ: Mapping[str, str] | None = None,
+        driver_cuda: Callable[[], str | None] = read_driver_cuda,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.settings = settings
         self.listener = listener
+        self.environ = dict(os.environ) if environ is None else dict(environ)
+        self._driver_cuda = driver_cuda
+        self._flags_checked: set[str] = set()  # services whose engine accepted their flags (checked once)
         self.clock = clock
         self.backoff = Backoff(
             base=settings.restart_backoff,
@@ -85,9 +102,11 @@ class Supervisor:
     def prepare(self, plan: ServicePlan, index: int = 0) -> Replica:
         """Build a replica's launch (port chosen, command wrapped by its runtime) without starting it."""
         engine = get_engine(plan.service.engine)
-        config = plan.config if plan.config.port else replace(plan.config, port=free_port(plan.config.host))
-        command = engine.command(plan.service, config)
-        launch = get_runtime(plan.service.runtime).wrap(command, config, dict(plan.service.env))
+        config = replace(plan.config, gpus=plan.gpus_of(index))
+        if not config.port:
+            config = replace(config, port=free_port(config.host))
+        driver = self._driver_cuda() if needs_driver_cuda(plan.service.runtime) else None
+        launch = build_launch(plan.service, config, environ=self.environ, driver_cuda=driver)
         state = ReplicaState(
             service=plan.name,
             replica=index,
@@ -100,7 +119,9 @@ class Supervisor:
             command=launch.display(),
             boot_id=current_boot_id(),
         )
-        return Replica(plan=plan, index=index, engine=engine, config=config, launch=launch, state=state)
+        return Replica(
+            plan=plan, index=index, engine=engine, config=config, launch=launch, state=state, driver_cuda=driver
+        )
 
     async def start(self, replica: Replica, on_tick: TickListener | None = None) -> float:
         """Start `replica` and block until it is ready; return seconds to ready.
@@ -110,6 +131,7 @@ class Supervisor:
         """
         self.replicas[replica.state.key] = replica
         replica.restarts = RestartTracker(replica.plan.service.restart, self.backoff, self.clock)
+        await self._check_flags_once(replica)
         seconds = await self._launch(replica, on_tick)
         replica.watcher = asyncio.create_task(self._watch(replica))
         return seconds
@@ -132,6 +154,19 @@ class Supervisor:
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(r) for r in self.replicas.values()))
+
+    async def _check_flags_once(self, replica: Replica) -> None:
+        """Refuse flag values the installed engine does not accept, before anything starts."""
+        if replica.plan.name in self._flags_checked:
+            return
+        try:
+            await check_flags(
+                replica.plan.service, replica.launch.argv, environ=self.environ, driver_cuda=replica.driver_cuda
+            )
+        except ServestackError as exc:
+            self._update(replica, status=ReplicaStatus.FAILED, last_error=exc.message)
+            raise
+        self._flags_checked.add(replica.plan.name)
 
     async def _launch(self, replica: Replica, on_tick: TickListener | None = None) -> float:
         assert self._session is not None, "use the supervisor as an async context manager"

@@ -1,0 +1,254 @@
+"""`plan`: does the stack fit the GPUs, at which TP, with how much KV cache — and why not.
+
+Also the planning step of `up`: facts are read here (GGUF / config.json / safetensors headers, the HF
+cache, the catalog) and the inventory comes from NVML, or `--gpus`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console
+from servestack.errors import ModelInfoError, PlanError, ServestackError
+from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
+from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
+from servestack.plan import Finding, Fit, FitRequest, Plan, ServicePlan, Severity, Verdict, explore_tp, make_plan
+from servestack.plan.export import explore_to_dict, plan_to_dict
+from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
+from servestack.stack import Stack, resolve_model
+from servestack.supervisor import free_port
+from servestack.supervisor.launch import build_launch
+
+VERDICT_STYLE = {
+    Verdict.FITS: "green",
+    Verdict.DOES_NOT_FIT: "red",
+    Verdict.INVALID: "red",
+    Verdict.CPU: "cyan",
+    Verdict.UNCHECKED: "yellow",
+}
+SEVERITY_MARK = {Severity.ERROR: "[red]✗ error[/]", Severity.WARNING: "[yellow]! warning[/]"}
+
+
+@app.command("plan")
+def plan_command(
+    file: Path | None = StackOption,
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="Plan for these GPUs instead of this machine's: 4xH200, 2xH100-80GB,1xA10G, 8x141GiB, cpu."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/plan.md)."),
+    explore: str | None = typer.Option(
+        None, "--explore-tp", metavar="SERVICE", help="Show every TP size for SERVICE: memory per GPU and verdict."
+    ),
+    show_commands: bool = typer.Option(
+        False, "--show-commands", help="Also print the exact process each service starts (argv and environment)."
+    ),
+    cuda: str | None = typer.Option(
+        None, "--cuda", metavar="VERSION", help="The driver's CUDA version to choose environments by (e.g. 12.8)."
+    ),
+) -> None:
+    """Check that the stack fits the GPUs: placement, TP, memory per GPU, KV cache, and findings with fixes.
+
+    Exits 1 when the plan has errors (the ones `up` refuses to start with).
+    """
+    stack, label = choose_stack(file)
+    inventory = parse_inventory(gpus) if gpus else detect_inventory()
+    facts = gather_facts(stack, _resolved_models(stack))
+    if explore is not None:
+        _explore(stack, explore, inventory, facts, as_json)
+        return
+    plan = make_plan(stack, inventory, facts, models=_resolved_models(stack))
+    if as_json:
+        typer.echo(orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_plan(console, plan, label)
+    if show_commands:
+        print_commands(plan, environ=engine_environ(file), driver_cuda=cuda or plan.inventory.cuda_driver_version)
+    if plan.errors:
+        raise typer.Exit(1)
+
+
+def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU); errors refuse unless `force`."""
+    models = _resolved_models(stack)
+    inventory = inventory if inventory is not None else detect_inventory()
+    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models)
+    if not plan.errors:
+        return plan
+    if force:
+        print_findings(err_console, plan.errors)
+        err_console.print("[yellow]--force: starting despite these errors[/]")
+        return plan
+    lines = [f"{f.service or 'stack'}: {f.message}" + (f"\n    fix: {f.fix}" if f.fix else "") for f in plan.errors]
+    raise PlanError(
+        "the stack cannot run:\n  " + "\n  ".join(lines),
+        fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
+    )
+
+
+def gather_facts(
+    stack: Stack, models: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> dict[str, ModelFacts]:
+    """Facts for every service's model that can be found on disk, in the HF cache or in the catalog."""
+    catalog = Catalog.builtin()
+    cache = hf_cache_dir(os.environ if environ is None else environ)
+    facts = {}
+    for name in stack.services:
+        try:
+            found = find_facts(models[name], catalog=catalog, hf_cache=cache)
+        except ModelInfoError as error:
+            err_console.print(f"[yellow]warning:[/] {name}: {error.message}", highlight=False)
+            continue
+        if found is not None:
+            facts[name] = found
+    return facts
+
+
+def _resolved_models(stack: Stack) -> dict[str, str]:
+    return {name: resolve_model(service.model) for name, service in stack.services.items()}
+
+
+def print_plan(out: Console, plan: Plan, label: str) -> None:
+    out.print(f"[dim]stack: {label}[/]\n[dim]GPUs: {plan.inventory.describe()}[/]", highlight=False)
+    for sp in plan.services.values():
+        out.print()
+        out.print(_service_table(sp))
+    findings = plan.all_findings()
+    if findings:
+        out.print()
+        print_findings(out, findings)
+    verdict = "[red]the plan has errors: `up` refuses it[/]" if plan.errors else "[green]the plan is runnable[/]"
+    out.print(f"\n{verdict}")
+
+
+def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str | None) -> None:
+    """The process each service would start, as a shell line (secrets masked)."""
+    for sp in plan.services.values():
+        console.print(f"\n[bold]{sp.name}[/] [dim]command[/]", highlight=False)
+        config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
+        try:
+            launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda)
+        except ServestackError as error:
+            console.print(f"  [red]cannot build it:[/] {error.message}", highlight=False, markup=False)
+            if error.fix:
+                console.print(f"  fix: {error.fix}", highlight=False, markup=False)
+            continue
+        console.print(launch.display(), highlight=False, markup=False, soft_wrap=True)
+        if not sp.config.port:
+            console.print(f"  [dim](no port in the stack: a free one is chosen at start; {config.port} shown)[/]")
+
+
+def print_findings(out: Console, findings: list[Finding]) -> None:
+    for f in findings:
+        where = f"[bold]{f.service}[/]: " if f.service else ""
+        out.print(f"{SEVERITY_MARK[f.severity]} {where}{f.message}", highlight=False)
+        if f.reason:
+            out.print(f"    [dim]why:[/] {f.reason}", highlight=False)
+        if f.fix:
+            out.print(f"    [dim]fix:[/] {f.fix}", highlight=False)
+
+
+def _service_table(sp: ServicePlan) -> Table:
+    style = VERDICT_STYLE[sp.verdict]
+    title = f"[bold]{sp.name}[/] · {sp.service.engine} · {sp.service.model} · [{style}]{sp.verdict.value}[/]"
+    table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column()
+    memory = sp.memory
+    if sp.facts is not None:
+        table.add_row("model", _describe_facts(sp.facts))
+    table.add_row("GPUs", _gpus_cell(sp))
+    table.add_row("TP", str(sp.config.tp))
+    if memory is not None:
+        fraction = f", memory fraction {memory.fraction}" if memory.fraction is not None else ""
+        table.add_row("per GPU", f"{_gib(memory.total)} total{fraction}")
+        table.add_row("  weights", _gib(memory.weights))
+        table.add_row("  KV cache", _gib(max(memory.kv, 0)))
+        table.add_row("  overhead", f"{_gib(memory.overhead)} (CUDA context, activations, graphs, NCCL)")
+    elif sp.verdict is Verdict.CPU and sp.weights_bytes is not None:
+        kv = (sp.kv_bytes_per_token or 0) * (sp.kv_tokens or 0)
+        table.add_row("in RAM", f"weights {_gib(sp.weights_bytes)}, KV cache {_gib(kv)}")
+    table.add_row("KV tokens", _count(sp.kv_tokens))
+    table.add_row("context", _count(sp.config.context_length))
+    table.add_row("full sequences", _count(sp.full_context_sequences))
+    for decision in sp.decisions:
+        table.add_row("decided", f"{decision.flag} [dim]({decision.reason})[/]")
+    return table
+
+
+def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, ModelFacts], as_json: bool) -> None:
+    service = stack.services.get(name)
+    if service is None:
+        raise PlanError(f"no service {name!r} in the stack", fix=f"services: {', '.join(stack.services)}")
+    if service.engine not in TENSOR_PARALLEL_ENGINES:
+        raise PlanError(f"{name} runs on {service.engine}, which has no tensor parallelism to explore")
+    if name not in facts:
+        raise PlanError(f"nothing is known about {service.model!r}", fix="download it, or give a local path")
+    if inventory.is_cpu:
+        raise PlanError("no GPU to explore TP sizes on", fix="plan for a GPU machine: --gpus 4xH200")
+    fits = explore_tp(FitRequest.of(service, RULES[service.engine], facts[name]), inventory.gpus)
+    if as_json:
+        typer.echo(orjson.dumps(explore_to_dict(name, fits), option=orjson.OPT_INDENT_2).decode())
+        return
+    console.print(f"[dim]{name}: {facts[name].model_id} on {service.engine}, GPUs: {inventory.describe()}[/]")
+    console.print(_explore_table(fits))
+    for fit in fits:
+        console.print(
+            f"TP {fit.tp}: [{VERDICT_STYLE[fit.verdict]}]{fit.verdict.value}[/] — {fit.reason}", highlight=False
+        )
+
+
+def _explore_table(fits: list[Fit]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("TP", justify="right", no_wrap=True)
+    table.add_column("GPUS", no_wrap=True)
+    for column in ("WEIGHTS/GPU", "KV/GPU", "KV TOKENS", "FULL SEQS"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("VERDICT", no_wrap=True)
+    for fit in fits:
+        memory = fit.memory
+        table.add_row(
+            str(fit.tp),
+            ",".join(str(g.index) for g in fit.gpus),
+            _gib(memory.weights if memory else None),
+            _gib(max(memory.kv, 0) if memory else None),
+            _count(fit.kv_tokens if memory else None),
+            _count(fit.sequences if memory else None),
+            f"[{VERDICT_STYLE[fit.verdict]}]{fit.verdict.value}[/]",
+        )
+    return table
+
+
+def _gpus_cell(sp: ServicePlan) -> str:
+    if sp.replica_gpus:
+        return "  ".join(f"#{i}: {','.join(map(str, block))}" for i, block in enumerate(sp.replica_gpus))
+    if sp.config.gpus:
+        return ",".join(map(str, sp.config.gpus))
+    if sp.service.gpus:  # pinned but not placed: the findings say why
+        return ",".join(map(str, sp.service.gpus)) + " (not placed)"
+    return "cpu"
+
+
+def _describe_facts(facts: ModelFacts) -> str:
+    kind = facts.quantization or facts.dtype
+    moe = f", MoE {facts.moe.experts} experts" if facts.moe else ""
+    return f"{facts.parameters / 1e9:.2f}B parameters, {kind}{moe}, from {facts.source.split(':')[0]}"
+
+
+def _gib(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0 GiB"
+    return f"{value / GIB:.1f} GiB" if abs(value) >= GIB else f"{value / 2**20:.0f} MiB"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"

@@ -1,0 +1,153 @@
+"""mistral.rs: `mistralrs serve` (v0.9+, engine `mistralrs`) and `mistralrs-server` (≤ v0.8, engine
+`mistralrs-server`).
+
+Two engine names because the two generations take different command lines (the old server picks the
+loader with a subcommand: `gguf -m DIR -f FILE`), the old binary was removed upstream in 2026, and
+deployments pinned to it (seed 003: v0.6.0) must keep working; guessing the generation from a
+version probe would make the command depend on I/O.
+
+Facts (reference/engines.md §1.3): the listener is bound only after the model loaded (refused while
+loading, then `/health` 200). No served-name flag, no API key, parsers chosen from the model family.
+Tensor parallelism has no size flag: NCCL uses every visible GPU, so TP = the number of GPUs given.
+`/metrics` exists only in v0.9+.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from servestack.engines.base import (
+    EngineCommand,
+    EngineConfig,
+    ProbeResult,
+    Readiness,
+    classify,
+    first_version,
+    flag,
+    refuse_unsupported,
+    require_port,
+)
+from servestack.errors import EngineError
+from servestack.stack import NativeRuntime, Service
+
+# The stack's dtype names → mistral.rs's spelling of them ("auto" passes no flag).
+MISTRALRS_DTYPES = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
+
+UNSUPPORTED_FIX = (
+    "remove them: mistral.rs picks tool-call and reasoning formats from the model family, has no "
+    "served-name or API-key flag (the gateway's keys protect it); pass its own flags in `args`"
+)
+
+
+def gguf_parts(model: str) -> tuple[str, str] | None:
+    """(folder, file) for a model given as a .gguf file path."""
+    if not model.lower().endswith(".gguf"):
+        return None
+    folder, file = posixpath.split(model)
+    return folder or ".", file
+
+
+def _check_tp(display_name: str, config: EngineConfig) -> None:
+    if config.tp > 1 and len(config.gpus) != config.tp:
+        raise EngineError(
+            f"{display_name} splits a model over every visible GPU: tp {config.tp} needs exactly {config.tp} gpus "
+            f"(got {len(config.gpus)})",
+            fix=f"list {config.tp} GPUs in `gpus`, or drop `tp`",
+        )
+
+
+def _binary(service: Service, default: str) -> str:
+    runtime = service.runtime
+    return runtime.binary if isinstance(runtime, NativeRuntime) and runtime.binary else default
+
+
+class MistralRsEngine:
+    """`mistralrs serve` (mistral.rs v0.9+)."""
+
+    name: str = "mistralrs"
+    display_name: str = "mistral.rs"
+    health_path: str = "/health"
+    metrics_path: str | None = "/metrics"
+    metric_names: Mapping[str, str] = MappingProxyType(
+        {
+            "waiting": "mistralrs_sequences_waiting",
+            "running": "mistralrs_sequences_running",
+            "ttft": "mistralrs_time_to_first_token_seconds",
+        }
+    )
+    checked_flags: tuple[str, ...] = ()
+    install_hint: str = "install mistral.rs v0.9+ (cargo install mistralrs-cli, or its release binaries)"
+    supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
+
+    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+        refuse_unsupported(self.display_name, service, config, self.supported, fix=UNSUPPORTED_FIX)
+        _check_tp(self.display_name, config)
+        gguf = gguf_parts(config.model)
+        model = ["-m", gguf[0], "--format", "gguf", "-f", gguf[1]] if gguf else ["-m", config.model]
+        args = [
+            "serve",
+            "--host", config.host,
+            "--port", str(require_port(config)),
+            *model,
+            *flag("--max-seq-len", config.context_length),
+            *flag("--pa-memory-fraction", config.memory_fraction),
+            *flag("--dtype", MISTRALRS_DTYPES.get(service.dtype)),
+            *flag("--isq", service.quantization),
+            *flag("--chat-template", service.chat_template),
+        ]  # fmt: skip
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs"), args=[*args, *service.args])
+
+    def readiness(self, probe: ProbeResult) -> Readiness:
+        return classify(probe)
+
+    def version_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs"), args=["--version"])
+
+    def parse_version(self, output: str) -> str | None:
+        return first_version(output)
+
+    def help_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs"), args=["serve", "--help"])
+
+
+class MistralRsServerEngine:
+    """`mistralrs-server` (mistral.rs ≤ v0.8; seed 003 pins v0.6.0)."""
+
+    name: str = "mistralrs-server"
+    display_name: str = "mistral.rs (mistralrs-server)"
+    health_path: str = "/health"
+    metrics_path: str | None = None  # no /metrics before v0.9
+    metric_names: Mapping[str, str] = MappingProxyType({})
+    checked_flags: tuple[str, ...] = ()
+    install_hint: str = "build mistral.rs ≤ v0.8 (the `mistralrs-server` binary), or use engine `mistralrs`"
+    supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
+
+    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+        refuse_unsupported(self.display_name, service, config, self.supported, fix=UNSUPPORTED_FIX)
+        _check_tp(self.display_name, config)
+        gguf = gguf_parts(config.model)
+        loader = ["gguf", "-m", gguf[0], "-f", gguf[1]] if gguf else ["plain", "-m", config.model]
+        args = [
+            "--serve-ip", config.host,
+            "--port", str(require_port(config)),
+            *flag("--pa-gpu-mem-usage", config.memory_fraction),
+            *flag("--isq", service.quantization),
+            *flag("--chat-template", service.chat_template),
+            *service.args,  # server options go before the loader subcommand
+            *loader,
+        ]  # fmt: skip
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs-server"), args=args)
+
+    def readiness(self, probe: ProbeResult) -> Readiness:
+        return classify(probe)
+
+    def version_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs-server"), args=["--version"])
+
+    def parse_version(self, output: str) -> str | None:
+        return first_version(output)
+
+    def help_command(self, service: Service) -> EngineCommand:
+        return EngineCommand(kind="binary", entry=_binary(service, "mistralrs-server"), args=["--help"])

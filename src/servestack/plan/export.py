@@ -1,0 +1,126 @@
+"""The plan as JSON-ready dicts: the stable schema `servestack plan --json` prints (docs/plan.md).
+
+Bytes are integers in bytes; fractions are floats in 0..1; absent figures are null. Fields are only
+ever added within one schema version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from servestack.gpus import Inventory
+from servestack.modelinfo import ModelFacts
+from servestack.plan.fit import Fit
+from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan
+
+PLAN_SCHEMA = "servestack.plan/1"
+EXPLORE_SCHEMA = "servestack.explore-tp/1"
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "schema": PLAN_SCHEMA,
+        "ok": not plan.errors,
+        "inventory": inventory_to_dict(plan.inventory),
+        "services": {name: _service(sp) for name, sp in plan.services.items()},
+        "findings": [_finding(f) for f in plan.all_findings()],
+    }
+
+
+def explore_to_dict(service: str, fits: Sequence[Fit]) -> dict[str, Any]:
+    return {"schema": EXPLORE_SCHEMA, "service": service, "rows": [_fit(fit) for fit in fits]}
+
+
+def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
+    return {
+        "source": inventory.source,
+        "driver_version": inventory.driver_version,
+        "cuda_driver_version": inventory.cuda_driver_version,
+        "gpus": [
+            {"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
+            for g in inventory.gpus
+        ],
+    }
+
+
+def _service(sp: ServicePlan) -> dict[str, Any]:
+    return {
+        "engine": sp.service.engine,
+        "model": sp.config.model,
+        "verdict": sp.verdict.value,
+        "gpus": list(sp.config.gpus),
+        "replica_gpus": [list(block) for block in sp.replica_gpus],
+        "tp": sp.config.tp,
+        "context_length": sp.config.context_length,
+        "memory_fraction": sp.config.memory_fraction,
+        "weights_bytes": sp.weights_bytes,
+        "kv_bytes_per_token": sp.kv_bytes_per_token,
+        "kv_tokens": sp.kv_tokens,
+        "full_context_sequences": sp.full_context_sequences,
+        "memory_per_gpu": _memory(sp.memory) if sp.memory else None,
+        "facts": _facts(sp.facts) if sp.facts else None,
+        "decisions": [_decision(d) for d in sp.decisions],
+    }
+
+
+def _memory(memory: GpuMemory) -> dict[str, Any]:
+    return {
+        "total_bytes": memory.total,
+        "weights_bytes": memory.weights,
+        "kv_bytes": max(memory.kv, 0),
+        "overhead_bytes": memory.overhead,
+        "share": round(memory.share, 4),
+        "fraction": memory.fraction,
+    }
+
+
+def _facts(facts: ModelFacts) -> dict[str, Any]:
+    return {
+        "model_id": facts.model_id,
+        "source": facts.source,
+        "architecture": facts.architecture,
+        "parameters": facts.parameters,
+        "layers": facts.layers,
+        "hidden_size": facts.hidden_size,
+        "attention_heads": facts.attention_heads,
+        "kv_heads": facts.kv_heads,
+        "head_dim": facts.head_dim,
+        "vocab_size": facts.vocab_size,
+        "max_context": facts.max_context,
+        "dtype": facts.dtype,
+        "quantization": facts.quantization,
+        "moe_experts": facts.moe.experts if facts.moe else None,
+        "mla": facts.mla is not None,
+    }
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {"setting": decision.setting, "value": decision.value, "flag": decision.flag, "reason": decision.reason}
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "severity": finding.severity.value,
+        "code": finding.code,
+        "service": finding.service,
+        "message": finding.message,
+        "reason": finding.reason,
+        "fix": finding.fix,
+    }
+
+
+def _fit(fit: Fit) -> dict[str, Any]:
+    memory = fit.memory
+    return {
+        "tp": fit.tp,
+        "gpus": [g.index for g in fit.gpus],
+        "verdict": fit.verdict.value,
+        "reason": fit.reason,
+        "weights_per_gpu_bytes": memory.weights if memory else None,
+        "kv_per_gpu_bytes": max(memory.kv, 0) if memory else None,
+        "overhead_per_gpu_bytes": memory.overhead if memory else None,
+        "kv_tokens": fit.kv_tokens if memory else None,
+        "max_context": fit.max_context if memory else None,
+        "full_context_sequences": fit.sequences if memory else None,
+    }

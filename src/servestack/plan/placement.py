@@ -1,0 +1,177 @@
+"""Placement: which GPUs a service runs on and at which TP size.
+
+Pinned GPUs are honoured (and must exist); SGLang, vLLM and mistral.rs run one rank per GPU, so TP
+equals the number of GPUs. A service without `gpus` gets free GPUs (not pinned by anyone, not taken
+by an earlier service): as many as its `tp`, or the smallest valid TP that fits. llama.cpp without
+`gpus` runs on the CPU: the llama-cpp-python wheel from PyPI is a CPU build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from servestack.gpus import Gpu, Inventory
+from servestack.plan.fit import FitRequest
+from servestack.plan.memory import TENSOR_PARALLEL_ENGINES, MemoryRule
+from servestack.plan.model import Decision, Finding, Severity
+from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
+from servestack.stack import Service
+
+
+@dataclass(frozen=True)
+class Placement:
+    gpus: tuple[Gpu, ...]  # the first (or only) replica's GPUs: what the fit is checked on
+    tp: int
+    findings: tuple[Finding, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+    replica_blocks: tuple[tuple[Gpu, ...], ...] = ()  # one block per replica, when replicas get GPUs of their own
+
+    @property
+    def failed(self) -> bool:
+        return any(f.severity is Severity.ERROR for f in self.findings)
+
+
+def place_service(
+    name: str,
+    service: Service,
+    rule: MemoryRule,
+    request: FitRequest | None,
+    inventory: Inventory,
+    free: Sequence[Gpu],
+) -> Placement:
+    """Where `service` runs; `request` is None when the model's facts are unknown."""
+    if service.gpus:
+        return _place_pinned(name, service, rule, inventory)
+    if service.engine not in TENSOR_PARALLEL_ENGINES:
+        return Placement(gpus=(), tp=service.tp or 1)
+    if inventory.is_cpu:
+        return Placement((), service.tp or 1, (_no_gpu(name, service),))
+    return _place_free(name, service, rule, request, inventory, free)
+
+
+def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inventory) -> Placement:
+    assert service.gpus
+    missing = [i for i in service.gpus if inventory.gpu(i) is None]
+    if missing:
+        return Placement((), service.tp or 1, (_missing_gpus(name, missing, inventory),))
+    gpus = tuple(g for i in dict.fromkeys(service.gpus) if (g := inventory.gpu(i)) is not None)
+    if service.engine not in TENSOR_PARALLEL_ENGINES:
+        return Placement(gpus, service.tp or 1)
+    if service.replicas > 1:
+        return _place_pinned_replicas(name, service, rule, gpus)
+    tp = service.tp or len(gpus)
+    if tp != len(gpus):
+        mismatch = Finding(
+            Severity.ERROR,
+            f"tp {tp} with {len(gpus)} pinned GPUs ({_indices(gpus)})",
+            service=name,
+            reason=f"{service.engine} runs one tensor-parallel rank per GPU, so TP must equal the number of GPUs",
+            fix=f"set `tp: {len(gpus)}`, or pin {tp} GPUs",
+            code="tp-gpu-mismatch",
+        )
+        return Placement(gpus, tp, (mismatch,))
+    chosen = service.tp is None and tp > 1
+    decisions = (_tp_decision(rule, tp, f"one rank per pinned GPU ({_indices(gpus)})"),) if chosen else ()
+    return Placement(gpus, tp, (), decisions)
+
+
+def _place_pinned_replicas(name: str, service: Service, rule: MemoryRule, gpus: tuple[Gpu, ...]) -> Placement:
+    """Pinned GPUs split into one block of `tp` GPUs per replica, in order."""
+    replicas = service.replicas
+    tp = service.tp or max(1, len(gpus) // replicas)
+    if tp * replicas != len(gpus):
+        mismatch = Finding(
+            Severity.ERROR,
+            f"{replicas} replicas at TP {tp} need {tp * replicas} GPUs; {len(gpus)} are pinned ({_indices(gpus)})",
+            service=name,
+            reason="each replica runs on GPUs of its own, one tensor-parallel rank per GPU",
+            fix=f"pin {tp * replicas} GPUs, or change `tp` or `replicas`",
+            code="tp-gpu-mismatch",
+        )
+        return Placement(gpus[:tp], tp, (mismatch,))
+    blocks = tuple(gpus[i * tp : (i + 1) * tp] for i in range(replicas))
+    decisions = (_tp_decision(rule, tp, f"{len(gpus)} pinned GPUs for {replicas} replicas"),) if not service.tp else ()
+    return Placement(blocks[0], tp, (), decisions, blocks)
+
+
+def _place_free(
+    name: str,
+    service: Service,
+    rule: MemoryRule,
+    request: FitRequest | None,
+    inventory: Inventory,
+    free: Sequence[Gpu],
+) -> Placement:
+    decisions = []
+    tp = service.tp
+    if tp is None and request is not None:
+        tp, reason = _choose_tp(request, free)
+        decisions.append(_tp_decision(rule, tp, reason))
+    tp = tp or 1
+    replicas = service.replicas
+    if tp * replicas > len(free):
+        return Placement((), tp, (_not_enough(name, tp, replicas, free, inventory),))
+    blocks = tuple(tuple(free[i * tp : (i + 1) * tp]) for i in range(replicas))
+    every = tuple(g for block in blocks for g in block)
+    reason = f"free GPUs (not pinned by any service) for TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
+    decisions.append(Decision("gpus", list(_ids(every)), f"CUDA_VISIBLE_DEVICES={_indices(blocks[0], ',')}", reason))
+    return Placement(blocks[0], tp, (), tuple(decisions), blocks if replicas > 1 else ())
+
+
+def _choose_tp(request: FitRequest, free: Sequence[Gpu]) -> tuple[int, str]:
+    best = smallest_fitting_tp(request, free)
+    if best is not None:
+        return best.tp, "the smallest valid TP that fits"
+    valid = valid_sizes(explore_tp(request, free))
+    tp = max(valid, default=1)
+    return tp, f"no TP size up to {len(free)} fits on the free GPUs; planned at the largest valid one"
+
+
+def _tp_decision(rule: MemoryRule, tp: int, reason: str) -> Decision:
+    flag = f"{rule.flags.tp} {tp}" if rule.flags.tp else f"{tp} visible GPU(s)"
+    return Decision("tp", tp, flag, reason)
+
+
+def _no_gpu(name: str, service: Service) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        f"{service.engine} needs an NVIDIA GPU and this machine has none",
+        service=name,
+        reason="no GPU was found (NVML reports none, or the inventory is `cpu`)",
+        fix="run it on a GPU machine, or plan for one: `servestack plan --gpus 1xH100-80GB`",
+        code="no-gpu",
+    )
+
+
+def _missing_gpus(name: str, missing: list[int], inventory: Inventory) -> Finding:
+    have = f"this machine has GPUs {_indices(inventory.gpus)}" if inventory.gpus else "this machine has no GPU"
+    return Finding(
+        Severity.ERROR,
+        f"GPU {', '.join(map(str, missing))} does not exist",
+        service=name,
+        reason=f"{have} ({inventory.source})",
+        fix="pin GPUs that exist, or plan for another machine with --gpus (e.g. 4xH200)",
+        code="gpu-missing",
+    )
+
+
+def _not_enough(name: str, tp: int, replicas: int, free: Sequence[Gpu], inventory: Inventory) -> Finding:
+    taken = [g for g in inventory.gpus if g not in free]
+    what = f"TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
+    return Finding(
+        Severity.ERROR,
+        f"needs {tp * replicas} GPU(s) for {what} but only {len(free)} are free",
+        service=name,
+        reason=f"GPUs {_indices(taken)} are pinned or taken by other services" if taken else "the machine is too small",
+        fix="pin `gpus:` to share GPUs with another service, or lower `tp`",
+        code="not-enough-gpus",
+    )
+
+
+def _ids(gpus: Sequence[Gpu]) -> tuple[int, ...]:
+    return tuple(g.index for g in gpus)
+
+
+def _indices(gpus: Sequence[Gpu], sep: str = ", ") -> str:
+    return sep.join(str(g.index) for g in gpus)

@@ -1,0 +1,219 @@
+"""Plan one service: place it, check it fits, choose what the user left out, explain every failure."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from servestack.engines import ENGINES, EngineConfig
+from servestack.gpus import Gpu, Inventory
+from servestack.modelinfo import ModelFacts
+from servestack.plan.context import REDUCED_CONTEXT, choose_context
+from servestack.plan.fit import Fit, FitRequest, evaluate, gib
+from servestack.plan.kvcache import kv_bytes_per_token, kv_element_bytes
+from servestack.plan.memory import RULES, MemoryRule
+from servestack.plan.model import Decision, Finding, ServicePlan, Severity, Verdict
+from servestack.plan.placement import Placement, place_service
+from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
+from servestack.plan.weights import model_weights, weight_dtype
+from servestack.stack import Service, Stack
+
+CODES = {"weights": "weights-do-not-fit", "startup": "startup-refused", "kv": "kv-does-not-fit"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceInput:
+    """One service and what the plan knows about it."""
+
+    name: str
+    service: Service
+    model: str  # resolved: a local path for package references
+    facts: ModelFacts | None
+
+
+def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence[Gpu]) -> ServicePlan:
+    """Plan `item` on `inventory`; `free` are the GPUs no service has pinned or taken yet."""
+    name, service, facts = item.name, item.service, item.facts
+    config = EngineConfig(
+        model=item.model,
+        served_names=tuple(stack.served_names(name)),
+        host=service.host,
+        port=service.port,
+        gpus=tuple(service.gpus or ()),
+        tp=service.tp or 1,
+        context_length=service.context_length,
+        memory_fraction=service.memory_fraction,
+    )
+    plan = ServicePlan(name=name, service=service, config=config, findings=_engine_findings(name, service))
+    rule = RULES.get(service.engine)
+    if rule is None:  # the simulator: nothing to place
+        return plan
+    request = FitRequest.of(service, rule, facts) if facts is not None else None
+    placement = place_service(name, service, rule, request, inventory, free)
+    plan = _placed(plan, placement, facts)
+    if service.memory_fraction is not None and rule.flags.fraction is None:
+        plan = dataclasses.replace(plan, findings=[*plan.findings, _no_fraction(name, service)])
+    if placement.failed:
+        return dataclasses.replace(plan, verdict=Verdict.INVALID)
+    if request is None:
+        return _unknown_model(plan, rule, placement)
+    if not placement.gpus:
+        return _on_cpu(plan, request)
+    return _on_gpus(plan, request, placement, inventory)
+
+
+def _placed(plan: ServicePlan, placement: Placement, facts: ModelFacts | None) -> ServicePlan:
+    config = dataclasses.replace(plan.config, gpus=tuple(g.index for g in placement.gpus), tp=placement.tp)
+    return dataclasses.replace(
+        plan,
+        replica_gpus=tuple(tuple(g.index for g in block) for block in placement.replica_blocks),
+        config=config,
+        facts=facts,
+        findings=[*plan.findings, *placement.findings],
+        decisions=list(placement.decisions),
+    )
+
+
+def _on_gpus(plan: ServicePlan, request: FitRequest, placement: Placement, inventory: Inventory) -> ServicePlan:
+    choice = choose_context(plan.name, request, evaluate(request, placement.gpus, placement.tp))
+    fit = choice.fit
+    findings = [*plan.findings, *choice.findings]
+    if not any(f.code == "context-does-not-fit" for f in choice.findings):
+        findings += _fit_findings(plan.name, request, fit, inventory)
+    decisions = [*plan.decisions, *([choice.decision] if choice.decision else [])]
+    if plan.service.memory_fraction is None and fit.memory is not None and fit.memory.fraction is not None:
+        decisions.append(_fraction_decision(request.rule, fit.memory.fraction, placement))
+    # Engine defaults the planner assumed stay out of the command (it matches what the user wrote);
+    # only a context reduced to fit is passed, since the engine would otherwise refuse to start.
+    context = request.context if request.context is not None else _reduced(choice.decision)
+    config = dataclasses.replace(plan.config, context_length=context)
+    return dataclasses.replace(
+        plan,
+        config=config,
+        findings=findings,
+        decisions=decisions,
+        verdict=fit.verdict,
+        memory=fit.memory,
+        weights_bytes=fit.weights.bytes if fit.weights else None,
+        kv_bytes_per_token=fit.kv_per_token or None,
+        kv_tokens=fit.kv_tokens,
+        full_context_sequences=fit.sequences,
+    )
+
+
+def _on_cpu(plan: ServicePlan, request: FitRequest) -> ServicePlan:
+    """llama.cpp on the CPU: weights and KV live in RAM; report them, nothing to fit against."""
+    facts = request.facts
+    context = request.wanted_context
+    element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
+    decisions = list(plan.decisions)
+    if request.context is None:
+        flag = f"{request.rule.flags.context} {context}"
+        decisions.append(Decision("context_length", context, flag, "the engine's default context"))
+    return dataclasses.replace(
+        plan,
+        decisions=decisions,
+        verdict=Verdict.CPU,
+        weights_bytes=model_weights(facts, dtype=request.dtype, quantization=request.quantization).bytes,
+        kv_bytes_per_token=kv_bytes_per_token(facts, 1, element),
+        kv_tokens=context,
+        full_context_sequences=1,
+    )
+
+
+def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement) -> ServicePlan:
+    findings = list(plan.findings)
+    if placement.gpus:
+        findings.append(
+            Finding(
+                Severity.WARNING,
+                f"nothing is known about model {plan.service.model!r}: memory not checked",
+                service=plan.name,
+                reason="it is not a local file or folder, not in the HF cache, and not in the built-in catalog",
+                fix="download it first (the HF cache is read), or give a local path",
+                code="facts-unknown",
+            )
+        )
+    decisions = list(plan.decisions)
+    if plan.service.memory_fraction is None and placement.gpus:
+        fraction = rule.default_fraction(min(placement.gpus, key=lambda g: g.total_bytes), placement.tp)
+        if fraction is not None:
+            decisions.append(_fraction_decision(rule, fraction, placement))
+    return dataclasses.replace(plan, findings=findings, decisions=decisions)
+
+
+def _fit_findings(name: str, request: FitRequest, fit: Fit, inventory: Inventory) -> list[Finding]:
+    if fit.verdict is Verdict.INVALID:
+        valid = valid_sizes(explore_tp(request, inventory.gpus)) if inventory.gpus else []
+        sizes = ", ".join(map(str, valid)) or "none on this machine"
+        return [
+            Finding(
+                Severity.ERROR,
+                f"TP {fit.tp} is not valid for {request.facts.model_id} on {request.engine}",
+                service=name,
+                reason=fit.reason,
+                fix="; ".join(filter(None, [f"use a valid TP size ({sizes})", _recommendation(request, inventory)])),
+                code="tp-invalid",
+            )
+        ]
+    if fit.verdict is not Verdict.DOES_NOT_FIT:
+        return []
+    kind = "weights" if fit.reason.startswith("weights take") else "startup" if fit.startup else "kv"
+    return [
+        Finding(
+            Severity.ERROR,
+            f"{request.facts.model_id} does not fit on GPU {', '.join(str(g.index) for g in fit.gpus)} at TP {fit.tp}",
+            service=name,
+            reason=fit.reason,
+            fix=_recommendation(request, inventory)
+            or "use a quantised checkpoint (e.g. `quantization: fp8`) or larger GPUs",
+            code=CODES[kind],
+        )
+    ]
+
+
+def _recommendation(request: FitRequest, inventory: Inventory) -> str:
+    best = smallest_fitting_tp(request, inventory.gpus) if inventory.gpus else None
+    if best is None or best.memory is None:
+        return ""
+    flag = request.rule.flags.tp
+    how = f"`tp: {best.tp}` on {best.tp} GPUs" + (f" ({flag} {best.tp})" if flag else "")
+    return f"{how} fits: {gib(best.memory.weights)} of weights per GPU, {best.kv_tokens:,} KV tokens"
+
+
+def _reduced(decision: Decision | None) -> int | None:
+    """The context the planner reduced to fit, if it had to."""
+    if decision is None or decision.reason != REDUCED_CONTEXT:
+        return None
+    return int(decision.value)  # type: ignore[call-overload]
+
+
+def _fraction_decision(rule: MemoryRule, fraction: float, placement: Placement) -> Decision:
+    gpu = min(placement.gpus, key=lambda g: g.total_bytes)
+    reason = f"{rule.engine}'s default for {gpu.describe()} at TP {placement.tp} (pass it to pin it)"
+    return Decision("memory_fraction", fraction, f"{rule.flags.fraction} {fraction}", reason)
+
+
+def _no_fraction(name: str, service: Service) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        f"{service.engine} has no GPU memory fraction (memory_fraction: {service.memory_fraction})",
+        service=name,
+        reason="its memory is set by the model size and context_length",
+        fix="remove `memory_fraction`",
+        code="fraction-unsupported",
+    )
+
+
+def _engine_findings(name: str, service: Service) -> list[Finding]:
+    if service.engine in ENGINES:
+        return []
+    return [
+        Finding(
+            Severity.ERROR,
+            f"engine {service.engine!r} is not built into this servestack yet",
+            service=name,
+            fix=f"use one of: {', '.join(sorted(ENGINES))}",
+            code="engine-unavailable",
+        )
+    ]

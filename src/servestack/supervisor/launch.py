@@ -1,0 +1,53 @@
+"""From a service and what the plan decided to the exact process to start. Pure: no I/O.
+
+`build_launch` is what `up` starts and what `servestack plan --show-commands` prints: the engine
+builds its command for the config as seen inside the runtime (container paths, the interface to
+bind), the runtime wraps it. The environment the engine gets is the service's `env` plus the
+Hugging Face token (from `environ`: the process environment and the stack's `.env`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from servestack.engines import EngineCommand, EngineConfig, get_engine
+from servestack.runtimes import Launch, get_runtime, hub_token_env
+from servestack.stack import Service
+
+NO_ENVIRON: Mapping[str, str] = MappingProxyType({})
+
+
+def engine_env(service: Service, environ: Mapping[str, str] = NO_ENVIRON) -> dict[str, str]:
+    """What the engine process must see beyond its inherited environment: the token, then `env`."""
+    return {**hub_token_env(service.env, environ), **service.env}
+
+
+def build_launch(
+    service: Service,
+    config: EngineConfig,
+    *,
+    environ: Mapping[str, str] = NO_ENVIRON,
+    driver_cuda: str | None = None,
+) -> Launch:
+    """The launch of one engine replica.
+
+    `driver_cuda` is the NVIDIA driver's CUDA version, needed only when the runtime chooses among
+    CUDA environments (RuntimeUnavailable explains when none fits).
+    """
+    engine = get_engine(service.engine)
+    runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
+    command = engine.command(service, runtime.inside(config))
+    return runtime.wrap(command, config, engine_env(service, environ))
+
+
+def build_probe_launch(
+    service: Service,
+    command: EngineCommand,
+    *,
+    environ: Mapping[str, str] = NO_ENVIRON,
+    driver_cuda: str | None = None,
+) -> Launch:
+    """A short tool run (`--version`, `--help`) of the service's engine, where the engine runs."""
+    runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
+    return runtime.wrap_probe(command, engine_env(service, environ))
