@@ -139,19 +139,31 @@ def measure(
                 per_cpu = m.requests / used if pids and used > 0 else None
                 results[target.name][mode]["rounds"].append({**vars(m), "cpu_seconds": used, "per_cpu_second": per_cpu})
     if args.rate > 0:
-        for target in targets:
-            rounds = results[target.name].get("whole", {}).get("rounds") or []
-            best = max((r["rps"] for r in rounds), default=float("inf"))
-            if best < 1.2 * args.rate:
-                results[target.name]["rate"] = {"skipped": f"saturates at {best:.0f} req/s, below {args.rate:g}"}
-                continue
-            console.print(f"[dim]{args.rate:g} req/s · {target.label}[/]", highlight=False)
+        measure_rate(targets, results, args, cpus)
+    return results
+
+
+def measure_rate(
+    targets: list[Target], results: dict[str, dict[str, Any]], args: argparse.Namespace, cpus: str
+) -> None:
+    """Latency at a fixed request rate, in interleaved rounds, for every target that can sustain it."""
+    able = []
+    for target in targets:
+        rounds = results[target.name].get("whole", {}).get("rounds") or []
+        best = max((r["rps"] for r in rounds), default=float("inf"))
+        if best < 1.2 * args.rate:
+            results[target.name]["rate"] = {"skipped": f"saturates at {best:.0f} req/s, below {args.rate:g}"}
+        else:
+            results[target.name]["rate"] = {"rounds": []}
+            able.append(target)
+    for round_number in range(1, args.rounds + 1):
+        for target in able:
+            console.print(f"[dim]round {round_number} · {args.rate:g} req/s · {target.label}[/]", highlight=False)
             m = run_servestack_bench(
                 target.url, model="sim", api_key=target.api_key, stream=False, seconds=args.rate_seconds,
                 cpus=cpus, rate=args.rate, warmup=200,
             )  # fmt: skip
-            results[target.name]["rate"] = vars(m)
-    return results
+            results[target.name]["rate"]["rounds"].append(vars(m))
 
 
 def one_round(
@@ -266,11 +278,13 @@ def _added(rounds: list[dict[str, Any]], base: list[dict[str, Any]], key: str, n
 
 
 def _rate_cells(result: dict[str, Any] | None, direct: dict[str, Any] | None, name: str) -> list[str]:
-    if not result or "skipped" in result:
+    rounds = (result or {}).get("rounds") or []
+    base = (direct or {}).get("rounds") or []
+    if not rounds:
         return ["n/a", "n/a"]
-    if name == "direct" or not direct or "skipped" in direct:
-        return [f"({result['p50_ms']:.2f})", f"({result['p99_ms']:.2f})"]
-    return [f"{result[k] - direct[k]:+.2f}" for k in ("p50_ms", "p99_ms")]
+    if name == "direct" or not base:
+        return [f"({summary(rounds, k):.2f})" for k in ("p50_ms", "p99_ms")]
+    return [f"{summary(rounds, k) - summary(base, k):+.2f}" for k in ("p50_ms", "p99_ms")]
 
 
 if __name__ == "__main__":
