@@ -11,8 +11,8 @@ up: $(VENV)/.installed          ## serve the default stack (SmolLM2 on llama.cpp
 	$(BIN)/servestack up
 
 test: $(VENV)/.installed-test   ## lint, type-check and run the whole test suite
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

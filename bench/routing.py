@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -347,10 +348,10 @@ def serve_gateway(spec: str, port: int, workers: list[str]) -> None:
     from servestack.stack import Routing
 
     policy, _, tuning = spec.partition(":")
-    options = {k: float(v) for k, v in (kv.split("=") for kv in tuning.split("+") if kv)}
+    options: dict[str, Any] = {k: float(v) for k, v in (kv.split("=") for kv in tuning.split("+") if kv)}
 
     async def serve() -> None:
-        table = EndpointTable(Routing(policy=policy))  # type: ignore[arg-type]
+        table = EndpointTable(Routing(policy=policy))
         for i, url in enumerate(workers):
             table.upsert(Endpoint(f"sim.{i}", "sim", ("sim",), url, ready=True, engine="sim",
                                   health_url=url + "/health", metrics_url=url + "/metrics",

@@ -9,6 +9,7 @@
     ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
     ├── DownloadError                    weights or images that could not be fetched
     ├── StateError                       the state dir: nothing running, a stale or foreign instance
+    ├── BenchError                       a benchmark that cannot run (bad dataset, unreachable target)
     └── GatewayError                     an HTTP error with its status, OpenAI `type` and `code`
         ├── BadRequest              400
         ├── AuthenticationFailed    401
@@ -74,6 +75,10 @@ class DownloadError(ServestackError):
 
 class StateError(ServestackError):
     """The state directory says something that prevents the command (nothing running, already running)."""
+
+
+class BenchError(ServestackError):
+    """A benchmark cannot run: a dataset that cannot be read, a target that does not answer."""
 
 
 class GatewayError(ServestackError):

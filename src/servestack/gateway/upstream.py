@@ -1,9 +1,9 @@
 """Relaying one request to an engine and its answer back, bytes untouched.
 
-One pooled aiohttp session serves every request. Non-streaming answers are read whole and sent
-with their status and content type; streams are relayed chunk by chunk as they arrive. A client
-that disconnects cancels the upstream request, which closes the engine connection so the engine
-stops generating.
+One pool of keep-alive connections (`http1.Http1Pool`) serves every request. Non-streaming answers
+are read whole and sent with their status and content type; streams are relayed chunk by chunk as
+they arrive. A client that disconnects cancels the upstream request, which closes the engine
+connection so the engine stops generating.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
 import orjson
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.endpoints import Endpoint
 from servestack.gateway.exchange import Exchange
+from servestack.gateway.http1 import ConnectError, Http1Pool, Response
 from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_event
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
@@ -30,19 +30,14 @@ class Upstream:
     """The gateway's client side: one connection pool to every engine."""
 
     def __init__(self, connect_timeout: float = 5.0, idle_timeout: float = 600.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._session: Http1Pool | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
+    def session(self) -> Http1Pool:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
-            )
+            self._session = Http1Pool(connect_timeout=self._connect_timeout, idle_timeout=self._idle_timeout)
         return self._session
 
     async def close(self) -> None:
@@ -144,7 +139,7 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-def _relayed_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower().encode(), value.encode("latin-1"))
         for name in RELAYED_RESPONSE_HEADERS
@@ -154,7 +149,7 @@ def _relayed_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
 
 def _upstream_error(endpoint: Endpoint, exc: BaseException) -> GatewayError:
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")

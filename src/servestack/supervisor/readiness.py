@@ -13,7 +13,9 @@ from servestack.errors import EngineError
 from servestack.supervisor.process import EngineProcess, tail_lines
 
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
-FIRST_INTERVAL, MAX_INTERVAL = 0.1, 1.0
+# Probe often while an engine is young: a small model is ready in about a second, and a backoff
+# step that overshoots it shows up whole in the time to first token. Slow loaders back off.
+FAST_INTERVAL, FAST_PHASE, MAX_INTERVAL = 0.05, 10.0, 1.0
 LOG_TAIL_LINES = 20
 
 
@@ -41,7 +43,7 @@ async def wait_ready(
     the engine reports a failure, or `timeout` passes.
     """
     started = time.monotonic()
-    interval = FIRST_INTERVAL
+    interval = FAST_INTERVAL
     while True:
         elapsed = time.monotonic() - started
         if process.returncode is not None:
@@ -66,7 +68,7 @@ async def wait_ready(
         if on_tick:
             on_tick(elapsed)
         await asyncio.sleep(interval)
-        interval = min(interval * 1.5, MAX_INTERVAL)
+        interval = FAST_INTERVAL if elapsed < FAST_PHASE else min(interval * 1.5, MAX_INTERVAL)
 
 
 def engine_died(engine: Engine, process: EngineProcess) -> EngineError:

@@ -1,0 +1,1 @@
+"""Shared pieces of the comparison scripts in `bench/`: processes, peers, clients, tables."""

@@ -1,0 +1,64 @@
+"""Helpers of the comparison scripts in bench/: reading wrk's output, its Lua script, nginx's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.clients import lua_script, parse_wrk
+from harness.procs import cpu_seconds, tree_pids
+from harness.targets import nginx_conf
+
+WRK_OUTPUT = """\
+Running 5s test @ http://127.0.0.1:41234/v1/chat/completions
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.14ms    2.80ms  39.33ms   84.12%
+    Req/Sec     5.16k     1.31k    9.04k    80.00%
+  Latency Distribution
+     50%  850.00us
+     75%    7.10ms
+     90%    9.50ms
+     99%    1.02s
+  25830 requests in 5.00s, 9.56MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:   5165.90
+Transfer/sec:      1.91MB
+"""
+
+
+def test_wrk_output_is_read_with_units() -> None:
+    m = parse_wrk(WRK_OUTPUT)
+    assert (m.requests, m.errors, m.rps, m.seconds) == (25830, 12, 5165.90, 5.0)
+    assert (m.p50_ms, m.p90_ms, m.p99_ms) == (pytest.approx(0.85), 9.5, 1020.0)
+
+
+def test_unreadable_wrk_output_is_an_error() -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_wrk("wrk: connection refused")
+
+
+def test_lua_script_posts_the_body_with_a_key() -> None:
+    script = lua_script(b'{"model":"sim"}', "sk-1")
+    assert 'wrk.method = "POST"' in script
+    assert 'wrk.body = [[{"model":"sim"}]]' in script
+    assert 'wrk.headers["Authorization"] = "Bearer sk-1"' in script
+    with pytest.raises(ValueError):
+        lua_script(b'{"a":[[1]]}', None)
+
+
+def test_nginx_conf_proxies_with_keepalive_and_no_buffering(tmp_path: Path) -> None:
+    conf = nginx_conf(8080, "127.0.0.1:9000", tmp_path)
+    assert "daemon off;" in conf and "listen 127.0.0.1:8080" in conf
+    assert "server 127.0.0.1:9000; keepalive" in conf
+    assert "proxy_buffering off;" in conf and 'proxy_set_header Connection "";' in conf
+
+
+def test_cpu_time_of_this_process_tree_is_counted() -> None:
+    import os
+
+    pids = tree_pids(os.getpid())
+    assert os.getpid() in pids
+    assert cpu_seconds(pids) > 0
