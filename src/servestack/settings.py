@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         description="Seconds an engine may take to become ready before it counts as failed.",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and the controller.")
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the gateway's /admin routes (and accepted on every route); unset: admin routes off.",
+    )
 
     @property
     def logs_dir(self) -> Path:
@@ -43,6 +47,14 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.home / "state"
+
+    @property
+    def keys_db(self) -> Path:
+        return self.state_dir / "keys.db"
+
+    @property
+    def usage_db(self) -> Path:
+        return self.state_dir / "usage.db"
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -12,8 +12,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from servestack.engines import ENGINES
 from servestack.errors import EngineError, StateError
-from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
+from servestack.gateway import Endpoint, EndpointTable, GatewayServer
+from servestack.gateway.build import build_gateway
+from servestack.gateway.engine_metrics import EngineMetricsSpec
 from servestack.plan import Plan
 from servestack.settings import Settings
 from servestack.supervisor import (
@@ -53,7 +56,10 @@ class Controller:
         """Serve until `stop` is set; stop every engine on the way out, whatever happens."""
         claim_instance(self.store)
         gateway = self.plan.stack.gateway
-        server = GatewayServer(Gateway(self.table), gateway.host, gateway.port, log_level=self._uvicorn_level())
+        app = build_gateway(self.table, gateway, self.settings, engines=engine_metrics_catalog())
+        server = GatewayServer(
+            app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
+        )
         await server.start()
         self.reporter.gateway_started(server.url)
         self.store.write_instance(
@@ -117,6 +123,15 @@ async def _first(startup: Coroutine[Any, Any, None], stop: asyncio.Event) -> boo
         return False
     start_task.result()
     return True
+
+
+def engine_metrics_catalog() -> dict[str, EngineMetricsSpec]:
+    """Where each engine serves Prometheus metrics and its names for the common keys (for the gateway)."""
+    return {
+        name: EngineMetricsSpec(path=engine.metrics_path, names=engine.metric_names)
+        for name, engine in ENGINES.items()
+        if engine.metrics_path and engine.metric_names
+    }
 
 
 def claim_instance(store: StateStore) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Generator
 import uvicorn
 
 from servestack.errors import ServestackError
+from servestack.gateway.protocol import deadline_protocol
+from servestack.stack import TimeoutsConfig
 
 
 class _Server(uvicorn.Server):
@@ -25,12 +27,14 @@ class _Server(uvicorn.Server):
 
 
 class GatewayServer:
-    def __init__(self, app: object, host: str, port: int, *, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: object, host: str, port: int, *, log_level: str = "warning", timeouts: TimeoutsConfig | None = None
+    ) -> None:
         self.host = host
         self.port = port
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http="httptools",
+            http=deadline_protocol(timeouts.headers, timeouts.body) if timeouts else "httptools",
             lifespan="on",
             access_log=False,
             log_level=log_level,

@@ -72,6 +72,7 @@ class Upstream:
                 payload = await resp.read()
                 exchange.status = resp.status
                 exchange.first_byte_at = time.monotonic()
+                exchange.response = payload
                 await send_bytes(send, resp.status, payload, _relayed_headers(resp))
         except GatewayError:
             raise
@@ -86,10 +87,15 @@ class Upstream:
                 exchange.status = resp.status
                 await send({"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)})
                 started = True
+                tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
                 async for chunk in resp.content.iter_any():
                     if exchange.first_byte_at is None:
                         exchange.first_byte_at = time.monotonic()
+                    if tap is not None and not (chunk := tap.feed(chunk)):
+                        continue
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if tap is not None and (rest := tap.close()):
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
         except Exception as exc:
             if not started:
                 raise _upstream_error(endpoint, exc) from exc
