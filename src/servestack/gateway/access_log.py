@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import orjson
 
+from servestack.errors import GatewayError
 from servestack.gateway.exchange import Exchange
 
 FLUSH_SECONDS = 1.0
@@ -57,6 +58,19 @@ class AccessLog:
             line["estimated"] = True
         if exchange.error is not None:
             line["error"] = exchange.error.message
+        self._lines.append(orjson.dumps(line) + b"\n")
+
+    def refused(self, method: str, path: str, error: GatewayError) -> None:
+        """A request turned away before it became an exchange (a missing or wrong key)."""
+        line = {
+            "ts": time.time(),
+            "level": "info",
+            "event": "request",
+            "method": method,
+            "path": path,
+            "status": error.status,
+            "error": error.message,
+        }
         self._lines.append(orjson.dumps(line) + b"\n")
 
     def event(self, level: str, logger: str, message: str) -> None:

@@ -91,9 +91,11 @@ class Pipeline:
             return
         try:
             scope[KEY_SCOPE] = self.keys.authenticate(scope["headers"])
-        except GatewayError:
+        except GatewayError as error:
             if self.metrics is not None:
                 self.metrics.auth_failures.inc()
+            if self.access_log is not None:
+                self.access_log.refused(scope["method"], scope["path"], error)
             raise
 
     def admit(self, exchange: Exchange) -> Admission:
