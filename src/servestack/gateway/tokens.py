@@ -140,8 +140,8 @@ def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
 def estimate_completion_tokens(events: int, path: str) -> int:
     """Streamed tokens from the number of `data:` events: one token per event, less the framing.
 
-    llama-cpp-python sends one event per token, plus a role-only first event and a finish event
-    on chat streams, and a `[DONE]` event on every stream.
+    llama-cpp-python sends one event per token, plus a role-only first event (chat streams), a
+    finish event and `[DONE]`.
     """
-    framing = 3 if path.endswith("/chat/completions") else 1
+    framing = 3 if path.endswith("/chat/completions") else 2
     return max(0, events - framing)
