@@ -116,10 +116,17 @@ class Gateway:
         if self.pipeline is None:
             await relay(exchange, self.table.pick(exchange.model), send, receive)
             return
-        async with self.pipeline.admit(exchange):
+        admission = self.pipeline.admit(exchange)  # 403/429 raise here
+        try:
+            if admission.waits is not None:
+                await admission.turn()
             endpoint = self.table.pick(exchange.model)
             self.pipeline.prepare(exchange, endpoint)
             await relay(exchange, endpoint, send, receive)
+        except BaseException as error:
+            admission.done(error)
+            raise
+        admission.done(None)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -46,7 +45,7 @@ class KeyRing:
         self.clock = clock
         self.reload_interval = reload_interval
         self._admin_digest = hashlib.sha256(admin_secret.encode()).digest() if admin_secret else None
-        self._keys: MappingProxyType[str, ApiKey] = MappingProxyType({})
+        self._keys: MappingProxyType[bytes, ApiKey] = MappingProxyType(self._with_admin({}))
         self._version: int | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -62,10 +61,8 @@ class KeyRing:
             if self.required:
                 raise AuthenticationFailed(MISSING)
             return None
-        digest = hashlib.sha256(secret)
-        if self._admin_digest is not None and hmac.compare_digest(digest.digest(), self._admin_digest):
-            return ADMIN
-        key = self._keys.get(digest.hexdigest())
+        # A dict lookup by SHA-256: comparing hashes leaks nothing useful about the secret by timing.
+        key = self._keys.get(hashlib.sha256(secret).digest())
         if key is None:
             if self.required:
                 raise AuthenticationFailed(INVALID)
@@ -79,7 +76,13 @@ class KeyRing:
         if self.store is None:
             return
         self._version = self.store.version()
-        self._keys = MappingProxyType(self.store.active())
+        active = {bytes.fromhex(digest): key for digest, key in self.store.active().items()}
+        self._keys = MappingProxyType(self._with_admin(active))
+
+    def _with_admin(self, keys: dict[bytes, ApiKey]) -> dict[bytes, ApiKey]:
+        if self._admin_digest is not None:
+            keys[self._admin_digest] = ADMIN
+        return keys
 
     async def reload(self) -> None:
         async with self._lock:

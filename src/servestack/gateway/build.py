@@ -60,7 +60,7 @@ def build_gateway(
     metrics = scraper = None
     if config.metrics.enabled:
         registry = registry or CollectorRegistry()
-        metrics = GatewayMetrics(registry, known=lambda m: m in table.models())
+        metrics = GatewayMetrics(registry, known=lambda m: m in table.models())  # registers itself
         registry.register(TableCollector(table, queues))
         scraper = EngineMetricsScraper(table, engines or {}, interval=config.metrics.engine_scrape_interval)
         registry.register(scraper)

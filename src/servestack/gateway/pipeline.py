@@ -1,6 +1,6 @@
 """The production pipeline around every relayed request: admit it, then account for it.
 
-    authenticate (app edge)  →  admit: model allowed? key limits, per-model queue, spans opened
+    authenticate (app edge)  →  admit: model allowed? key limits, spans opened; the model's queue
                              →  prepare(endpoint): ask the engine for stream usage, traceparent
                              →  relay (upstream.py / ollama.py)
                              →  finish: tokens, key budget, ledger row, metrics, log line, spans
@@ -18,7 +18,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import orjson
@@ -93,15 +92,25 @@ class Pipeline:
             scope[KEY_SCOPE] = self.keys.authenticate(scope["headers"])
         except GatewayError as error:
             if self.metrics is not None:
-                self.metrics.auth_failures.inc()
+                self.metrics.auth_failures += 1
             if self.access_log is not None:
                 self.access_log.refused(scope["method"], scope["path"], error)
             raise
 
     def admit(self, exchange: Exchange) -> Admission:
-        """`async with pipeline.admit(exchange):` around picking a replica and relaying."""
+        """Check the key's model and limits (a refusal is accounted for, then raised).
+
+        The caller waits for `turn()` when the admission `waits`, picks a replica, relays, and
+        calls `done(error or None)` in every case.
+        """
         exchange.request_id = self._request_id(exchange)
-        return Admission(self, exchange)
+        admission = Admission(self, exchange)
+        try:
+            admission.check()
+        except BaseException as exc:
+            admission.done(exc)
+            raise
+        return admission
 
     def prepare(self, exchange: Exchange, endpoint: Endpoint) -> None:
         """Adjust the exchange for the replica it goes to (called again if a retry picks another)."""
@@ -170,51 +179,48 @@ class Pipeline:
 
 
 class Admission:
-    """One request inside the pipeline: admitted on enter, accounted for on exit (whatever happened)."""
+    """One request inside the pipeline: checked when made, accounted for by `done` (whatever happened).
 
-    __slots__ = ("exchange", "limited", "pipeline", "queue", "queued_at", "series")
+    Plain methods rather than an async context manager: this runs for every request.
+    """
+
+    __slots__ = ("exchange", "limited", "pipeline", "queue", "queued_at", "series", "waits")
 
     def __init__(self, pipeline: Pipeline, exchange: Exchange) -> None:
         self.pipeline = pipeline
         self.exchange = exchange
         self.series: _Series | None = None
         self.queue: ModelQueue | None = None
+        self.waits: ModelQueue | None = None  # the model's queue, when it has one: `await turn()`
         self.queued_at = 0.0
         self.limited = False
 
-    async def __aenter__(self) -> Admission:
+    def check(self) -> None:
         pipeline, exchange = self.pipeline, self.exchange
-        try:
-            key = exchange.key
-            if key is not None and not key.admin:
-                if key.models is not None and not _allowed(key, exchange):
-                    raise PermissionDenied(
-                        f"This key may not use the model '{exchange.alias or exchange.model}'", param="model"
-                    )
-                if pipeline.limiter is not None:
-                    pipeline.limiter.acquire(key)
-                    self.limited = True
-            if pipeline.metrics is not None:
-                self.series = pipeline.metrics.series(exchange.model)
-                self.series.in_flight.inc()
-            if pipeline.tracing is not None:
-                pipeline.tracing.begin(exchange)
-            if pipeline.queues is not None:
-                queue = pipeline.queues.get(exchange.model)
-                if queue is not None:
-                    await queue.acquire(exchange.model)
-                    self.queue, self.queued_at = queue, pipeline.clock()
-        except BaseException as exc:
-            self._exit(exc)
-            raise
-        return self
+        key = exchange.key
+        if key is not None and not key.admin:
+            if key.models is not None and not _allowed(key, exchange):
+                raise PermissionDenied(
+                    f"This key may not use the model '{exchange.alias or exchange.model}'", param="model"
+                )
+            if pipeline.limiter is not None:
+                pipeline.limiter.acquire(key)
+                self.limited = True
+        if pipeline.metrics is not None:
+            self.series = pipeline.metrics.series(exchange.model)
+            self.series.in_flight += 1
+        if pipeline.tracing is not None:
+            pipeline.tracing.begin(exchange)
+        if pipeline.queues is not None:
+            self.waits = pipeline.queues.get(exchange.model)
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._exit(exc)
+    async def turn(self) -> None:
+        """Wait for the model's queue to let this request through (503 when full or too slow)."""
+        assert self.waits is not None
+        await self.waits.acquire(self.exchange.model)
+        self.queue, self.queued_at = self.waits, self.pipeline.clock()
 
-    def _exit(self, exc: BaseException | None) -> None:
+    def done(self, exc: BaseException | None) -> None:
         exchange, pipeline = self.exchange, self.pipeline
         now = pipeline.clock()
         if exchange.finished_at is None:

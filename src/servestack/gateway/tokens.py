@@ -10,26 +10,22 @@ usage on a stream (llama-cpp-python) get an estimate, flagged as such.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PROMPT_KEY = b'"prompt_tokens"'
 COMPLETION_KEY = b'"completion_tokens"'
+_NUMBER = re.compile(rb"\s*:\s*(\d+)")
 CHARS_PER_TOKEN = 4  # a rough figure for English text; only used for estimates, which are flagged
 
 
-def last_int(buf: bytes, key: bytes, end: int | None = None) -> int | None:
-    """The integer after the last `key":` in `buf[:end]`, or None."""
-    at = buf.rfind(key, 0, len(buf) if end is None else end)
+def last_int(buf: bytes, key: bytes) -> int | None:
+    """The integer after the last `key":` in `buf`, or None."""
+    at = buf.rfind(key)
     if at < 0:
         return None
-    i = at + len(key)
-    n = len(buf)
-    while i < n and buf[i] in b" :\t\r\n":
-        i += 1
-    start = i
-    while i < n and 48 <= buf[i] <= 57:
-        i += 1
-    return int(buf[start:i]) if i > start else None
+    match = _NUMBER.match(buf, at + len(key))
+    return int(match.group(1)) if match else None
 
 
 def usage_of(body: bytes) -> tuple[int | None, int | None]:
