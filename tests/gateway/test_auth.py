@@ -47,6 +47,8 @@ async def test_keys_guard_every_route_but_health(tmp_path: Path, caplog: pytest.
             assert "sk-ss-x" not in wrong.text
 
             assert (await alice.post("/v1/chat/completions", json=CHAT)).status_code == 200
+            assert [m["id"] for m in (await bob.get("/v1/models")).json()["data"]] == []  # keys see their models
+            assert [m["id"] for m in (await alice.get("/v1/models")).json()["data"]] == ["tiny"]
             by_header = await anonymous.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": secret})
             assert by_header.status_code == 200
             assert_error(await bob.post("/v1/chat/completions", json=CHAT), 403, "model_not_allowed")

@@ -81,7 +81,10 @@ class AccessLog:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
-        logging.getLogger("servestack.gateway").addHandler(self._handler)
+        logger = logging.getLogger("servestack.gateway")
+        logger.addHandler(self._handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)  # the gateway's own events (key reloads, ...) go to this log
         self._task = asyncio.create_task(self._flush_forever())
 
     async def stop(self) -> None:

@@ -17,7 +17,7 @@ from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFou
 from servestack.gateway.endpoints import Endpoint, EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama import OllamaApi
-from servestack.gateway.pipeline import KEY_SCOPE, Pipeline
+from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
 from servestack.gateway.upstream import Upstream
@@ -132,6 +132,7 @@ class Gateway:
         data = [
             {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
             for name in [*self.table.models(), *self.aliases]
+            if visible(scope.get(KEY_SCOPE), name, self.aliases)
         ]
         await send_json(send, 200, {"object": "list", "data": data})
 

@@ -16,7 +16,7 @@ from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
 from servestack.gateway.ollama_relay import Kind, OllamaRelay
-from servestack.gateway.pipeline import KEY_SCOPE
+from servestack.gateway.pipeline import KEY_SCOPE, visible
 from servestack.gateway.requests import read_json
 from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
 
@@ -54,12 +54,13 @@ class OllamaApi:
 
     async def _tags(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = self.gateway.started_at
-        await send_json(send, 200, {"models": [model_entry(n, e, started) for n, e in self._names().items()]})
+        names = self._names(scope)
+        await send_json(send, 200, {"models": [model_entry(n, e, started) for n, e in names.items()]})
 
     async def _ps(self, scope: Scope, receive: Receive, send: Send) -> None:
         ready = {m for e in self.gateway.table.endpoints() if e.ready for m in e.models}
         models = []
-        for name, engine in self._names().items():
+        for name, engine in self._names(scope).items():
             if self.gateway.aliases.get(name, name) in ready:
                 models.append({**model_entry(name, engine, self.gateway.started_at), "expires_at": iso(FAR_FUTURE)})
                 models[-1]["size_vram"] = 0
@@ -71,7 +72,7 @@ class OllamaApi:
         if not isinstance(name, str) or not name:
             raise BadRequest("model is required", param="model")
         served, _ = self._resolve(name)
-        engines = self._names()
+        engines = self._names(scope)
         if served not in engines:
             raise ModelNotFound(f"model '{name}' not found")
         entry = model_entry(name, engines[served], self.gateway.started_at)
@@ -167,10 +168,11 @@ class OllamaApi:
         target = aliases.get(name)
         return (target, name) if target is not None else (name, None)
 
-    def _names(self) -> dict[str, str]:
-        """Every name clients may use (served names and aliases) → the engine behind it."""
+    def _names(self, scope: Scope) -> dict[str, str]:
+        """Every name the caller may use (served names and aliases) → the engine behind it."""
         engines = {m: e.engine for e in self.gateway.table.endpoints() for m in e.models}
         for alias, target in self.gateway.aliases.items():
             if target in engines:
                 engines[alias] = engines[target]
-        return engines
+        key, aliases = scope.get(KEY_SCOPE), self.gateway.aliases
+        return {name: engine for name, engine in engines.items() if visible(key, name, aliases)}

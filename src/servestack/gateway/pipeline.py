@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -232,6 +232,11 @@ class Admission:
         if self.queue is not None:
             self.queue.release(now - self.queued_at)
         pipeline.finish(exchange, self.series, self.limited)
+
+
+def visible(key: ApiKey | None, name: str, aliases: Mapping[str, str]) -> bool:
+    """Whether a model listing shows `name` to the holder of `key` (keys see the models they may use)."""
+    return key is None or key.models is None or name in key.models or aliases.get(name, name) in key.models
 
 
 def _allowed(key: ApiKey, exchange: Exchange) -> bool:
