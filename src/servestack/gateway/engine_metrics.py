@@ -155,13 +155,15 @@ class EngineMetricsScraper(Collector):
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("servestack_engine_metrics_up", "1 when the last scrape worked.", labels=LABELS)
-        for endpoint, ok in self._up.values():
+        # Copies first: /metrics renders in a worker thread while the loop replaces snapshots.
+        states, snapshots = list(self._up.values()), list(self._snapshots.values())
+        for endpoint, ok in states:
             up.add_metric(_labels(endpoint), 1.0 if ok else 0.0)
         yield up
-        keys = sorted({key for _, snapshot in self._snapshots.values() for key in snapshot})
+        keys = sorted({key for _, snapshot in snapshots for key in snapshot})
         for key in keys:
             name, kind, doc = CANONICAL.get(key, (f"servestack_engine_{key}", "gauge", f"Engine metric {key!r}."))
-            yield _family(name, kind, doc, key, self._snapshots.values())
+            yield _family(name, kind, doc, key, snapshots)
 
 
 def _family(name: str, kind: str, doc: str, key: str, snapshots: Iterable[tuple[Endpoint, Snapshot]]) -> Metric:
