@@ -17,6 +17,7 @@ from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointTable, GatewayServer
 from servestack.gateway.build import build_gateway
 from servestack.gateway.engine_metrics import EngineMetricsSpec
+from servestack.gateway.server import settle_heap
 from servestack.plan import Plan
 from servestack.settings import Settings
 from servestack.supervisor import (
@@ -61,6 +62,7 @@ class Controller:
             app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
         )
         await server.start()
+        settle_heap()
         self.reporter.gateway_started(server.url)
         self.store.write_instance(
             InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
