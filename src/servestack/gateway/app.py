@@ -2,7 +2,8 @@
 
 Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
 body (only `model` and `stream` are read), and a byte-for-byte relay. Errors are GatewayError
-subclasses, rendered in one place as OpenAI-style JSON.
+subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*.
+Keys, limits, usage, metrics and tracing wrap `forward` when a `Pipeline` is given (pipeline.py).
 """
 
 from __future__ import annotations
