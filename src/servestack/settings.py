@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default=None,
         description="Where `pull` puts ModelScope models (HF models go to the HF cache); unset: <home>/models.",
     )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the gateway's /admin routes (and accepted on every route); unset: admin routes off.",
+    )
 
     @property
     def logs_dir(self) -> Path:
@@ -62,6 +66,14 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def keys_db(self) -> Path:
+        return self.state_dir / "keys.db"
+
+    @property
+    def usage_db(self) -> Path:
+        return self.state_dir / "usage.db"
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -5,11 +5,13 @@ from servestack.cli import (  # noqa: F401  (registers the commands)
     bench,
     images,
     inspect,
+    keys,
     lifecycle,
     plan,
     pull,
     sim,
     smoke,
+    usage,
 )
 from servestack.cli.app import app, main
 

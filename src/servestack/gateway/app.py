@@ -2,30 +2,34 @@
 
 Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
 body (only `model` and `stream` are read), and a byte-for-byte relay. Errors are GatewayError
-subclasses, rendered in one place as OpenAI-style JSON.
+subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*.
+Keys, limits, usage, metrics and tracing wrap `forward` when a `Pipeline` is given (pipeline.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 
 from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
-from servestack.gateway.dispatch import Dispatcher
+from servestack.gateway.dispatch import Dispatcher, Relay
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.monitor import Monitor
+from servestack.gateway.ollama import OllamaApi
+from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
+from servestack.gateway.sglang import SglangApi
 from servestack.gateway.upstream import Upstream
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 # For each generation route: the field that must be present besides `model`.
-GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt"}
+GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
 
 
 class Gateway:
@@ -35,12 +39,19 @@ class Gateway:
         *,
         upstream: Upstream | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        pipeline: Pipeline | None = None,
+        aliases: Mapping[str, str] | None = None,
+        routes: Mapping[tuple[str, str], Handler] | None = None,
     ) -> None:
+        """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
+        → served names; `routes`: more routes (admin, /metrics)."""
         self.table = table
         self.upstream = upstream or Upstream()
         self.dispatcher = Dispatcher(table, self.upstream)
         self.monitor = Monitor(table)
         self.max_body_bytes = max_body_bytes
+        self.pipeline = pipeline
+        self.aliases = dict(aliases or {})
         self.started_at = int(time.time())
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
@@ -48,17 +59,22 @@ class Gateway:
         }
         for path in GENERATION_ROUTES:
             self._routes[("POST", path)] = self._generate
+        self._routes.update(OllamaApi(self).routes())
+        self._routes.update(SglangApi(self).routes())
+        self._routes.update(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._routes.get((scope["method"], scope["path"]))
             try:
+                if self.pipeline is not None and scope["path"] != "/health":
+                    self.pipeline.authenticate(scope)
+                handler = self._routes.get((scope["method"], scope["path"]))
                 if handler is None:
                     raise self._no_route(scope)
                 await handler(scope, receive, send)
             except GatewayError as error:
-                await send_error(send, error)
+                await send_error(send, error, ollama=scope["path"].startswith("/api/"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -67,9 +83,13 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.monitor.start()
+                if self.pipeline is not None:
+                    await self.pipeline.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.monitor.stop()
+                if self.pipeline is not None:
+                    await self.pipeline.stop()
                 await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -86,15 +106,37 @@ class Gateway:
         stream = request.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest("'stream' must be true or false", param="stream")
+        alias = None
+        if (target := self.aliases.get(model)) is not None:  # the engine knows only its served names
+            alias, model, request["model"] = model, target, target
+            body = orjson.dumps(request)
         exchange = Exchange(
             path=scope["path"], model=model, stream=stream, body=body, payload=request, headers=scope["headers"]
         )
-        await self.dispatcher.relay(exchange, send, receive)
+        exchange.key, exchange.alias = scope.get(KEY_SCOPE), alias
+        await self.forward(exchange, send, receive)
+
+    async def forward(self, exchange: Exchange, send: Send, receive: Receive, relay: Relay | None = None) -> None:
+        """Route `exchange` to a replica and relay it there (retrying early failures elsewhere), admitted
+        and accounted for by the pipeline. `relay` replaces the OpenAI relay (Ollama, SGLang /generate)."""
+        if self.pipeline is None:
+            await self.dispatcher.relay(exchange, send, receive, relay=relay)
+            return
+        admission = self.pipeline.admit(exchange)  # 403/429 raise here
+        try:
+            if admission.waits is not None:
+                await admission.turn()
+            await self.dispatcher.relay(exchange, send, receive, relay=relay, prepare=self.pipeline.prepare)
+        except BaseException as error:
+            admission.done(error)
+            raise
+        admission.done(None)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [
             {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
-            for name in self.table.models()
+            for name in [*self.table.models(), *self.aliases]
+            if visible(scope.get(KEY_SCOPE), name, self.aliases)
         ]
         await send_json(send, 200, {"object": "list", "data": data})
 

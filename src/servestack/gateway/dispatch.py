@@ -10,14 +10,21 @@ circuit breaker and to the pool's policy.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from servestack.errors import GatewayError
-from servestack.gateway.endpoints import EndpointTable
+from servestack.gateway.endpoints import Endpoint, EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pool import Pool
 from servestack.gateway.responses import Message, Receive, Send
 from servestack.gateway.retry import RetryBudget
 from servestack.gateway.routing import Attempt, RouteRequest
 from servestack.gateway.upstream import Upstream
+
+# Relays other than the OpenAI one (Ollama's translation, SGLang's /generate) and the pipeline's
+# per-replica preparation of an exchange.
+Relay = Callable[[Exchange, Endpoint, Send, Receive], Awaitable[None]]
+Prepare = Callable[[Exchange, Endpoint], None]
 
 
 class Dispatcher:
@@ -35,8 +42,20 @@ class Dispatcher:
         self.retries = routing.retries if retries is None else retries
         self.budget = budget or RetryBudget(routing.retry_budget, clock=table.clock)
 
-    async def relay(self, exchange: Exchange, send: Send, receive: Receive) -> None:
-        """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had."""
+    async def relay(
+        self,
+        exchange: Exchange,
+        send: Send,
+        receive: Receive,
+        *,
+        relay: Relay | None = None,
+        prepare: Prepare | None = None,
+    ) -> None:
+        """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had.
+
+        A custom `relay` translates the answer itself, so its failures are not retried; `prepare`
+        adjusts the exchange for each replica tried.
+        """
         pool = self.table.pool(exchange.model)
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
@@ -53,10 +72,15 @@ class Dispatcher:
             tried.append(attempt.endpoint.id)
             exchange.attempts += 1
             exchange.error = exchange.status = exchange.first_byte_at = None
-            retryable = self._may_retry(pool, tried)
+            retryable = relay is None and self._may_retry(pool, tried)
             relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
+            if prepare is not None:
+                prepare(exchange, attempt.endpoint)
             try:
-                await self.upstream.relay(exchange, attempt.endpoint, relay_to, receive, retryable=retryable)
+                if relay is None:
+                    await self.upstream.relay(exchange, attempt.endpoint, relay_to, receive, retryable=retryable)
+                else:
+                    await relay(exchange, attempt.endpoint, relay_to, receive)
             except GatewayError as error:
                 pool.finish(attempt, ok=False)
                 exchange.error = error

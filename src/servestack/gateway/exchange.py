@@ -12,6 +12,8 @@ from typing import Any
 
 from servestack.errors import GatewayError
 from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.keys import ApiKey
+from servestack.gateway.tokens import StreamTap
 
 
 @dataclass
@@ -29,6 +31,16 @@ class Exchange:
     first_byte_at: float | None = None
     finished_at: float | None = None
     error: GatewayError | None = None
+    # Set by the production pipeline (pipeline.py) when it is on:
+    request_id: str = ""
+    key: ApiKey | None = None
+    alias: str | None = None  # the name the client asked for, when it was an alias of `model`
+    tap: StreamTap | None = None  # reads token usage off a stream as the relay forwards it
+    response: bytes | None = None  # a whole (non-streamed) answer, as relayed
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_estimated: bool = False
+    spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
 
     @property
     def ttft(self) -> float | None:

@@ -36,11 +36,12 @@ def openai_error(error: GatewayError) -> dict[str, object]:
     return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
 
 
-async def send_error(send: Send, error: GatewayError) -> None:
+async def send_error(send: Send, error: GatewayError, *, ollama: bool = False) -> None:
+    """The error as OpenAI's JSON, or as Ollama's `{"error": "..."}` (for /api/* routes)."""
     headers = []
     if error.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
-    await send_json(send, error.status, openai_error(error), headers)
+    await send_json(send, error.status, {"error": error.message} if ollama else openai_error(error), headers)
 
 
 def sse_error_event(error: GatewayError) -> bytes:

@@ -79,6 +79,7 @@ class Upstream:
                 payload = await resp.read()
                 exchange.status = resp.status
                 exchange.first_byte_at = time.monotonic()
+                exchange.response = payload
                 relayed = _relayed_headers(resp)
         except Exception as exc:
             raise _upstream_error(endpoint, exc) from exc
@@ -98,15 +99,20 @@ class Upstream:
                     raise _engine_error(endpoint, resp.status, await resp.content.read(ERROR_BODY_LIMIT))
                 # The answer starts with its first chunk: until then a failure can still be retried.
                 start = {"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)}
+                tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
                 async for chunk in resp.content.iter_any():
                     if not started:
                         exchange.first_byte_at = time.monotonic()
                         await send(start)
                         started = True
+                    if tap is not None and not (chunk := tap.feed(chunk)):
+                        continue
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if not started:
                     await send(start)
                     started = True
+                if tap is not None and (rest := tap.close()):
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
         except GatewayError:
             raise
         except Exception as exc:

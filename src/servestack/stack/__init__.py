@@ -1,5 +1,15 @@
 """The stack file: schema, loading, interpolation, model references."""
 
+from servestack.stack.gateway_schema import (
+    AuthConfig,
+    LimitsConfig,
+    LogsConfig,
+    MetricsConfig,
+    QueueConfig,
+    TimeoutsConfig,
+    TracingConfig,
+    UsageConfig,
+)
 from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack, read_dotenv
 from servestack.stack.models import resolve_model
 from servestack.stack.schema import (
@@ -18,16 +28,24 @@ from servestack.stack.schema import (
 
 __all__ = [
     "ApptainerRuntime",
+    "AuthConfig",
     "CudaVersion",
     "DockerRuntime",
     "GatewayConfig",
+    "LimitsConfig",
+    "LogsConfig",
+    "MetricsConfig",
     "NativeRuntime",
     "PixiEnvironment",
+    "QueueConfig",
     "RestartPolicy",
     "Routing",
     "RuntimeSpec",
     "Service",
     "Stack",
+    "TimeoutsConfig",
+    "TracingConfig",
+    "UsageConfig",
     "default_stack_text",
     "load_default_stack",
     "load_stack",

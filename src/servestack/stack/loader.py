@@ -231,4 +231,14 @@ def _model_at(path: KeyPath) -> type[BaseModel] | None:
         ("services", "*", "runtime", "native", "pixi"): PixiEnvironment,
     }
     key = tuple("*" if i == 1 and path and path[0] == "services" else str(p) for i, p in enumerate(path))
+    if len(key) == 2 and key[0] == "gateway" and key[1] in GatewayConfig.model_fields:
+        return _section_model(GatewayConfig.model_fields[key[1]].annotation)
     return shapes.get(key)
+
+
+def _section_model(annotation: object) -> type[BaseModel] | None:
+    """The model class of a `gateway:` section (`X` or `X | None`)."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

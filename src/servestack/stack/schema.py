@@ -12,6 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from servestack.stack.gateway_schema import (
+    AuthConfig,
+    LimitsConfig,
+    LogsConfig,
+    MetricsConfig,
+    TimeoutsConfig,
+    TracingConfig,
+    UsageConfig,
+)
+
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 EngineName = Literal["llamacpp", "llama-server", "vllm", "sglang", "mistralrs", "mistralrs-server", "sim"]
@@ -197,6 +207,14 @@ class GatewayConfig(_Strict):
 
     host: str = "127.0.0.1"
     port: Port = 8000
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    aliases: dict[str, str] = Field(default_factory=dict, description="Extra model names: alias → served name.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig | None = None
+    logs: LogsConfig = Field(default_factory=LogsConfig)
 
 
 PolicyName = Literal["round_robin", "least_load", "cache_aware", "ttft_cost"]
@@ -279,6 +297,19 @@ class Stack(_Strict):
                 f"routing.models names {', '.join(map(repr, unknown))}, which no service serves "
                 f"(served names: {', '.join(sorted(served))})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _model_names_resolve(self) -> Stack:
+        served = {n for name in self.services for n in self.served_names(name)}
+        for alias, target in self.gateway.aliases.items():
+            if alias in served:
+                raise ValueError(f"gateway.aliases: {alias!r} is already a served name; an alias must be new")
+            if target not in served:
+                raise ValueError(f"gateway.aliases: {alias!r} points to {target!r}, which no service serves")
+        for model in self.gateway.limits.model_queues:
+            if model not in served:
+                raise ValueError(f"gateway.limits.model_queues: no service serves {model!r}")
         return self
 
     def served_names(self, service_name: str) -> list[str]:

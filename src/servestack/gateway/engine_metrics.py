@@ -1,0 +1,190 @@
+"""The engines' own metrics, scraped in the background and re-exported under one set of names.
+
+vLLM says `vllm:num_requests_waiting`, SGLang `sglang:num_queue_reqs`, llama.cpp
+`llamacpp:requests_deferred`: each engine adapter maps common keys (`waiting`, `running`,
+`kv_usage`, ...) to its own names (`Engine.metric_names`), the controller hands that catalog to the
+gateway, and this module reads every ready replica's /metrics every few seconds and serves the
+values as `servestack_engine_*{service, replica, engine}`. Label sets an engine splits a metric
+into (model name, DP rank) are summed per replica. Nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from servestack.gateway.endpoints import Endpoint, EndpointTable
+
+log = logging.getLogger("servestack.gateway")
+
+# Common key → (servestack name, type, help). Keys an adapter uses beyond these become gauges.
+CANONICAL: dict[str, tuple[str, str, str]] = {
+    "running": ("servestack_engine_requests_running", "gauge", "Requests the engine is working on."),
+    "waiting": ("servestack_engine_requests_waiting", "gauge", "Requests queued inside the engine."),
+    "kv_usage": ("servestack_engine_kv_cache_usage_ratio", "gauge", "Share of the KV cache in use (0..1)."),
+    "prompt_tokens": ("servestack_engine_prompt_tokens", "counter", "Prompt tokens the engine processed."),
+    "generation_tokens": ("servestack_engine_generation_tokens", "counter", "Tokens the engine generated."),
+    "prefix_cache_queries": ("servestack_engine_prefix_cache_queries", "counter", "Prefix-cache lookups (tokens)."),
+    "prefix_cache_hits": ("servestack_engine_prefix_cache_hits", "counter", "Prefix-cache hits (tokens)."),
+    "cache_hit_rate": ("servestack_engine_prefix_cache_hit_ratio", "gauge", "Prefix-cache hit rate (0..1)."),
+    "throughput": ("servestack_engine_generation_tokens_per_second", "gauge", "Generation throughput."),
+    "ttft": ("servestack_engine_time_to_first_token_seconds", "histogram", "Engine-side time to first token."),
+    "itl": ("servestack_engine_inter_token_latency_seconds", "histogram", "Engine-side gap between tokens."),
+    "e2e": ("servestack_engine_request_duration_seconds", "histogram", "Engine-side request latency."),
+}
+LABELS = ["service", "replica", "engine"]
+
+
+@dataclass(frozen=True)
+class EngineMetricsSpec:
+    """Where an engine serves Prometheus metrics, and its names for the common keys."""
+
+    path: str
+    names: Mapping[str, str]
+
+
+@dataclass
+class _Histogram:
+    buckets: dict[str, float] = field(default_factory=dict)  # le → cumulative count
+    sum: float = 0.0
+
+
+Snapshot = dict[str, float | _Histogram]
+
+
+def read_exposition(text: str, names: Mapping[str, str]) -> Snapshot:
+    """The common keys found in a Prometheus text exposition, label sets summed."""
+    by_engine_name = {engine_name: key for key, engine_name in names.items()}
+    found: Snapshot = {}
+    for family in text_string_to_metric_families(text):
+        key = by_engine_name.get(family.name) or by_engine_name.get(family.name + "_total")
+        if key is None:
+            continue
+        if CANONICAL.get(key, ("", "gauge", ""))[1] == "histogram":
+            found[key] = _read_histogram(family)
+            continue
+        values = [s.value for s in family.samples if not s.name.endswith(("_created", "_bucket", "_sum", "_count"))]
+        if values:
+            found[key] = float(sum(values))
+    return found
+
+
+def _read_histogram(family: Metric) -> _Histogram:
+    histogram = _Histogram()
+    for sample in family.samples:
+        if sample.name.endswith("_bucket"):
+            le = sample.labels.get("le", "+Inf")
+            histogram.buckets[le] = histogram.buckets.get(le, 0.0) + sample.value
+        elif sample.name.endswith("_sum"):
+            histogram.sum += sample.value
+    return histogram
+
+
+class EngineMetricsScraper(Collector):
+    """Scrapes every ready replica whose engine has a metrics endpoint; a Prometheus collector of the results."""
+
+    def __init__(
+        self,
+        table: EndpointTable,
+        catalog: Mapping[str, EngineMetricsSpec],
+        *,
+        interval: float = 15.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self.table = table
+        self.catalog = dict(catalog)
+        self.interval = interval
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._snapshots: dict[str, tuple[Endpoint, Snapshot]] = {}
+        self._up: dict[str, tuple[Endpoint, bool]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.catalog:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._task = asyncio.create_task(self._scrape_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _scrape_forever(self) -> None:
+        while True:
+            await self.scrape()
+            await asyncio.sleep(self.interval)
+
+    async def scrape(self) -> None:
+        """Read every ready replica's metrics once (concurrently)."""
+        targets = [e for e in self.table.endpoints() if e.ready and e.engine in self.catalog]
+        await asyncio.gather(*(self._scrape_one(e) for e in targets))
+        current = {e.id for e in self.table.endpoints()}
+        for gone in set(self._snapshots) - current:
+            del self._snapshots[gone]
+        for gone in set(self._up) - current:
+            del self._up[gone]
+
+    async def _scrape_one(self, endpoint: Endpoint) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        spec = self.catalog[endpoint.engine]
+        try:
+            async with self._session.get(endpoint.base_url + spec.path) as resp:
+                resp.raise_for_status()
+                text = await resp.text()
+            snapshot = await asyncio.to_thread(read_exposition, text, spec.names)
+        except Exception as exc:  # an engine without metrics enabled, or restarting
+            log.debug("no metrics from %s: %s", endpoint.id, exc)
+            self._up[endpoint.id] = (endpoint, False)
+            return
+        self._snapshots[endpoint.id] = (endpoint, snapshot)
+        self._up[endpoint.id] = (endpoint, True)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("servestack_engine_metrics_up", "1 when the last scrape worked.", labels=LABELS)
+        # Copies first: /metrics renders in a worker thread while the loop replaces snapshots.
+        states, snapshots = list(self._up.values()), list(self._snapshots.values())
+        for endpoint, ok in states:
+            up.add_metric(_labels(endpoint), 1.0 if ok else 0.0)
+        yield up
+        keys = sorted({key for _, snapshot in snapshots for key in snapshot})
+        for key in keys:
+            name, kind, doc = CANONICAL.get(key, (f"servestack_engine_{key}", "gauge", f"Engine metric {key!r}."))
+            yield _family(name, kind, doc, key, snapshots)
+
+
+def _family(name: str, kind: str, doc: str, key: str, snapshots: Iterable[tuple[Endpoint, Snapshot]]) -> Metric:
+    family: GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
+    if kind == "histogram":
+        family = HistogramMetricFamily(name, doc, labels=LABELS)
+    elif kind == "counter":
+        family = CounterMetricFamily(name, doc, labels=LABELS)
+    else:
+        family = GaugeMetricFamily(name, doc, labels=LABELS)
+    for endpoint, snapshot in snapshots:
+        value = snapshot.get(key)
+        if value is None:
+            continue
+        if isinstance(value, _Histogram) and isinstance(family, HistogramMetricFamily):
+            buckets = sorted(value.buckets.items(), key=lambda item: float(item[0]))
+            family.add_metric(_labels(endpoint), buckets=buckets, sum_value=value.sum)
+        elif isinstance(value, float) and not isinstance(family, HistogramMetricFamily):
+            family.add_metric(_labels(endpoint), value)
+    return family
+
+
+def _labels(endpoint: Endpoint) -> list[str]:
+    return [endpoint.service, endpoint.id, endpoint.engine]

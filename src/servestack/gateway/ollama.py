@@ -1,0 +1,178 @@
+"""Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version.
+
+Generation routes are translated to the engines' OpenAI API (ollama_format.py) and go through the
+same replica choice, keys, limits and accounting as OpenAI requests (`Gateway.forward`); the
+answers are translated back (ollama_relay.py). Errors on /api/* are Ollama's `{"error": "..."}`
+(rendered at the edge). Ollama clients like to add `:latest` to names: it is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from servestack import __version__
+from servestack.errors import BadRequest, ModelNotFound
+from servestack.gateway.exchange import Exchange
+from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
+from servestack.gateway.ollama_relay import Kind, OllamaRelay
+from servestack.gateway.pipeline import KEY_SCOPE, visible
+from servestack.gateway.requests import read_json
+from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
+
+if TYPE_CHECKING:
+    from servestack.gateway.app import Gateway
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The Ollama API version servestack speaks (clients check it to enable features), not servestack's own.
+OLLAMA_API_VERSION = "0.12.0"
+FAR_FUTURE = 4102444800.0  # 2100-01-01: engines behind servestack are not unloaded on a timer
+
+
+class OllamaApi:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {
+            ("GET", "/"): self._root,
+            ("GET", "/api/version"): self._version,
+            ("GET", "/api/tags"): self._tags,
+            ("GET", "/api/ps"): self._ps,
+            ("POST", "/api/show"): self._show,
+            ("POST", "/api/chat"): self._chat,
+            ("POST", "/api/generate"): self._generate,
+            ("POST", "/api/embed"): self._embed,
+            ("POST", "/api/embeddings"): self._embeddings,
+        }
+
+    async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, b"Ollama is running", [(b"content-type", b"text/plain; charset=utf-8")])
+
+    async def _version(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"version": OLLAMA_API_VERSION, "servestack": __version__})
+
+    async def _tags(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = self.gateway.started_at
+        names = self._names(scope)
+        await send_json(send, 200, {"models": [model_entry(n, e, started) for n, e in names.items()]})
+
+    async def _ps(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ready = {m for e in self.gateway.table.endpoints() if e.ready for m in e.models}
+        models = []
+        for name, engine in self._names(scope).items():
+            if self.gateway.aliases.get(name, name) in ready:
+                models.append({**model_entry(name, engine, self.gateway.started_at), "expires_at": iso(FAR_FUTURE)})
+                models[-1]["size_vram"] = 0
+        await send_json(send, 200, {"models": models})
+
+    async def _show(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = await read_json(receive, self.gateway.max_body_bytes)
+        name = request.get("model") or request.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest("model is required", param="model")
+        served, _ = self._resolve(name)
+        engines = self._names(scope)
+        if served not in engines:
+            raise ModelNotFound(f"model '{name}' not found")
+        entry = model_entry(name, engines[served], self.gateway.started_at)
+        await send_json(
+            send,
+            200,
+            {
+                "modelfile": f"# served by servestack through {engines[served] or 'an engine'}\nFROM {served}\n",
+                "parameters": "",
+                "template": "",
+                "details": entry["details"],
+                "model_info": {},
+                "capabilities": ["completion"],
+                "modified_at": entry["modified_at"],
+            },
+        )
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request, name, served, alias, stream = await self._open(scope, receive)
+        payload = chat_request(request, served, stream)
+        await self._forward(scope, send, receive, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias)
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request, name, served, alias, stream = await self._open(scope, receive)
+        if not request.get("prompt") and not request.get("images"):
+            # Ollama's way to load a model: an empty prompt answers at once.
+            self.gateway.table.pick(served)  # unknown → 404, not ready → 503
+            done = {"model": name, "created_at": now_iso(), "response": "", "done": True, "done_reason": "load"}
+            await send_json(send, 200, done)
+            return
+        path, payload = generate_request(request, served, stream)
+        await self._forward(scope, send, receive, "/api/generate", payload, ("generate", path), name, alias)
+
+    async def _embed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request, name, served, alias, _ = await self._open(scope, receive)
+        text = request.get("input")
+        if not isinstance(text, str | list):
+            raise BadRequest("'input' must be a string or a list of strings", param="input")
+        payload: dict[str, Any] = {"model": served, "input": text}
+        if isinstance(request.get("dimensions"), int):
+            payload["dimensions"] = request["dimensions"]
+        await self._forward(scope, send, receive, "/api/embed", payload, ("embed", "/v1/embeddings"), name, alias)
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request, name, served, alias, _ = await self._open(scope, receive)
+        payload = {"model": served, "input": request.get("prompt") or ""}
+        route: tuple[Kind, str] = ("embeddings", "/v1/embeddings")
+        await self._forward(scope, send, receive, "/api/embeddings", payload, route, name, alias)
+
+    async def _open(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], str, str, str | None, bool]:
+        """(request, name as sent, served model, alias or None, stream) of a generation request."""
+        request = await read_json(receive, self.gateway.max_body_bytes)
+        name = request.get("model")
+        if not isinstance(name, str) or not name:
+            raise BadRequest("model is required", param="model")
+        stream = request.get("stream", True)  # Ollama streams unless told not to
+        if not isinstance(stream, bool):
+            raise BadRequest("'stream' must be true or false", param="stream")
+        served, alias = self._resolve(name)
+        return request, name, served, alias, stream
+
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        receive: Receive,
+        route: str,
+        payload: dict[str, Any],
+        target: tuple[Kind, str],
+        name: str,
+        alias: str | None,
+    ) -> None:
+        kind, upstream_path = target
+        stream = bool(payload.get("stream", False))
+        exchange = Exchange(
+            path=route,
+            model=str(payload["model"]),
+            stream=stream,
+            body=b"",
+            payload=payload,
+            headers=scope["headers"],
+            key=scope.get(KEY_SCOPE),
+            alias=alias,
+        )
+        relay = OllamaRelay(self.gateway.upstream, kind, upstream_path, name)
+        await self.gateway.forward(exchange, send, receive, relay=relay)
+
+    def _resolve(self, name: str) -> tuple[str, str | None]:
+        known = self.gateway.table.models()
+        aliases = self.gateway.aliases
+        if name not in known and name not in aliases and name.endswith(":latest"):
+            name = name.removesuffix(":latest")
+        target = aliases.get(name)
+        return (target, name) if target is not None else (name, None)
+
+    def _names(self, scope: Scope) -> dict[str, str]:
+        """Every name the caller may use (served names and aliases) → the engine behind it."""
+        engines = {m: e.engine for e in self.gateway.table.endpoints() for m in e.models}
+        for alias, target in self.gateway.aliases.items():
+            if target in engines:
+                engines[alias] = engines[target]
+        key, aliases = scope.get(KEY_SCOPE), self.gateway.aliases
+        return {name: engine for name, engine in engines.items() if visible(key, name, aliases)}

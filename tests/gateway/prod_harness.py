@@ -1,0 +1,91 @@
+"""A production gateway (built from a `gateway:` section) on a free port, in front of a ProdEngine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
+from servestack.gateway.build import build_gateway
+from servestack.gateway.engine_metrics import EngineMetricsSpec
+from servestack.gateway.keys import KeyStore
+from servestack.settings import Settings
+from servestack.stack import GatewayConfig
+from tests.gateway.prod_engine import ProdEngine, start_engine
+
+ADMIN_SECRET = "admin-test-secret-0123456789abcdef"
+
+
+@dataclass
+class ProdHarness:
+    url: str
+    engine: ProdEngine
+    engine_url: str
+    table: EndpointTable
+    gateway: Gateway
+    settings: Settings
+    registry: CollectorRegistry
+
+    def client(self, secret: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    async def create_key(self, name: str, **options: Any) -> str:
+        """A key made the way `servestack keys create` makes it (another connection), then loaded."""
+        store = KeyStore(self.settings.keys_db)
+        try:
+            _, secret = store.create(name, **options)
+        finally:
+            store.close()
+        await self.reload_keys()
+        return secret
+
+    async def revoke_key(self, name: str) -> None:
+        store = KeyStore(self.settings.keys_db)
+        try:
+            store.revoke(name)
+        finally:
+            store.close()
+        await self.reload_keys()
+
+    async def reload_keys(self) -> None:
+        assert self.gateway.pipeline is not None and self.gateway.pipeline.keys is not None
+        await self.gateway.pipeline.keys.reload()
+
+
+@asynccontextmanager
+async def production_gateway(
+    home: Path,
+    config: Mapping[str, Any] | None = None,
+    *,
+    engine: ProdEngine | None = None,
+    engine_name: str = "vllm",
+    catalog: Mapping[str, EngineMetricsSpec] | None = None,
+    tracer_provider: Any = None,
+) -> AsyncIterator[ProdHarness]:
+    """The gateway serving model `tiny` (engine `engine_name`); usage rows are committed every 50 ms."""
+    engine = engine or ProdEngine()
+    runner, engine_url = await start_engine(engine)
+    table = EndpointTable()
+    table.upsert(
+        Endpoint(id="tiny.0", service="tiny", models=("tiny",), base_url=engine_url, ready=True, engine=engine_name)
+    )
+    settings = Settings(home=home, admin_key=ADMIN_SECRET)
+    gateway_config = GatewayConfig.model_validate({"usage": {"flush_interval": 0.05}, **(config or {})})
+    registry = CollectorRegistry()
+    gateway = build_gateway(
+        table, gateway_config, settings, engines=catalog, registry=registry, tracer_provider=tracer_provider
+    )
+    server = GatewayServer(gateway, "127.0.0.1", 0, timeouts=gateway_config.timeouts)
+    await server.start()
+    try:
+        yield ProdHarness(server.url, engine, engine_url, table, gateway, settings, registry)
+    finally:
+        await server.stop()
+        await runner.cleanup()
