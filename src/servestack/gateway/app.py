@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 import orjson
 
-from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
 from servestack.gateway.dispatch import Dispatcher, Relay
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
+from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
 from servestack.gateway.upstream import Upstream
@@ -95,8 +95,8 @@ class Gateway:
                 return
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._read_body(scope, receive)
-        request = _parse_json_object(body)
+        body = await read_body(receive, self.max_body_bytes)
+        request = parse_object(body)
         model = request.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", param="model")
@@ -147,33 +147,8 @@ class Gateway:
                 services[endpoint.service] = "ready" if endpoint.ready else "unavailable"
         await send_json(send, 200, {"status": "ok", "services": services})
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("the client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"request body is larger than {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
     def _no_route(self, scope: Scope) -> GatewayError:
         path, method = scope["path"], scope["method"]
         if any(p == path for _, p in self._routes):
             return MethodNotAllowed(f"method {method} is not allowed on {path}")
         return NotFound(f"no route {method} {path}")
-
-
-def _parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return request

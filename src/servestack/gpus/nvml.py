@@ -6,6 +6,8 @@ missing library or driver simply means "no GPU here".
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from servestack.gpus.inventory import Gpu, Inventory
@@ -19,28 +21,43 @@ def detect_inventory(nvml: Any = None) -> Inventory:
 def read_nvml_inventory(nvml: Any = None) -> Inventory | None:
     """The GPUs NVML reports (index, name, total and free memory, driver CUDA version), or None
     when NVML or its driver is not available."""
+    with nvml_session(nvml) as session:
+        if session is None:
+            return None
+        count = session.nvmlDeviceGetCount()
+        gpus = tuple(_read_gpu(session, index) for index in range(count))
+        return Inventory(
+            gpus=gpus,
+            source="nvml",
+            driver_version=_text(session.nvmlSystemGetDriverVersion()),
+            cuda_driver_version=_cuda_version(session.nvmlSystemGetCudaDriverVersion()),
+        )
+    return None  # an NVML error in the middle: no answer
+
+
+@contextlib.contextmanager
+def nvml_session(nvml: Any = None) -> Iterator[Any]:
+    """An initialised NVML module (shut down afterwards), or None without the library or a driver.
+
+    An NVML error inside the block also yields "no answer" (the caller returns None from it).
+    """
     if nvml is None:
         try:
             import pynvml
         except ImportError:
-            return None
+            yield None
+            return
         nvml = pynvml
     error = getattr(nvml, "NVMLError", Exception)
     try:
         nvml.nvmlInit()
     except (error, OSError):
-        return None
+        yield None
+        return
     try:
-        count = nvml.nvmlDeviceGetCount()
-        gpus = tuple(_read_gpu(nvml, index) for index in range(count))
-        return Inventory(
-            gpus=gpus,
-            source="nvml",
-            driver_version=_text(nvml.nvmlSystemGetDriverVersion()),
-            cuda_driver_version=_cuda_version(nvml.nvmlSystemGetCudaDriverVersion()),
-        )
+        yield nvml
     except error:
-        return None
+        return
     finally:
         nvml.nvmlShutdown()
 

@@ -10,33 +10,23 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from servestack.gpus.nvml import nvml_session
+
 
 def gpu_memory_by_group(nvml: Any = None, getpgid: Callable[[int], int] = os.getpgid) -> dict[int, int] | None:
     """Bytes of GPU memory used by each process group (summed over every GPU), or None without NVML."""
-    if nvml is None:
-        try:
-            import pynvml
-        except ImportError:
+    with nvml_session(nvml) as session:
+        if session is None:
             return None
-        nvml = pynvml
-    error = getattr(nvml, "NVMLError", Exception)
-    try:
-        nvml.nvmlInit()
-    except (error, OSError):
-        return None
-    try:
         usage: dict[int, int] = {}
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+        for index in range(session.nvmlDeviceGetCount()):
+            handle = session.nvmlDeviceGetHandleByIndex(index)
+            for process in session.nvmlDeviceGetComputeRunningProcesses(handle):
                 group = _group_of(process.pid, getpgid)
                 if group is not None and process.usedGpuMemory:
                     usage[group] = usage.get(group, 0) + int(process.usedGpuMemory)
         return usage
-    except error:
-        return None
-    finally:
-        nvml.nvmlShutdown()
+    return None  # an NVML error in the middle: no answer
 
 
 def _group_of(pid: int, getpgid: Callable[[int], int]) -> int | None:
