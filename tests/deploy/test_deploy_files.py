@@ -11,14 +11,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from servestack.gateway import Endpoint
-from servestack.gateway.engine_metrics import EngineMetricsSpec
 from servestack.stack import load_stack
-from tests.gateway.prod_engine import ENGINE_METRIC_NAMES, SGLANG_METRICS, ProdEngine, start_engine
-from tests.gateway.prod_harness import production_gateway
+from tests.gateway.prod_engine import SGLANG_METRICS, ProdEngine, start_engine
+from tests.gateway.prod_harness import engine_endpoint, production_gateway
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-CATALOG = {name: EngineMetricsSpec("/metrics", names) for name, names in ENGINE_METRIC_NAMES.items()}
 
 
 def dashboard_metrics() -> set[str]:
@@ -31,12 +28,11 @@ def dashboard_metrics() -> set[str]:
 @pytest.mark.anyio
 async def test_dashboard_queries_only_metrics_the_gateway_exports(tmp_path: Path) -> None:
     queue = {"limits": {"queue": {"max_concurrent": 4}}}
-    async with production_gateway(tmp_path / "home", queue, catalog=CATALOG) as gw, gw.client() as client:
+    async with production_gateway(tmp_path / "home", queue) as gw, gw.client() as client:
         runner, url = await start_engine(ProdEngine(metrics_text=SGLANG_METRICS))
-        gw.table.upsert(Endpoint(id="sg.0", service="sg", models=("sg",), base_url=url, ready=True, engine="sglang"))
+        gw.table.upsert(engine_endpoint("sg", url, "sglang"))
         await client.post("/v1/chat/completions", json={"model": "tiny", "messages": [], "stream": True})
-        assert gw.gateway.pipeline is not None and gw.gateway.pipeline.scraper is not None
-        await gw.gateway.pipeline.scraper.scrape()
+        await gw.gateway.monitor.scrape_all()
         exposition = (await client.get("/metrics")).text
         await runner.cleanup()
     exported = {s.name for family in text_string_to_metric_families(exposition) for s in family.samples}

@@ -13,11 +13,10 @@ from prometheus_client import CollectorRegistry
 
 from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
 from servestack.gateway.build import build_gateway
-from servestack.gateway.engine_metrics import EngineMetricsSpec
 from servestack.gateway.keys import KeyStore
 from servestack.settings import Settings
 from servestack.stack import GatewayConfig
-from tests.gateway.prod_engine import ProdEngine, start_engine
+from tests.gateway.prod_engine import ENGINE_METRIC_NAMES, ProdEngine, start_engine
 
 ADMIN_SECRET = "admin-test-secret-0123456789abcdef"
 
@@ -59,6 +58,20 @@ class ProdHarness:
         await self.gateway.pipeline.keys.reload()
 
 
+def engine_endpoint(name: str, url: str, engine: str) -> Endpoint:
+    """A ready replica `NAME.0` of `engine` at `url`, with that engine's metric names (as the controller passes)."""
+    return Endpoint(
+        id=f"{name}.0",
+        service=name,
+        models=(name,),
+        base_url=url,
+        ready=True,
+        engine=engine,
+        metrics_url=url + "/metrics",
+        metric_names=ENGINE_METRIC_NAMES.get(engine, {}),
+    )
+
+
 @asynccontextmanager
 async def production_gateway(
     home: Path,
@@ -66,22 +79,17 @@ async def production_gateway(
     *,
     engine: ProdEngine | None = None,
     engine_name: str = "vllm",
-    catalog: Mapping[str, EngineMetricsSpec] | None = None,
     tracer_provider: Any = None,
 ) -> AsyncIterator[ProdHarness]:
     """The gateway serving model `tiny` (engine `engine_name`); usage rows are committed every 50 ms."""
     engine = engine or ProdEngine()
     runner, engine_url = await start_engine(engine)
     table = EndpointTable()
-    table.upsert(
-        Endpoint(id="tiny.0", service="tiny", models=("tiny",), base_url=engine_url, ready=True, engine=engine_name)
-    )
+    table.upsert(engine_endpoint("tiny", engine_url, engine_name))
     settings = Settings(home=home, admin_key=ADMIN_SECRET)
     gateway_config = GatewayConfig.model_validate({"usage": {"flush_interval": 0.05}, **(config or {})})
     registry = CollectorRegistry()
-    gateway = build_gateway(
-        table, gateway_config, settings, engines=catalog, registry=registry, tracer_provider=tracer_provider
-    )
+    gateway = build_gateway(table, gateway_config, settings, registry=registry, tracer_provider=tracer_provider)
     server = GatewayServer(gateway, "127.0.0.1", 0, timeouts=gateway_config.timeouts)
     await server.start()
     try:

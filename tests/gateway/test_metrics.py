@@ -8,23 +8,19 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from servestack.gateway import Endpoint
-from servestack.gateway.engine_metrics import EngineMetricsSpec
 from tests.gateway.prod_engine import (
     COMPLETION_TOKENS,
-    ENGINE_METRIC_NAMES,
     LLAMACPP_METRICS,
     PROMPT_TOKENS,
     SGLANG_METRICS,
     ProdEngine,
     start_engine,
 )
-from tests.gateway.prod_harness import production_gateway
+from tests.gateway.prod_harness import engine_endpoint, production_gateway
 
 pytestmark = pytest.mark.anyio
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
-CATALOG = {name: EngineMetricsSpec("/metrics", names) for name, names in ENGINE_METRIC_NAMES.items()}
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -65,20 +61,13 @@ async def test_request_counters_and_histograms_match(tmp_path: Path) -> None:
 async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Path) -> None:
     sglang, llamacpp = ProdEngine(metrics_text=SGLANG_METRICS), ProdEngine(metrics_text=LLAMACPP_METRICS)
     runners = []
-    async with production_gateway(tmp_path / "home", catalog=CATALOG) as gw:
+    async with production_gateway(tmp_path / "home") as gw:
         for name, engine_name, engine in (("sg", "sglang", sglang), ("lc", "llamacpp-server", llamacpp)):
             runner, url = await start_engine(engine)
             runners.append(runner)
-            gw.table.upsert(
-                Endpoint(id=f"{name}.0", service=name, models=(name,), base_url=url, ready=True, engine=engine_name)
-            )
-        gw.table.upsert(
-            Endpoint(
-                id="down.0", service="down", models=("down",), base_url="http://127.0.0.1:1", ready=True, engine="vllm"
-            )
-        )
-        assert gw.gateway.pipeline is not None and gw.gateway.pipeline.scraper is not None
-        await gw.gateway.pipeline.scraper.scrape()
+            gw.table.upsert(engine_endpoint(name, url, engine_name))
+        gw.table.upsert(engine_endpoint("down", "http://127.0.0.1:1", "vllm"))
+        await gw.gateway.monitor.scrape_all()
         async with gw.client() as client:
             text = (await client.get("/metrics")).text
         for runner in runners:

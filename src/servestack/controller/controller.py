@@ -14,11 +14,9 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from servestack.controller.control import ControlServer
-from servestack.engines import ENGINES
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable, GatewayServer
 from servestack.gateway.build import build_gateway
-from servestack.gateway.engine_metrics import EngineMetricsSpec
 from servestack.gateway.server import settle_heap
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
@@ -82,7 +80,7 @@ class Controller:
         claim_instance(self.store)
         gateway = self.plan.stack.gateway
         async with contextlib.AsyncExitStack() as cleanup:  # unwinds in reverse: engines first, gateway last
-            app = build_gateway(self.table, gateway, self.settings, engines=engine_metrics_catalog())
+            app = build_gateway(self.table, gateway, self.settings)
             server = GatewayServer(
                 app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
             )
@@ -202,15 +200,6 @@ async def _first(startup: Awaitable[Any], stop: asyncio.Event) -> bool:
         return False
     start_task.result()
     return True
-
-
-def engine_metrics_catalog() -> dict[str, EngineMetricsSpec]:
-    """Where each engine serves Prometheus metrics and its names for the common keys (for the gateway)."""
-    return {
-        name: EngineMetricsSpec(path=engine.metrics_path, names=engine.metric_names)
-        for name, engine in ENGINES.items()
-        if engine.metrics_path and engine.metric_names
-    }
 
 
 def claim_instance(store: StateStore) -> None:

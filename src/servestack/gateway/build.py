@@ -8,7 +8,7 @@ tracer provider with an in-memory exporter, clocks) come in as parameters.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from servestack.gateway.admin import AdminApi, metrics_handler
 from servestack.gateway.app import Gateway, Handler
 from servestack.gateway.auth import KeyRing
 from servestack.gateway.endpoints import EndpointTable
-from servestack.gateway.engine_metrics import EngineMetricsScraper, EngineMetricsSpec
+from servestack.gateway.engine_metrics import EngineMetricsExport
 from servestack.gateway.keys import KeyStore
 from servestack.gateway.limits import KeyLimiter, ModelQueues
 from servestack.gateway.metrics import GatewayMetrics, TableCollector
@@ -39,12 +39,11 @@ def build_gateway(
     config: GatewayConfig,
     settings: Settings,
     *,
-    engines: Mapping[str, EngineMetricsSpec] | None = None,
     registry: CollectorRegistry | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
-    """The gateway for `config`; `engines` says where each engine serves metrics and under which names."""
+    """The gateway for `config` in front of `table`'s endpoints."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -57,13 +56,12 @@ def build_gateway(
         ledger = UsageLedger(settings.usage_db, flush_interval=config.usage.flush_interval)
 
     routes: dict[tuple[str, str], Handler] = {}
-    metrics = scraper = None
+    metrics = None
     if config.metrics.enabled:
         registry = registry or CollectorRegistry()
         metrics = GatewayMetrics(registry, known=lambda m: m in table.models())  # registers itself
         registry.register(TableCollector(table, queues))
-        scraper = EngineMetricsScraper(table, engines or {}, interval=config.metrics.engine_scrape_interval)
-        registry.register(scraper)
+        registry.register(EngineMetricsExport(table))
         routes[("GET", "/metrics")] = metrics_handler(registry)
     routes.update(AdminApi(keys, settings.usage_db if ledger is not None else None).routes())
 
@@ -80,7 +78,6 @@ def build_gateway(
         metrics=metrics,
         tracing=Tracing(tracer_provider) if tracer_provider is not None else None,
         access_log=access_log,
-        scraper=scraper,
         clock=clock,
     )
     return Gateway(

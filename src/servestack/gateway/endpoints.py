@@ -53,12 +53,14 @@ IDLE = EngineLoad()
 class Vitals:
     """What the gateway observes about one endpoint."""
 
-    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load")
+    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.in_flight = 0
         self.breaker = breaker
         self.load = IDLE
+        # The last scrape of the engine's /metrics: (it worked, its text); None before the first one.
+        self.metrics: tuple[bool, str] | None = None
         self.draining = False
         self._idle: asyncio.Event | None = None
 

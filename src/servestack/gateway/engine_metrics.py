@@ -2,29 +2,24 @@
 
 vLLM says `vllm:num_requests_waiting`, SGLang `sglang:num_queue_reqs`, llama.cpp
 `llamacpp:requests_deferred`: each engine adapter maps common keys (`waiting`, `running`,
-`kv_usage`, ...) to its own names (`Engine.metric_names`), the controller hands that catalog to the
-gateway, and this module reads every ready replica's /metrics every few seconds and serves the
-values as `servestack_engine_*{service, replica, engine}`. Label sets an engine splits a metric
+`kv_usage`, ...) to its own names (`Engine.metric_names`), the controller passes them on each
+`Endpoint`, the gateway monitor scrapes every ready replica's /metrics (`routing.scrape_interval`),
+and this module serves the last scrape as `servestack_engine_*{service, replica, engine}` when
+/metrics is read. Label sets an engine splits a metric
 into (model name, DP rank) are summed per replica. Nothing here runs per request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from servestack.gateway.endpoints import Endpoint, EndpointTable
-
-log = logging.getLogger("servestack.gateway")
 
 # Common key → (servestack name, type, help). Keys an adapter uses beyond these become gauges.
 CANONICAL: dict[str, tuple[str, str, str]] = {
@@ -42,14 +37,6 @@ CANONICAL: dict[str, tuple[str, str, str]] = {
     "e2e": ("servestack_engine_request_duration_seconds", "histogram", "Engine-side request latency."),
 }
 LABELS = ["service", "replica", "engine"]
-
-
-@dataclass(frozen=True)
-class EngineMetricsSpec:
-    """Where an engine serves Prometheus metrics, and its names for the common keys."""
-
-    path: str
-    names: Mapping[str, str]
 
 
 @dataclass
@@ -89,76 +76,22 @@ def _read_histogram(family: Metric) -> _Histogram:
     return histogram
 
 
-class EngineMetricsScraper(Collector):
-    """Scrapes every ready replica whose engine has a metrics endpoint; a Prometheus collector of the results."""
+class EngineMetricsExport(Collector):
+    """A Prometheus collector of the engines' metrics, read from the gateway monitor's last scrape of
+    each replica (`Vitals.metrics`): the engines are scraped once, for routing and for this."""
 
-    def __init__(
-        self,
-        table: EndpointTable,
-        catalog: Mapping[str, EngineMetricsSpec],
-        *,
-        interval: float = 15.0,
-        timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, table: EndpointTable) -> None:
         self.table = table
-        self.catalog = dict(catalog)
-        self.interval = interval
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._snapshots: dict[str, tuple[Endpoint, Snapshot]] = {}
-        self._up: dict[str, tuple[Endpoint, bool]] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self.catalog:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-            self._task = asyncio.create_task(self._scrape_forever())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._session is not None:
-            await self._session.close()
-
-    async def _scrape_forever(self) -> None:
-        while True:
-            await self.scrape()
-            await asyncio.sleep(self.interval)
-
-    async def scrape(self) -> None:
-        """Read every ready replica's metrics once (concurrently)."""
-        targets = [e for e in self.table.endpoints() if e.ready and e.engine in self.catalog]
-        await asyncio.gather(*(self._scrape_one(e) for e in targets))
-        current = {e.id for e in self.table.endpoints()}
-        for gone in set(self._snapshots) - current:
-            del self._snapshots[gone]
-        for gone in set(self._up) - current:
-            del self._up[gone]
-
-    async def _scrape_one(self, endpoint: Endpoint) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        spec = self.catalog[endpoint.engine]
-        try:
-            async with self._session.get(endpoint.base_url + spec.path) as resp:
-                resp.raise_for_status()
-                text = await resp.text()
-            snapshot = await asyncio.to_thread(read_exposition, text, spec.names)
-        except Exception as exc:  # an engine without metrics enabled, or restarting
-            log.debug("no metrics from %s: %s", endpoint.id, exc)
-            self._up[endpoint.id] = (endpoint, False)
-            return
-        self._snapshots[endpoint.id] = (endpoint, snapshot)
-        self._up[endpoint.id] = (endpoint, True)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("servestack_engine_metrics_up", "1 when the last scrape worked.", labels=LABELS)
-        # Copies first: /metrics renders in a worker thread while the loop replaces snapshots.
-        states, snapshots = list(self._up.values()), list(self._snapshots.values())
-        for endpoint, ok in states:
+        # /metrics renders in a worker thread while the loop replaces scrapes: take each one once.
+        scraped = [(e, m) for e in self.table.endpoints() if (m := e.vitals.metrics) is not None]
+        snapshots = []
+        for endpoint, (ok, text) in scraped:
             up.add_metric(_labels(endpoint), 1.0 if ok else 0.0)
+            if ok:
+                snapshots.append((endpoint, read_exposition(text, endpoint.metric_names)))
         yield up
         keys = sorted({key for _, snapshot in snapshots for key in snapshot})
         for key in keys:

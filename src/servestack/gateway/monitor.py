@@ -4,7 +4,8 @@ Two loops on the gateway's event loop, off the request path. The probe loop GETs
 endpoint's `health_url`; a failure (refused, timed out, not 200) counts against the endpoint's
 circuit breaker, a success may close a half-open one. The scrape loop GETs each `metrics_url` and
 stores the engine's queue, batch and KV usage as the endpoint's `EngineLoad`, which `least_load`,
-`cache_aware` and `ttft_cost` read. A failed scrape leaves the endpoint with no known queue.
+`cache_aware` and `ttft_cost` read, and keeps the text for `/metrics` to re-export (one scrape
+serves both). A failed scrape leaves the endpoint with no known queue.
 Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
 """
 
@@ -99,6 +100,7 @@ class Monitor:
                 text = await resp.text() if resp.status == 200 else ""
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
             text = ""
+        endpoint.vitals.metrics = (bool(text), text)  # re-exported under servestack names (engine_metrics.py)
         gauges = read_gauges(text, endpoint.metric_names, LOAD_GAUGES) if text else {}
         load = EngineLoad(scraped_at=time.monotonic(), **gauges) if gauges else IDLE
         endpoint.vitals.load = load

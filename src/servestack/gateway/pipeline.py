@@ -26,7 +26,6 @@ from servestack.errors import GatewayError, PermissionDenied
 from servestack.gateway.access_log import AccessLog
 from servestack.gateway.auth import KeyRing
 from servestack.gateway.endpoints import Endpoint
-from servestack.gateway.engine_metrics import EngineMetricsScraper
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.keys import ApiKey
 from servestack.gateway.limits import KeyLimiter, ModelQueue, ModelQueues
@@ -54,7 +53,6 @@ class Pipeline:
         metrics: GatewayMetrics | None = None,
         tracing: Tracing | None = None,
         access_log: AccessLog | None = None,
-        scraper: EngineMetricsScraper | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -65,7 +63,6 @@ class Pipeline:
         self.metrics = metrics
         self.tracing = tracing
         self.access_log = access_log
-        self.scraper = scraper
         self.clock = clock
         self.wall_clock = wall_clock
         self.counts_tokens = ledger is not None or metrics is not None or limiter is not None or tracing is not None
@@ -73,12 +70,12 @@ class Pipeline:
         self._id_prefix = os.urandom(4).hex() + "-"
 
     async def start(self) -> None:
-        for part in (self.access_log, self.keys, self.ledger, self.scraper):
+        for part in (self.access_log, self.keys, self.ledger):
             if part is not None:
                 await part.start()
 
     async def stop(self) -> None:
-        for part in (self.scraper, self.ledger, self.keys, self.access_log):
+        for part in (self.ledger, self.keys, self.access_log):
             if part is not None:
                 await part.stop()
         if self.tracing is not None:

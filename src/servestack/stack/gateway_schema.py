@@ -72,7 +72,6 @@ class MetricsConfig(_Strict):
     """Prometheus `/metrics`, including the engines' own metrics under servestack names."""
 
     enabled: bool = True
-    engine_scrape_interval: Seconds = Field(default=15.0, description="How often engines' /metrics are read.")
 
 
 class TracingConfig(_Strict):
