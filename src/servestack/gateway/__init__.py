@@ -1,7 +1,8 @@
 """The gateway: one OpenAI-compatible HTTP edge in front of every engine."""
 
 from servestack.gateway.app import Gateway
-from servestack.gateway.endpoints import Endpoint, EndpointState, EndpointTable, EngineLoad
+from servestack.gateway.endpoint import Endpoint, EndpointState, EngineLoad
+from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.server import GatewayServer
 from servestack.gateway.upstream import Upstream
 

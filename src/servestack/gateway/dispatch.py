@@ -11,9 +11,11 @@ circuit breaker and to the pool's policy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from servestack.errors import GatewayError
-from servestack.gateway.endpoints import Endpoint, EndpointTable
+from servestack.gateway.endpoint import Endpoint
+from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pool import Pool
 from servestack.gateway.responses import Message, Receive, Send
@@ -25,6 +27,20 @@ from servestack.gateway.upstream import Upstream
 # per-replica preparation of an exchange.
 Relay = Callable[[Exchange, Endpoint, Send, Receive], Awaitable[None]]
 Prepare = Callable[[Exchange, Endpoint], None]
+
+
+class GatewayCore(Protocol):
+    """What the extra API surfaces (Ollama, SGLang's /generate) use of the gateway app."""
+
+    table: EndpointTable
+    upstream: Upstream
+    aliases: dict[str, str]
+    max_body_bytes: int
+    started_at: int
+
+    async def forward(self, exchange: Exchange, send: Send, receive: Receive, relay: Relay | None = None) -> None:
+        """Route `exchange` to a replica of its model, admitted and accounted for like any request."""
+        ...
 
 
 class Dispatcher:

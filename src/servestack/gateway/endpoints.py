@@ -12,130 +12,15 @@ an update is still counted, and a drain sees it finish.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
-from types import MappingProxyType
+from collections.abc import Callable
 
 from servestack.errors import ModelNotFound
 from servestack.gateway.breaker import CircuitBreaker
+from servestack.gateway.endpoint import IDLE, Endpoint, EndpointState, Vitals
 from servestack.gateway.pool import Pool
 from servestack.gateway.routing import make_policy
 from servestack.stack import Routing
-
-NO_NAMES: Mapping[str, str] = MappingProxyType({})
-
-
-class EndpointState(Enum):
-    """The replica's state as the controller reports it; only READY endpoints get requests."""
-
-    STARTING = "starting"
-    READY = "ready"
-    DRAINING = "draining"
-    DOWN = "down"
-
-
-@dataclass(frozen=True)
-class EngineLoad:
-    """The engine's own view of its load, from its last metrics scrape."""
-
-    waiting: float = 0.0
-    running: float = 0.0
-    kv_usage: float = 0.0
-    scraped_at: float = 0.0
-
-
-IDLE = EngineLoad()
-
-
-class Vitals:
-    """What the gateway observes about one endpoint."""
-
-    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics")
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self.in_flight = 0
-        self.breaker = breaker
-        self.load = IDLE
-        # The last scrape of the engine's /metrics: (it worked, its text); None before the first one.
-        self.metrics: tuple[bool, str] | None = None
-        self.draining = False
-        self._idle: asyncio.Event | None = None
-
-    def finished_one(self) -> None:
-        if self.in_flight == 0 and self._idle is not None:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """True once no request is in flight; False if `timeout` seconds pass first."""
-        if self.in_flight == 0:
-            return True
-        if self._idle is None or self._idle.is_set():
-            self._idle = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return self.in_flight == 0
-        return True
-
-
-class Endpoint:
-    """One engine replica as the gateway sees it.
-
-    `state` says whether it may get requests (`ready=True` is a shorthand for `state=READY`).
-    `health_url` is probed in the background; `metrics_url` is scraped, its samples read under
-    `metric_names` (common name → the engine's Prometheus name: `waiting`, `running`, `kv_usage`).
-    """
-
-    __slots__ = (
-        "base_url", "engine", "health_url", "id", "metric_names", "metrics_url", "models", "service", "state", "vitals",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        id: str,
-        service: str,
-        models: tuple[str, ...],
-        base_url: str,
-        *,
-        state: EndpointState | None = None,
-        ready: bool | None = None,
-        engine: str = "",
-        health_url: str | None = None,
-        metrics_url: str | None = None,
-        metric_names: Mapping[str, str] = NO_NAMES,
-    ) -> None:
-        self.id = id
-        self.service = service
-        self.models = tuple(models)
-        self.base_url = base_url
-        self.state = state if state is not None else EndpointState.READY if ready else EndpointState.STARTING
-        self.engine = engine
-        self.health_url = health_url
-        self.metrics_url = metrics_url
-        self.metric_names = metric_names
-        self.vitals = Vitals(CircuitBreaker())
-
-    @property
-    def ready(self) -> bool:
-        """Reported ready and not being drained (the circuit breaker is not consulted)."""
-        return self.state is EndpointState.READY and not self.vitals.draining
-
-    @property
-    def in_flight(self) -> int:
-        return self.vitals.in_flight
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        vitals = self.vitals
-        vitals.in_flight = value
-        if value == 0:
-            vitals.finished_one()
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.id!r}, {self.base_url!r}, {self.state.value}, in_flight={self.vitals.in_flight})"
 
 
 class EndpointTable:

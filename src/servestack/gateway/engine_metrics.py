@@ -19,7 +19,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from servestack.gateway.endpoints import Endpoint, EndpointTable
+from servestack.gateway.endpoint import Endpoint
+from servestack.gateway.endpoints import EndpointTable
 
 # Common key → (servestack name, type, help). Keys an adapter uses beyond these become gauges.
 CANONICAL: dict[str, tuple[str, str, str]] = {

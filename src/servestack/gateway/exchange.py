@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servestack.errors import GatewayError
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.keys import ApiKey
 from servestack.gateway.tokens import StreamTap
 

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from servestack.gateway.endpoints import IDLE, Endpoint, EndpointState, EndpointTable, EngineLoad
+from servestack.gateway.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
+from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.prometheus import read_gauges
 
 log = logging.getLogger(__name__)

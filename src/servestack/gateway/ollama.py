@@ -9,19 +9,17 @@ answers are translated back (ollama_relay.py). Errors on /api/* are Ollama's `{"
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from servestack import __version__
 from servestack.errors import BadRequest, ModelNotFound
+from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
 from servestack.gateway.ollama_relay import Kind, OllamaRelay
 from servestack.gateway.pipeline import KEY_SCOPE, visible
 from servestack.gateway.requests import read_json
 from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
-
-if TYPE_CHECKING:
-    from servestack.gateway.app import Gateway
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 # The Ollama API version servestack speaks (clients check it to enable features), not servestack's own.
@@ -30,7 +28,7 @@ FAR_FUTURE = 4102444800.0  # 2100-01-01: engines behind servestack are not unloa
 
 
 class OllamaApi:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayCore) -> None:
         self.gateway = gateway
 
     def routes(self) -> dict[tuple[str, str], Handler]:

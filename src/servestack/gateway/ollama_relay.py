@@ -23,7 +23,7 @@ from servestack.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama_format import done_reason, error_message, now_iso, ollama_tool_calls, stats
 from servestack.gateway.pipeline import NO_STREAM_USAGE

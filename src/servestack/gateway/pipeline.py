@@ -25,7 +25,7 @@ import orjson
 from servestack.errors import GatewayError, PermissionDenied
 from servestack.gateway.access_log import AccessLog
 from servestack.gateway.auth import KeyRing
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.keys import ApiKey
 from servestack.gateway.limits import KeyLimiter, ModelQueue, ModelQueues

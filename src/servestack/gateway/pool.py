@@ -17,7 +17,7 @@ from servestack.errors import UpstreamUnavailable
 from servestack.gateway.routing import NO_REQUEST, Attempt, Policy, RouteRequest
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 
 class Pool:

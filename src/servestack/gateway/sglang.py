@@ -9,26 +9,23 @@ byte; keys, limits and accounting apply as on every route.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import orjson
 
 from servestack.errors import BadRequest
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.dispatch import GatewayCore
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pipeline import KEY_SCOPE
 from servestack.gateway.requests import read_body
 from servestack.gateway.responses import Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from servestack.gateway.app import Gateway
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 ENGINE = "sglang"
 
 
 class SglangApi:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayCore) -> None:
         self.gateway = gateway
 
     def routes(self) -> dict[tuple[str, str], Handler]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from servestack import __version__
 from servestack.errors import ServestackError
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.stack import TracingConfig
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servestack.gateway.endpoints import Endpoint
+from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.http1 import ConnectError, Http1Pool, Response
 from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from servestack.gateway.endpoints import Endpoint, EngineLoad
+from servestack.gateway.endpoint import Endpoint, EngineLoad
 from servestack.gateway.routing import Attempt, CacheAware, LeastLoad, RoundRobin, RouteRequest, TtftCost, make_policy
 from servestack.gateway.routing.prefix import PrefixIndex
 from tests.gateway.routing.policy_helpers import FakeClock, endpoint

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from servestack.gateway.routing.prefix import CHARS_PER_TOKEN, block_hashes
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 
 class RouteRequest:

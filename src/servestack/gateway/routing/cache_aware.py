@@ -23,7 +23,7 @@ from servestack.gateway.routing.base import Attempt, BasePolicy, RouteRequest, l
 from servestack.gateway.routing.prefix import PrefixIndex
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 
 class CacheAware(BasePolicy):

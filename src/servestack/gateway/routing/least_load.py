@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from servestack.gateway.routing.base import BasePolicy, RouteRequest, load_of
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 
 class LeastLoad(BasePolicy):

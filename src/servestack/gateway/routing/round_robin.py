@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from servestack.gateway.routing.base import BasePolicy, RouteRequest
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 
 class RoundRobin(BasePolicy):

@@ -40,7 +40,7 @@ from servestack.gateway.routing.base import Attempt, BasePolicy, RouteRequest
 from servestack.gateway.routing.prefix import BLOCK_TOKENS, PrefixIndex
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoints import Endpoint
+    from servestack.gateway.endpoint import Endpoint
 
 DEFAULT_PREFILL_RATE = 8000.0  # estimated tokens per second, until streams are measured
 SMOOTHING = 0.2
