@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,21 @@ def up(home: Path, port: int, tmp_path: Path) -> Iterator[subprocess.Popen[str]]
             run_cli("down")
 
 
+def assert_concurrent_streams_all_finish(client: OpenAI) -> None:
+    """Streams sent together all run to their end: llama-cpp-python's default would cut the
+    first one off as soon as the next request (or a health probe) waits for the model."""
+
+    def stream(prompt: str) -> str | None:
+        chunks = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": prompt}], max_tokens=32, stream=True
+        )
+        return [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+
+    prompts = ["Tell a story about a cat.", "Tell a story about a dog.", "Describe the sea."]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        assert all(reason in ("stop", "length") for reason in pool.map(stream, prompts))
+
+
 def test_default_stack_answers_openai_clients_and_stops_cleanly(up: subprocess.Popen[str], port: int) -> None:
     status = wait_until_ready(up)
     [service] = status["services"]
@@ -99,6 +115,7 @@ def test_default_stack_answers_openai_clients_and_stops_cleanly(up: subprocess.P
     ]
     assert "".join(pieces).strip()
     assert len(pieces) > 2  # really streamed, not one blob
+    assert_concurrent_streams_all_finish(client)
 
     completion = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=12)
     assert completion.choices[0].text.strip()

@@ -105,7 +105,7 @@ FULL_CONFIG = EngineConfig(
         pytest.param(
             "llamacpp", EngineConfig(model="/m/x.gguf", served_names=("x",), port=1, context_length=2048), {},
             ["llama_cpp.server", "--model", "/m/x.gguf", "--model_alias", "x", "--host", "127.0.0.1", "--port", "1",
-             "--n_gpu_layers", "0", "--n_ctx", "2048"],
+             "--n_gpu_layers", "0", "--interrupt_requests", "False", "--n_ctx", "2048"],
             id="llama-cpp-python",
         ),
     ],

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stands in for `python -m llama_cpp.server ...`: serves GET /v1/models, then exits as told.
+"""Stands in for `python -m llama_cpp.server ...`: answers every GET with 200, then exits as told.
 
 FAKE_EXIT_AFTER (seconds, default never) and FAKE_EXIT_CODE (default 1) shape its death;
 FAKE_FAIL_START=1 makes it exit before listening.

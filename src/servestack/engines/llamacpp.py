@@ -1,9 +1,14 @@
 """llama.cpp through llama-cpp-python's OpenAI server (`python -m llama_cpp.server`).
 
 Facts (reference/engines.md §1.5): flags are pydantic field names with underscores; the model is
-loaded before the HTTP socket opens, so "connection refused" means loading; there is no /health,
-readiness is `GET /v1/models` → 200; no tensor parallelism, no memory fraction, no /metrics.
+loaded before the HTTP socket opens, so "connection refused" means loading and any 200 means
+ready; no /health, no tensor parallelism, no memory fraction, no /metrics.
 The API key goes through the `API_KEY` environment variable (pydantic settings), out of the process list.
+
+Two of its defaults break it behind a gateway. `interrupt_requests` (on by default) ends the
+stream in progress, cutting the connection mid-body, as soon as another request waits for the
+model: a second client, or a health probe of `/v1/models`, which takes the same lock. So the
+command turns it off, and probes go to `/docs`, which holds no lock and needs no key.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ SUPPORTED = frozenset({"context_length", "api_key"})
 class LlamaCppPythonEngine:
     name: str = "llamacpp"
     display_name: str = "llama.cpp (llama-cpp-python)"
-    health_path: str = "/v1/models"
+    health_path: str = "/docs"  # lock-free, unlike /v1/models (see above)
     metrics_path: str | None = None  # llama-cpp-python has no /metrics
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
@@ -56,6 +61,7 @@ class LlamaCppPythonEngine:
             "--port", str(require_port(config)),
             # Layers go to the GPU only when the plan gave the service GPUs; otherwise run on the CPU.
             "--n_gpu_layers", ALL_LAYERS if config.gpus else "0",
+            "--interrupt_requests", "False",  # queue a second request instead of cutting the first
         ]  # fmt: skip
         if config.context_length is not None:
             args += ["--n_ctx", str(config.context_length)]
