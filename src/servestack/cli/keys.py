@@ -15,7 +15,6 @@ from rich.table import Table
 from servestack.cli.app import app, console, settings
 from servestack.cli.when import format_time, parse_when
 from servestack.errors import ServestackError
-from servestack.gateway.admin import describe_key
 from servestack.gateway.keys import KeyStore
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the gateway.", no_args_is_help=True)
@@ -50,7 +49,7 @@ def create(
     finally:
         store.close()
     if as_json:
-        typer.echo(orjson.dumps({"key": describe_key(key, now), "secret": secret}).decode())
+        typer.echo(orjson.dumps({"key": key.describe(now), "secret": secret}).decode())
         return
     console.print(f"created key [bold]{key.name}[/] ({key.id})", highlight=False)
     typer.echo(secret)
@@ -67,7 +66,7 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print machine-
         store.close()
     now = time.time()
     if as_json:
-        typer.echo(orjson.dumps([describe_key(k, now) for k in keys]).decode())
+        typer.echo(orjson.dumps([k.describe(now) for k in keys]).decode())
         return
     if not keys:
         console.print("no keys yet (`servestack keys create --name NAME`)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import typer
 
 from servestack.cli.app import app
-from servestack.sim import main as sim_main
 
 
 @app.command(
@@ -23,4 +22,6 @@ def sim(ctx: typer.Context) -> None:
     --cache-capacity --time-scale --instant --error-rate --crash-after-requests --crash-after-seconds
     --hang --slow-start --warmup --seed …; `servestack sim --help` lists them all.
     """
+    from servestack.sim import main as sim_main  # its server stays out of other commands
+
     sim_main(ctx.args, prog="servestack sim")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from servestack.cli.app import StackOption, app, choose_stack, console, print_error, settings
 from servestack.cli.lifecycle import plan_or_refuse
 from servestack.cli.progress import RichReporter
-from servestack.controller import SmokeResult, smoke_service
 from servestack.errors import EngineError, StateError
 from servestack.plan import Plan
+
+if TYPE_CHECKING:
+    from servestack.controller.smoke import SmokeResult
 
 
 @app.command()
@@ -35,6 +38,8 @@ def smoke(
 
 
 def _smoke_one(plan: Plan, name: str) -> SmokeResult | None:
+    from servestack.controller.smoke import smoke_service  # its HTTP client stays out of other commands
+
     console.print(f"[bold]smoke {name}[/]", highlight=False)
     try:
         result = asyncio.run(smoke_service(plan, settings(), name, RichReporter(console, announce=False)))

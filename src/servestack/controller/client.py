@@ -5,14 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
-
 from servestack.errors import EngineError, ServestackError, StateError
 from servestack.settings import Settings
 from servestack.supervisor import StateStore, pid_alive
-
-# Starting an engine can take as long as the engine's own load; the instance enforces its timeout.
-ACTION_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
 
 def instance_running(settings: Settings) -> bool:
@@ -29,9 +24,13 @@ def service_action(settings: Settings, name: str, action: str) -> None:
 
 
 async def _post(socket_path: str, path: str) -> None:
+    import aiohttp  # only the commands that talk to a running instance pay for it
+
+    # Starting an engine can take as long as the engine's own load; the instance enforces its timeout.
+    no_timeout = aiohttp.ClientTimeout(total=None)
     try:
         async with (
-            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path), timeout=ACTION_TIMEOUT) as s,
+            aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path), timeout=no_timeout) as s,
             s.post("http://servestack" + path) as resp,
         ):
             payload = await resp.json()

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
-from servestack.controller.control import ControlServer
 from servestack.errors import EngineError, StateError
-from servestack.gateway import Endpoint, EndpointState, EndpointTable, GatewayServer
-from servestack.gateway.build import build_gateway
-from servestack.gateway.server import settle_heap
+from servestack.gateway import Endpoint, EndpointState, EndpointTable
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.supervisor import (
@@ -29,6 +27,9 @@ from servestack.supervisor import (
     pid_alive,
     reap_leftovers,
 )
+
+# What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
+SERVING_MODULES = ("servestack.gateway.build", "servestack.gateway.server", "servestack.controller.control")
 
 # How a replica's state reads to the gateway: only READY gets requests.
 ENDPOINT_STATES = {
@@ -78,34 +79,52 @@ class Controller:
     async def run(self, stop: asyncio.Event, services: list[str] | None = None) -> None:
         """Start `services` (default: all), serve until `stop` is set, then stop every engine, whatever happens."""
         claim_instance(self.store)
+        names = services or list(self.plan.services)
+        async with contextlib.AsyncExitStack() as serving:  # closes last: engines stop before the gateway
+            serving.callback(self.store.clear_replicas)
+            async with Supervisor(
+                self.store, self.settings, listener=self._on_replica_change, environ=self.environ
+            ) as supervisor:
+                self._supervisor = supervisor
+                # Engines are spawned first and the gateway opens while they load: a small model is
+                # ready in about a second, which the gateway's imports would otherwise add to.
+                startup = asyncio.ensure_future(asyncio.gather(*(self.start_service(n) for n in names)))
+                try:
+                    url = await self._open_gateway(serving)
+                    if await _first(startup, stop):
+                        self.reporter.all_ready(url, self.table.models())
+                        await stop.wait()
+                finally:
+                    startup.cancel()
+                    await asyncio.gather(startup, return_exceptions=True)
+                    self.reporter.stopping()
+                    self._supervisor = None
+
+    async def _open_gateway(self, serving: contextlib.AsyncExitStack) -> str:
+        """Start the gateway and the control socket; register their shutdown on `serving`."""
+        # A worker thread imports them, so the event loop goes on spawning engines meanwhile.
+        await asyncio.to_thread(lambda: [importlib.import_module(m) for m in SERVING_MODULES])
+        from servestack.controller.control import ControlServer
+        from servestack.gateway.build import build_gateway
+        from servestack.gateway.server import GatewayServer, settle_heap
+
         gateway = self.plan.stack.gateway
-        async with contextlib.AsyncExitStack() as cleanup:  # unwinds in reverse: engines first, gateway last
-            app = build_gateway(self.table, gateway, self.settings)
-            server = GatewayServer(
-                app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
-            )
-            await server.start()
-            cleanup.push_async_callback(server.stop)
-            settle_heap()
-            self.reporter.gateway_started(server.url)
-            control = ControlServer(self, self.store.control_socket)
-            await control.start()
-            cleanup.push_async_callback(control.stop)
-            self.store.write_instance(
-                InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
-            )
-            cleanup.callback(self.store.clear_instance)
-            cleanup.callback(self.store.clear_replicas)
-            supervisor = await cleanup.enter_async_context(
-                Supervisor(self.store, self.settings, listener=self._on_replica_change, environ=self.environ)
-            )
-            self._supervisor = supervisor
-            names = services or list(self.plan.services)
-            if await _first(asyncio.gather(*(self.start_service(n) for n in names)), stop):
-                self.reporter.all_ready(server.url, self.table.models())
-                await stop.wait()
-            self.reporter.stopping()
-            self._supervisor = None
+        app = build_gateway(self.table, gateway, self.settings)
+        server = GatewayServer(
+            app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
+        )
+        await server.start()
+        serving.push_async_callback(server.stop)
+        settle_heap()
+        self.reporter.gateway_started(server.url)
+        control = ControlServer(self, self.store.control_socket)
+        await control.start()
+        serving.push_async_callback(control.stop)
+        self.store.write_instance(
+            InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
+        )
+        serving.callback(self.store.clear_instance)
+        return server.url
 
     async def start_service(self, name: str) -> None:
         """Start every replica of `name` that is not running; block until they are ready."""

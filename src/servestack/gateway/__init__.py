@@ -1,9 +1,21 @@
-"""The gateway: one OpenAI-compatible HTTP edge in front of every engine."""
+"""The gateway: one OpenAI-compatible HTTP edge in front of every engine.
 
-from servestack.gateway.app import Gateway
+The endpoint table is light and imported eagerly; the HTTP app, its server and the relay pull in
+uvicorn and aiohttp, so they load on first use: `servestack up` starts its engines before that.
+"""
+
+from typing import TYPE_CHECKING
+
 from servestack.gateway.endpoint import Endpoint, EndpointState, EngineLoad
 from servestack.gateway.endpoints import EndpointTable
-from servestack.gateway.server import GatewayServer
-from servestack.gateway.upstream import Upstream
+from servestack.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from servestack.gateway.app import Gateway
+    from servestack.gateway.server import GatewayServer
+    from servestack.gateway.upstream import Upstream
+
 
 __all__ = ["Endpoint", "EndpointState", "EndpointTable", "EngineLoad", "Gateway", "GatewayServer", "Upstream"]
+
+__getattr__ = lazy_attributes(__name__, {"Gateway": "app", "GatewayServer": "server", "Upstream": "upstream"})

@@ -64,7 +64,7 @@ class AdminApi:
         ring = self._ring(scope)
         keys = await ring.run_locked(lambda store: store.list())
         now = self.clock()
-        await send_json(send, 200, {"keys": [describe_key(k, now) for k in keys]})
+        await send_json(send, 200, {"keys": [k.describe(now) for k in keys]})
 
     async def _create_key(self, scope: Scope, receive: Receive, send: Send) -> None:
         ring = self._ring(scope)
@@ -84,7 +84,7 @@ class AdminApi:
             return store.create(name, models=models, expires_at=expires, **options)
 
         key, secret = await ring.run_locked(create)
-        await send_json(send, 201, {"key": describe_key(key, self.clock()), "secret": secret})
+        await send_json(send, 201, {"key": key.describe(self.clock()), "secret": secret})
 
     async def _revoke_key(self, scope: Scope, receive: Receive, send: Send) -> None:
         ring = self._ring(scope)
@@ -92,7 +92,7 @@ class AdminApi:
         if not isinstance(target, str):
             raise BadRequest("say which key to revoke: {'key': name or id}", param="key")
         key = await ring.run_locked(lambda store: store.revoke(target))
-        await send_json(send, 200, {"key": describe_key(key, self.clock())})
+        await send_json(send, 200, {"key": key.describe(self.clock())})
 
     async def _reload(self, scope: Scope, receive: Receive, send: Send) -> None:
         ring = self._ring(scope)
@@ -121,22 +121,6 @@ class AdminApi:
                 ledger.db.close()
 
         await send_json(send, 200, {"by": by, "totals": await asyncio.to_thread(totals)})
-
-
-def describe_key(key: ApiKey, now: float) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "hint": f"sk-ss-…{key.hint}",
-        "models": sorted(key.models) if key.models is not None else None,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "max_concurrent": key.max_concurrent,
-        "expires_at": key.expires_at,
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-        "status": key.status(now),
-    }
 
 
 def _optional_int(request: dict[str, Any], field: str) -> int | None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -72,6 +73,22 @@ class ApiKey:
         if self.revoked_at is not None:
             return "revoked"
         return "expired" if self.expired(now) else "active"
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """The key as `keys list --json` and `/admin/keys` show it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "hint": f"sk-ss-…{self.hint}",
+            "models": sorted(self.models) if self.models is not None else None,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrent": self.max_concurrent,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+            "status": self.status(now),
+        }
 
 
 ADMIN = ApiKey(id="admin", name="admin", admin=True)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from servestack.engines import Engine, ProbeResult, Readiness
 from servestack.errors import EngineError
 from servestack.supervisor.process import EngineProcess, tail_lines
 
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
+if TYPE_CHECKING:
+    import aiohttp
+
+PROBE_TIMEOUT = 5.0
 # Probe often while an engine is young: a small model is ready in about a second, and a backoff
 # step that overshoots it shows up whole in the time to first token. Slow loaders back off.
 FAST_INTERVAL, FAST_PHASE, MAX_INTERVAL = 0.05, 10.0, 1.0
@@ -21,8 +23,10 @@ LOG_TAIL_LINES = 20
 
 async def probe(session: aiohttp.ClientSession, url: str) -> ProbeResult:
     """GET `url` once; a refused or reset connection is a result (status None), not an error."""
+    import aiohttp  # imported on first use: `up` spawns its engines before paying for it
+
     try:
-        async with session.get(url, timeout=PROBE_TIMEOUT) as resp:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as resp:
             return ProbeResult(status=resp.status, body=await resp.read())
     except (aiohttp.ClientError, TimeoutError, OSError):
         return ProbeResult(status=None)

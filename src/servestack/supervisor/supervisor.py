@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from servestack.engines import Engine, EngineConfig, get_engine
 from servestack.errors import EngineError, ServestackError
@@ -29,6 +28,9 @@ from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
 from servestack.supervisor.restart import Backoff, RestartTracker
 from servestack.supervisor.state import ReplicaState, ReplicaStatus, StateStore, current_boot_id
+
+if TYPE_CHECKING:
+    import aiohttp
 
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 
@@ -91,7 +93,6 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Supervisor:
-        self._session = aiohttp.ClientSession()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -169,7 +170,6 @@ class Supervisor:
         self._flags_checked.add(replica.plan.name)
 
     async def _launch(self, replica: Replica, on_tick: TickListener | None = None) -> float:
-        assert self._session is not None, "use the supervisor as an async context manager"
         self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time())
         replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
         self._update(replica, pid=process.pid, pgid=process.pgid)
@@ -179,7 +179,7 @@ class Supervisor:
                 replica.engine,
                 replica.base_url + replica.engine.health_path,
                 timeout=self.settings.ready_timeout,
-                session=self._session,
+                session=self._probe_session(),
                 on_tick=(lambda elapsed: on_tick(replica, elapsed)) if on_tick else None,
             )
         except (EngineError, asyncio.CancelledError) as exc:
@@ -189,6 +189,14 @@ class Supervisor:
             raise
         self._update(replica, status=ReplicaStatus.READY, ready_at=time.time(), last_error=None)
         return seconds
+
+    def _probe_session(self) -> aiohttp.ClientSession:
+        # Made on first use, once the engine is spawned: importing aiohttp costs ~0.2 s.
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession()
+        return self._session
 
     async def _watch(self, replica: Replica) -> None:
         """Follow a ready replica; when it dies, restart it by its policy until it gives up."""
