@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from servestack import __version__
+import servestack
 from servestack.cli.app import DEFAULT_STACK_FILE, app, console
 from servestack.errors import StateError
 from servestack.settings import describe_settings
@@ -29,7 +29,7 @@ def init(
 @app.command()
 def version() -> None:
     """Print servestack's version."""
-    typer.echo(f"servestack {__version__}")
+    typer.echo(f"servestack {servestack.__version__}")
 
 
 @app.command()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import mmap
 import re
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from gguf import GGUF_MAGIC, GGUFValueType, LlamaFileType
 
@@ -50,8 +51,8 @@ class GgufHeader:
 
 def read_gguf_header(path: Path) -> GgufHeader:
     try:
-        with path.open("rb") as f:
-            return _HeaderReader(f).read()
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _HeaderReader(data).read()
     except (OSError, struct.error, ValueError, UnicodeDecodeError) as exc:
         raise ModelInfoError(f"{path}: not a readable GGUF file ({exc})") from None
 
@@ -161,14 +162,15 @@ def _split_parts(path: Path, header: GgufHeader) -> list[Path]:
 
 
 class _HeaderReader:
-    """Walks a GGUF v2/v3 header: metadata key/values, then tensor infos."""
+    """Walks a GGUF v2/v3 header, mapped in memory: metadata key/values, then tensor infos."""
 
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
+    def __init__(self, data: mmap.mmap) -> None:
+        self.data = data
+        self.pos = 0
         self.order = "<"
 
     def read(self) -> GgufHeader:
-        magic, version = struct.unpack("<II", self._bytes(8))
+        magic, version = self._unpack("II")
         if magic != GGUF_MAGIC:
             raise ValueError("bad magic")
         if version & 0xFFFF == 0:  # written big-endian
@@ -180,10 +182,10 @@ class _HeaderReader:
         return GgufHeader(metadata, dict(self._tensor() for _ in range(tensor_count)))
 
     def _bytes(self, n: int) -> bytes:
-        data = self.f.read(n)
-        if len(data) != n:
+        start, self.pos = self.pos, self.pos + n
+        if self.pos > len(self.data):
             raise ValueError("truncated header")
-        return data
+        return self.data[start : self.pos]
 
     def _unpack(self, fmt: str) -> tuple[Any, ...]:
         fmt = self.order + fmt
@@ -192,6 +194,16 @@ class _HeaderReader:
     def _string(self) -> str:
         (length,) = self._unpack("Q")
         return self._bytes(length).decode()
+
+    def _skip_strings(self, count: int) -> None:
+        # The vocabulary and merges are ~100k strings: walk their lengths without a slice each.
+        length_at = struct.Struct(self.order + "Q").unpack_from
+        data, pos = self.data, self.pos
+        for _ in range(count):
+            pos += 8 + length_at(data, pos)[0]
+        if pos > len(data):
+            raise ValueError("truncated header")
+        self.pos = pos
 
     def _value(self, kind: GGUFValueType) -> Any:
         if kind is GGUFValueType.STRING:
@@ -205,9 +217,7 @@ class _HeaderReader:
         item, count = self._unpack("IQ")
         kind = GGUFValueType(item)
         if kind is GGUFValueType.STRING:
-            for _ in range(count):
-                (length,) = self._unpack("Q")
-                self.f.seek(length, 1)
+            self._skip_strings(count)
             return count
         if kind is GGUFValueType.ARRAY:
             return [self._array() for _ in range(count)]
