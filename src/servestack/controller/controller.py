@@ -1,7 +1,8 @@
 """The running instance behind `servestack up`: one process that holds the gateway and the supervisor.
 
 It is the only place that knows both: the supervisor reports replicas, the controller turns them
-into gateway endpoints. The gateway starts first so clients get a clear 503 while engines load.
+into gateway endpoints. Engines are spawned first; the gateway opens a fraction of a second later,
+while they load, and answers 503 until one is ready.
 """
 
 from __future__ import annotations
