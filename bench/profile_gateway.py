@@ -108,10 +108,15 @@ def attribute(raw: Path) -> dict[str, float]:
     counts: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if stack:
-            counts[part_of(stack.split(";"))] += int(n)
+        frames = stack.split(";")
+        # py-spy here cannot tell that a pool thread blocked on its work queue is idle: drop those.
+        if stack and not frames[-1].startswith(IDLE_POOL_THREAD):
+            counts[part_of(frames)] += int(n)
     total = sum(counts.values()) or 1
     return {part: counts[part] / total for part in [p for p, _ in PARTS] + [OTHER] if counts[part]}
+
+
+IDLE_POOL_THREAD = "_worker (concurrent/futures/thread.py"
 
 
 def part_of(frames: list[str]) -> str:

@@ -1,11 +1,18 @@
-"""uvicorn's httptools protocol with deadlines for reading a request (slow-client protection).
+"""uvicorn's httptools protocol with deadlines for reading a request, and one write per response.
 
+Deadlines (slow-client protection):
 uvicorn closes idle keep-alive connections but puts no bound on how long a client may take to
 send a request once it started (or to send anything on a new connection). Here each connection
 notes when its current read phase must end — headers from the first byte (or from accept), the
 body from the end of the headers — and one sweeper task per server closes connections past their
 deadline a few times per timeout. Per request that is two float stores: no timer is armed and
 cancelled for every request.
+
+One write: uvicorn writes a response's head and its body separately, two send() calls where one
+would do; on loopback each costs ~20 µs of the gateway's ~160 µs per request. The connection's
+transport is corked for the rest of the event-loop tick after a write: what else is written in
+that tick (the body after the head) goes out with it. A stream's later chunks arrive in later
+ticks and are sent as they come.
 """
 
 from __future__ import annotations
@@ -55,6 +62,36 @@ class Deadlines:
         return functools.partial(DeadlineProtocol, deadlines=self)
 
 
+class CorkedTransport:
+    """A transport whose writes within one event-loop tick leave in one send()."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held:
+            self._held = []
+            if not self._transport.is_closing():  # the client may have gone within the tick
+                self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, deadlines: Deadlines, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,7 +99,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         self.read_deadline: float | None = None  # loop time by which the current read phase must end
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
         self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
         self.deadlines.watch(self)
 
