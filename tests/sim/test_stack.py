@@ -134,3 +134,18 @@ def test_a_sim_stack_serves_chat_through_the_gateway(stack_up) -> None:  # type:
     for port in engine_ports:
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass  # the engine is gone with the stack
+
+
+def test_up_on_a_busy_gateway_port_is_refused_before_any_engine_starts(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = {**os.environ, "SERVESTACK_HOME": str(tmp_path)}
+        result = subprocess.run(
+            [SERVESTACK, "up", "-f", str(EXAMPLE), "--port", str(port)],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"the gateway port 127.0.0.1:{port} is already in use" in result.stderr
+    assert not list((tmp_path / "logs").glob("*.log"))  # no engine was started, not even briefly

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import importlib
 import os
+import socket
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
+from servestack.gateway.listen import bind_socket
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.supervisor import (
@@ -81,7 +83,10 @@ class Controller:
         """Start `services` (default: all), serve until `stop` is set, then stop every engine, whatever happens."""
         claim_instance(self.store)
         names = services or list(self.plan.services)
+        gateway = self.plan.stack.gateway
         async with contextlib.AsyncExitStack() as serving:  # closes last: engines stop before the gateway
+            sock = bind_socket(gateway.host, gateway.port)  # a busy port is refused before any engine starts
+            serving.callback(sock.close)
             serving.callback(self.store.clear_replicas)
             async with Supervisor(
                 self.store, self.settings, listener=self._on_replica_change, environ=self.environ
@@ -91,7 +96,7 @@ class Controller:
                 # ready in about a second, which the gateway's imports would otherwise add to.
                 startup = asyncio.ensure_future(asyncio.gather(*(self.start_service(n) for n in names)))
                 try:
-                    url = await self._open_gateway(serving)
+                    url = await self._open_gateway(sock, serving)
                     if await _first(startup, stop):
                         self.reporter.all_ready(url, self.table.models())
                         await stop.wait()
@@ -101,8 +106,8 @@ class Controller:
                     self.reporter.stopping()
                     self._supervisor = None
 
-    async def _open_gateway(self, serving: contextlib.AsyncExitStack) -> str:
-        """Start the gateway and the control socket; register their shutdown on `serving`."""
+    async def _open_gateway(self, sock: socket.socket, serving: contextlib.AsyncExitStack) -> str:
+        """Start the gateway on `sock` and the control socket; register their shutdown on `serving`."""
         # A worker thread imports them, so the event loop goes on spawning engines meanwhile.
         await asyncio.to_thread(lambda: [importlib.import_module(m) for m in SERVING_MODULES])
         from servestack.controller.control import ControlServer
@@ -114,7 +119,7 @@ class Controller:
         server = GatewayServer(
             app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
         )
-        await server.start()
+        await server.start(sock)
         serving.push_async_callback(server.stop)
         settle_heap()
         self.reporter.gateway_started(server.url)

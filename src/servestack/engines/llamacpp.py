@@ -5,10 +5,10 @@ loaded before the HTTP socket opens, so "connection refused" means loading and a
 ready; no /health, no tensor parallelism, no memory fraction, no /metrics.
 The API key goes through the `API_KEY` environment variable (pydantic settings), out of the process list.
 
-Two of its defaults break it behind a gateway. `interrupt_requests` (on by default) ends the
-stream in progress, cutting the connection mid-body, as soon as another request waits for the
-model: a second client, or a health probe of `/v1/models`, which takes the same lock. So the
-command turns it off, and probes go to `/docs`, which holds no lock and needs no key.
+Behind a gateway, its default `interrupt_requests` (on) is a trap: it ends the stream in progress,
+cutting the connection mid-body, as soon as another request waits for the model — a second client,
+or a health probe of `/v1/models`, which takes the same lock. So the command turns it off, and
+probes go to `/docs`, which holds no lock and needs no key.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """Serving the gateway app with uvicorn inside the controller's event loop.
 
 The controller owns signals (it must stop engines before exiting), so uvicorn's own signal
-capture is switched off, and the listening socket is bound here so that a busy port is a clear
-error instead of uvicorn's exit.
+capture is switched off, and the listening socket is bound by `listen.py` so that a busy port is a
+clear error instead of uvicorn's exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import socket
 from collections.abc import Generator
@@ -17,6 +16,7 @@ from collections.abc import Generator
 import uvicorn
 
 from servestack.errors import ServestackError
+from servestack.gateway.listen import bind_socket
 from servestack.gateway.protocol import Deadlines
 from servestack.stack import TimeoutsConfig
 
@@ -51,9 +51,9 @@ class GatewayServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    async def start(self) -> None:
-        """Bind and start serving; returns once the server accepts connections."""
-        sock = bind_socket(self.host, self.port)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Start serving on `sock` (default: bind host:port now); returns once connections are accepted."""
+        sock = sock or bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
@@ -82,23 +82,3 @@ def settle_heap(young_threshold: int = 10_000) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(young_threshold, 10, 10)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and without
-    # it small responses wait out delayed ACKs (~40 ms each on the stdlib loop).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServestackError(
-                f"the gateway port {host}:{port} is already in use",
-                fix="stop what uses it, or pick another port (gateway.port in the stack file, or --port)",
-            ) from None
-        raise ServestackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
-    return sock
