@@ -92,14 +92,21 @@ class CorkedTransport:
         return getattr(self._transport, name)
 
 
-class DeadlineProtocol(HttpToolsProtocol):
+class CorkedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through a `CorkedTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+class DeadlineProtocol(CorkedProtocol):
     def __init__(self, *args: Any, deadlines: Deadlines, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadlines = deadlines
         self.read_deadline: float | None = None  # loop time by which the current read phase must end
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(transport)
         self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
         self.deadlines.watch(self)
 

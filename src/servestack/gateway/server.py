@@ -17,7 +17,7 @@ import uvicorn
 
 from servestack.errors import ServestackError
 from servestack.gateway.listen import bind_socket
-from servestack.gateway.protocol import Deadlines
+from servestack.gateway.protocol import CorkedProtocol, Deadlines
 from servestack.stack import TimeoutsConfig
 
 
@@ -36,7 +36,7 @@ class GatewayServer:
         self._deadlines = Deadlines(timeouts.headers, timeouts.body) if timeouts else None
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http=self._deadlines.protocol() if self._deadlines else "httptools",
+            http=self._deadlines.protocol() if self._deadlines else CorkedProtocol,
             lifespan="on",
             access_log=False,
             log_level=log_level,
