@@ -10,18 +10,13 @@ import errno
 import socket
 
 from servestack.errors import ServestackError
+from servestack.sockets import bound_tcp_socket
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and without
-    # it small responses wait out delayed ACKs (~40 ms each on the stdlib loop).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock = bound_tcp_socket(host, port)
     except OSError as exc:
-        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise ServestackError(
                 f"the gateway port {host}:{port} is already in use",

@@ -24,6 +24,7 @@ from servestack.sim.app import EnginePhase, SimApp
 from servestack.sim.clock import Clock
 from servestack.sim.config import SimConfig, parse_args
 from servestack.sim.faults import crash_process
+from servestack.sockets import bound_tcp_socket
 
 GRACEFUL_SHUTDOWN_SECONDS = 2  # hung requests must not hold a stopping simulator for long
 
@@ -129,17 +130,10 @@ class SimServer:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP matters: the stdlib event loop sets TCP_NODELAY only on sockets that say so,
-    # and without it every answer written in two parts waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return bound_tcp_socket(host, port)
     except OSError as exc:
-        sock.close()
         raise EngineError(f"the simulator cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
 
 
 async def serve_forever(config: SimConfig) -> None:
