@@ -25,12 +25,13 @@ def test_full_gateway_section() -> None:
         "  auth: {enabled: true}\n"
         "  aliases: {gpt-4o-mini: a}\n"
         "  limits: {max_body_bytes: 2MiB, queue: {max_concurrent: 4}, model_queues: {a-chat: {max_concurrent: 1}}}\n"
-        "  timeouts: {headers: 5, connect: 2, idle: 120}\n"
+        "  timeouts: {headers: 5, connect: 2, idle: 120, first_byte: 30}\n"
         "  tracing: {endpoint: 'http://signoz:4318', headers: {signoz-access-token: '${TOKEN}'}}\n"
         "  logs: {format: json, path: /var/log/gw.jsonl}\n"
     ).gateway  # type: ignore[attr-defined]
     assert gateway.limits.max_body_bytes == 2 * 2**20 and gateway.limits.queue.max_waiting == 100
     assert gateway.tracing.headers == {"signoz-access-token": "t0k"} and gateway.timeouts.body == 60
+    assert gateway.timeouts.first_byte == 30 and parse("  auth: {enabled: true}\n").gateway.timeouts.first_byte is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

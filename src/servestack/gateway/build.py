@@ -82,7 +82,11 @@ def build_gateway(
     )
     return Gateway(
         table,
-        upstream=Upstream(connect_timeout=config.timeouts.connect, idle_timeout=config.timeouts.idle),
+        upstream=Upstream(
+            connect_timeout=config.timeouts.connect,
+            idle_timeout=config.timeouts.idle,
+            first_byte_timeout=config.timeouts.first_byte,
+        ),
         max_body_bytes=config.limits.max_body_bytes,
         pipeline=pipeline,
         aliases=config.aliases,

@@ -9,6 +9,7 @@ errors after it are sent as a last `{"error": ...}` line, as Ollama does.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -78,12 +79,15 @@ class OllamaRelay:
     async def _whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
         try:
             url = endpoint.base_url + self.path
-            async with self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
+            async with (
+                asyncio.timeout(self.upstream.first_byte_timeout) as first_byte,
+                self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
+            ):
                 body = await resp.read()
                 exchange.first_byte_at = time.monotonic()
                 status = resp.status
         except Exception as exc:
-            raise _upstream_error(endpoint, exc) from exc
+            raise _upstream_error(endpoint, exc, first_byte) from exc
         if status != 200:
             raise _engine_error(status, body)
         exchange.status = 200
@@ -129,7 +133,10 @@ class OllamaRelay:
         state = _Stream()
         started = False
         try:
-            async with self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
+            async with (
+                asyncio.timeout(self.upstream.first_byte_timeout) as first_byte,
+                self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
+            ):
                 if resp.status != 200:
                     raise _engine_error(resp.status, await resp.read())
                 exchange.status = 200
@@ -138,6 +145,7 @@ class OllamaRelay:
                 pending = b""
                 async for chunk in resp.content.iter_any():
                     if exchange.first_byte_at is None:
+                        first_byte.reschedule(None)
                         exchange.first_byte_at = time.monotonic()
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
@@ -150,7 +158,7 @@ class OllamaRelay:
             await self._send_error_line(send, error)
             return
         except Exception as exc:
-            failure = _upstream_error(endpoint, exc)
+            failure = _upstream_error(endpoint, exc, first_byte)
             if not started:
                 raise failure from exc
             await self._send_error_line(send, UpstreamError(f"the engine failed mid-stream: {failure.message}"))

@@ -29,9 +29,12 @@ ERROR_BODY_LIMIT = 4096
 class Upstream:
     """The gateway's client side: one connection pool to every engine."""
 
-    def __init__(self, connect_timeout: float = 5.0, idle_timeout: float = 600.0) -> None:
+    def __init__(
+        self, connect_timeout: float = 5.0, idle_timeout: float = 600.0, first_byte_timeout: float | None = None
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
+        self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
 
     @property
@@ -75,14 +78,17 @@ class Upstream:
     ) -> None:
         url = endpoint.base_url + exchange.path
         try:
-            async with self.session.post(url, data=exchange.body, headers=headers) as resp:
+            async with (
+                asyncio.timeout(self.first_byte_timeout) as first_byte,
+                self.session.post(url, data=exchange.body, headers=headers) as resp,
+            ):
                 payload = await resp.read()
                 exchange.status = resp.status
                 exchange.first_byte_at = time.monotonic()
                 exchange.response = payload
                 relayed = _relayed_headers(resp)
         except Exception as exc:
-            raise _upstream_error(endpoint, exc) from exc
+            raise _upstream_error(endpoint, exc, first_byte) from exc
         if retryable and resp.status >= 500:
             raise _engine_error(endpoint, resp.status, payload)
         await send_bytes(send, resp.status, payload, relayed)
@@ -93,7 +99,10 @@ class Upstream:
         url = endpoint.base_url + exchange.path
         started = False
         try:
-            async with self.session.post(url, data=exchange.body, headers=headers) as resp:
+            async with (
+                asyncio.timeout(self.first_byte_timeout) as first_byte,
+                self.session.post(url, data=exchange.body, headers=headers) as resp,
+            ):
                 exchange.status = resp.status
                 if retryable and resp.status >= 500:
                     raise _engine_error(endpoint, resp.status, await resp.content.read(ERROR_BODY_LIMIT))
@@ -102,6 +111,7 @@ class Upstream:
                 tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
                 async for chunk in resp.content.iter_any():
                     if not started:
+                        first_byte.reschedule(None)
                         exchange.first_byte_at = time.monotonic()
                         await send(start)
                         started = True
@@ -117,7 +127,7 @@ class Upstream:
             raise
         except Exception as exc:
             if not started:
-                raise _upstream_error(endpoint, exc) from exc
+                raise _upstream_error(endpoint, exc, first_byte) from exc
             # Headers are gone: the error can only travel as a last event of the stream.
             error = UpstreamError(f"the engine for {endpoint.service!r} failed mid-stream: {_describe(exc)}")
             exchange.error = error
@@ -153,10 +163,12 @@ def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _upstream_error(endpoint: Endpoint, exc: BaseException) -> GatewayError:
+def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: asyncio.Timeout | None = None) -> GatewayError:
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
     if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
+    if first_byte is not None and first_byte.expired():
+        return UpstreamTimeout(f"{where} did not begin its answer in time (gateway.timeouts.first_byte)")
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     return UpstreamError(f"{where} failed: {_describe(exc)}")

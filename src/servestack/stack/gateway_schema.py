@@ -57,6 +57,12 @@ class TimeoutsConfig(_Strict):
     body: Seconds = Field(default=60.0, description="A client's request body must arrive within this.")
     connect: Seconds = Field(default=5.0, description="Connecting to an engine.")
     idle: Seconds = Field(default=600.0, description="Longest silence from an engine while it answers.")
+    first_byte: Seconds | None = Field(
+        default=None,
+        description="Longest wait for an engine's answer to begin (a stream's first chunk; a whole answer, which "
+        "engines send at once); past it the request goes to another replica, or gets a 504. Off by default: "
+        "a long answer is not a hung engine.",
+    )
 
 
 class UsageConfig(_Strict):

@@ -13,7 +13,7 @@ import httpx
 import orjson
 
 from servestack.engines.sim import METRIC_NAMES
-from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
+from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer, Upstream
 from servestack.sim import SimConfig, SimServer
 from servestack.stack import Routing
 
@@ -60,15 +60,20 @@ class Cluster:
 
 @asynccontextmanager
 async def start_cluster(
-    configs: list[SimConfig], routing: Routing = FAST, clock: Callable[[], float] = time.monotonic, **changes: Any
+    configs: list[SimConfig],
+    routing: Routing = FAST,
+    clock: Callable[[], float] = time.monotonic,
+    upstream: Upstream | None = None,
+    **changes: Any,
 ) -> AsyncIterator[Cluster]:
     """Simulators from `configs` (port 0 → a free one), each one endpoint of the pool `sim`, and a gateway.
 
-    `changes` are changes to `routing`; `clock` is what the breakers and policies see as time.
+    `changes` are changes to `routing`; `clock` is what the breakers and policies see as time;
+    `upstream` is the gateway's client to the simulators (default: the gateway's own).
     """
     sims = [SimServer(replace(c, port=0, replica=f"r{i}", models=(MODEL,))) for i, c in enumerate(configs)]
     table = EndpointTable(routing.model_copy(update=changes), clock=clock)
-    server = GatewayServer(Gateway(table), "127.0.0.1", 0)
+    server = GatewayServer(Gateway(table, upstream=upstream), "127.0.0.1", 0)
     try:
         for i, sim in enumerate(sims):
             await sim.start()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from servestack.gateway import Upstream
 from servestack.gateway.breaker import BreakerState
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import start_cluster
@@ -73,6 +75,24 @@ async def test_a_stream_cut_before_its_first_chunk_is_retried() -> None:
         events, replica = await asyncio.wait_for(task, timeout=10)
         assert replica == "r1"
         assert events[-1]["choices"][0]["finish_reason"] is not None
+
+
+async def test_a_hung_replica_is_passed_over_after_the_first_byte_timeout() -> None:
+    upstream = Upstream(first_byte_timeout=0.3)
+    async with start_cluster([QUICK] * 2, policy="round_robin", upstream=upstream, **NO_PROBES) as cluster:
+        await cluster.set_faults(0, hang=True)  # accepts requests, never answers
+        started = time.monotonic()
+        answers = [await cluster.chat(HI) for _ in range(4)]
+        streams = [await cluster.stream(HI) for _ in range(2)]
+        assert [status for status, _ in answers] == [200] * 4 and {r for _, r in answers} == {"r1"}
+        assert {replica for _, replica in streams} == {"r1"}
+        assert time.monotonic() - started < 5  # not the 600 s idle timeout
+        assert cluster.endpoint(0).vitals.breaker.failures >= 1
+
+        await cluster.set_faults(1, hang=True)
+        response = await cluster.client.post("/v1/chat/completions", json={"model": "sim", "messages": HI})
+        assert response.status_code == 504
+        assert "did not begin its answer in time (gateway.timeouts.first_byte)" in response.json()["error"]["message"]
 
 
 async def test_a_replica_dying_mid_stream_ends_the_stream_with_an_error_event() -> None:
