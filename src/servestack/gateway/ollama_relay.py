@@ -9,7 +9,6 @@ errors after it are sent as a last `{"error": ...}` line, as Ollama does.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -80,7 +79,7 @@ class OllamaRelay:
         try:
             url = endpoint.base_url + self.path
             async with (
-                asyncio.timeout(self.upstream.first_byte_timeout) as first_byte,
+                self.upstream.first_byte_deadline() as first_byte,
                 self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
             ):
                 body = await resp.read()
@@ -134,7 +133,7 @@ class OllamaRelay:
         started = False
         try:
             async with (
-                asyncio.timeout(self.upstream.first_byte_timeout) as first_byte,
+                self.upstream.first_byte_deadline() as first_byte,
                 self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
             ):
                 if resp.status != 200:

@@ -26,6 +26,26 @@ RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control",
 ERROR_BODY_LIMIT = 4096
 
 
+class _NoDeadline:
+    """`asyncio.timeout(None)` for when no first-byte timeout is set: that costs ~4 µs a request."""
+
+    async def __aenter__(self) -> _NoDeadline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def reschedule(self, when: float | None) -> None:
+        pass
+
+    def expired(self) -> bool:
+        return False
+
+
+NO_DEADLINE = _NoDeadline()
+Deadline = asyncio.Timeout | _NoDeadline
+
+
 class Upstream:
     """The gateway's client side: one connection pool to every engine."""
 
@@ -36,6 +56,12 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
+
+    def first_byte_deadline(self) -> Deadline:
+        """Bounds the wait for an answer to begin (`async with`; `reschedule(None)` once it has)."""
+        if self.first_byte_timeout is None:
+            return NO_DEADLINE
+        return asyncio.timeout(self.first_byte_timeout)
 
     @property
     def session(self) -> Http1Pool:
@@ -79,7 +105,7 @@ class Upstream:
         url = endpoint.base_url + exchange.path
         try:
             async with (
-                asyncio.timeout(self.first_byte_timeout) as first_byte,
+                self.first_byte_deadline() as first_byte,
                 self.session.post(url, data=exchange.body, headers=headers) as resp,
             ):
                 payload = await resp.read()
@@ -100,7 +126,7 @@ class Upstream:
         started = False
         try:
             async with (
-                asyncio.timeout(self.first_byte_timeout) as first_byte,
+                self.first_byte_deadline() as first_byte,
                 self.session.post(url, data=exchange.body, headers=headers) as resp,
             ):
                 exchange.status = resp.status
@@ -163,11 +189,11 @@ def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: asyncio.Timeout | None = None) -> GatewayError:
+def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline = NO_DEADLINE) -> GatewayError:
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
     if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
-    if first_byte is not None and first_byte.expired():
+    if first_byte.expired():
         return UpstreamTimeout(f"{where} did not begin its answer in time (gateway.timeouts.first_byte)")
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
