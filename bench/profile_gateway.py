@@ -42,6 +42,7 @@ PARTS = [
     ("event loop (uvloop C code, syscalls)", ("asyncio/runners.py", "uvloop")),
 ]
 OTHER = "other (controller, supervisor, asyncio)"
+IDLE_POOL_THREAD = "_worker (concurrent/futures/thread.py"  # a pool thread waiting for work
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
@@ -109,14 +110,11 @@ def attribute(raw: Path) -> dict[str, float]:
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        # py-spy here cannot tell that a pool thread blocked on its work queue is idle: drop those.
+        # py-spy here cannot tell that such a thread is idle: drop its samples.
         if stack and not frames[-1].startswith(IDLE_POOL_THREAD):
             counts[part_of(frames)] += int(n)
     total = sum(counts.values()) or 1
     return {part: counts[part] / total for part in [p for p, _ in PARTS] + [OTHER] if counts[part]}
-
-
-IDLE_POOL_THREAD = "_worker (concurrent/futures/thread.py"
 
 
 def part_of(frames: list[str]) -> str:

@@ -49,8 +49,8 @@ class Vitals:
         self.in_flight = 0
         self.breaker = breaker
         self.load = IDLE
-        # The last scrape of the engine's /metrics: (it worked, its text); None before the first one.
-        self.metrics: tuple[bool, str] | None = None
+        # The text of the last scrape of the engine's /metrics ("" when it failed); None before the first.
+        self.metrics: str | None = None
         self.draining = False
         self._idle: asyncio.Event | None = None
 

@@ -87,11 +87,11 @@ class EngineMetricsExport(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("servestack_engine_metrics_up", "1 when the last scrape worked.", labels=LABELS)
         # /metrics renders in a worker thread while the loop replaces scrapes: take each one once.
-        scraped = [(e, m) for e in self.table.endpoints() if (m := e.vitals.metrics) is not None]
+        scraped = [(e, text) for e in self.table.endpoints() if (text := e.vitals.metrics) is not None]
         snapshots = []
-        for endpoint, (ok, text) in scraped:
-            up.add_metric(_labels(endpoint), 1.0 if ok else 0.0)
-            if ok:
+        for endpoint, text in scraped:
+            up.add_metric(_labels(endpoint), 1.0 if text else 0.0)
+            if text:
                 snapshots.append((endpoint, read_exposition(text, endpoint.metric_names)))
         yield up
         keys = sorted({key for _, snapshot in snapshots for key in snapshot})

@@ -101,7 +101,7 @@ class Monitor:
                 text = await resp.text() if resp.status == 200 else ""
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
             text = ""
-        endpoint.vitals.metrics = (bool(text), text)  # re-exported under servestack names (engine_metrics.py)
+        endpoint.vitals.metrics = text  # re-exported under servestack names (engine_metrics.py)
         gauges = read_gauges(text, endpoint.metric_names, LOAD_GAUGES) if text else {}
         load = EngineLoad(scraped_at=time.monotonic(), **gauges) if gauges else IDLE
         endpoint.vitals.load = load
