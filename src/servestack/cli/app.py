@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from servestack.errors import EngineError, ServestackError
 from servestack.settings import Settings
@@ -20,8 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Markup is off: messages carry user text (paths, engine log lines, `servestack[llamacpp]`) that rich
+# would otherwise read as tags. Styles are given as `style=` or assembled with `styled`.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 DEFAULT_STACK_FILE = Path("stack.yaml")
 
@@ -58,15 +60,19 @@ def choose_stack(path: Path | None) -> tuple[Stack, str]:
     return load_stack(path), str(path)
 
 
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain strings and (text, style) pairs; nothing in it is read as markup."""
+    return Text.assemble(*parts)
+
+
 def print_error(error: ServestackError) -> None:
-    # Messages are plain text: `pip install 'servestack[llamacpp]'` must not be read as rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False)
+    err_console.print(styled(("error:", "bold red"), " ", error.message))
     if isinstance(error, EngineError) and error.log_tail:
-        err_console.print("[dim]last lines of its log:[/]")
+        err_console.print("last lines of its log:", style="dim")
         for line in error.log_tail:
-            err_console.print(f"  [dim]│[/] {line}", highlight=False, markup=False)
+            err_console.print(styled("  ", ("│", "dim"), " ", line))
     if error.fix:
-        err_console.print(f"[yellow]fix:[/] {escape(error.fix)}", highlight=False)
+        err_console.print(styled(("fix:", "yellow"), " ", error.fix))
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ def init(
     if path.exists() and not force:
         raise StateError(f"{path} already exists", fix="use --force to overwrite it")
     path.write_text(default_stack_text())
-    console.print(f"wrote {path}; `servestack up -f {path}` runs it", highlight=False)
+    console.print(f"wrote {path}; `servestack up -f {path}` runs it")
 
 
 @app.command()

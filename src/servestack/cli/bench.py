@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from servestack.cli.app import app, console
+from servestack.cli.app import app, console, styled
 from servestack.errors import BenchError
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ def bench(
         model = _run(_detect(base, api_key))
     target = Target(url=base + PATHS[endpoint], model=model, stream=stream, api_key=api_key)
     config = BenchConfig(base, model, stream, workload.name, input_len, output_len, seed, requests, duration, slo)
-    console.print(f"[dim]{target.url} · model {model} · {workload.name} · {', '.join(lv.label for lv in levels)}[/]")
+    labels = ", ".join(lv.label for lv in levels)
+    console.print(f"{target.url} · model {model} · {workload.name} · {labels}", style="dim")
     with _progress() as progress:
         summaries = _run(
             run_levels(
@@ -94,12 +95,12 @@ def bench(
     _render(summaries, config)
     if json_path is not None:
         write_json(json_path, document(summaries, config))
-        console.print(f"[dim]wrote {json_path}[/]", highlight=False)
+        console.print(f"wrote {json_path}", style="dim")
     if plot_path is not None:
         from servestack.bench.plot import plot_latency
 
         plot_latency(summaries, plot_path, title=f"{model} at {base} ({workload.name})")
-        console.print(f"[dim]wrote {plot_path}[/]", highlight=False)
+        console.print(f"wrote {plot_path}", style="dim")
 
 
 def parse_levels(concurrency: str | None, rate: str | None) -> list[Level]:
@@ -170,7 +171,7 @@ def _progress() -> Progress:
         TextColumn("{task.description:>18}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[errors]} errors"),
+        TextColumn("{task.fields[errors]} errors", style="red"),
         TimeElapsedColumn(),
         console=console,
     )
@@ -182,7 +183,7 @@ def _render(summaries: list[Summary], config: BenchConfig) -> None:
     console.print(throughput_table(summaries))
     console.print(latency_table(summaries))
     for note in notes(summaries, config):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(styled(("note:", "yellow"), f" {note}"))
 
 
 async def _detect(base: str, api_key: str | None) -> str:

@@ -54,14 +54,14 @@ def pull_image(
     stack, _ = choose_stack(file)
     for pull in image_pulls(stack, service, force=force):
         if pull.argv is None:
-            console.print(f"{pull.service}: nothing to pull ({pull.reason})", highlight=False)
+            console.print(f"{pull.service}: nothing to pull ({pull.reason})")
             continue
         if pull.target and Path(pull.target).exists() and not force:
-            console.print(f"{pull.service}: {pull.target} is already there (--force pulls again)", highlight=False)
+            console.print(f"{pull.service}: {pull.target} is already there (--force pulls again)")
             continue
         if pull.target:
             Path(pull.target).parent.mkdir(parents=True, exist_ok=True)
-        console.print(f"{pull.service}: {' '.join(pull.argv)}", highlight=False)
+        console.print(f"{pull.service}: {' '.join(pull.argv)}")
         _run(pull.argv)
 
 

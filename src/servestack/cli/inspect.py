@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from servestack.cli.app import app, console, settings
+from servestack.cli.app import app, console, settings, styled
 from servestack.errors import StateError
 from servestack.gpus import gpu_memory_by_group
 from servestack.supervisor import ReplicaState, ReplicaStatus, StateStore, pid_alive, tail_lines
@@ -42,10 +43,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
     if not running or instance is None:
         console.print("nothing is running (`servestack up` starts the stack)")
         return
-    console.print(
-        f"servestack pid {instance.pid}, gateway {instance.gateway_url}/v1, stack: {instance.stack}",
-        highlight=False,
-    )
+    console.print(f"servestack pid {instance.pid}, gateway {instance.gateway_url}/v1, stack: {instance.stack}")
     console.print(status_table(replicas, gpu_memory_by_group()))
 
 
@@ -59,11 +57,11 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
         table.add_column(column)
     now = time.time()
     for r in replicas:
-        state = f"[{STATUS_STYLE[r.status]}]{r.status.value}[/]"
+        state = styled((r.status.value, STATUS_STYLE[r.status]))
         if r.last_error and r.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
-            state += f"\n[dim]{r.last_error[:120]}[/]"
+            state.append(f"\n{r.last_error[:120]}", style="dim")
         uptime = r.uptime(now)
-        cells = [
+        cells: list[str | Text] = [
             r.service if r.replica == 0 else f"{r.service}#{r.replica}",
             r.engine,
             state,

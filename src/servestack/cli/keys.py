@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from servestack.cli.app import app, console, settings
+from servestack.cli.app import app, console, settings, styled
 from servestack.cli.when import format_time, parse_when
 from servestack.errors import ServestackError
 from servestack.gateway.keys import KeyStore
@@ -51,9 +51,9 @@ def create(
     if as_json:
         typer.echo(orjson.dumps({"key": key.describe(now), "secret": secret}).decode())
         return
-    console.print(f"created key [bold]{key.name}[/] ({key.id})", highlight=False)
+    console.print(styled("created key ", (key.name, "bold"), f" ({key.id})"))
     typer.echo(secret)
-    console.print("[yellow]this is the only time the secret is shown: store it now[/]")
+    console.print("this is the only time the secret is shown: store it now", style="yellow")
 
 
 @keys_app.command("list")
@@ -86,7 +86,7 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print machine-
             str(key.tpm or "-"),
             str(key.max_concurrent or "-"),
             format_time(key.expires_at),
-            f"[{style}]{status}[/]",
+            styled((status, style)),
             format_time(key.created_at),
         )
     console.print(table)
@@ -100,4 +100,4 @@ def revoke(key: str = typer.Argument(..., help="The key's name or id.")) -> None
         revoked = store.revoke(key)
     finally:
         store.close()
-    console.print(f"revoked key [bold]{revoked.name}[/] ({revoked.id})", highlight=False)
+    console.print(styled("revoked key ", (revoked.name, "bold"), f" ({revoked.id})"))

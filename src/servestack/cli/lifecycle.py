@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings, styled
 from servestack.cli.plan import plan_for_up
 from servestack.cli.progress import RichReporter
 from servestack.controller import (
@@ -50,11 +50,11 @@ def up(
     if detach:
         _up_detached(services or [], file, host, port, force)
         return
-    console.print(f"[dim]stack: {label}[/]", highlight=False)
+    console.print(f"stack: {label}", style="dim")
     controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve_until_signal(controller, services or None))
-    console.print("[dim]stopped.[/]")
+    console.print("stopped.", style="dim")
 
 
 @app.command()
@@ -65,25 +65,25 @@ def start(service: str = typer.Argument(..., help="Service name."), file: Path |
         console.print(f"nothing is running: starting servestack in the background with {service}")
         up([service], file, None, None, detach=True, force=False)
         return
-    with console.status(f"starting {service}…"):
+    with console.status(styled(f"starting {service}…")):
         service_action(config, service, "start")
-    console.print(f"[green]✓[/] {service} is ready", highlight=False)
+    console.print(styled(("✓", "green"), f" {service} is ready"))
 
 
 @app.command()
 def stop(service: str = typer.Argument(..., help="Service name.")) -> None:
     """Stop a service of the running instance (in-flight requests finish first)."""
-    with console.status(f"draining and stopping {service}…"):
+    with console.status(styled(f"draining and stopping {service}…")):
         service_action(settings(), service, "stop")
-    console.print(f"stopped {service}", highlight=False)
+    console.print(f"stopped {service}")
 
 
 @app.command()
 def restart(service: str = typer.Argument(..., help="Service name.")) -> None:
     """Restart a service of the running instance (drain, stop, start, wait until ready)."""
-    with console.status(f"restarting {service}…"):
+    with console.status(styled(f"restarting {service}…")):
         service_action(settings(), service, "restart")
-    console.print(f"[green]✓[/] {service} restarted and ready", highlight=False)
+    console.print(styled(("✓", "green"), f" {service} restarted and ready"))
 
 
 @app.command()
@@ -140,14 +140,12 @@ def _up_detached(services: list[str], file: Path | None, host: str | None, port:
     with console.status("starting in the background…") as status:
 
         def show(replicas: list[ReplicaState]) -> None:
-            status.update("starting: " + ", ".join(f"{r.service} {r.status.value}" for r in replicas))
+            status.update(styled("starting: " + ", ".join(f"{r.service} {r.status.value}" for r in replicas)))
 
         instance = wait_detached(config, proc, log_path=log_path, timeout=config.ready_timeout, on_tick=show)
-    console.print(
-        f"[bold green]servestack is up[/] in the background (pid {instance.pid}): {instance.gateway_url}/v1\n"
-        f"[dim]log: {log_path}; `servestack down` stops it[/]",
-        highlight=False,
-    )
+    where = f" in the background (pid {instance.pid}): {instance.gateway_url}/v1"
+    console.print(styled(("servestack is up", "bold green"), where))
+    console.print(f"log: {log_path}; `servestack down` stops it", style="dim")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, styled
 from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
@@ -34,7 +34,7 @@ VERDICT_STYLE = {
     Verdict.CPU: "cyan",
     Verdict.UNCHECKED: "yellow",
 }
-SEVERITY_MARK = {Severity.ERROR: "[red]✗ error[/]", Severity.WARNING: "[yellow]! warning[/]"}
+SEVERITY_MARK = {Severity.ERROR: ("✗ error", "red"), Severity.WARNING: ("! warning", "yellow")}
 
 
 @app.command("plan")
@@ -84,7 +84,7 @@ def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None
         return plan
     if force:
         print_findings(err_console, plan.errors)
-        err_console.print("[yellow]--force: starting despite these errors[/]")
+        err_console.print("--force: starting despite these errors", style="yellow")
         return plan
     lines = [f"{f.service or 'stack'}: {f.message}" + (f"\n    fix: {f.fix}" if f.fix else "") for f in plan.errors]
     raise PlanError(
@@ -104,7 +104,7 @@ def gather_facts(
         try:
             found = find_facts(models[name], catalog=catalog, hf_cache=cache)
         except ModelInfoError as error:
-            err_console.print(f"[yellow]warning:[/] {name}: {error.message}", highlight=False)
+            err_console.print(styled(("warning:", "yellow"), f" {name}: {error.message}"))
             continue
         if found is not None:
             facts[name] = found
@@ -116,7 +116,7 @@ def _resolved_models(stack: Stack) -> dict[str, str]:
 
 
 def print_plan(out: Console, plan: Plan, label: str) -> None:
-    out.print(f"[dim]stack: {label}[/]\n[dim]GPUs: {plan.inventory.describe()}[/]", highlight=False)
+    out.print(f"stack: {label}\nGPUs: {plan.inventory.describe()}", style="dim")
     for sp in plan.services.values():
         out.print()
         out.print(_service_table(sp))
@@ -124,40 +124,43 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     if findings:
         out.print()
         print_findings(out, findings)
-    verdict = "[red]the plan has errors: `up` refuses it[/]" if plan.errors else "[green]the plan is runnable[/]"
-    out.print(f"\n{verdict}")
+    out.print()
+    if plan.errors:
+        out.print("the plan has errors: `up` refuses it", style="red")
+    else:
+        out.print("the plan is runnable", style="green")
 
 
 def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str | None) -> None:
     """The process each service would start, as a shell line (secrets masked)."""
     for sp in plan.services.values():
-        console.print(f"\n[bold]{sp.name}[/] [dim]command[/]", highlight=False)
+        console.print(styled("\n", (sp.name, "bold"), " ", ("command", "dim")))
         config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
         try:
             launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda)
         except ServestackError as error:
-            console.print(f"  [red]cannot build it:[/] {error.message}", highlight=False, markup=False)
+            console.print(styled("  ", ("cannot build it:", "red"), f" {error.message}"))
             if error.fix:
-                console.print(f"  fix: {error.fix}", highlight=False, markup=False)
+                console.print(f"  fix: {error.fix}")
             continue
-        console.print(launch.display(), highlight=False, markup=False, soft_wrap=True)
+        console.print(launch.display(), soft_wrap=True)
         if not sp.config.port:
-            console.print(f"  [dim](no port in the stack: a free one is chosen at start; {config.port} shown)[/]")
+            console.print(f"  (no port in the stack: a free one is chosen at start; {config.port} shown)", style="dim")
 
 
 def print_findings(out: Console, findings: list[Finding]) -> None:
     for f in findings:
-        where = f"[bold]{f.service}[/]: " if f.service else ""
-        out.print(f"{SEVERITY_MARK[f.severity]} {where}{f.message}", highlight=False)
+        where = styled((f.service, "bold"), ": ") if f.service else ""
+        out.print(styled(SEVERITY_MARK[f.severity], " ") + where + f.message)
         if f.reason:
-            out.print(f"    [dim]why:[/] {f.reason}", highlight=False)
+            out.print(styled("    ", ("why:", "dim"), f" {f.reason}"))
         if f.fix:
-            out.print(f"    [dim]fix:[/] {f.fix}", highlight=False)
+            out.print(styled("    ", ("fix:", "dim"), f" {f.fix}"))
 
 
 def _service_table(sp: ServicePlan) -> Table:
     style = VERDICT_STYLE[sp.verdict]
-    title = f"[bold]{sp.name}[/] · {sp.service.engine} · {sp.service.model} · [{style}]{sp.verdict.value}[/]"
+    title = styled((sp.name, "bold"), f" · {sp.service.engine} · {sp.service.model} · ", (sp.verdict.value, style))
     table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
@@ -179,7 +182,7 @@ def _service_table(sp: ServicePlan) -> Table:
     table.add_row("context", _count(sp.config.context_length))
     table.add_row("full sequences", _count(sp.full_context_sequences))
     for decision in sp.decisions:
-        table.add_row("decided", f"{decision.flag} [dim]({decision.reason})[/]")
+        table.add_row("decided", styled(decision.flag, (f" ({decision.reason})", "dim")))
     return table
 
 
@@ -197,12 +200,10 @@ def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, Mod
     if as_json:
         typer.echo(orjson.dumps(explore_to_dict(name, fits), option=orjson.OPT_INDENT_2).decode())
         return
-    console.print(f"[dim]{name}: {facts[name].model_id} on {service.engine}, GPUs: {inventory.describe()}[/]")
+    console.print(f"{name}: {facts[name].model_id} on {service.engine}, GPUs: {inventory.describe()}", style="dim")
     console.print(_explore_table(fits))
     for fit in fits:
-        console.print(
-            f"TP {fit.tp}: [{VERDICT_STYLE[fit.verdict]}]{fit.verdict.value}[/] — {fit.reason}", highlight=False
-        )
+        console.print(styled(f"TP {fit.tp}: ", (fit.verdict.value, VERDICT_STYLE[fit.verdict]), f" — {fit.reason}"))
 
 
 def _explore_table(fits: list[Fit]) -> Table:
@@ -221,7 +222,7 @@ def _explore_table(fits: list[Fit]) -> Table:
             _gib(max(memory.kv, 0) if memory else None),
             _count(fit.kv_tokens if memory else None),
             _count(fit.sequences if memory else None),
-            f"[{VERDICT_STYLE[fit.verdict]}]{fit.verdict.value}[/]",
+            styled((fit.verdict.value, VERDICT_STYLE[fit.verdict])),
         )
     return table
 

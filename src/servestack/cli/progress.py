@@ -7,6 +7,7 @@ import time
 from rich.console import Console
 from rich.status import Status
 
+from servestack.cli.app import styled
 from servestack.errors import EngineError
 from servestack.supervisor import Replica
 
@@ -24,13 +25,16 @@ class RichReporter:
     def gateway_started(self, url: str) -> None:
         if not self.announce:
             return
-        self.console.print(f"[dim]gateway listening on {url} (answers 503 until an engine is ready)[/]")
+        self.console.print(f"gateway listening on {url} (answers 503 until an engine is ready)", style="dim")
 
     def replica_starting(self, replica: Replica) -> None:
         self.console.print(
-            f"[cyan]▸[/] starting [bold]{replica.plan.name}[/] with {replica.engine.display_name} "
-            f"on port {replica.config.port} — log: {replica.state.log_path}",
-            highlight=False,
+            styled(
+                ("▸", "cyan"),
+                " starting ",
+                (replica.plan.name, "bold"),
+                f" with {replica.engine.display_name} on port {replica.config.port} — log: {replica.state.log_path}",
+            )
         )
         self._loading[replica.state.key] = 0.0
         if self._status is None:
@@ -41,25 +45,26 @@ class RichReporter:
         self._loading[replica.state.key] = elapsed
         if self._status is not None:
             names = ", ".join(f"{key.split('.')[0]} {seconds:.0f}s" for key, seconds in self._loading.items())
-            self._status.update(f"loading: {names}")
+            self._status.update(styled(f"loading: {names}"))
 
     def replica_ready(self, replica: Replica, seconds: float) -> None:
         self._done(replica)
         self.console.print(
-            f"[green]✓[/] [bold]{replica.plan.name}[/] ready in {seconds:.1f}s "
-            f"({replica.base_url}, pid {replica.state.pid})",
-            highlight=False,
+            styled(
+                ("✓", "green"),
+                " ",
+                (replica.plan.name, "bold"),
+                f" ready in {seconds:.1f}s ({replica.base_url}, pid {replica.state.pid})",
+            )
         )
 
     def replica_failed(self, replica: Replica, error: EngineError) -> None:
         self._done(replica)
-        self.console.print(f"[red]✗[/] [bold]{replica.plan.name}[/] failed to start", highlight=False)
+        self.console.print(styled(("✗", "red"), " ", (replica.plan.name, "bold"), " failed to start"))
 
     def replica_exited(self, replica: Replica) -> None:
         self.console.print(
-            f"[red]✗[/] [bold]{replica.plan.name}[/] stopped unexpectedly: {replica.state.last_error}",
-            highlight=False,
-            markup=False,
+            styled(("✗", "red"), " ", (replica.plan.name, "bold"), f" stopped unexpectedly: {replica.state.last_error}")
         )
 
     def all_ready(self, url: str, models: list[str]) -> None:
@@ -68,16 +73,18 @@ class RichReporter:
             return
         total = time.monotonic() - self._started
         self.console.print(
-            f"[bold green]servestack is up[/] in {total:.1f}s: {url}/v1  (models: {', '.join(models)})\n"
-            "[dim]Ctrl-C stops everything; `servestack status` and `servestack logs SERVICE` from another shell.[/]",
-            highlight=False,
+            styled(("servestack is up", "bold green"), f" in {total:.1f}s: {url}/v1  (models: {', '.join(models)})")
+        )
+        self.console.print(
+            "Ctrl-C stops everything; `servestack status` and `servestack logs SERVICE` from another shell.",
+            style="dim",
         )
 
     def stopping(self) -> None:
         self._stop_status()
         if not self.announce:
             return
-        self.console.print("[dim]stopping engines…[/]")
+        self.console.print("stopping engines…", style="dim")
 
     def _done(self, replica: Replica) -> None:
         self._loading.pop(replica.state.key, None)

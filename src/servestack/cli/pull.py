@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 from dotenv import dotenv_values
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,7 +19,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from servestack.cli.app import DEFAULT_STACK_FILE, StackOption, app, choose_stack, console, err_console, print_error
+from servestack.cli.app import (
+    DEFAULT_STACK_FILE,
+    StackOption,
+    app,
+    choose_stack,
+    console,
+    err_console,
+    print_error,
+    styled,
+)
 from servestack.downloads import (
     ModelReference,
     PullResult,
@@ -79,8 +87,8 @@ def pull(
     failed = 0
     for reference in references:
         hub = make_hub(reference, environ=environ, models_dir=settings.models_path, local_dir=directory)
-        where = escape(str(hub.storage(reference.repo_id)))
-        console.print(f"[bold]{escape(str(reference))}[/] from {hub.name} → {where}", highlight=False)
+        where = hub.storage(reference.repo_id)
+        console.print(styled((str(reference), "bold"), f" from {hub.name} → {where}"))
         try:
             result = pull_model(
                 reference, hub, revision=revision, include=include, progress=RichDownloadProgress(err_console)
@@ -134,7 +142,7 @@ def _environ(stack_file: Path | None) -> Mapping[str, str]:
 
 def _print_result(result: PullResult) -> None:
     selection = result.selection
-    console.print(f"  {escape(selection.description)}", highlight=False)
+    console.print(f"  {selection.description}")
     for skipped in selection.skipped:
         _note(f"  skipped {skipped}")
     total = f"{len(selection.files)} files, {format_bytes(selection.total_bytes)}"
@@ -148,14 +156,11 @@ def _print_result(result: PullResult) -> None:
         what = f"already complete, nothing to download; {total}"
     else:
         what = f"{result.hub} unreachable ({result.unreachable}); the local copy has {total}"
-    console.print(
-        f"[green]✓[/] [bold]{escape(str(result.reference))}{at}[/]: {escape(what)} in {escape(str(result.location))}",
-        highlight=False,
-    )
+    console.print(styled(("✓", "green"), " ", (f"{result.reference}{at}", "bold"), f": {what} in {result.location}"))
 
 
 def _note(text: str) -> None:
-    console.print(f"[dim]{escape(text)}[/]", highlight=False)
+    console.print(text, style="dim")
 
 
 class RichDownloadProgress:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, print_error, settings
+from servestack.cli.app import StackOption, app, choose_stack, console, print_error, settings, styled
 from servestack.cli.lifecycle import plan_or_refuse
 from servestack.cli.progress import RichReporter
 from servestack.errors import EngineError, StateError
@@ -40,18 +40,24 @@ def smoke(
 def _smoke_one(plan: Plan, name: str) -> SmokeResult | None:
     from servestack.controller.smoke import smoke_service  # its HTTP client stays out of other commands
 
-    console.print(f"[bold]smoke {name}[/]", highlight=False)
+    console.print(f"smoke {name}", style="bold")
     try:
         result = asyncio.run(smoke_service(plan, settings(), name, RichReporter(console, announce=False)))
     except EngineError as error:
         print_error(error)
         return None
+    print_smoke_result(result)
+    return result
+
+
+def print_smoke_result(result: SmokeResult) -> None:
     if result.ok:
         console.print(
-            f"[green]✓[/] {name} answered in {result.seconds_to_answer:.1f}s "
-            f"(ready after {result.seconds_to_ready:.1f}s): {result.answer!r}",
-            highlight=False,
+            styled(
+                ("✓", "green"),
+                f" {result.service} answered in {result.seconds_to_answer:.1f}s "
+                f"(ready after {result.seconds_to_ready:.1f}s): {result.answer!r}",
+            )
         )
     else:
-        console.print(f"[red]✗[/] {name}: {result.detail}", highlight=False, markup=False)
-    return result
+        console.print(styled(("✗", "red"), f" {result.service}: {result.detail}"))

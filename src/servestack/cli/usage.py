@@ -57,7 +57,7 @@ def usage(
         )
     console.print(table)
     if any(t.estimated for t in totals):
-        console.print("[dim]ESTIMATED: requests whose engine reported no token counts (streams from llama.cpp)[/]")
+        console.print("ESTIMATED: requests whose engine reported no token counts (streams from llama.cpp)", style="dim")
 
 
 def _ms(seconds: float | None) -> str:
