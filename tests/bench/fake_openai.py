@@ -3,7 +3,7 @@
 It answers every chat or completion request with `max_tokens` words; the usage says
 `completion_tokens = max_tokens` and `prompt_tokens` = the words of the prompt, so tests can check
 that the bench counts tokens from `usage`. `usage=False` leaves usage out; `fail_every=k` answers
-every k-th request with HTTP 500.
+every k-th request with HTTP 500; `api_key="k"` refuses requests without `Authorization: Bearer k` (401).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp import web
 class FakeOpenAI:
     usage: bool = True
     fail_every: int = 0
+    api_key: str | None = None
     received: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
     _loop: asyncio.AbstractEventLoop | None = None
@@ -44,7 +45,7 @@ class FakeOpenAI:
 
     def _serve(self, ready: threading.Event) -> None:
         loop = self._loop = asyncio.new_event_loop()
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth])
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.generate)
         app.router.add_post("/v1/completions", self.generate)
@@ -57,6 +58,14 @@ class FakeOpenAI:
         ready.set()
         loop.run_forever()
         loop.close()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            error = {"message": "Invalid API key", "type": "authentication_error", "code": "invalid_api_key"}
+            return web.json_response({"error": error}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})

@@ -62,3 +62,21 @@ def test_bench_plots_latency_against_load(fake: FakeOpenAI, tmp_path: Path) -> N
     result = run_cli("bench", fake.url, "-c", "1,2", "-n", "6", "--output-len", "3", "--plot", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_against_a_server_that_needs_a_key_says_pass_api_key() -> None:
+    fake = FakeOpenAI(api_key="sk-right").start()
+    try:
+        for extra in ([], ["--model", "fake-model"]):
+            result = run_cli("bench", fake.url, "-n", "3", *extra)
+            assert result.returncode == 1
+            assert "needs an API key" in result.stderr and "pass --api-key" in result.stderr
+            assert "Traceback" not in result.stderr
+        wrong = run_cli("bench", fake.url, "-n", "3", "--api-key", "sk-wrong")
+        assert wrong.returncode == 1 and "the key was refused" in wrong.stderr
+        assert fake.received == []  # refused before any load was sent
+        right = run_cli("bench", fake.url, "-n", "3", "--api-key", "sk-right", "--output-len", "2")
+        assert right.returncode == 0, right.stderr
+        assert len(fake.received) == 3
+    finally:
+        fake.stop()

@@ -53,23 +53,38 @@ def api_base(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-async def detect_model(session: aiohttp.ClientSession, base: str) -> str:
-    """The first model the server lists at `GET /v1/models`."""
+async def served_models(session: aiohttp.ClientSession, base: str) -> list[str] | None:
+    """The models the server lists at `GET /v1/models` (None when it does not list them).
+
+    Raises BenchError when the server cannot be reached or refuses the request for want of a key, so a
+    benchmark does not send its whole load to be refused.
+    """
     try:
         async with session.get(base + "/models") as resp:
             body = await resp.read()
             status = resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise BenchError(f"cannot reach {base}: {exc}", fix="is the server running? check the URL") from None
-    if status != 200:
-        raise BenchError(f"GET {base}/models answered HTTP {status}", fix="name the model with --model")
+    if status in (401, 403):
+        said = " (the key was refused)" if session.headers.get("Authorization") else ""
+        raise BenchError(
+            f"{base} needs an API key: GET {base}/models answered HTTP {status}{said}",
+            fix="pass --api-key KEY (`servestack keys create --name bench` makes one)",
+        )
     try:
-        models = [m["id"] for m in orjson.loads(body)["data"]]
+        return [str(m["id"]) for m in orjson.loads(body)["data"]] if status == 200 else None
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        raise BenchError(f"GET {base}/models did not list models", fix="name the model with --model") from None
+        return None
+
+
+async def detect_model(session: aiohttp.ClientSession, base: str) -> str:
+    """The first model the server lists at `GET /v1/models`."""
+    models = await served_models(session, base)
+    if models is None:
+        raise BenchError(f"GET {base}/models did not list models", fix="name the model with --model")
     if not models:
         raise BenchError(f"{base} serves no model", fix="name the model with --model")
-    return str(models[0])
+    return models[0]
 
 
 async def run_levels(

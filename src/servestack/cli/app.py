@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
 from servestack.errors import EngineError, ServestackError
@@ -26,6 +29,7 @@ console = Console(soft_wrap=True, markup=False, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 DEFAULT_STACK_FILE = Path("stack.yaml")
+UNBOUNDED = 10_000  # a width no table reaches: measures a table's own minimum
 
 StackOption = typer.Option(
     None,
@@ -63,6 +67,25 @@ def choose_stack(path: Path | None) -> tuple[Stack, str]:
 def styled(*parts: str | tuple[str, str]) -> Text:
     """One line from plain strings and (text, style) pairs; nothing in it is read as markup."""
     return Text.assemble(*parts)
+
+
+def identifier_column(table: Table, header: str, values: Iterable[str]) -> None:
+    """Add a column whose values are never shortened (ids, names, variables): the other columns wrap instead."""
+    width = max([len(header), *(len(value) for value in values)])
+    table.add_column(header, no_wrap=True, min_width=width)
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """Print `table` no narrower than its longest words, so no cell is cut short: on a terminal too narrow for
+    that, its rows run past the edge and the terminal wraps them (as `docker ps` does)."""
+    out = out or console
+    minimum = Measurement.get(out, out.options.update(width=UNBOUNDED), table).minimum
+    terminal = out.width
+    out.width = max(terminal, minimum)  # print(width=) can only narrow
+    try:
+        out.print(table)
+    finally:
+        out.width = terminal
 
 
 def print_error(error: ServestackError) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 import servestack
-from servestack.cli.app import DEFAULT_STACK_FILE, app, console
+from servestack.cli.app import DEFAULT_STACK_FILE, app, console, identifier_column, print_table
 from servestack.errors import StateError
 from servestack.settings import describe_settings
 from servestack.stack import default_stack_text
@@ -35,9 +35,11 @@ def version() -> None:
 @app.command()
 def env() -> None:
     """List the SERVESTACK_* environment variables servestack reads, with their defaults."""
+    rows = describe_settings()
     table = Table(box=None, header_style="bold")
-    for column in ("VARIABLE", "DEFAULT", "MEANING"):
-        table.add_column(column)
-    for name, default, meaning in describe_settings():
+    identifier_column(table, "VARIABLE", (name for name, _, _ in rows))
+    table.add_column("DEFAULT", overflow="fold")  # a long path folds onto the next line, whole
+    table.add_column("MEANING")
+    for name, default, meaning in rows:
         table.add_row(name, default, meaning)
-    console.print(table)
+    print_table(table)

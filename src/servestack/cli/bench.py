@@ -79,8 +79,7 @@ def bench(
         seed=seed, turns=turns,
     )  # fmt: skip
     base = api_base(url)
-    if model is None:
-        model = _run(_detect(base, api_key))
+    model = _run(_check_target(base, api_key, model))
     target = Target(url=base + PATHS[endpoint], model=model, stream=stream, api_key=api_key)
     config = BenchConfig(base, model, stream, workload.name, input_len, output_len, seed, requests, duration, slo)
     labels = ", ".join(lv.label for lv in levels)
@@ -186,13 +185,17 @@ def _render(summaries: list[Summary], config: BenchConfig) -> None:
         console.print(styled(("note:", "yellow"), f" {note}"))
 
 
-async def _detect(base: str, api_key: str | None) -> str:
+async def _check_target(base: str, api_key: str | None, model: str | None) -> str:
+    """The model to load: the one given, else the first the server lists; refused keys stop here."""
     from servestack.bench import Target
     from servestack.bench.client import make_session
-    from servestack.bench.runner import detect_model
+    from servestack.bench.runner import detect_model, served_models
 
     async with make_session(Target(url=base, model="", api_key=api_key), timeout=10) as session:
-        return await detect_model(session, base)
+        if model is None:
+            return await detect_model(session, base)
+        await served_models(session, base)
+        return model
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -12,10 +12,10 @@ import orjson
 import typer
 from rich.table import Table
 
-from servestack.cli.app import app, console, settings, styled
+from servestack.cli.app import app, console, identifier_column, print_table, settings, styled
 from servestack.cli.when import format_time, parse_when
 from servestack.errors import ServestackError
-from servestack.gateway.keys import KeyStore
+from servestack.gateway.keys import ApiKey, KeyStore
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the gateway.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -72,7 +72,11 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print machine-
         console.print("no keys yet (`servestack keys create --name NAME`)")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "NAME", "KEY", "MODELS", "RPM", "TPM", "CONCURRENT", "EXPIRES", "STATUS", "CREATED"):
+    identifier_column(table, "ID", (k.id for k in keys))
+    identifier_column(table, "NAME", (k.name for k in keys))
+    identifier_column(table, "KEY", (_shown_secret(k) for k in keys))
+    identifier_column(table, "MODELS", (m for k in keys for m in k.models or ["all"]))
+    for column in ("LIMITS", "EXPIRES", "STATUS", "CREATED"):
         table.add_column(column)
     for key in keys:
         status = key.status(now)
@@ -80,16 +84,23 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print machine-
         table.add_row(
             key.id,
             key.name,
-            f"sk-ss-…{key.hint}",
-            ",".join(sorted(key.models)) if key.models is not None else "all",
-            str(key.rpm or "-"),
-            str(key.tpm or "-"),
-            str(key.max_concurrent or "-"),
+            _shown_secret(key),
+            "\n".join(sorted(key.models)) if key.models is not None else "all",
+            _limits(key),
             format_time(key.expires_at),
             styled((status, style)),
             format_time(key.created_at),
         )
-    console.print(table)
+    print_table(table)
+
+
+def _shown_secret(key: ApiKey) -> str:
+    return f"sk-ss-…{key.hint}"
+
+
+def _limits(key: ApiKey) -> str:
+    limits = [(key.rpm, "rpm"), (key.tpm, "tpm"), (key.max_concurrent, "at once")]
+    return "\n".join(f"{value} {unit}" for value, unit in limits if value) or "-"
 
 
 @keys_app.command("revoke")
