@@ -1,30 +1,49 @@
 """`plan`: does the stack fit the GPUs, at which TP, with how much KV cache — and why not.
 
 Also the planning step of `up`: facts are read here (GGUF / config.json / safetensors headers, the HF
-cache, the catalog) and the inventory comes from NVML, or `--gpus`.
+cache, the catalog), the inventory comes from NVML, or `--gpus`, and this machine is looked at for
+what the stack needs of it (its local paths exist, its ports are free) before anything starts.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, styled
-from servestack.errors import ModelInfoError, PlanError, ServestackError
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, settings, styled
+from servestack.errors import ModelInfoError, PlanError, ServestackError, StackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
-from servestack.plan import Finding, Fit, FitRequest, Plan, ServicePlan, Severity, Verdict, explore_tp, make_plan
+from servestack.plan import (
+    Finding,
+    Fit,
+    FitRequest,
+    GpuMemory,
+    HostFacts,
+    Plan,
+    ServicePlan,
+    Severity,
+    Unresolved,
+    Verdict,
+    explore_tp,
+    make_plan,
+)
 from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
-from servestack.stack import Stack, resolve_model
-from servestack.supervisor import free_port
+from servestack.plan.ports import listeners
+from servestack.sockets import bound_tcp_socket
+from servestack.stack import Stack, is_reference, local_paths, resolve_model
+from servestack.supervisor import StateStore, free_port, pid_alive
 from servestack.supervisor.launch import build_launch
 
 VERDICT_STYLE = {
@@ -34,6 +53,9 @@ VERDICT_STYLE = {
     Verdict.CPU: "cyan",
     Verdict.UNCHECKED: "yellow",
 }
+# Which of the stack's listeners to try binding: all, the engines' only (`up` binds the gateway's
+# itself), or none (planning for another machine).
+ListenerScope = Literal["all", "engines", "none"]
 SEVERITY_MARK = {Severity.ERROR: ("✗ error", "red"), Severity.WARNING: ("! warning", "yellow")}
 
 
@@ -56,15 +78,18 @@ def plan_command(
 ) -> None:
     """Check that the stack fits the GPUs: placement, TP, memory per GPU, KV cache, and findings with fixes.
 
-    Exits 1 when the plan has errors (the ones `up` refuses to start with).
+    Exits 1 when the plan has errors (the ones `up` refuses to start with). With --gpus it plans for
+    another machine: this one's ports are not checked.
     """
     stack, label = choose_stack(file)
     inventory = parse_inventory(gpus) if gpus else detect_inventory()
-    facts = gather_facts(stack, _resolved_models(stack))
+    models, unresolved = resolve_models(stack)
+    facts = gather_facts(stack, models)
     if explore is not None:
         _explore(stack, explore, inventory, facts, as_json)
         return
-    plan = make_plan(stack, inventory, facts, models=_resolved_models(stack))
+    host = look_at_host(stack, unresolved, listeners_checked="all" if gpus is None else "none")
+    plan = make_plan(stack, inventory, facts, models=models, host=host)
     if as_json:
         typer.echo(orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -76,21 +101,73 @@ def plan_command(
 
 
 def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
-    """The plan `up` runs: this machine's GPUs (NVML; none → CPU); errors refuse unless `force`."""
-    models = _resolved_models(stack)
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths and engine ports; errors refuse
+    unless `force`, before any process starts. (`up` binds the gateway's port itself, first of all.)"""
+    models, unresolved = resolve_models(stack)
     inventory = inventory if inventory is not None else detect_inventory()
-    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models)
+    host = look_at_host(stack, unresolved, listeners_checked="engines")
+    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models, host=host)
     if not plan.errors:
         return plan
     if force:
-        print_findings(err_console, plan.errors)
+        print_findings(err_console, plan.errors, plan.stack)
         err_console.print("--force: starting despite these errors", style="yellow")
         return plan
-    lines = [f"{f.service or 'stack'}: {f.message}" + (f"\n    fix: {f.fix}" if f.fix else "") for f in plan.errors]
+    lines = [finding_line(f, plan.stack) + (f" — fix: {f.fix}" if f.fix else "") for f in plan.errors]
     raise PlanError(
         "the stack cannot run:\n  " + "\n  ".join(lines),
         fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
     )
+
+
+def resolve_models(stack: Stack) -> tuple[dict[str, str], dict[str, Unresolved]]:
+    """Each service's model as engines are given it (package and ModelScope references become paths),
+    and the references that name nothing here (those services keep the reference)."""
+    models, unresolved = {}, {}
+    for name, service in stack.services.items():
+        try:
+            models[name] = resolve_model(service.model)
+        except StackError as error:
+            models[name] = service.model
+            unresolved[service.model] = Unresolved(error.message, error.fix or "")
+    return models, unresolved
+
+
+def look_at_host(stack: Stack, unresolved: Mapping[str, Unresolved], *, listeners_checked: ListenerScope) -> HostFacts:
+    """What this machine says about the stack: which of its local paths are missing, and which of its
+    listeners (`all`, `engines` or `none`) cannot bind (ports held by this state dir's running
+    servestack are its own, not a conflict)."""
+    missing = frozenset(
+        local.path
+        for local in local_paths(stack)
+        if not is_reference(local.path) and not Path(local.path).expanduser().exists()
+    )
+    return HostFacts(missing, dict(unresolved), _unbindable(stack, listeners_checked))
+
+
+def _unbindable(stack: Stack, which: ListenerScope) -> dict[tuple[str, int], tuple[str, str]]:
+    if which == "none":
+        return {}
+    ours = _running_ports()
+    found = {}
+    for listener in listeners(stack):
+        if listener.port in ours or (which == "engines" and listener.service is None):
+            continue
+        try:
+            bound_tcp_socket(listener.host, listener.port).close()
+        except OSError as error:
+            found[listener.address] = (errno.errorcode.get(error.errno or 0, ""), error.strerror or str(error))
+    return found
+
+
+def _running_ports() -> set[int]:
+    """The ports the servestack running on this state dir holds: its gateway and its engines."""
+    store = StateStore(settings().state_dir)
+    instance = store.read_instance()
+    if instance is None or not pid_alive(instance.pid):
+        return set()
+    gateway = urlsplit(instance.gateway_url).port
+    return {r.port for r in store.read_replicas() if r.port is not None} | ({gateway} if gateway else set())
 
 
 def gather_facts(
@@ -111,10 +188,6 @@ def gather_facts(
     return facts
 
 
-def _resolved_models(stack: Stack) -> dict[str, str]:
-    return {name: resolve_model(service.model) for name, service in stack.services.items()}
-
-
 def print_plan(out: Console, plan: Plan, label: str) -> None:
     out.print(f"stack: {label}\nGPUs: {plan.inventory.describe()}", style="dim")
     for sp in plan.services.values():
@@ -123,7 +196,7 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     findings = plan.all_findings()
     if findings:
         out.print()
-        print_findings(out, findings)
+        print_findings(out, findings, plan.stack)
     out.print()
     if plan.errors:
         out.print("the plan has errors: `up` refuses it", style="red")
@@ -148,14 +221,24 @@ def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str |
             console.print(f"  (no port in the stack: a free one is chosen at start; {config.port} shown)", style="dim")
 
 
-def print_findings(out: Console, findings: list[Finding]) -> None:
+def finding_line(finding: Finding, stack: Stack) -> str:
+    """`stack.yaml:7: services.chat.model: message` (or `service: message` when no one key is meant)."""
+    where = _where(finding, stack)
+    return f"{where}: {finding.message}" if where else finding.message
+
+
+def print_findings(out: Console, findings: list[Finding], stack: Stack) -> None:
     for f in findings:
-        where = styled((f.service, "bold"), ": ") if f.service else ""
+        where = styled((_where(f, stack), "bold"), ": ") if _where(f, stack) else ""
         out.print(styled(SEVERITY_MARK[f.severity], " ") + where + f.message)
         if f.reason:
             out.print(styled("    ", ("why:", "dim"), f" {f.reason}"))
         if f.fix:
             out.print(styled("    ", ("fix:", "dim"), f" {f.fix}"))
+
+
+def _where(finding: Finding, stack: Stack) -> str:
+    return stack.locate(finding.key) if finding.key else finding.service or ""
 
 
 def _service_table(sp: ServicePlan) -> Table:
@@ -174,7 +257,10 @@ def _service_table(sp: ServicePlan) -> Table:
         table.add_row("per GPU", f"{_gib(memory.total)} total{fraction}")
         table.add_row("  weights", _gib(memory.weights))
         table.add_row("  KV cache", _gib(max(memory.kv, 0)))
-        table.add_row("  overhead", f"{_gib(memory.overhead)} (CUDA context, activations, graphs, NCCL)")
+        table.add_row("  overhead", f"{_gib(memory.overhead)} (CUDA context and working buffers)")
+        table.add_row("  left free", _free_cell(memory))
+        if memory.in_use:
+            table.add_row("  in use", f"{_gib(memory.in_use)} (by other processes when planned)")
     elif sp.verdict is Verdict.CPU and sp.weights_bytes is not None:
         kv = (sp.kv_bytes_per_token or 0) * (sp.kv_tokens or 0)
         table.add_row("in RAM", f"weights {_gib(sp.weights_bytes)}, KV cache {_gib(kv)}")
@@ -184,6 +270,13 @@ def _service_table(sp: ServicePlan) -> Table:
     for decision in sp.decisions:
         table.add_row("decided", styled(decision.flag, (f" ({decision.reason})", "dim")))
     return table
+
+
+def _free_cell(memory: GpuMemory) -> str:
+    if memory.free < 0:
+        return f"none: {_gib(-memory.free)} short"
+    use = f"; the engine's {memory.outside_claim} come out of it" if memory.outside_claim else ""
+    return f"{_gib(memory.free)} (not claimed by this service{use})"
 
 
 def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, ModelFacts], as_json: bool) -> None:
@@ -210,21 +303,29 @@ def _explore_table(fits: list[Fit]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("TP", justify="right", no_wrap=True)
     table.add_column("GPUS", no_wrap=True)
-    for column in ("WEIGHTS/GPU", "KV/GPU", "KV TOKENS", "FULL SEQS"):
+    for column in ("WEIGHTS/GPU", "KV/GPU", "KV TOKENS", "CONTEXT", "FULL SEQS"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("VERDICT", no_wrap=True)
     for fit in fits:
         memory = fit.memory
         table.add_row(
             str(fit.tp),
-            ",".join(str(g.index) for g in fit.gpus),
+            _gpu_span([g.index for g in fit.gpus]),
             _gib(memory.weights if memory else None),
             _gib(max(memory.kv, 0) if memory else None),
             _count(fit.kv_tokens if memory else None),
+            _count(fit.context if memory else None),
             _count(fit.sequences if memory else None),
             styled((fit.verdict.value, VERDICT_STYLE[fit.verdict])),
         )
     return table
+
+
+def _gpu_span(indices: list[int]) -> str:
+    """`0-7` for consecutive GPUs, else `0,2,5`."""
+    if len(indices) > 2 and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}-{indices[-1]}"
+    return ",".join(map(str, indices))
 
 
 def _gpus_cell(sp: ServicePlan) -> str:
