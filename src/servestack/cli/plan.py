@@ -7,21 +7,19 @@ what the stack needs of it (its local paths exist, its ports are free) before an
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, settings, styled
-from servestack.errors import ModelInfoError, PlanError, ServestackError, StackError
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, styled
+from servestack.cli.survey import Survey, resolve_models, survey_host
+from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
 from servestack.plan import (
@@ -29,21 +27,17 @@ from servestack.plan import (
     Fit,
     FitRequest,
     GpuMemory,
-    HostFacts,
     Plan,
     ServicePlan,
     Severity,
-    Unresolved,
     Verdict,
     explore_tp,
     make_plan,
 )
 from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
-from servestack.plan.ports import listeners
-from servestack.sockets import bound_tcp_socket
-from servestack.stack import Stack, is_reference, local_paths, resolve_model
-from servestack.supervisor import StateStore, free_port, pid_alive
+from servestack.stack import Stack
+from servestack.supervisor import free_port
 from servestack.supervisor.launch import build_launch
 
 VERDICT_STYLE = {
@@ -53,9 +47,6 @@ VERDICT_STYLE = {
     Verdict.CPU: "cyan",
     Verdict.UNCHECKED: "yellow",
 }
-# Which of the stack's listeners to try binding: all, the engines' only (`up` binds the gateway's
-# itself), or none (planning for another machine).
-ListenerScope = Literal["all", "engines", "none"]
 SEVERITY_MARK = {Severity.ERROR: ("✗ error", "red"), Severity.WARNING: ("! warning", "yellow")}
 
 
@@ -88,7 +79,7 @@ def plan_command(
     if explore is not None:
         _explore(stack, explore, inventory, facts, as_json)
         return
-    host = look_at_host(stack, unresolved, listeners_checked="all" if gpus is None else "none")
+    host = survey_host(stack, unresolved, Survey.PLAN if gpus is None else Survey.ELSEWHERE)
     plan = make_plan(stack, inventory, facts, models=models, host=host)
     if as_json:
         typer.echo(orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2).decode())
@@ -105,7 +96,7 @@ def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None
     unless `force`, before any process starts. (`up` binds the gateway's port itself, first of all.)"""
     models, unresolved = resolve_models(stack)
     inventory = inventory if inventory is not None else detect_inventory()
-    host = look_at_host(stack, unresolved, listeners_checked="engines")
+    host = survey_host(stack, unresolved, Survey.UP)
     plan = make_plan(stack, inventory, gather_facts(stack, models), models=models, host=host)
     if not plan.errors:
         return plan
@@ -118,56 +109,6 @@ def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None
         "the stack cannot run:\n  " + "\n  ".join(lines),
         fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
     )
-
-
-def resolve_models(stack: Stack) -> tuple[dict[str, str], dict[str, Unresolved]]:
-    """Each service's model as engines are given it (package and ModelScope references become paths),
-    and the references that name nothing here (those services keep the reference)."""
-    models, unresolved = {}, {}
-    for name, service in stack.services.items():
-        try:
-            models[name] = resolve_model(service.model)
-        except StackError as error:
-            models[name] = service.model
-            unresolved[service.model] = Unresolved(error.message, error.fix or "")
-    return models, unresolved
-
-
-def look_at_host(stack: Stack, unresolved: Mapping[str, Unresolved], *, listeners_checked: ListenerScope) -> HostFacts:
-    """What this machine says about the stack: which of its local paths are missing, and which of its
-    listeners (`all`, `engines` or `none`) cannot bind (ports held by this state dir's running
-    servestack are its own, not a conflict)."""
-    missing = frozenset(
-        local.path
-        for local in local_paths(stack)
-        if not is_reference(local.path) and not Path(local.path).expanduser().exists()
-    )
-    return HostFacts(missing, dict(unresolved), _unbindable(stack, listeners_checked))
-
-
-def _unbindable(stack: Stack, which: ListenerScope) -> dict[tuple[str, int], tuple[str, str]]:
-    if which == "none":
-        return {}
-    ours = _running_ports()
-    found = {}
-    for listener in listeners(stack):
-        if listener.port in ours or (which == "engines" and listener.service is None):
-            continue
-        try:
-            bound_tcp_socket(listener.host, listener.port).close()
-        except OSError as error:
-            found[listener.address] = (errno.errorcode.get(error.errno or 0, ""), error.strerror or str(error))
-    return found
-
-
-def _running_ports() -> set[int]:
-    """The ports the servestack running on this state dir holds: its gateway and its engines."""
-    store = StateStore(settings().state_dir)
-    instance = store.read_instance()
-    if instance is None or not pid_alive(instance.pid):
-        return set()
-    gateway = urlsplit(instance.gateway_url).port
-    return {r.port for r in store.read_replicas() if r.port is not None} | ({gateway} if gateway else set())
 
 
 def gather_facts(

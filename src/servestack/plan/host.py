@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from servestack.plan.model import Finding, Severity
+from servestack.plan.model import Finding, Severity, setting_key
 from servestack.plan.ports import Listener, listeners
 from servestack.stack import LocalPath, Stack, local_paths
 
@@ -31,6 +31,7 @@ class HostFacts:
     unresolved: Mapping[str, Unresolved] = field(default_factory=dict)  # model reference → why not
     # (host, port) of a listener (`listeners`) that cannot be bound → the system's reason (errno name, text)
     unbindable: Mapping[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    unlaunchable: Mapping[str, Unresolved] = field(default_factory=dict)  # service → why its process cannot start
 
     def is_missing(self, path: str) -> bool:
         return path in self.missing_paths or path in self.unresolved
@@ -43,7 +44,8 @@ def host_findings(stack: Stack, host: HostFacts) -> list[Finding]:
         for item in listeners(stack)
         if item.address in host.unbindable
     ]
-    return [*paths, *ports]
+    programs = [_unlaunchable(name, stack, why) for name, why in host.unlaunchable.items() if name in stack.services]
+    return [*paths, *ports, *programs]
 
 
 def _path_finding(stack: Stack, local: LocalPath, host: HostFacts) -> Finding:
@@ -54,6 +56,17 @@ def _path_finding(stack: Stack, local: LocalPath, host: HostFacts) -> Finding:
     written = local.as_written(stack.written(local.key) or local.path)
     resolved = f" (resolved: {local.path})" if written != local.path else ""
     return _missing(service, local, f"no such {local.what} {written!r}{resolved}", local.fix)
+
+
+def _unlaunchable(name: str, stack: Stack, why: Unresolved) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        f"cannot start {name}: {why.problem}",
+        service=name,
+        fix=why.fix,
+        code="runtime-unavailable",
+        key=setting_key(name, stack.services[name], "runtime"),
+    )
 
 
 def _missing(service: str, local: LocalPath, message: str, fix: str) -> Finding:
