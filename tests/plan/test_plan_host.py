@@ -3,6 +3,7 @@ exist, ports that cannot be bound, GPUs that are not there, settings the engine 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,13 @@ def test_pinned_gpus_must_exist_for_engines_without_a_memory_rule(engine: str) -
         ("services", "svc", "gpus"),
         "GPU 3 does not exist",
     )
+
+
+@pytest.mark.parametrize(
+    ("template", "is_file"),
+    [("./t.jinja", True), ("/etc/t.j2", True), ("chatml", False), ("{{ messages[0]['content'] }}/x", False)],
+)
+def test_a_chat_template_is_checked_only_when_it_names_a_file(tmp_path: Path, template: str, is_file: bool) -> None:
+    text = f"services:\n  x:\n    engine: vllm\n    model: org/m\n    chat_template: {json.dumps(template)}\n"
+    keys = [local.key for local in local_paths(load(tmp_path, text))]
+    assert (("services", "x", "chat_template") in keys) is is_file

@@ -58,10 +58,15 @@ def _service_paths(name: str, service: Service) -> list[LocalPath]:
         fix = "correct the path (./ and ../ are relative to the stack file's folder), or give a hub id"
         paths.append(LocalPath((*at, "model"), service.model, "file" if is_file else "file or folder", fix))
     template = service.chat_template
-    if template is not None and ("/" in template or template.endswith(TEMPLATE_SUFFIXES)):
+    if template is not None and _names_template_file(template):
         fix = "fix the path, or name a template the engine has built in"
         paths.append(LocalPath((*at, "chat_template"), template, "file", fix))
     return paths + _runtime_paths(name, service)
+
+
+def _names_template_file(template: str) -> bool:
+    """A template file, not an engine's built-in template name or a template written inline (`{{ … }}`)."""
+    return "{" not in template and ("/" in template or template.endswith(TEMPLATE_SUFFIXES))
 
 
 def _runtime_paths(name: str, service: Service) -> list[LocalPath]:
