@@ -2,7 +2,7 @@
 
 Also the planning step of `up`: facts are read here (GGUF / config.json / safetensors headers, the HF
 cache, the catalog), the inventory comes from NVML, or `--gpus`, and this machine is looked at for
-what the stack needs of it (its local paths exist, its ports are free) before anything starts.
+what the stack needs of it (`cli/survey.py`) before anything starts.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def plan_command(
     """Check that the stack fits the GPUs: placement, TP, memory per GPU, KV cache, and findings with fixes.
 
     Exits 1 when the plan has errors (the ones `up` refuses to start with). With --gpus it plans for
-    another machine: this one's ports are not checked.
+    another machine: this one's ports and installed programs are not checked.
     """
     stack, label = choose_stack(file)
     inventory = parse_inventory(gpus) if gpus else detect_inventory()
@@ -92,8 +92,8 @@ def plan_command(
 
 
 def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
-    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths and engine ports; errors refuse
-    unless `force`, before any process starts. (`up` binds the gateway's port itself, first of all.)"""
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths, engine ports and programs;
+    errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
     models, unresolved = resolve_models(stack)
     inventory = inventory if inventory is not None else detect_inventory()
     host = survey_host(stack, unresolved, Survey.UP)
@@ -170,8 +170,9 @@ def finding_line(finding: Finding, stack: Stack) -> str:
 
 def print_findings(out: Console, findings: list[Finding], stack: Stack) -> None:
     for f in findings:
-        where = styled((_where(f, stack), "bold"), ": ") if _where(f, stack) else ""
-        out.print(styled(SEVERITY_MARK[f.severity], " ") + where + f.message)
+        where = _where(f, stack)
+        located = styled((where, "bold"), ": ") if where else ""
+        out.print(styled(SEVERITY_MARK[f.severity], " ") + located + f.message)
         if f.reason:
             out.print(styled("    ", ("why:", "dim"), f" {f.reason}"))
         if f.fix:

@@ -1,8 +1,9 @@
-"""This machine as the stack needs it: the paths it names exist, the ports it listens on are free.
+"""This machine as the stack needs it: the paths it names exist, the ports it listens on are free, the
+programs its services start are installed.
 
-The planner does no I/O: the CLI looks (`cli/plan.py`) and passes what it found as `HostFacts`;
+The planner does no I/O: the CLI looks (`cli/survey.py`) and passes what it found as `HostFacts`;
 these rules turn that into findings that point at the stack file. Planning for another machine
-(`plan --gpus`) passes no host facts for what only this machine can tell (its ports).
+(`plan --gpus`) passes no facts for what only this machine can tell (its ports and programs).
 """
 
 from __future__ import annotations
