@@ -17,7 +17,7 @@ from servestack.stack.source import KeyPath
 MODEL_FILE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth")
 TEMPLATE_SUFFIXES = (".jinja", ".j2")
 
-MOUNT_FIX = "create it (mkdir -p), or fix the path"
+MOUNT_FIX = "create it (mkdir -p), or correct the path"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def _service_paths(name: str, service: Service) -> list[LocalPath]:
         paths.append(LocalPath((*at, "model"), service.model, "file" if is_file else "file or folder", fix))
     template = service.chat_template
     if template is not None and _names_template_file(template):
-        fix = "fix the path, or name a template the engine has built in"
+        fix = "correct the path, or name a template the engine has built in"
         paths.append(LocalPath((*at, "chat_template"), template, "file", fix))
     return paths + _runtime_paths(name, service)
 
@@ -94,13 +94,17 @@ def _runtime_paths(name: str, service: Service) -> list[LocalPath]:
 def _native_paths(at: KeyPath, runtime: NativeRuntime) -> list[LocalPath]:
     paths = []
     if runtime.python:
-        paths.append(LocalPath((*at, "python"), runtime.python, "file", "fix the path to the interpreter"))
+        paths.append(LocalPath((*at, "python"), runtime.python, "file", "correct the path to the interpreter"))
     if runtime.venv:
-        paths.append(LocalPath((*at, "venv"), runtime.venv, "folder", "create it (python -m venv), or fix the path"))
+        paths.append(
+            LocalPath((*at, "venv"), runtime.venv, "folder", "create it (python -m venv), or correct the path")
+        )
     if runtime.binary and "/" in runtime.binary:  # a bare name is looked up on PATH
-        paths.append(LocalPath((*at, "binary"), runtime.binary, "file", "install the engine there, or fix the path"))
+        paths.append(
+            LocalPath((*at, "binary"), runtime.binary, "file", "install the engine there, or correct the path")
+        )
     if runtime.pixi:
-        fix = "fix the path to the pixi project (its pixi.toml or folder)"
+        fix = "correct the path to the pixi project (its pixi.toml or folder)"
         paths.append(LocalPath((*at, "pixi", "manifest"), runtime.pixi.manifest, "file or folder", fix))
     return paths
 
