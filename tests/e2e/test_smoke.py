@@ -19,11 +19,12 @@ def test_smoke_of_the_default_stack_passes(home: Path, tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_smoke_of_a_broken_service_fails_with_its_log(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken.gguf").write_bytes(b"not a GGUF file")  # there, but llama.cpp cannot load it
     stack = tmp_path / "stack.yaml"
-    stack.write_text(f"services:\n  broken:\n    engine: llamacpp\n    model: {tmp_path}/missing.gguf\n")
+    stack.write_text(f"services:\n  broken:\n    engine: llamacpp\n    model: {tmp_path}/broken.gguf\n")
     result = run_cli("smoke", "broken", "-f", str(stack), timeout=180)
     assert result.returncode == 1
-    assert "exited with code" in result.stderr and "missing.gguf" in result.stderr
+    assert "exited with code" in result.stderr and "broken.gguf" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -235,3 +235,31 @@ def test_rejected_values(argv: list[str], rejected: list[str]) -> None:
     found = rejected_values(argv, SGLANG_2025_HELP, ["--tool-call-parser", "--reasoning-parser"])
     assert [r.value for r in found] == rejected
     assert all(isinstance(r, Rejection) and "glm45" in r.accepted for r in found)
+
+
+SETTINGS_MATRIX = [
+    ({}, CONFIG),
+    ({}, EngineConfig(model="m", served_names=("m",), port=1, gpus=(0, 1), tp=2)),
+    ({}, EngineConfig(model="m", served_names=("m",), port=1, gpus=(0,), tp=2)),
+    ({}, EngineConfig(model="m", served_names=("m",), port=1, memory_fraction=0.5, context_length=4096)),
+    (FULL, CONFIG),
+    ({"api_key": "k", "kv_cache_dtype": "fp8"}, CONFIG),
+    ({"dtype": "float16", "tool_call_parser": "hermes"}, FULL_CONFIG),
+]
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize(("fields", "config"), SETTINGS_MATRIX)
+def test_command_refuses_exactly_the_refusals_the_planner_reports(
+    engine: str, fields: dict[str, Any], config: EngineConfig
+) -> None:
+    """`plan` turns `refusals` into findings; `command` (what `up` runs) must refuse nothing else."""
+    adapter, svc = get_engine(engine), service(engine, **fields)
+    refusals = adapter.refusals(svc, config)
+    if not refusals:
+        adapter.command(svc, config)
+        return
+    with pytest.raises(EngineError) as refused:
+        adapter.command(svc, config)
+    assert refused.value.message == refusals[0].message
+    assert all(refusal.settings for refusal in refusals)  # each names the stack keys it is about

@@ -15,7 +15,7 @@ import pytest
 from servestack.cli.plan import gather_facts
 from servestack.engines import EngineConfig
 from servestack.gpus import parse_inventory
-from servestack.plan import make_plan
+from servestack.plan import HostFacts, make_plan
 from servestack.runtimes import Launch
 from servestack.stack import Stack, load_stack
 from servestack.supervisor.launch import build_launch
@@ -39,9 +39,13 @@ SEED_HARDWARE = {
 
 
 def config_for(example: str, stack: Stack, name: str) -> EngineConfig:
-    """What the planner decides for the example on its seed's hardware (what `plan --show-commands` prints)."""
+    """What the planner decides for the example on its seed's hardware (what `plan --show-commands` prints).
+
+    Planned as on the seed's own machine, where its model files, images and mounts exist: no host facts
+    say otherwise (on this machine they are missing, and `plan` says so: tests/cli/test_plan_cli.py).
+    """
     facts = gather_facts(stack, {n: s.model for n, s in stack.services.items()})
-    plan = make_plan(stack, parse_inventory(SEED_HARDWARE[example]), facts)
+    plan = make_plan(stack, parse_inventory(SEED_HARDWARE[example]), facts, host=HostFacts())
     assert not plan.errors, plan.errors
     return plan.services[name].config
 

@@ -72,3 +72,25 @@ def test_deepseek_v25_on_8x80gb_tp8() -> None:
     assert fit.verdict is Verdict.FITS
     assert fit.memory is not None and fit.memory.weights / GIB == pytest.approx(54.9, abs=0.1)
     assert fit.kv_tokens == pytest.approx(217_000, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "engine", "spec"),
+    [(DEEPSEEK, "sglang", "8xH100-80GB"), (DEEPSEEK, "vllm", "8xH100-80GB"), (LLAMA_70B, "vllm", "8xH100-80GB")],
+)
+def test_the_recommended_tp_is_one_explore_tp_says_fits(model_id: str, engine: str, spec: str) -> None:
+    """The fix text (smallest_fitting_tp) and `--explore-tp` read one computation: they cannot disagree."""
+    gpus = parse_inventory(spec).gpus
+    explored = {fit.tp: fit for fit in explore_tp(request(model_id, engine), gpus)}
+    best = smallest_fitting_tp(request(model_id, engine), gpus)
+    assert best is not None and explored[best.tp] == best and best.verdict is Verdict.FITS
+
+
+def test_deepseek_v25_on_8xh100_fits_at_tp8_with_a_reduced_context() -> None:
+    explored = explore_tp(request(DEEPSEEK, "sglang"), parse_inventory("8xH100-80GB").gpus)
+    assert [fit.tp for fit in explored if fit.verdict is Verdict.FITS] == [8]
+    tp8 = explored[7]
+    assert (tp8.context, tp8.kv_tokens, tp8.sequences) == (157_696, 158_099, 1)
+    assert tp8.reason.endswith("the model's full 163,840 tokens do not fit, so the context is 157,696")
+    fixed = request(DEEPSEEK, "sglang", context=163_840)  # a context the user set is never reduced
+    assert smallest_fitting_tp(fixed, parse_inventory("8xH100-80GB").gpus) is None

@@ -42,6 +42,8 @@ def test_plan_json_schema() -> None:
         "weights_bytes",
         "kv_bytes",
         "overhead_bytes",
+        "left_free_bytes",
+        "in_use_bytes",
         "share",
         "fraction",
     }
@@ -50,7 +52,7 @@ def test_plan_json_schema() -> None:
     assert {d["setting"] for d in deepseek["decisions"]} == {"tp", "context_length", "memory_fraction"}
     over = [f for f in data["findings"] if f["code"] == "gpu-over-committed"]
     assert len(over) == 1 and over[0]["severity"] == "error" and over[0]["service"] is None
-    assert set(over[0]) == {"severity", "code", "service", "message", "reason", "fix"}
+    assert set(over[0]) == {"severity", "code", "service", "key", "line", "message", "reason", "fix"}
     assert len(data["findings"]) == len(result.all_findings())
 
 

@@ -235,7 +235,8 @@ def test_nvml_free_memory_is_what_sglang_sizes_from() -> None:
 
 def test_llamacpp_has_no_memory_fraction() -> None:
     [error] = planner_errors(plan(one_service("llamacpp", LLAMA_8B, memory_fraction=0.5)).errors)
-    assert error.code == "fraction-unsupported"
+    assert (error.code, error.key) == ("setting-unsupported", ("services", "svc", "memory_fraction"))
+    assert "no GPU memory fraction" in error.message
 
 
 def test_replicas_get_gpus_of_their_own() -> None:

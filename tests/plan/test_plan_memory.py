@@ -113,3 +113,29 @@ def test_mistralrs_uses_its_pa_memory_fraction() -> None:
     assert fit.verdict is Verdict.FITS
     assert fit.memory is not None and fit.memory.fraction == 0.9
     assert fit.kv_tokens % 32 == 0
+
+
+@pytest.mark.parametrize(
+    ("engine", "model_id", "fraction", "free_gib"),
+    [("sglang", CODESTRAL, 0.6, 55.8), ("vllm", LLAMA_8B, 0.6, 56.2), ("mistralrs", LLAMA_8B, 0.6, 56.2)],
+)
+def test_what_a_fraction_does_not_claim_is_left_free_not_overhead(
+    engine: str, model_id: str, fraction: float, free_gib: float
+) -> None:
+    """Seed 000 runs Codestral at 0.6 of an H200: the other 40% is for other services, not the engine."""
+    fit = evaluate(request(model_id, engine, fraction=fraction, context=8192), parse_inventory("1xH200").gpus, 1)
+    memory = fit.memory
+    assert memory is not None and fit.verdict is Verdict.FITS
+    assert memory.free / GIB == pytest.approx(free_gib, abs=0.05)
+    assert memory.overhead < 3 * GIB
+    assert memory.weights + memory.kv + memory.overhead + memory.free == memory.total
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm", "mistralrs", "llamacpp"])
+def test_the_figures_add_up_to_the_gpu_with_memory_in_use_elsewhere(engine: str) -> None:
+    h100 = parse_inventory("1xH100-80GB").gpus[0]
+    busy = dataclasses.replace(h100, free_bytes=h100.total_bytes - 4 * GIB)  # as NVML reports it
+    memory = evaluate(request(LLAMA_8B, engine, context=8192), [busy], 1).memory
+    assert memory is not None and memory.in_use == 4 * GIB
+    assert memory.weights + memory.kv + memory.overhead + memory.free + memory.in_use == memory.total
+    assert memory.free >= 0

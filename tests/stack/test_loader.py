@@ -127,3 +127,31 @@ def test_missing_model_package_says_how_to_install() -> None:
     with pytest.raises(StackError) as info:
         resolve_model("package:no_such_package_xyz/model.gguf")
     assert "is not installed" in info.value.message
+
+
+def test_a_duplicate_key_names_both_lines_and_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID + "    context_length: 8192\n")
+    with pytest.raises(StackError) as info:
+        load_stack(path, environ={})
+    assert info.value.message.startswith(f"{path}:9: services.chat.context_length: duplicate key (first on line 8)")
+    assert info.value.fix == "remove one of the two"
+
+
+def test_a_duplicate_service_is_refused_rather_than_silently_replaced(tmp_path: Path) -> None:
+    text = VALID + "  chat:\n    engine: sim\n    model: other\n"
+    assert error_of(write(tmp_path, text)).startswith(f"{tmp_path / 'stack.yaml'}:9: services.chat: duplicate key")
+
+
+def test_a_key_may_override_one_merged_from_an_anchor(tmp_path: Path) -> None:
+    text = "services:\n  chat: &chat\n    engine: llamacpp\n    model: ./m.gguf\n  copy:\n    <<: *chat\n"
+    stack = load_stack(write(tmp_path, text + "    context_length: 2048\n"), environ={})
+    assert stack.services["copy"].context_length == 2048 and stack.services["copy"].engine == "llamacpp"
+
+
+def test_the_stack_knows_where_each_key_is_written(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    stack = load_stack(path, environ={})
+    assert stack.locate(("services", "chat", "model")) == f"{path}:7: services.chat.model"
+    assert stack.written(("services", "chat", "model")) == "./models/tiny.gguf"  # as written, not resolved
+    assert stack.locate(("services", "chat", "gpus")) == f"{path}:5: services.chat.gpus"  # unset: its service
+    assert stack == load_stack(write(tmp_path, VALID, name="copy.yaml"), environ={})  # same settings, same stack

@@ -1,7 +1,8 @@
 """`plan`: does the stack fit the GPUs, at which TP, with how much KV cache — and why not.
 
 Also the planning step of `up`: facts are read here (GGUF / config.json / safetensors headers, the HF
-cache, the catalog) and the inventory comes from NVML, or `--gpus`.
+cache, the catalog), the inventory comes from NVML, or `--gpus`, and this machine is looked at for
+what the stack needs of it (`cli/survey.py`) before anything starts.
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ from rich.console import Console
 from rich.table import Table
 
 from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, styled
+from servestack.cli.survey import Survey, resolve_models, survey_host
 from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
-from servestack.plan import Finding, Fit, FitRequest, Plan, ServicePlan, Severity, Verdict, explore_tp, make_plan
+from servestack.plan import (
+    Finding,
+    Fit,
+    FitRequest,
+    GpuMemory,
+    Plan,
+    ServicePlan,
+    Severity,
+    Verdict,
+    explore_tp,
+    make_plan,
+)
 from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
-from servestack.stack import Stack, resolve_model
+from servestack.stack import Stack
 from servestack.supervisor import free_port
 from servestack.supervisor.launch import build_launch
 
@@ -56,15 +69,18 @@ def plan_command(
 ) -> None:
     """Check that the stack fits the GPUs: placement, TP, memory per GPU, KV cache, and findings with fixes.
 
-    Exits 1 when the plan has errors (the ones `up` refuses to start with).
+    Exits 1 when the plan has errors (the ones `up` refuses to start with). With --gpus it plans for
+    another machine: this one's ports and installed programs are not checked.
     """
     stack, label = choose_stack(file)
     inventory = parse_inventory(gpus) if gpus else detect_inventory()
-    facts = gather_facts(stack, _resolved_models(stack))
+    models, unresolved = resolve_models(stack)
+    facts = gather_facts(stack, models)
     if explore is not None:
         _explore(stack, explore, inventory, facts, as_json)
         return
-    plan = make_plan(stack, inventory, facts, models=_resolved_models(stack))
+    host = survey_host(stack, unresolved, Survey.PLAN if gpus is None else Survey.ELSEWHERE)
+    plan = make_plan(stack, inventory, facts, models=models, host=host)
     if as_json:
         typer.echo(orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -76,17 +92,19 @@ def plan_command(
 
 
 def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
-    """The plan `up` runs: this machine's GPUs (NVML; none → CPU); errors refuse unless `force`."""
-    models = _resolved_models(stack)
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths, engine ports and programs;
+    errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
+    models, unresolved = resolve_models(stack)
     inventory = inventory if inventory is not None else detect_inventory()
-    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models)
+    host = survey_host(stack, unresolved, Survey.UP)
+    plan = make_plan(stack, inventory, gather_facts(stack, models), models=models, host=host)
     if not plan.errors:
         return plan
     if force:
-        print_findings(err_console, plan.errors)
+        print_findings(err_console, plan.errors, plan.stack)
         err_console.print("--force: starting despite these errors", style="yellow")
         return plan
-    lines = [f"{f.service or 'stack'}: {f.message}" + (f"\n    fix: {f.fix}" if f.fix else "") for f in plan.errors]
+    lines = [finding_line(f, plan.stack) + (f" — fix: {f.fix}" if f.fix else "") for f in plan.errors]
     raise PlanError(
         "the stack cannot run:\n  " + "\n  ".join(lines),
         fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
@@ -111,10 +129,6 @@ def gather_facts(
     return facts
 
 
-def _resolved_models(stack: Stack) -> dict[str, str]:
-    return {name: resolve_model(service.model) for name, service in stack.services.items()}
-
-
 def print_plan(out: Console, plan: Plan, label: str) -> None:
     out.print(f"stack: {label}\nGPUs: {plan.inventory.describe()}", style="dim")
     for sp in plan.services.values():
@@ -123,7 +137,7 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     findings = plan.all_findings()
     if findings:
         out.print()
-        print_findings(out, findings)
+        print_findings(out, findings, plan.stack)
     out.print()
     if plan.errors:
         out.print("the plan has errors: `up` refuses it", style="red")
@@ -148,14 +162,25 @@ def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str |
             console.print(f"  (no port in the stack: a free one is chosen at start; {config.port} shown)", style="dim")
 
 
-def print_findings(out: Console, findings: list[Finding]) -> None:
+def finding_line(finding: Finding, stack: Stack) -> str:
+    """`stack.yaml:7: services.chat.model: message` (or `service: message` when no one key is meant)."""
+    where = _where(finding, stack)
+    return f"{where}: {finding.message}" if where else finding.message
+
+
+def print_findings(out: Console, findings: list[Finding], stack: Stack) -> None:
     for f in findings:
-        where = styled((f.service, "bold"), ": ") if f.service else ""
-        out.print(styled(SEVERITY_MARK[f.severity], " ") + where + f.message)
+        where = _where(f, stack)
+        located = styled((where, "bold"), ": ") if where else ""
+        out.print(styled(SEVERITY_MARK[f.severity], " ") + located + f.message)
         if f.reason:
             out.print(styled("    ", ("why:", "dim"), f" {f.reason}"))
         if f.fix:
             out.print(styled("    ", ("fix:", "dim"), f" {f.fix}"))
+
+
+def _where(finding: Finding, stack: Stack) -> str:
+    return stack.locate(finding.key) if finding.key else finding.service or ""
 
 
 def _service_table(sp: ServicePlan) -> Table:
@@ -174,7 +199,10 @@ def _service_table(sp: ServicePlan) -> Table:
         table.add_row("per GPU", f"{_gib(memory.total)} total{fraction}")
         table.add_row("  weights", _gib(memory.weights))
         table.add_row("  KV cache", _gib(max(memory.kv, 0)))
-        table.add_row("  overhead", f"{_gib(memory.overhead)} (CUDA context, activations, graphs, NCCL)")
+        table.add_row("  overhead", f"{_gib(memory.overhead)} (CUDA context and working buffers)")
+        table.add_row("  left free", _free_cell(memory))
+        if memory.in_use:
+            table.add_row("  in use", f"{_gib(memory.in_use)} (by other processes when planned)")
     elif sp.verdict is Verdict.CPU and sp.weights_bytes is not None:
         kv = (sp.kv_bytes_per_token or 0) * (sp.kv_tokens or 0)
         table.add_row("in RAM", f"weights {_gib(sp.weights_bytes)}, KV cache {_gib(kv)}")
@@ -184,6 +212,13 @@ def _service_table(sp: ServicePlan) -> Table:
     for decision in sp.decisions:
         table.add_row("decided", styled(decision.flag, (f" ({decision.reason})", "dim")))
     return table
+
+
+def _free_cell(memory: GpuMemory) -> str:
+    if memory.free < 0:
+        return f"none: {_gib(-memory.free)} short"
+    use = f"; the engine's {memory.outside_claim} come out of it" if memory.outside_claim else ""
+    return f"{_gib(memory.free)} (not claimed by this service{use})"
 
 
 def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, ModelFacts], as_json: bool) -> None:
@@ -210,21 +245,29 @@ def _explore_table(fits: list[Fit]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("TP", justify="right", no_wrap=True)
     table.add_column("GPUS", no_wrap=True)
-    for column in ("WEIGHTS/GPU", "KV/GPU", "KV TOKENS", "FULL SEQS"):
+    for column in ("WEIGHTS/GPU", "KV/GPU", "KV TOKENS", "CONTEXT", "FULL SEQS"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("VERDICT", no_wrap=True)
     for fit in fits:
         memory = fit.memory
         table.add_row(
             str(fit.tp),
-            ",".join(str(g.index) for g in fit.gpus),
+            _gpu_span([g.index for g in fit.gpus]),
             _gib(memory.weights if memory else None),
             _gib(max(memory.kv, 0) if memory else None),
             _count(fit.kv_tokens if memory else None),
+            _count(fit.context if memory else None),
             _count(fit.sequences if memory else None),
             styled((fit.verdict.value, VERDICT_STYLE[fit.verdict])),
         )
     return table
+
+
+def _gpu_span(indices: list[int]) -> str:
+    """`0-7` for consecutive GPUs, else `0,2,5`."""
+    if len(indices) > 2 and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}-{indices[-1]}"
+    return ",".join(map(str, indices))
 
 
 def _gpus_cell(sp: ServicePlan) -> str:

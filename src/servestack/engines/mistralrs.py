@@ -23,13 +23,14 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
     classify,
     first_version,
     flag,
-    refuse_unsupported,
+    refuse,
     require_port,
+    unsupported,
 )
-from servestack.errors import EngineError
 from servestack.stack import NativeRuntime, Service
 
 # The stack's dtype names → mistral.rs's spelling of them ("auto" passes no flag).
@@ -49,13 +50,15 @@ def gguf_parts(model: str) -> tuple[str, str] | None:
     return folder or ".", file
 
 
-def _check_tp(display_name: str, config: EngineConfig) -> None:
+def _refusals(display_name: str, service: Service, config: EngineConfig, supported: frozenset[str]) -> list[Refusal]:
+    found = unsupported(display_name, service, config, supported, fix=UNSUPPORTED_FIX)
     if config.tp > 1 and len(config.gpus) != config.tp:
-        raise EngineError(
+        message = (
             f"{display_name} splits a model over every visible GPU: tp {config.tp} needs exactly {config.tp} gpus "
-            f"(got {len(config.gpus)})",
-            fix=f"list {config.tp} GPUs in `gpus`, or drop `tp`",
+            f"(got {len(config.gpus)})"
         )
+        found.append(Refusal(("tp",), message, f"list {config.tp} GPUs in `gpus`, or drop `tp`"))
+    return found
 
 
 def _binary(service: Service, default: str) -> str:
@@ -81,9 +84,11 @@ class MistralRsEngine:
     install_hint: str = "install mistral.rs v0.9+ (cargo install mistralrs-cli, or its release binaries)"
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return _refusals(self.display_name, service, config, self.supported)
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        refuse_unsupported(self.display_name, service, config, self.supported, fix=UNSUPPORTED_FIX)
-        _check_tp(self.display_name, config)
+        refuse(self.refusals(service, config))
         gguf = gguf_parts(config.model)
         model = ["-m", gguf[0], "--format", "gguf", "-f", gguf[1]] if gguf else ["-m", config.model]
         args = [
@@ -124,9 +129,11 @@ class MistralRsServerEngine:
     install_hint: str = "build mistral.rs ≤ v0.8 (the `mistralrs-server` binary), or use engine `mistralrs`"
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return _refusals(self.display_name, service, config, self.supported)
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        refuse_unsupported(self.display_name, service, config, self.supported, fix=UNSUPPORTED_FIX)
-        _check_tp(self.display_name, config)
+        refuse(self.refusals(service, config))
         gguf = gguf_parts(config.model)
         loader = ["gguf", "-m", gguf[0], "-f", gguf[1]] if gguf else ["plain", "-m", config.model]
         args = [

@@ -16,12 +16,14 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
     classify,
     explicit,
     first_version,
     flag,
-    refuse_unsupported,
+    refuse,
     require_port,
+    unsupported,
 )
 from servestack.stack import Service
 
@@ -59,8 +61,11 @@ class SGLangEngine:
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
     install_hint: str = "upgrade SGLang: pip install -U 'sglang[all]' (or a newer lmsysorg/sglang image)"
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return unsupported(self.display_name, service, config, SUPPORTED)
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        refuse_unsupported(self.display_name, service, config, SUPPORTED)
+        refuse(self.refusals(service, config))
         # SGLang takes one served name; the engine's default (the model path) needs no flag.
         # The order follows the seeds' own commands (examples/README.md).
         served = config.served_names[0] if config.served_names and config.served_names[0] != config.model else None

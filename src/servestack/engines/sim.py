@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness, first_version
+from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness, Refusal, first_version
 from servestack.errors import EngineError
 from servestack.stack import Service
 
@@ -38,6 +38,9 @@ class SimEngine:
     metric_names: Mapping[str, str] = METRIC_NAMES
     checked_flags: tuple[str, ...] = ()  # ships with servestack: always the matching version
     install_hint: str = "part of servestack itself: reinstall servestack"
+
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return []  # it runs anything: GPU settings have no effect
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
         if config.port is None:

@@ -21,12 +21,14 @@ from servestack.engines.base import (
     EngineConfig,
     ProbeResult,
     Readiness,
+    Refusal,
     classify,
     explicit,
     first_version,
     flag,
-    refuse_unsupported,
+    refuse,
     require_port,
+    unsupported,
 )
 from servestack.stack import NativeRuntime, Service
 
@@ -72,8 +74,11 @@ class VllmEngine:
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
     install_hint: str = "upgrade vLLM: pip install -U vllm (or a newer vllm/vllm-openai image)"
 
+    def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
+        return unsupported(self.display_name, service, config, SUPPORTED)
+
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
-        refuse_unsupported(self.display_name, service, config, SUPPORTED)
+        refuse(self.refusals(service, config))
         served = list(config.served_names) if list(config.served_names) != [config.model] else []
         options = [
             *(["--served-model-name", *served] if served else []),

@@ -1,6 +1,7 @@
 """The planner: from a Stack (plus hardware and model facts) to a Plan. Pure functions, no I/O."""
 
 from servestack.plan.fit import Fit, FitRequest, evaluate
+from servestack.plan.host import HostFacts, Unresolved
 from servestack.plan.make import make_plan
 from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan, Severity, Verdict
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp
@@ -12,10 +13,12 @@ __all__ = [
     "Fit",
     "FitRequest",
     "GpuMemory",
+    "HostFacts",
     "Plan",
     "ServicePlan",
     "Severity",
     "TpProblem",
+    "Unresolved",
     "Verdict",
     "evaluate",
     "explore_tp",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from servestack.plan.fit import Fit, FitRequest, evaluate
+from servestack.plan.fit import Fit, FitRequest
 from servestack.plan.model import Decision, Finding, Severity, Verdict
-from servestack.plan.recommend import reduced_context
+from servestack.plan.recommend import at_reduced_context, reduced_context
 
 REDUCED_CONTEXT = "the largest context that fits"
 
@@ -45,6 +45,7 @@ def choose_context(name: str, request: FitRequest, fit: Fit) -> ContextChoice:
                 reason=fit.reason,
                 fix=f"set `context_length: {largest}` (or less), or use a larger TP or memory fraction",
                 code="context-does-not-fit",
+                key=("services", name, "context_length"),
             )
         )
         return ContextChoice(fit, findings)
@@ -56,10 +57,11 @@ def choose_context(name: str, request: FitRequest, fit: Fit) -> ContextChoice:
             reason=fit.reason,
             fix="set `context_length` to choose it, or use a larger TP or memory fraction for the full context",
             code="context-reduced",
+            key=("services", name),
         )
     )
     decision = Decision("context_length", largest, f"{request.rule.flags.context} {largest}", REDUCED_CONTEXT)
-    return ContextChoice(evaluate(request, fit.gpus, fit.tp, context=largest), findings, decision)
+    return ContextChoice(at_reduced_context(request, fit), findings, decision)
 
 
 def _beyond_positions(name: str, request: FitRequest) -> list[Finding]:
@@ -76,5 +78,6 @@ def _beyond_positions(name: str, request: FitRequest) -> list[Finding]:
             reason=f"{request.engine} refuses it" if strict else "quality degrades past the trained context",
             fix=f"set `context_length: {positions}` or less",
             code="context-too-long",
+            key=("services", name, "context_length") if request.context is not None else ("services", name),
         )
     ]

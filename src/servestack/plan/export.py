@@ -13,6 +13,7 @@ from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.plan.fit import Fit
 from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan
+from servestack.stack import Stack
 
 PLAN_SCHEMA = "servestack.plan/1"
 EXPLORE_SCHEMA = "servestack.explore-tp/1"
@@ -24,7 +25,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "ok": not plan.errors,
         "inventory": inventory_to_dict(plan.inventory),
         "services": {name: _service(sp) for name, sp in plan.services.items()},
-        "findings": [_finding(f) for f in plan.all_findings()],
+        "findings": [_finding(f, plan.stack) for f in plan.all_findings()],
     }
 
 
@@ -70,6 +71,8 @@ def _memory(memory: GpuMemory) -> dict[str, Any]:
         "weights_bytes": memory.weights,
         "kv_bytes": max(memory.kv, 0),
         "overhead_bytes": memory.overhead,
+        "left_free_bytes": memory.free,
+        "in_use_bytes": memory.in_use,
         "share": round(memory.share, 4),
         "fraction": memory.fraction,
     }
@@ -99,11 +102,13 @@ def _decision(decision: Decision) -> dict[str, Any]:
     return {"setting": decision.setting, "value": decision.value, "flag": decision.flag, "reason": decision.reason}
 
 
-def _finding(finding: Finding) -> dict[str, Any]:
+def _finding(finding: Finding, stack: Stack) -> dict[str, Any]:
     return {
         "severity": finding.severity.value,
         "code": finding.code,
         "service": finding.service,
+        "key": ".".join(map(str, finding.key)) or None,
+        "line": stack.line(finding.key) if finding.key else None,
         "message": finding.message,
         "reason": finding.reason,
         "fix": finding.fix,
@@ -121,6 +126,7 @@ def _fit(fit: Fit) -> dict[str, Any]:
         "kv_per_gpu_bytes": max(memory.kv, 0) if memory else None,
         "overhead_per_gpu_bytes": memory.overhead if memory else None,
         "kv_tokens": fit.kv_tokens if memory else None,
+        "context": fit.context if memory else None,
         "max_context": fit.max_context if memory else None,
         "full_context_sequences": fit.sequences if memory else None,
     }

@@ -86,7 +86,7 @@ def evaluate(request: FitRequest, gpus: Sequence[Gpu], tp: int, *, context: int 
     split, kv_per_token = _split(request, gpus, tp)
     smallest = min(gpus, key=lambda g: g.available_bytes)
     memory_request = MemoryRequest(smallest, tp, split, weights.bytes, kv_per_token, context, request.fraction, facts)
-    memory = rule.budget(memory_request)
+    memory = dataclasses.replace(rule.budget(memory_request), in_use=smallest.total_bytes - smallest.available_bytes)
     block = rule.block_tokens
     kv_tokens = max(0, memory.kv) // kv_per_token // block * block
     max_context = max(0, memory.kv_limit) // kv_per_token // block * block

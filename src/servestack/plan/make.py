@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
+from servestack.plan.host import HostFacts, host_findings
 from servestack.plan.model import Plan, ServicePlan
 from servestack.plan.ports import port_findings
 from servestack.plan.service import ServiceInput, plan_service
@@ -19,24 +20,28 @@ def make_plan(
     facts: Mapping[str, ModelFacts] | None = None,
     *,
     models: Mapping[str, str] | None = None,
+    host: HostFacts | None = None,
 ) -> Plan:
     """Plan every service of `stack` on `inventory` (default: a CPU-only machine).
 
     `facts` maps a service name to what is known about its model (services missing from it are
     planned without a memory check). `models` maps a service name to its resolved model (a local path
-    for package references); services missing from it use the model as written.
+    for package references); services missing from it use the model as written. `host` is what was
+    found on the machine the stack runs on (missing paths, busy ports); None: nothing was looked at.
     """
     inventory = inventory or Inventory.cpu()
     facts = facts or {}
     models = models or {}
+    host = host or HostFacts()
     pinned = {index for service in stack.services.values() for index in service.gpus or ()}
     free = [gpu for gpu in inventory.gpus if gpu.index not in pinned]
     services: dict[str, ServicePlan] = {}
     for name, service in stack.services.items():
-        item = ServiceInput(name, service, models.get(name, service.model), facts.get(name))
+        missing = host.is_missing(service.model)
+        item = ServiceInput(name, service, models.get(name, service.model), facts.get(name), missing)
         planned = plan_service(stack, item, inventory, free)
         taken = set(planned.all_gpus)
         free = [gpu for gpu in free if gpu.index not in taken]
         services[name] = planned
-    findings = [*port_findings(stack), *sharing_findings(services, inventory)]
+    findings = [*host_findings(stack, host), *port_findings(stack), *sharing_findings(services, inventory)]
     return Plan(stack=stack, services=services, findings=findings, inventory=inventory)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from servestack.gpus import Gpu, Inventory
 from servestack.plan.fit import FitRequest
 from servestack.plan.memory import TENSOR_PARALLEL_ENGINES, MemoryRule
-from servestack.plan.model import Decision, Finding, Severity
+from servestack.plan.model import Decision, Finding, Severity, setting_key
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
 from servestack.stack import Service
 
@@ -50,14 +50,20 @@ def place_service(
     return _place_free(name, service, rule, request, inventory, free)
 
 
-def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inventory) -> Placement:
-    assert service.gpus
-    missing = [i for i in service.gpus if inventory.gpu(i) is None]
+def place_pinned(name: str, service: Service, inventory: Inventory) -> Placement:
+    """On the GPUs the service pins (none: the CPU), which must exist, at the TP the stack gives."""
+    tp = service.tp or 1
+    missing = [i for i in service.gpus or () if inventory.gpu(i) is None]
     if missing:
-        return Placement((), service.tp or 1, (_missing_gpus(name, missing, inventory),))
-    gpus = tuple(g for i in dict.fromkeys(service.gpus) if (g := inventory.gpu(i)) is not None)
-    if service.engine not in TENSOR_PARALLEL_ENGINES:
-        return Placement(gpus, service.tp or 1)
+        return Placement((), tp, (_missing_gpus(name, missing, inventory),))
+    return Placement(tuple(g for i in dict.fromkeys(service.gpus or ()) if (g := inventory.gpu(i)) is not None), tp)
+
+
+def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inventory) -> Placement:
+    placement = place_pinned(name, service, inventory)
+    if placement.failed or service.engine not in TENSOR_PARALLEL_ENGINES:
+        return placement
+    gpus = placement.gpus
     if service.replicas > 1:
         return _place_pinned_replicas(name, service, rule, gpus)
     tp = service.tp or len(gpus)
@@ -69,6 +75,7 @@ def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inve
             reason=f"{service.engine} runs one tensor-parallel rank per GPU, so TP must equal the number of GPUs",
             fix=f"set `tp: {len(gpus)}`, or pin {tp} GPUs",
             code="tp-gpu-mismatch",
+            key=("services", name, "tp"),
         )
         return Placement(gpus, tp, (mismatch,))
     chosen = service.tp is None and tp > 1
@@ -88,6 +95,7 @@ def _place_pinned_replicas(name: str, service: Service, rule: MemoryRule, gpus: 
             reason="each replica runs on GPUs of its own, one tensor-parallel rank per GPU",
             fix=f"pin {tp * replicas} GPUs, or change `tp` or `replicas`",
             code="tp-gpu-mismatch",
+            key=setting_key(name, service, "tp", "replicas"),
         )
         return Placement(gpus[:tp], tp, (mismatch,))
     blocks = tuple(gpus[i * tp : (i + 1) * tp] for i in range(replicas))
@@ -111,7 +119,7 @@ def _place_free(
     tp = tp or 1
     replicas = service.replicas
     if tp * replicas > len(free):
-        return Placement((), tp, (_not_enough(name, tp, replicas, free, inventory),))
+        return Placement((), tp, (_not_enough(name, service, tp, free, inventory),))
     blocks = tuple(tuple(free[i * tp : (i + 1) * tp]) for i in range(replicas))
     every = tuple(g for block in blocks for g in block)
     reason = f"free GPUs (not pinned by any service) for TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
@@ -141,6 +149,7 @@ def _no_gpu(name: str, service: Service) -> Finding:
         reason="no GPU was found (NVML reports none, or the inventory is `cpu`)",
         fix="run it on a GPU machine, or plan for one: `servestack plan --gpus 1xH100-80GB`",
         code="no-gpu",
+        key=("services", name, "engine"),
     )
 
 
@@ -153,10 +162,12 @@ def _missing_gpus(name: str, missing: list[int], inventory: Inventory) -> Findin
         reason=f"{have} ({inventory.source})",
         fix="pin GPUs that exist, or plan for another machine with --gpus (e.g. 4xH200)",
         code="gpu-missing",
+        key=("services", name, "gpus"),
     )
 
 
-def _not_enough(name: str, tp: int, replicas: int, free: Sequence[Gpu], inventory: Inventory) -> Finding:
+def _not_enough(name: str, service: Service, tp: int, free: Sequence[Gpu], inventory: Inventory) -> Finding:
+    replicas = service.replicas
     taken = [g for g in inventory.gpus if g not in free]
     what = f"TP {tp}" + (f" × {replicas} replicas" if replicas > 1 else "")
     return Finding(
@@ -166,6 +177,7 @@ def _not_enough(name: str, tp: int, replicas: int, free: Sequence[Gpu], inventor
         reason=f"GPUs {_indices(taken)} are pinned or taken by other services" if taken else "the machine is too small",
         fix="pin `gpus:` to share GPUs with another service, or lower `tp`",
         code="not-enough-gpus",
+        key=setting_key(name, service, "tp", "replicas"),
     )
 
 

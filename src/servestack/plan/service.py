@@ -12,11 +12,12 @@ from servestack.plan.context import REDUCED_CONTEXT, choose_context
 from servestack.plan.fit import Fit, FitRequest, evaluate, gib
 from servestack.plan.kvcache import kv_bytes_per_token, kv_element_bytes
 from servestack.plan.memory import RULES, MemoryRule
-from servestack.plan.model import Decision, Finding, ServicePlan, Severity, Verdict
-from servestack.plan.placement import Placement, place_service
+from servestack.plan.model import Decision, Finding, ServicePlan, Severity, Verdict, setting_key
+from servestack.plan.placement import Placement, place_pinned, place_service
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
 from servestack.plan.weights import model_weights, weight_dtype
 from servestack.stack import Service, Stack
+from servestack.stack.paths import names_local_model
 
 CODES = {"weights": "weights-do-not-fit", "startup": "startup-refused", "kv": "kv-does-not-fit"}
 
@@ -29,10 +30,15 @@ class ServiceInput:
     service: Service
     model: str  # resolved: a local path for package references
     facts: ModelFacts | None
+    model_missing: bool = False  # a local model that is not on this machine (a host finding says so)
 
 
 def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence[Gpu]) -> ServicePlan:
     """Plan `item` on `inventory`; `free` are the GPUs no service has pinned or taken yet."""
+    return _with_refusals(_plan(stack, item, inventory, free))
+
+
+def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence[Gpu]) -> ServicePlan:
     name, service, facts = item.name, item.service, item.facts
     config = EngineConfig(
         model=item.model,
@@ -44,19 +50,20 @@ def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: S
         context_length=service.context_length,
         memory_fraction=service.memory_fraction,
     )
-    plan = ServicePlan(name=name, service=service, config=config, findings=_engine_findings(name, service))
+    plan = ServicePlan(name=name, service=service, config=config)
     rule = RULES.get(service.engine)
-    if rule is None:  # the simulator: nothing to place
-        return plan
+    if rule is None:  # no memory rule (llama-server, mistralrs-server, the simulator): placement only
+        placement = place_pinned(name, service, inventory)
+        return dataclasses.replace(
+            _placed(plan, placement, facts), verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED
+        )
     request = FitRequest.of(service, rule, facts) if facts is not None else None
     placement = place_service(name, service, rule, request, inventory, free)
     plan = _placed(plan, placement, facts)
-    if service.memory_fraction is not None and rule.flags.fraction is None:
-        plan = dataclasses.replace(plan, findings=[*plan.findings, _no_fraction(name, service)])
     if placement.failed:
         return dataclasses.replace(plan, verdict=Verdict.INVALID)
     if request is None:
-        return _unknown_model(plan, rule, placement)
+        return _unknown_model(plan, rule, placement, item)
     if not placement.gpus:
         return _on_cpu(plan, request)
     return _on_gpus(plan, request, placement, inventory)
@@ -79,7 +86,7 @@ def _on_gpus(plan: ServicePlan, request: FitRequest, placement: Placement, inven
     fit = choice.fit
     findings = [*plan.findings, *choice.findings]
     if not any(f.code == "context-does-not-fit" for f in choice.findings):
-        findings += _fit_findings(plan.name, request, fit, inventory)
+        findings += _fit_findings(plan, request, fit, inventory)
     decisions = [*plan.decisions, *([choice.decision] if choice.decision else [])]
     if plan.service.memory_fraction is None and fit.memory is not None and fit.memory.fraction is not None:
         decisions.append(_fraction_decision(request.rule, fit.memory.fraction, placement))
@@ -121,19 +128,10 @@ def _on_cpu(plan: ServicePlan, request: FitRequest) -> ServicePlan:
     )
 
 
-def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement) -> ServicePlan:
+def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement, item: ServiceInput) -> ServicePlan:
     findings = list(plan.findings)
-    if placement.gpus:
-        findings.append(
-            Finding(
-                Severity.WARNING,
-                f"nothing is known about model {plan.service.model!r}: memory not checked",
-                service=plan.name,
-                reason="it is not a local file or folder, not in the HF cache, and not in the built-in catalog",
-                fix="download it first (the HF cache is read), or give a local path",
-                code="facts-unknown",
-            )
-        )
+    if placement.gpus and not item.model_missing:
+        findings.append(_facts_unknown(plan.name, plan.service.model))
     decisions = list(plan.decisions)
     if plan.service.memory_fraction is None and placement.gpus:
         fraction = rule.default_fraction(min(placement.gpus, key=lambda g: g.total_bytes), placement.tp)
@@ -142,7 +140,26 @@ def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement) ->
     return dataclasses.replace(plan, findings=findings, decisions=decisions)
 
 
-def _fit_findings(name: str, request: FitRequest, fit: Fit, inventory: Inventory) -> list[Finding]:
+def _facts_unknown(name: str, model: str) -> Finding:
+    if names_local_model(model):
+        reason = "it has no GGUF header and no config.json that servestack can read"
+        fix = "point `model` at the .gguf file, or at the folder holding config.json"
+    else:
+        reason = "it is not in the HF cache, and not in the built-in catalog"
+        fix = "download it first (`servestack pull`; the HF cache is read), or give a local path"
+    return Finding(
+        Severity.WARNING,
+        f"nothing is known about model {model!r}: memory not checked",
+        service=name,
+        reason=reason,
+        fix=fix,
+        code="facts-unknown",
+        key=("services", name, "model"),
+    )
+
+
+def _fit_findings(plan: ServicePlan, request: FitRequest, fit: Fit, inventory: Inventory) -> list[Finding]:
+    name = plan.name
     if fit.verdict is Verdict.INVALID:
         valid = valid_sizes(explore_tp(request, inventory.gpus)) if inventory.gpus else []
         sizes = ", ".join(map(str, valid)) or "none on this machine"
@@ -154,6 +171,7 @@ def _fit_findings(name: str, request: FitRequest, fit: Fit, inventory: Inventory
                 reason=fit.reason,
                 fix="; ".join(filter(None, [f"use a valid TP size ({sizes})", _recommendation(request, inventory)])),
                 code="tp-invalid",
+                key=setting_key(name, plan.service, "tp", "gpus"),
             )
         ]
     if fit.verdict is not Verdict.DOES_NOT_FIT:
@@ -168,6 +186,7 @@ def _fit_findings(name: str, request: FitRequest, fit: Fit, inventory: Inventory
             fix=_recommendation(request, inventory)
             or "use a quantised checkpoint (e.g. `quantization: fp8`) or larger GPUs",
             code=CODES[kind],
+            key=("services", name, "model"),
         )
     ]
 
@@ -178,7 +197,8 @@ def _recommendation(request: FitRequest, inventory: Inventory) -> str:
         return ""
     flag = request.rule.flags.tp
     how = f"`tp: {best.tp}` on {best.tp} GPUs" + (f" ({flag} {best.tp})" if flag else "")
-    return f"{how} fits: {gib(best.memory.weights)} of weights per GPU, {best.kv_tokens:,} KV tokens"
+    shorter = f" at a context of {best.context:,}" if best.context < request.wanted_context else ""
+    return f"{how} fits{shorter}: {gib(best.memory.weights)} of weights per GPU, {best.kv_tokens:,} KV tokens"
 
 
 def _reduced(decision: Decision | None) -> int | None:
@@ -194,26 +214,32 @@ def _fraction_decision(rule: MemoryRule, fraction: float, placement: Placement) 
     return Decision("memory_fraction", fraction, f"{rule.flags.fraction} {fraction}", reason)
 
 
-def _no_fraction(name: str, service: Service) -> Finding:
-    return Finding(
-        Severity.ERROR,
-        f"{service.engine} has no GPU memory fraction (memory_fraction: {service.memory_fraction})",
-        service=name,
-        reason="its memory is set by the model size and context_length",
-        fix="remove `memory_fraction`",
-        code="fraction-unsupported",
-    )
-
-
-def _engine_findings(name: str, service: Service) -> list[Finding]:
-    if service.engine in ENGINES:
-        return []
-    return [
+def _with_refusals(plan: ServicePlan) -> ServicePlan:
+    """The settings the engine's command builder would refuse at `up`, as findings (one error per key)."""
+    engine = ENGINES.get(plan.service.engine)
+    if engine is None:
+        return dataclasses.replace(plan, findings=[*plan.findings, _engine_unavailable(plan.name, plan.service.engine)])
+    flagged = {f.key for f in plan.findings if f.severity is Severity.ERROR}
+    refused = [
         Finding(
             Severity.ERROR,
-            f"engine {service.engine!r} is not built into this servestack yet",
-            service=name,
-            fix=f"use one of: {', '.join(sorted(ENGINES))}",
-            code="engine-unavailable",
+            refusal.message,
+            service=plan.name,
+            fix=refusal.fix,
+            code="setting-unsupported",
+            key=setting_key(plan.name, plan.service, *refusal.settings),
         )
+        for refusal in engine.refusals(plan.service, plan.config)
     ]
+    return dataclasses.replace(plan, findings=[*plan.findings, *(f for f in refused if f.key not in flagged)])
+
+
+def _engine_unavailable(name: str, engine: str) -> Finding:
+    return Finding(
+        Severity.ERROR,
+        f"engine {engine!r} is not built into this servestack yet",
+        service=name,
+        fix=f"use one of: {', '.join(sorted(ENGINES))}",
+        code="engine-unavailable",
+        key=("services", name, "engine"),
+    )

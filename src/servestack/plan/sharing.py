@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from servestack.gpus import GIB, Gpu, Inventory
 from servestack.plan.memory import CUDA_CONTEXT
-from servestack.plan.model import Finding, ServicePlan, Severity
+from servestack.plan.model import Finding, ServicePlan, Severity, setting_key
 
 Claim = tuple[str, float]  # (service, share of the GPU)
 
@@ -100,6 +100,7 @@ def _startup_order_warnings(gpu: Gpu, claims: list[Claim], services: Mapping[str
             "another service it gets a smaller KV cache than planned here",
             fix="start it first, or give it a GPU of its own",
             code="shared-gpu-start-order",
+            key=setting_key(name, services[name].service, "gpus"),
         )
         for name in sglang
     ]

@@ -12,6 +12,7 @@ from servestack.stack.gateway_schema import (
 )
 from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack, read_dotenv
 from servestack.stack.models import resolve_model
+from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.schema import (
     ApptainerRuntime,
     CudaVersion,
@@ -25,6 +26,7 @@ from servestack.stack.schema import (
     Service,
     Stack,
 )
+from servestack.stack.source import KeyPath, SourceMap
 
 __all__ = [
     "ApptainerRuntime",
@@ -32,7 +34,9 @@ __all__ = [
     "CudaVersion",
     "DockerRuntime",
     "GatewayConfig",
+    "KeyPath",
     "LimitsConfig",
+    "LocalPath",
     "LogsConfig",
     "MetricsConfig",
     "NativeRuntime",
@@ -42,13 +46,16 @@ __all__ = [
     "Routing",
     "RuntimeSpec",
     "Service",
+    "SourceMap",
     "Stack",
     "TimeoutsConfig",
     "TracingConfig",
     "UsageConfig",
     "default_stack_text",
+    "is_reference",
     "load_default_stack",
     "load_stack",
+    "local_paths",
     "parse_stack",
     "read_dotenv",
     "resolve_model",

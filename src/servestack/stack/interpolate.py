@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-KeyPath = tuple[str | int, ...]
+from servestack.stack.source import KeyPath
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}?")
 

@@ -17,8 +17,9 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ValidationError
 
 from servestack.errors import StackError
-from servestack.stack.interpolate import BadReference, KeyPath, MissingVariable, interpolate
+from servestack.stack.interpolate import BadReference, MissingVariable, interpolate
 from servestack.stack.schema import RUNTIME_KINDS, GatewayConfig, PixiEnvironment, Routing, Service, Stack
+from servestack.stack.source import KeyPath, SourceMap, map_source
 
 DEFAULT_STACK_RESOURCE = "default.yaml"
 MAX_REPORTED_ERRORS = 5
@@ -52,8 +53,8 @@ def load_stack(path: Path, environ: Mapping[str, str] | None = None) -> Stack:
 
 
 def parse_stack(text: str, *, source: str, environ: Mapping[str, str], base_dir: Path | None = None) -> Stack:
-    """Validate stack-file `text`; `source` names it in errors."""
-    node, data = _parse_yaml(text, source)
+    """Validate stack-file `text`; `source` names it in errors (and in the stack's source map)."""
+    where, data = _parse_yaml(text, source)
     if data is None:
         raise StackError(f"{source}: the stack file is empty", fix="it needs at least a `services:` section")
     if not isinstance(data, dict):
@@ -61,22 +62,21 @@ def parse_stack(text: str, *, source: str, environ: Mapping[str, str], base_dir:
     try:
         data = interpolate(data, environ)
     except MissingVariable as exc:
-        where = _describe(source, node, exc.path)
         raise StackError(
-            f"{where}: variable ${{{exc.variable}}} is not set",
+            f"{where.locate(exc.path)}: variable ${{{exc.variable}}} is not set",
             fix=f"export {exc.variable}=..., put it in the .env beside the stack file, "
             f"or write ${{{exc.variable}:-default}}",
         ) from None
     except BadReference as exc:
-        raise StackError(
-            f"{_describe(source, node, exc.path)}: {exc.text!r} is not a ${{VARIABLE}} reference"
-        ) from None
+        raise StackError(f"{where.locate(exc.path)}: {exc.text!r} is not a ${{VARIABLE}} reference") from None
     if base_dir is not None:
         _absolutize_paths(data, base_dir)
     try:
-        return Stack.model_validate(data)
+        stack = Stack.model_validate(data)
     except ValidationError as exc:
-        raise StackError(_format_validation_error(exc, source, node)) from None
+        raise StackError(_format_validation_error(exc, where)) from None
+    stack._source = where  # set once, here; where a stack was written is not part of its value
+    return stack
 
 
 def read_dotenv(stack_path: Path) -> dict[str, str]:
@@ -90,10 +90,11 @@ def read_dotenv(stack_path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
 
 
-def _parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+def _parse_yaml(text: str, source: str) -> tuple[SourceMap, Any]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        where = map_source(node, source)  # before construction, which merges `<<` keys into the tree
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -104,7 +105,7 @@ def _parse_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         raise StackError(f"{source}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-    return node, data
+    return where, data
 
 
 # Runtime keys holding host paths, made absolute against the stack file's folder like `model`.
@@ -120,6 +121,8 @@ def _absolutize_paths(data: dict[str, Any], base_dir: Path) -> None:
         if not isinstance(service, dict):
             continue
         service["model"] = _absolute(service.get("model"), base_dir)
+        if "chat_template" in service:
+            service["chat_template"] = _absolute(service["chat_template"], base_dir)
         runtime = service.get("runtime")
         if isinstance(runtime, dict):
             _absolutize_runtime(runtime, base_dir)
@@ -151,29 +154,28 @@ def _absolute_mount(mount: Any, base_dir: Path) -> Any:
     return f"{_absolute(source, base_dir)}{sep}{rest}"
 
 
-def _format_validation_error(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
+def _format_validation_error(exc: ValidationError, where: SourceMap) -> str:
     errors = exc.errors()
-    lines = [_format_one(error, source, node) for error in errors[:MAX_REPORTED_ERRORS]]
+    lines = [_format_one(error, where) for error in errors[:MAX_REPORTED_ERRORS]]
     if len(errors) > MAX_REPORTED_ERRORS:
         lines.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")
     return "\n".join(lines)
 
 
-def _format_one(error: Any, source: str, node: yaml.Node | None) -> str:
+def _format_one(error: Any, where: SourceMap) -> str:
     loc = _schema_path(tuple(error["loc"]))
-    path = _without_runtime_kind(loc)
-    where = _describe(source, node, path)
+    at = where.locate(_without_runtime_kind(loc))
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key{_suggest(loc)}"
+        return f"{at}: unknown key{_suggest(loc)}"
     if error["type"] == "union_tag_invalid":
         expected = error.get("ctx", {}).get("expected_tags", "")
-        return f"{where}: unknown kind {error['ctx']['tag']!r} (expected one of {expected})"
+        return f"{at}: unknown kind {error['ctx']['tag']!r} (expected one of {expected})"
     if error["type"] == "missing":
-        return f"{where}: required key is missing"
+        return f"{at}: required key is missing"
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return f"{where}: {message}{shown}"
+    return f"{at}: {message}{shown}"
 
 
 def _schema_path(loc: tuple[Any, ...]) -> KeyPath:
@@ -186,30 +188,6 @@ def _without_runtime_kind(loc: KeyPath) -> KeyPath:
     if len(loc) > 3 and loc[2] == "runtime" and loc[3] in RUNTIME_KINDS:
         return (*loc[:3], *loc[4:])
     return loc
-
-
-def _describe(source: str, node: yaml.Node | None, path: KeyPath) -> str:
-    line = _line_of(node, path)
-    dotted = ".".join(str(p) for p in path) or "(top level)"
-    return f"{source}:{line}: {dotted}" if line else f"{source}: {dotted}"
-
-
-def _line_of(node: yaml.Node | None, path: KeyPath) -> int | None:
-    """1-based line of the deepest part of `path` found in the YAML node tree."""
-    line = None
-    for part in path:
-        if isinstance(node, yaml.MappingNode):
-            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
-            if match is None:
-                return line
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
 
 
 def _suggest(path: KeyPath) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from servestack.stack.gateway_schema import (
     AuthConfig,
@@ -21,6 +21,7 @@ from servestack.stack.gateway_schema import (
     TracingConfig,
     UsageConfig,
 )
+from servestack.stack.source import KeyPath, SourceMap
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -255,6 +256,8 @@ class Stack(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     routing: Routing = Field(default_factory=Routing)
     services: dict[str, Service] = Field(min_length=1)
+    # Where each key was written (set by the loader; empty for a stack built in code).
+    _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 
     @field_validator("services")
     @classmethod
@@ -311,6 +314,18 @@ class Stack(_Strict):
             if model not in served:
                 raise ValueError(f"gateway.limits.model_queues: no service serves {model!r}")
         return self
+
+    def locate(self, path: KeyPath) -> str:
+        """Where the stack file sets `path`: `stack.yaml:7: services.chat.model` (what is known of it)."""
+        return self._source.locate(path)
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of the stack file that sets `path` (or the deepest part of it that is set)."""
+        return self._source.line(path)
+
+    def written(self, path: KeyPath) -> str | None:
+        """The value at `path` as the file writes it (`./x.gguf`, before `${VAR}` and path resolution)."""
+        return self._source.written(path)
 
     def served_names(self, service_name: str) -> list[str]:
         """The names a service answers to: its `served_names`, or its own name."""

@@ -5,7 +5,8 @@
     tokens = kv // bytes per token
 
 `mem_fraction_static` is a fraction of the memory free at startup that covers weights and the KV pool;
-`(1 − mfs) × pre` stays free for activations, CUDA graphs and NCCL. Its default (server_args.py,
+`(1 − mfs) × pre` is left outside: SGLang allocates its activations and CUDA graphs from it, and with a
+fraction set low (seed 000: 0.6) the rest is free for other services. Its default (server_args.py,
 mid/late 2025) reserves memory by GPU size and TP: `mfs = round((total − reserved) / total, 3)`.
 """
 
@@ -50,10 +51,11 @@ class SglangMemory:
             total=request.gpu.total_bytes,
             weights=request.weights_per_gpu,
             kv=kv,
-            overhead=before + int(pre * (1 - fraction)),
+            overhead=before,
             share=fraction,
             fraction=fraction,
             kv_limit=kv,
+            outside_claim="activations and CUDA graphs",
         )
 
     def startup_problems(self, request: MemoryRequest) -> list[str]:

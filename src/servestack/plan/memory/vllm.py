@@ -55,6 +55,7 @@ class VllmMemory:
             share=fraction,
             fraction=fraction,
             kv_limit=kv,
+            outside_claim="CUDA graphs",
         )
 
     def startup_problems(self, request: MemoryRequest) -> list[str]:
