@@ -262,3 +262,32 @@ def test_pinned_gpus_are_split_between_replicas() -> None:
     text = one_service("sglang", MIXTRAL, gpus=[4, 5, 6, 7], replicas=2, context_length=8192)
     service = plan(text, "8xH100-80GB").services["svc"]
     assert service.config.tp == 2 and service.replica_gpus == ((4, 5), (6, 7))
+
+
+@pytest.mark.parametrize("engine", ["llama-server", "mistralrs-server", "mistralrs", "llamacpp", "vllm", "sglang"])
+def test_every_engine_we_launch_has_its_memory_checked(engine: str) -> None:
+    service = plan(one_service(engine, LLAMA_8B, gpus=[0], context_length=8192), "1xRTX4090").services["svc"]
+    assert service.verdict is Verdict.FITS
+    assert service.memory is not None and service.kv_tokens
+    assert "memory-unchecked" not in codes(service.findings)
+
+
+def test_the_simulator_says_its_memory_is_unchecked_when_given_gpus() -> None:
+    pinned = plan(one_service("sim", "m", gpus=[0]), "1xRTX4090").services["svc"]
+    [warning] = pinned.findings
+    assert (warning.code, warning.severity, warning.key) == (
+        "memory-unchecked",
+        Severity.WARNING,
+        ("services", "svc", "gpus"),
+    )
+    assert warning.message.startswith("memory unchecked for sim: the simulator puts no model on a GPU")
+    assert pinned.verdict is Verdict.UNCHECKED
+    assert plan(one_service("sim", "m"), "1xRTX4090").services["svc"].findings == []  # nothing on a GPU
+
+
+def test_seed_003_says_what_it_does_not_know_about_its_model() -> None:
+    """mistralrs-server on GPU 0 with a GGUF that cannot be read here: no silent 'unchecked'."""
+    text = one_service("mistralrs-server", "./data/mistral-7b-instruct-q4_k_m.gguf", gpus=[0])
+    service = plan(text, "1xRTX4090").services["svc"]
+    [unknown] = planner_findings(service.findings)
+    assert unknown.code == "facts-unknown" and unknown.message.endswith("memory not checked")

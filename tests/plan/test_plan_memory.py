@@ -7,11 +7,10 @@ import dataclasses
 import pytest
 from plan_fixtures import CODESTRAL, DEEPSEEK, LLAMA_8B, QWEN_05B, REFERENCE, facts, request
 
+from servestack.engines.memory import kv_bytes_per_token, model_weights
+from servestack.engines.memory.sglang import default_mem_fraction_static
 from servestack.gpus import GIB, Gpu, parse_inventory
 from servestack.plan import Verdict, evaluate
-from servestack.plan.kvcache import kv_bytes_per_token
-from servestack.plan.memory import default_mem_fraction_static
-from servestack.plan.weights import model_weights
 
 MODELS = sorted(REFERENCE)
 

@@ -12,13 +12,17 @@ headroom above the fraction, as in 2024–2025 V1 releases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from servestack.engines.memory.base import CUDA_CONTEXT, GpuMemory, MemoryBudget, MemoryRequest
+from servestack.engines.memory.kvcache import kv_bytes_per_token, kv_element_bytes
+from servestack.engines.memory.weights import model_weights, weight_dtype
 from servestack.gpus import GIB, Gpu
 from servestack.modelinfo import ModelFacts
-from servestack.plan.memory.base import CUDA_CONTEXT, EngineFlags, MemoryRequest
-from servestack.plan.model import GpuMemory
 
 # 0.9 up to 2025 and 0.92 in 2026 releases; the plan always passes it explicitly.
 DEFAULT_UTILIZATION = 0.9
+BLOCK_TOKENS = 16
 MAX_BATCHED_TOKENS = 8192  # V1 default max_num_batched_tokens for the OpenAI server
 MAX_SEQS = 256  # default max_num_seqs: the sampler's dummy batch
 ACTIVATION_BYTES = 2
@@ -30,26 +34,28 @@ NON_TORCH_TP = int(0.7 * GIB)
 
 
 class VllmMemory:
-    engine = "vllm"
-    flags = EngineFlags(tp="--tensor-parallel-size", context="--max-model-len", fraction="--gpu-memory-utilization")
-    block_tokens = 16
+    start_order = None
     strict_context = True
 
-    def default_context(self, facts: ModelFacts) -> int:
+    def default_context(self, facts: ModelFacts, args: Sequence[str] = ()) -> int:
         return facts.max_context or 4096
 
-    def default_fraction(self, gpu: Gpu, tp: int) -> float | None:
+    def default_fraction(self, gpu: Gpu, tp: int, facts: ModelFacts | None = None) -> float | None:
         return DEFAULT_UTILIZATION
 
-    def budget(self, request: MemoryRequest) -> GpuMemory:
+    def budget(self, request: MemoryRequest) -> MemoryBudget:
+        facts = request.facts
         fraction = request.fraction or DEFAULT_UTILIZATION
-        total = request.gpu.total_bytes
-        requested = int(total * fraction)
-        overhead = peak_activation(request.facts, request.tp) + (NON_TORCH if request.tp == 1 else NON_TORCH_TP)
-        kv = requested - request.weights_per_gpu - overhead
-        return GpuMemory(
-            total=total,
-            weights=request.weights_per_gpu,
+        gpu = request.gpu
+        weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
+        element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
+        per_gpu = -(-weights.bytes // request.tp)
+        requested = int(gpu.total_bytes * fraction)
+        overhead = peak_activation(facts, request.tp) + (NON_TORCH if request.tp == 1 else NON_TORCH_TP)
+        kv = requested - per_gpu - overhead
+        memory = GpuMemory(
+            total=gpu.total_bytes,
+            weights=per_gpu,
             kv=kv,
             overhead=overhead,
             share=fraction,
@@ -57,17 +63,25 @@ class VllmMemory:
             kv_limit=kv,
             outside_claim="CUDA graphs",
         )
+        return MemoryBudget(
+            memory,
+            weights,
+            kv_bytes_per_token(facts, request.tp, element),
+            block_tokens=BLOCK_TOKENS,
+            startup=tuple(_startup_problems(request, fraction)),
+        )
 
-    def startup_problems(self, request: MemoryRequest) -> list[str]:
-        fraction = request.fraction or DEFAULT_UTILIZATION
-        requested = request.gpu.total_bytes * fraction
-        free = request.gpu.available_bytes - CUDA_CONTEXT
-        if requested <= free:
-            return []
-        return [
-            f"vLLM needs {fraction} × {request.gpu.total_bytes / GIB:.1f} GiB = {requested / GIB:.1f} GiB free at "
-            f"startup but {request.gpu.describe()} has about {free / GIB:.1f} GiB after its CUDA context"
-        ]
+
+def _startup_problems(request: MemoryRequest, fraction: float) -> list[str]:
+    gpu = request.gpu
+    requested = gpu.total_bytes * fraction
+    free = gpu.available_bytes - CUDA_CONTEXT
+    if requested <= free:
+        return []
+    return [
+        f"vLLM needs {fraction} × {gpu.total_bytes / GIB:.1f} GiB = {requested / GIB:.1f} GiB free at "
+        f"startup but {gpu.describe()} has about {free / GIB:.1f} GiB after its CUDA context"
+    ]
 
 
 def peak_activation(facts: ModelFacts, tp: int) -> int:

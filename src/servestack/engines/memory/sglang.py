@@ -12,10 +12,13 @@ mid/late 2025) reserves memory by GPU size and TP: `mfs = round((total − reser
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from servestack.engines.memory.base import GpuMemory, MemoryBudget, MemoryRequest, startup_overhead
+from servestack.engines.memory.kvcache import kv_bytes_per_token, kv_element_bytes
+from servestack.engines.memory.weights import model_weights, weight_dtype
 from servestack.gpus import GIB, Gpu
 from servestack.modelinfo import ModelFacts
-from servestack.plan.memory.base import EngineFlags, MemoryRequest, startup_overhead
-from servestack.plan.model import GpuMemory
 
 MIB = 2**20
 
@@ -31,25 +34,31 @@ RESERVED_BY_SIZE: tuple[tuple[float, float, float], ...] = (
 
 
 class SglangMemory:
-    engine = "sglang"
-    flags = EngineFlags(tp="--tp-size", context="--context-length", fraction="--mem-fraction-static")
-    block_tokens = 1
     strict_context = True
+    start_order = (
+        "SGLang's mem_fraction_static is a fraction of the memory free when it starts: started after another "
+        "service it gets a smaller KV cache than planned here"
+    )
 
-    def default_context(self, facts: ModelFacts) -> int:
+    def default_context(self, facts: ModelFacts, args: Sequence[str] = ()) -> int:
         return facts.max_context or 4096
 
-    def default_fraction(self, gpu: Gpu, tp: int) -> float | None:
+    def default_fraction(self, gpu: Gpu, tp: int, facts: ModelFacts | None = None) -> float | None:
         return default_mem_fraction_static(gpu.total_bytes, tp)
 
-    def budget(self, request: MemoryRequest) -> GpuMemory:
-        fraction = request.fraction or default_mem_fraction_static(request.gpu.total_bytes, request.tp)
+    def budget(self, request: MemoryRequest) -> MemoryBudget:
+        facts = request.facts
+        gpu = request.gpu
+        fraction = request.fraction or default_mem_fraction_static(gpu.total_bytes, request.tp)
+        weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
+        element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
+        per_gpu = -(-weights.bytes // request.tp)
         before = startup_overhead(request.tp)
-        pre = request.gpu.available_bytes - before
-        kv = int(pre * fraction) - request.weights_per_gpu
-        return GpuMemory(
-            total=request.gpu.total_bytes,
-            weights=request.weights_per_gpu,
+        pre = gpu.available_bytes - before
+        kv = int(pre * fraction) - per_gpu
+        memory = GpuMemory(
+            total=gpu.total_bytes,
+            weights=per_gpu,
             kv=kv,
             overhead=before,
             share=fraction,
@@ -57,9 +66,7 @@ class SglangMemory:
             kv_limit=kv,
             outside_claim="activations and CUDA graphs",
         )
-
-    def startup_problems(self, request: MemoryRequest) -> list[str]:
-        return []
+        return MemoryBudget(memory, weights, kv_bytes_per_token(facts, request.tp, element))
 
 
 def default_mem_fraction_static(total_bytes: int, tp: int) -> float:
