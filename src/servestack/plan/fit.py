@@ -6,8 +6,8 @@ This is the one evaluation the placement, the recommendation and `--explore-tp` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from servestack.engines import Engine, EngineFlags, Unchecked, get_engine
 from servestack.engines.memory import GpuMemory, MemoryRequest, MemoryRule, Weights
@@ -35,10 +35,11 @@ class FitRequest:
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     args: tuple[str, ...] = ()  # the service's extra engine flags
+    env: Mapping[str, str] = field(default_factory=dict)  # the service's extra environment
     version: str | None = None  # the engine's version when known; None: its newest behaviour
 
     @classmethod
-    def of(cls, service: Service, facts: ModelFacts) -> FitRequest:
+    def of(cls, service: Service, facts: ModelFacts, version: str | None = None) -> FitRequest:
         return cls(
             engine=service.engine,
             facts=facts,
@@ -48,6 +49,8 @@ class FitRequest:
             quantization=service.quantization,
             kv_cache_dtype=service.kv_cache_dtype,
             args=tuple(service.args),
+            env=dict(service.env),
+            version=version,
         )
 
     @property
@@ -80,6 +83,7 @@ class FitRequest:
             quantization=self.quantization,
             kv_cache_dtype=self.kv_cache_dtype,
             args=self.args,
+            env=self.env,
             version=self.version,
         )
 

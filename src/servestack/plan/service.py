@@ -29,6 +29,7 @@ class ServiceInput:
     model: str  # resolved: a local path for package references
     facts: ModelFacts | None
     model_missing: bool = False  # a local model that is not on this machine (a host finding says so)
+    engine_version: str | None = None  # the installed engine's version, when known
 
 
 def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence[Gpu]) -> ServicePlan:
@@ -56,7 +57,7 @@ def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence
         if engine is not None and placement.gpus:
             plan = dataclasses.replace(plan, findings=[*plan.findings, _memory_unchecked(name, service, engine)])
         return dataclasses.replace(plan, verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED)
-    request = FitRequest.of(service, facts) if facts is not None else None
+    request = FitRequest.of(service, facts, item.engine_version) if facts is not None else None
     placement = place_service(name, service, request, inventory, free)
     plan = _placed(plan, placement, facts)
     if placement.failed:

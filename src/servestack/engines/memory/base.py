@@ -8,8 +8,8 @@ engine declares its rule on its adapter (`memory`); the planner only compares th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from servestack.engines.memory.weights import Weights
@@ -74,6 +74,7 @@ class MemoryRequest:
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     args: tuple[str, ...] = ()  # the service's extra engine flags: a rule reads those that change memory
+    env: Mapping[str, str] = field(default_factory=dict)  # the service's extra environment (VLLM_USE_V1=0)
     version: str | None = None  # the engine's version; None: the newest behaviour the rule knows
 
     @property
