@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from servestack.engines import Unchecked, get_engine
 from servestack.gpus import GIB, Gpu, Inventory, parse_inventory
 from servestack.modelinfo import ModelFacts, facts_from_config
 from servestack.plan import HostFacts, ServicePlan, Verdict, make_plan
@@ -36,9 +37,9 @@ SERVICE = "case"
 WEIGHTS_TOLERANCE = 0.05
 KV_TOLERANCE = 0.10
 ENGINES = {"vllm": "vllm", "sglang": "sglang", "llama.cpp": "llama-server", "llama-cpp-python": "llamacpp"}
-# Findings that mean the engine would not start with these settings (the plan's reduced context included:
-# the engine, given the model's full context, refuses it).
-DOES_NOT_FIT = {"weights-do-not-fit", "kv-does-not-fit", "startup-refused", "context-does-not-fit", "context-reduced"}
+# Findings that mean the engine would not start with these settings; so does the plan's reduced context for
+# an engine that refuses a pool shorter than one sequence (given the model's full context, it would not start).
+DOES_NOT_FIT = {"weights-do-not-fit", "kv-does-not-fit", "startup-refused", "context-does-not-fit"}
 GPUSTACK_FACTOR, GPUSTACK_EXTRA = 1.2, 2 * GIB
 
 
@@ -123,7 +124,8 @@ def replay(case: Case) -> Replay:
     )
     host = HostFacts(engine_versions={SERVICE: str(entry["version"])} if entry.get("version") else {})
     plan = make_plan(stack, inventory, {SERVICE: case_facts(case)}, host=host).services[SERVICE]
-    weights = _figure(_logged_weights(case), plan.memory.weights / GIB if plan.memory else None, "GiB")
+    planned = plan.memory.weights / GIB if plan.memory and "weights_gib" not in case.replay else None
+    weights = _figure(_logged_weights(case), planned, "GiB")
     kv = _kv_figure(case, plan)
     gpustack, gpustack_kv = _gpustack(plan, kv)
     return Replay(case, plan, weights, kv, _verdict(plan), gpustack, gpustack_kv)
@@ -134,7 +136,11 @@ def case_facts(case: Case) -> ModelFacts:
     config = _merged(case.data["model"]["config"], case.replay.get("config") or {})
     facts = facts_from_config(config, model_id=case.data["model"]["id"], source=f"corpus case {case.id}")
     gguf = case.replay.get("gguf")
-    return dataclasses.replace(facts, dtype="gguf", quantization=gguf) if gguf else facts
+    if gguf:
+        facts = dataclasses.replace(facts, dtype="gguf", quantization=gguf)
+    if "weights_gib" in case.replay:  # the local files' headers, which the planner reads on that machine
+        facts = dataclasses.replace(facts, weight_bytes=int(float(case.replay["weights_gib"]) * GIB))
+    return facts
 
 
 def _merged(config: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,7 +168,9 @@ def _verdict(plan: ServicePlan) -> str:
     codes = {finding.code for finding in plan.findings}
     if "tp-invalid" in codes:
         return Verdict.INVALID.value
-    if codes & DOES_NOT_FIT:
+    memory = get_engine(plan.service.engine).memory
+    refuses_short_pool = not isinstance(memory, Unchecked) and not memory.caps_context
+    if codes & DOES_NOT_FIT or ("context-reduced" in codes and refuses_short_pool):
         return Verdict.DOES_NOT_FIT.value
     return plan.verdict.value
 

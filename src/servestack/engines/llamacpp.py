@@ -30,7 +30,7 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
-from servestack.engines.memory.llamacpp import LlamaCppMemory
+from servestack.engines.memory.llamacpp import LlamaCppFlags, LlamaCppMemory
 from servestack.engines.tp import LAYER_SPLIT
 from servestack.stack import Service
 
@@ -39,6 +39,18 @@ SUPPORTED = frozenset({"context_length", "api_key"})
 EXPLAINED = frozenset({"tp", "memory_fraction"})  # refused with a reason of their own
 CONTEXT = "--n_ctx"
 DEFAULT_CONTEXT = 2048  # llama-cpp-python's `--n_ctx` default
+# Its names for the llama.cpp settings that change memory (pydantic fields; `--type_k` takes a ggml type id).
+MEMORY_FLAGS = LlamaCppFlags(
+    gpu_layers=("--n_gpu_layers",),
+    tensor_split=("--tensor_split",),
+    cache_k=("--type_k",),
+    cache_v=("--type_v",),
+    batch=("--n_batch",),
+    ubatch=("--n_ubatch",),
+    parallel=(),
+    flash_attn=("--flash_attn",),
+    defaults=(512, 512),
+)
 
 
 class LlamaCppPythonEngine:
@@ -52,7 +64,7 @@ class LlamaCppPythonEngine:
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
     parallelism = Parallelism.LAYERS
     tp_rules = LAYER_SPLIT
-    memory = LlamaCppMemory(fixed_context=DEFAULT_CONTEXT)
+    memory = LlamaCppMemory(fixed_context=DEFAULT_CONTEXT, flags=MEMORY_FLAGS)
     stream_usage = False  # its streams end without a usage chunk
     native_routes: tuple[str, ...] = ()
 

@@ -87,6 +87,8 @@ def _on_gpus(plan: ServicePlan, request: FitRequest, placement: Placement, inven
     findings = [*plan.findings, *choice.findings]
     if not any(f.code == "context-does-not-fit" for f in choice.findings):
         findings += _fit_findings(plan, request, fit, inventory)
+    if fit.weights is not None and fit.weights.unknown_method:
+        findings.append(_quantization_unknown(plan, fit.weights.unknown_method, fit.weights.basis))
     decisions = [*plan.decisions, *([choice.decision] if choice.decision else [])]
     if plan.service.memory_fraction is None and fit.memory is not None and fit.memory.fraction is not None:
         decisions.append(_fraction_decision(request.adapter, fit.memory.fraction, placement))
@@ -138,6 +140,18 @@ def _unknown_model(plan: ServicePlan, engine: Engine, placement: Placement, item
         if fraction is not None:
             decisions.append(_fraction_decision(engine, fraction, placement))
     return dataclasses.replace(plan, findings=findings, decisions=decisions)
+
+
+def _quantization_unknown(plan: ServicePlan, method: str, basis: str) -> Finding:
+    return Finding(
+        Severity.WARNING,
+        f"quantisation {method!r} is unknown to servestack: its weights are planned as {basis}",
+        service=plan.name,
+        reason="servestack has no rule for how many bits this method stores per weight",
+        fix="check the weights figure against the engine's log; the plan may be off either way",
+        code="quantization-unknown",
+        key=setting_key(plan.name, plan.service, "quantization", "model"),
+    )
 
 
 def _memory_unchecked(name: str, service: Service, engine: Engine) -> Finding:

@@ -102,6 +102,11 @@ class MemoryRule(Protocol):
         ...
 
     @property
+    def caps_context(self) -> bool:
+        """Whether a pool too small for one full-context sequence caps requests instead of refusing to start."""
+        ...
+
+    @property
     def start_order(self) -> str | None:
         """Why the order in which services sharing a GPU start changes what this engine gets (None: it does not)."""
         ...

@@ -24,6 +24,7 @@ ACTIVATIONS = int(0.5 * GIB)
 
 
 class MistralRsMemory:
+    caps_context = False
     start_order = None
     strict_context = True
 
@@ -39,7 +40,7 @@ class MistralRsMemory:
         fraction = request.fraction or DEFAULT_FRACTION
         weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
         element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
-        per_gpu = -(-weights.bytes // request.tp)
+        per_gpu = weights.per_gpu(request.tp)
         overhead = startup_overhead(request.tp) + ACTIVATIONS
         kv = int(gpu.total_bytes * fraction) - per_gpu - overhead
         memory = GpuMemory(
