@@ -34,7 +34,14 @@ MISSING_MODEL = "version: 1\nservices:\n  x:\n    engine: {engine}\n    model: .
 
 @pytest.mark.parametrize(
     ("engine", "extra", "gpus"),
-    [("llamacpp", "", "cpu"), ("llama-server", "", "cpu"), ("vllm", "    gpus: [0]\n", "1xH100-80GB")],
+    [
+        ("llamacpp", "", "cpu"),
+        ("llama-server", "", "cpu"),
+        ("vllm", "    gpus: [0]\n", "1xH100-80GB"),
+        ("sglang", "    gpus: [0]\n", "1xH100-80GB"),
+        ("mistralrs", "    gpus: [0]\n", "1xH100-80GB"),
+        ("mistralrs-server", "    gpus: [0]\n", "1xH100-80GB"),
+    ],
 )
 def test_a_missing_model_file_is_an_error_at_its_line_whatever_the_engine(
     tmp_path: Path, engine: str, extra: str, gpus: str

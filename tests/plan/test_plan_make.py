@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from plan_fixtures import (
 )
 
 from servestack.gpus import Gpu, Inventory, parse_inventory
-from servestack.modelinfo import gguf_facts
+from servestack.modelinfo import Quantization, gguf_facts
 from servestack.plan import Finding, Severity, Verdict, make_plan
 from servestack.stack import load_default_stack, resolve_model
 
@@ -291,3 +292,14 @@ def test_seed_003_says_what_it_does_not_know_about_its_model() -> None:
     service = plan(text, "1xRTX4090").services["svc"]
     [unknown] = planner_findings(service.findings)
     assert unknown.code == "facts-unknown" and unknown.message.endswith("memory not checked")
+
+
+def test_an_unknown_quantisation_is_a_warning_that_names_it_never_a_silent_16_bit() -> None:
+    quant = Quantization(method="some_future_method", bits=4)
+    known = dataclasses.replace(facts(LLAMA_8B), quantization="some_future_method", quant=quant)
+    service = make_plan(stack(one_service("vllm", LLAMA_8B, gpus=[0])), parse_inventory("1xH100-80GB"), {"svc": known})
+    [warning] = [f for f in service.services["svc"].findings if f.code == "quantization-unknown"]
+    assert warning.severity is Severity.WARNING and "'some_future_method'" in warning.message
+    assert "at 4 bits" in warning.message  # the bits its config states
+    plain = plan(one_service("vllm", LLAMA_8B, gpus=[0]), "1xH100-80GB").services["svc"]
+    assert service.services["svc"].weights_bytes < plain.weights_bytes / 2

@@ -33,7 +33,7 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
-from servestack.engines.memory.mistralrs import MistralRsMemory
+from servestack.engines.memory.mistralrs import OLD_SERVER_FLAGS, MistralRsMemory
 from servestack.engines.tp import HEADS_ONLY
 from servestack.stack import NativeRuntime, Service
 
@@ -145,7 +145,7 @@ class MistralRsServerEngine:
     flags = EngineFlags(context=None, tp=None, fraction=SERVER_FRACTION)
     parallelism = Parallelism.TENSOR
     tp_rules = HEADS_ONLY
-    memory = MistralRsMemory()
+    memory = MistralRsMemory(OLD_SERVER_FLAGS, pool_by_context=True)
     stream_usage = True
     native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
