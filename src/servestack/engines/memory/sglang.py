@@ -71,7 +71,7 @@ class SglangMemory:
         weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
         element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
         per_gpu = weights.per_gpu(request.tp)
-        before = startup_overhead(gpu, request.tp)
+        before = before_weights(gpu, request.tp)
         pre = gpu.available_bytes - before
         kv = int(pre * fraction) - per_gpu
         cap = number(request.args, "--max-total-tokens")
@@ -89,7 +89,7 @@ class SglangMemory:
         return MemoryBudget(memory, weights, kv_per_token, token_cap=int(cap) if cap else None)
 
 
-def startup_overhead(gpu: Gpu, tp: int) -> int:
+def before_weights(gpu: Gpu, tp: int) -> int:
     """What a rank holds before its weights: the CUDA context and libraries, plus torch.distributed with TP > 1."""
     context = SMALL_GPU_CONTEXT if gpu.total_bytes < SMALL_GPU else CUDA_CONTEXT
     return context + (PER_RANK * tp if tp > 1 else 0)

@@ -34,8 +34,10 @@ BIG_GPU = 70 * GIB  # `_set_default_args` gives GPUs this large bigger batches (
 # Non-torch memory: 0.30 GiB at TP 1 on an RTX 4090 (V1, §3.3); V0 logs 0.03–0.35 GiB at TP 1 and 0.2–0.43 GiB
 # at TP 2–16 (corpus cases 001–021); V1 with TP > 1 adds NCCL communicators and custom all-reduce buffers
 # (assumed 0.4 GiB more).
-NON_TORCH = {(True, False): int(0.3 * GIB), (True, True): int(0.7 * GIB)}
-NON_TORCH_V0 = {False: int(0.2 * GIB), True: int(0.3 * GIB)}
+NON_TORCH_V1 = int(0.3 * GIB)
+NON_TORCH_V1_TP = int(0.7 * GIB)
+NON_TORCH_V0 = int(0.2 * GIB)
+NON_TORCH_V0_TP = int(0.3 * GIB)
 # V0's MLA backends pad each 576-element latent to 640 (corpus case 006: 34,560 B/token for 27 layers).
 V0_MLA_ALIGN = 128
 CUDA_GRAPH_CAPTURE = 512  # the largest batch V1 captures by default (`max_cudagraph_capture_size`)
@@ -58,8 +60,7 @@ class VllmMemory:
         weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
         per_gpu = weights.per_gpu(request.tp)
         v1 = is_v1(request.version, request.env)
-        overhead = peak_activation(request, v1) + NON_TORCH.get((v1, request.tp > 1), NON_TORCH_V0[request.tp > 1])
-        overhead += cuda_graph_memory(request, v1)
+        overhead = peak_activation(request, v1) + non_torch_memory(v1, request.tp) + cuda_graph_memory(request, v1)
         kv_memory = number(args, "--kv-cache-memory", "--kv-cache-memory-bytes")
         kv = int(kv_memory) if kv_memory else int(gpu.total_bytes * fraction) - per_gpu - overhead
         memory = GpuMemory(
@@ -87,6 +88,12 @@ def is_v1(version: str | None, env: Mapping[str, str]) -> bool:
     if not at_least(version, 0, 8):
         return at_least(version, 0, 7) and env.get("VLLM_USE_V1") == "1"
     return at_least(version, 0, 11) or env.get("VLLM_USE_V1") != "0"
+
+
+def non_torch_memory(v1: bool, tp: int) -> int:
+    if v1:
+        return NON_TORCH_V1_TP if tp > 1 else NON_TORCH_V1
+    return NON_TORCH_V0_TP if tp > 1 else NON_TORCH_V0
 
 
 def kv_per_token(request: MemoryRequest, v1: bool) -> int:
