@@ -54,8 +54,9 @@ def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence
     if engine is None or isinstance(engine.memory, Unchecked):  # placement only (`_with_refusals` names the engine)
         placement = place_pinned(name, service, inventory)
         plan = _placed(plan, placement, facts)
-        if engine is not None and placement.gpus:
-            plan = dataclasses.replace(plan, findings=[*plan.findings, _memory_unchecked(name, service, engine)])
+        if engine is not None and isinstance(engine.memory, Unchecked) and placement.gpus:
+            unchecked = _memory_unchecked(name, service, engine.memory)
+            plan = dataclasses.replace(plan, findings=[*plan.findings, unchecked])
         return dataclasses.replace(plan, verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED)
     request = FitRequest.of(service, facts, item.engine_version) if facts is not None else None
     placement = place_service(name, service, request, inventory, free)
@@ -154,11 +155,10 @@ def _quantization_unknown(plan: ServicePlan, method: str, basis: str) -> Finding
     )
 
 
-def _memory_unchecked(name: str, service: Service, engine: Engine) -> Finding:
-    assert isinstance(engine.memory, Unchecked)
+def _memory_unchecked(name: str, service: Service, unchecked: Unchecked) -> Finding:
     return Finding(
         Severity.WARNING,
-        f"memory unchecked for {service.engine}: {engine.memory.reason}",
+        f"memory unchecked for {service.engine}: {unchecked.reason}",
         service=name,
         reason="servestack has no memory rule for this engine",
         code="memory-unchecked",
