@@ -71,7 +71,7 @@ def test_seeds_on_one_box_show_the_over_committed_gpu(seeds: Path) -> None:
     assert result.exit_code == 1
     assert "GPU 1 is over-committed: deepseek claims 0.90 and codestral claims 0.60" in result.output
     assert "fix:" in result.output and "why:" in result.output
-    assert "238," in result.output  # DeepSeek's KV tokens at TP 4
+    assert "222," in result.output  # DeepSeek's KV tokens at TP 4
 
 
 def test_json_output(seeds: Path) -> None:
@@ -266,9 +266,9 @@ def test_examples_whose_files_are_not_here_plan_with_the_error(tmp_path: Path) -
 def test_the_fix_and_explore_tp_agree_on_deepseek_on_8xh100(seeds: Path) -> None:
     seeds.write_text(SEEDS.replace("    gpus: [1]\n", "    gpus: [4]\n"))  # codestral off deepseek's GPUs
     planned = runner.invoke(app, ["plan", "-f", str(seeds), "--gpus", "8xH100"])
-    assert "fix: `tp: 8` on 8 GPUs (--tp-size 8) fits at a context of 157,696" in planned.output
+    assert "fix: `tp: 8` on 8 GPUs (--tp-size 8) fits at a context of 131,072" in planned.output
     explored = runner.invoke(app, ["plan", "-f", str(seeds), "--gpus", "8xH100", "--explore-tp", "deepseek"])
-    assert "TP 8: fits — 158,099 KV tokens: 1 full 157,696-token sequence(s) at once" in explored.output
+    assert "TP 8: fits — 131,394 KV tokens: 1 full 131,072-token sequence(s) at once" in explored.output
     assert not any(line.startswith(("TP 1: fits", "TP 2: fits", "TP 4: fits")) for line in explored.output.splitlines())
 
 

@@ -13,6 +13,10 @@ from servestack.errors import ModelInfoError
 from servestack.modelinfo import gguf_facts, read_gguf_header
 
 
+def tensor_data_bytes(path: Path) -> int:
+    return sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+
+
 def test_tiny_gguf_is_read_for_layers_heads_and_size(tiny_gguf: Path) -> None:
     facts = gguf_facts(tiny_gguf)
     assert facts.layers == TINY["layers"]
@@ -23,7 +27,11 @@ def test_tiny_gguf_is_read_for_layers_heads_and_size(tiny_gguf: Path) -> None:
     assert facts.intermediate_size == TINY["ffn"]
     assert facts.vocab_size == TINY["vocab"]  # from the token list: no vocab_size key was written
     assert facts.max_context == TINY["context"]
-    assert facts.weight_bytes == tiny_gguf.stat().st_size
+    assert facts.weight_bytes == tensor_data_bytes(tiny_gguf) < tiny_gguf.stat().st_size  # the header is not weights
+    tensors = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(tiny_gguf).tensors}
+    assert facts.layout is not None
+    assert facts.layout.embedding == tensors["token_embd.weight"] and facts.layout.output == 0
+    assert facts.layout.layers[1] == sum(size for name, size in tensors.items() if name.startswith("blk.1."))
     assert facts.parameters == sum(a.size for a in tiny_llama_tensors().values())
     assert facts.quantization == "F16"
     assert facts.dtype == "gguf"
@@ -53,7 +61,7 @@ def test_split_gguf_counts_every_part(tmp_path: Path) -> None:
     parts = sorted(tmp_path.glob("tiny-*-of-*.gguf"))
     assert len(parts) > 1
     facts = gguf_facts(parts[0])
-    assert facts.weight_bytes == sum(p.stat().st_size for p in parts)
+    assert facts.weight_bytes == sum(tensor_data_bytes(p) for p in parts)
     assert facts.parameters == sum(a.size for a in tiny_llama_tensors().values())
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from servestack.gpus import parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts
 from servestack.plan import Finding, FitRequest, Plan, Severity, make_plan
-from servestack.plan.memory import RULES
 from servestack.stack import Stack, parse_stack
 
 REFERENCE: dict[str, dict[str, Any]] = json.loads(
@@ -60,7 +59,7 @@ def facts(model_id: str) -> ModelFacts:
 
 
 def request(model_id: str, engine: str, **settings: Any) -> FitRequest:
-    return FitRequest(engine, RULES[engine], facts(model_id), **settings)
+    return FitRequest(engine, facts(model_id), **settings)
 
 
 def stack(text: str) -> Stack:

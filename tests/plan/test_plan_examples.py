@@ -14,15 +14,16 @@ def test_seed_001_deepseek_v25_bf16_on_4xh200() -> None:
     tp1, tp2, tp3, tp4 = explore_tp(request(DEEPSEEK, "sglang"), parse_inventory("4xH200").gpus)
     assert (tp1.verdict, tp2.verdict) == (Verdict.DOES_NOT_FIT, Verdict.DOES_NOT_FIT)
     assert "weights take 439.1 GiB per GPU at TP 1" in tp1.reason
-    assert "weights take 219.6 GiB per GPU at TP 2" in tp2.reason
+    assert "weights take 220.2 GiB per GPU at TP 2" in tp2.reason  # MLA's down-projections are on every rank
     assert tp3.verdict is Verdict.INVALID
     assert tp3.reason.startswith("128 attention heads are not divisible by TP 3")
     assert tp4.verdict is Verdict.FITS
     assert tp4.memory is not None
-    assert tp4.memory.weights / GIB == pytest.approx(109.8, abs=0.1)
+    # 439.1 GiB / 4, plus the replicated MLA down-projections and routers (1.3 GiB) on every rank
+    assert tp4.memory.weights / GIB == pytest.approx(110.75, abs=0.1)
     assert tp4.memory.fraction == 0.9  # SGLang's default for a 140 GiB GPU at TP 4
-    # pre-load free ≈ 140.4 − 1.35 GiB; × 0.9 − 109.8 GiB of weights ≈ 15.4 GiB of KV at 69,120 B/token (MLA)
-    assert tp4.kv_tokens == pytest.approx(238_773, rel=0.01)
+    # pre-load free ≈ 140.4 − 1.45 GiB; × 0.9 − 110.75 GiB of weights ≈ 14.3 GiB of KV at 69,120 B/token (MLA)
+    assert tp4.kv_tokens == pytest.approx(222_230, rel=0.01)
     assert tp4.sequences == 1  # one full 163,840-token sequence
 
 
@@ -32,7 +33,7 @@ def test_glm_47_bf16_tp8_does_not_fit_8xh100_but_fits_8xh200(engine: str) -> Non
     on_h100 = evaluate(glm, parse_inventory("8xH100-80GB").gpus, 8)
     on_h200 = evaluate(glm, parse_inventory("8xH200").gpus, 8)
     assert on_h100.verdict is Verdict.DOES_NOT_FIT
-    assert "weights take 82.1 GiB per GPU at TP 8" in on_h100.reason
+    assert "weights take 82.3 GiB per GPU at TP 8" in on_h100.reason  # norms and routers on every rank
     assert on_h200.verdict is Verdict.FITS
     assert on_h200.kv_tokens > 800_000  # 47,104 B/token/GPU
     assert smallest_fitting_tp(glm, parse_inventory("8xH100-80GB").gpus) is None
@@ -67,10 +68,11 @@ def test_32b_class_models_fit_one_80gb_card_with_little_kv(model_id: str) -> Non
 
 
 def test_deepseek_v25_on_8x80gb_tp8() -> None:
-    # §3.4: ~54.9 GiB of weights per GPU; at util 0.9 about 14 GiB/GPU of KV → ≈ 217k tokens.
+    # §3.4: ~54.9 GiB of weights per GPU (56.0 with the MLA down-projections and routers every rank holds);
+    # at util 0.9 about 14 GiB/GPU of KV → ≈ 217k tokens.
     fit = evaluate(request(DEEPSEEK, "vllm"), parse_inventory("8xH100-80GB").gpus, 8)
     assert fit.verdict is Verdict.FITS
-    assert fit.memory is not None and fit.memory.weights / GIB == pytest.approx(54.9, abs=0.1)
+    assert fit.memory is not None and fit.memory.weights / GIB == pytest.approx(56.0, abs=0.1)
     assert fit.kv_tokens == pytest.approx(217_000, rel=0.15)
 
 
@@ -90,7 +92,7 @@ def test_deepseek_v25_on_8xh100_fits_at_tp8_with_a_reduced_context() -> None:
     explored = explore_tp(request(DEEPSEEK, "sglang"), parse_inventory("8xH100-80GB").gpus)
     assert [fit.tp for fit in explored if fit.verdict is Verdict.FITS] == [8]
     tp8 = explored[7]
-    assert (tp8.context, tp8.kv_tokens, tp8.sequences) == (157_696, 158_099, 1)
-    assert tp8.reason.endswith("the model's full 163,840 tokens do not fit, so the context is 157,696")
+    assert (tp8.context, tp8.kv_tokens, tp8.sequences) == (131_072, 131_394, 1)
+    assert tp8.reason.endswith("the model's full 163,840 tokens do not fit, so the context is 131,072")
     fixed = request(DEEPSEEK, "sglang", context=163_840)  # a context the user set is never reduced
     assert smallest_fitting_tp(fixed, parse_inventory("8xH100-80GB").gpus) is None

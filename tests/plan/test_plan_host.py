@@ -34,7 +34,14 @@ MISSING_MODEL = "version: 1\nservices:\n  x:\n    engine: {engine}\n    model: .
 
 @pytest.mark.parametrize(
     ("engine", "extra", "gpus"),
-    [("llamacpp", "", "cpu"), ("llama-server", "", "cpu"), ("vllm", "    gpus: [0]\n", "1xH100-80GB")],
+    [
+        ("llamacpp", "", "cpu"),
+        ("llama-server", "", "cpu"),
+        ("vllm", "    gpus: [0]\n", "1xH100-80GB"),
+        ("sglang", "    gpus: [0]\n", "1xH100-80GB"),
+        ("mistralrs", "    gpus: [0]\n", "1xH100-80GB"),
+        ("mistralrs-server", "    gpus: [0]\n", "1xH100-80GB"),
+    ],
 )
 def test_a_missing_model_file_is_an_error_at_its_line_whatever_the_engine(
     tmp_path: Path, engine: str, extra: str, gpus: str
@@ -113,7 +120,7 @@ def test_an_address_of_another_machine_is_an_error(tmp_path: Path) -> None:
         ("llamacpp", {"tp": 2}, "tp", "has no tensor parallelism (tp: 2)"),
         ("llamacpp", {"memory_fraction": 0.5}, "memory_fraction", "has no GPU memory fraction"),
         ("llama-server", {"tp": 2}, "tp", "has no setting for: tp"),
-        ("mistralrs-server", {"tp": 2}, "tp", "needs exactly 2 gpus"),
+        ("mistralrs-server", {"api_key": "k", "gpus": [0]}, "api_key", "no setting for: api_key"),
         ("mistralrs", {"tool_call_parser": "hermes", "gpus": [0]}, "tool_call_parser", "no setting for: tool_call"),
         ("vllm", {"tp": 2, "gpus": [0, 1], "kv_cache_dtype": "q8_0"}, None, None),
     ],
@@ -138,7 +145,7 @@ def test_a_tp_the_planner_already_rejects_is_reported_once() -> None:
 
 
 @pytest.mark.parametrize("engine", ["llama-server", "mistralrs-server"])
-def test_pinned_gpus_must_exist_for_engines_without_a_memory_rule(engine: str) -> None:
+def test_pinned_gpus_must_exist_for_engines_that_take_tp_from_them_or_split_layers(engine: str) -> None:
     plan = make_plan(stack(one_service(engine, "org/model", gpus=[3])), parse_inventory("1xRTX4090"))
     [error] = errors(plan)
     assert (error.code, error.key, error.message) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from plan_fixtures import (
 )
 
 from servestack.gpus import Gpu, Inventory, parse_inventory
-from servestack.modelinfo import gguf_facts
+from servestack.modelinfo import Quantization, gguf_facts
 from servestack.plan import Finding, Severity, Verdict, make_plan
 from servestack.stack import load_default_stack, resolve_model
 
@@ -262,3 +263,43 @@ def test_pinned_gpus_are_split_between_replicas() -> None:
     text = one_service("sglang", MIXTRAL, gpus=[4, 5, 6, 7], replicas=2, context_length=8192)
     service = plan(text, "8xH100-80GB").services["svc"]
     assert service.config.tp == 2 and service.replica_gpus == ((4, 5), (6, 7))
+
+
+@pytest.mark.parametrize("engine", ["llama-server", "mistralrs-server", "mistralrs", "llamacpp", "vllm", "sglang"])
+def test_every_engine_we_launch_has_its_memory_checked(engine: str) -> None:
+    service = plan(one_service(engine, LLAMA_8B, gpus=[0], context_length=8192), "1xRTX4090").services["svc"]
+    assert service.verdict is Verdict.FITS
+    assert service.memory is not None and service.kv_tokens
+    assert "memory-unchecked" not in codes(service.findings)
+
+
+def test_the_simulator_says_its_memory_is_unchecked_when_given_gpus() -> None:
+    pinned = plan(one_service("sim", "m", gpus=[0]), "1xRTX4090").services["svc"]
+    [warning] = pinned.findings
+    assert (warning.code, warning.severity, warning.key) == (
+        "memory-unchecked",
+        Severity.WARNING,
+        ("services", "svc", "gpus"),
+    )
+    assert warning.message.startswith("memory unchecked for sim: the simulator puts no model on a GPU")
+    assert pinned.verdict is Verdict.UNCHECKED
+    assert plan(one_service("sim", "m"), "1xRTX4090").services["svc"].findings == []  # nothing on a GPU
+
+
+def test_seed_003_says_what_it_does_not_know_about_its_model() -> None:
+    """mistralrs-server on GPU 0 with a GGUF that cannot be read here: no silent 'unchecked'."""
+    text = one_service("mistralrs-server", "./data/mistral-7b-instruct-q4_k_m.gguf", gpus=[0])
+    service = plan(text, "1xRTX4090").services["svc"]
+    [unknown] = planner_findings(service.findings)
+    assert unknown.code == "facts-unknown" and unknown.message.endswith("memory not checked")
+
+
+def test_an_unknown_quantisation_is_a_warning_that_names_it_never_a_silent_16_bit() -> None:
+    quant = Quantization(method="some_future_method", bits=4)
+    known = dataclasses.replace(facts(LLAMA_8B), quantization="some_future_method", quant=quant)
+    service = make_plan(stack(one_service("vllm", LLAMA_8B, gpus=[0])), parse_inventory("1xH100-80GB"), {"svc": known})
+    [warning] = [f for f in service.services["svc"].findings if f.code == "quantization-unknown"]
+    assert warning.severity is Severity.WARNING and "'some_future_method'" in warning.message
+    assert "at 4 bits" in warning.message  # the bits its config states
+    plain = plan(one_service("vllm", LLAMA_8B, gpus=[0]), "1xH100-80GB").services["svc"]
+    assert service.services["svc"].weights_bytes < plain.weights_bytes / 2

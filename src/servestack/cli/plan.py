@@ -19,6 +19,7 @@ from rich.table import Table
 
 from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, err_console, styled
 from servestack.cli.survey import Survey, resolve_models, survey_host
+from servestack.engines import Parallelism, get_engine
 from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
@@ -35,7 +36,6 @@ from servestack.plan import (
     make_plan,
 )
 from servestack.plan.export import explore_to_dict, plan_to_dict
-from servestack.plan.memory import RULES, TENSOR_PARALLEL_ENGINES
 from servestack.stack import Stack
 from servestack.supervisor import free_port
 from servestack.supervisor.launch import build_launch
@@ -225,13 +225,13 @@ def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, Mod
     service = stack.services.get(name)
     if service is None:
         raise PlanError(f"no service {name!r} in the stack", fix=f"services: {', '.join(stack.services)}")
-    if service.engine not in TENSOR_PARALLEL_ENGINES:
+    if get_engine(service.engine).parallelism is not Parallelism.TENSOR:
         raise PlanError(f"{name} runs on {service.engine}, which has no tensor parallelism to explore")
     if name not in facts:
         raise PlanError(f"nothing is known about {service.model!r}", fix="download it, or give a local path")
     if inventory.is_cpu:
         raise PlanError("no GPU to explore TP sizes on", fix="plan for a GPU machine: --gpus 4xH200")
-    fits = explore_tp(FitRequest.of(service, RULES[service.engine], facts[name]), inventory.gpus)
+    fits = explore_tp(FitRequest.of(service, facts[name]), inventory.gpus)
     if as_json:
         typer.echo(orjson.dumps(explore_to_dict(name, fits), option=orjson.OPT_INDENT_2).decode())
         return

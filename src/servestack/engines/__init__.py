@@ -5,9 +5,12 @@ from servestack.engines.base import (
     Engine,
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
+    Unchecked,
 )
 from servestack.engines.helptext import Rejection, parse_choices, rejected_values
 from servestack.engines.llamacpp import LlamaCppPythonEngine
@@ -43,10 +46,13 @@ __all__ = [
     "Engine",
     "EngineCommand",
     "EngineConfig",
+    "EngineFlags",
+    "Parallelism",
     "ProbeResult",
     "Readiness",
     "Refusal",
     "Rejection",
+    "Unchecked",
     "get_engine",
     "parse_choices",
     "rejected_values",

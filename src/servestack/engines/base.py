@@ -13,10 +13,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from servestack.errors import EngineError
 from servestack.stack import Service
+
+if TYPE_CHECKING:
+    from servestack.engines.memory import MemoryRule
+    from servestack.engines.tp import TpRule
 
 # The common metric names the gateway and `status` use; each engine maps some of them to its own.
 METRICS = (
@@ -92,8 +96,39 @@ class Refusal:
     fix: str
 
 
+class Parallelism(Enum):
+    """How an engine spreads one model over the GPUs it is given."""
+
+    TENSOR = "tensor"  # one rank per GPU: TP equals the number of GPUs
+    LAYERS = "layers"  # whole layers split over the GPUs listed, no TP
+    NONE = "none"  # needs no GPU at all
+
+
+@dataclass(frozen=True)
+class EngineFlags:
+    """The engine's flags for what the planner decides: the one spelling both the command and the plan use.
+
+    None: the engine has no such flag (mistral.rs takes TP from the visible GPUs, llama.cpp has no fraction).
+    """
+
+    context: str | None
+    tp: str | None
+    fraction: str | None
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """An engine whose memory the planner does not model, and why (`plan` says so as a warning)."""
+
+    reason: str
+
+
 class Engine(Protocol):
-    """One inference engine (llama.cpp, vLLM, SGLang, mistral.rs, the simulator)."""
+    """One inference engine (llama.cpp, vLLM, SGLang, mistral.rs, the simulator).
+
+    Everything servestack knows about an engine is declared on its adapter: the command and its flags,
+    readiness, metric names, TP rules, memory rule, whether its streams report usage, its native routes.
+    """
 
     name: str
     display_name: str
@@ -104,6 +139,31 @@ class Engine(Protocol):
     # Flags whose values depend on the installed version; checked against `--help` before start.
     checked_flags: tuple[str, ...]
     install_hint: str
+
+    # What the planner and the gateway read (read-only, so an adapter declares them as plain class attributes).
+    @property
+    def flags(self) -> EngineFlags: ...
+
+    @property
+    def parallelism(self) -> Parallelism: ...
+
+    @property
+    def tp_rules(self) -> tuple[TpRule, ...]:
+        """The engine's sharding rules, each a pure function (`engines/tp.py`); empty: any TP is valid."""
+        ...
+
+    @property
+    def memory(self) -> MemoryRule | Unchecked: ...
+
+    @property
+    def stream_usage(self) -> bool:
+        """Whether a stream with `stream_options.include_usage` ends with a usage chunk."""
+        ...
+
+    @property
+    def native_routes(self) -> tuple[str, ...]:
+        """Engine-specific HTTP routes the gateway passes through to this engine's services."""
+        ...
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         """The settings this engine cannot honour (empty: it can run them). Pure."""

@@ -19,6 +19,8 @@ from types import MappingProxyType
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
@@ -28,11 +30,27 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
+from servestack.engines.memory.llamacpp import LlamaCppFlags, LlamaCppMemory
+from servestack.engines.tp import LAYER_SPLIT
 from servestack.stack import Service
 
 ALL_LAYERS = "-1"
 SUPPORTED = frozenset({"context_length", "api_key"})
 EXPLAINED = frozenset({"tp", "memory_fraction"})  # refused with a reason of their own
+CONTEXT = "--n_ctx"
+DEFAULT_CONTEXT = 2048  # llama-cpp-python's `--n_ctx` default
+# Its names for the llama.cpp settings that change memory (pydantic fields; `--type_k` takes a ggml type id).
+MEMORY_FLAGS = LlamaCppFlags(
+    gpu_layers=("--n_gpu_layers",),
+    tensor_split=("--tensor_split",),
+    cache_k=("--type_k",),
+    cache_v=("--type_v",),
+    batch=("--n_batch",),
+    ubatch=("--n_ubatch",),
+    parallel=(),
+    flash_attn=("--flash_attn",),
+    defaults=(512, 512),
+)
 
 
 class LlamaCppPythonEngine:
@@ -43,6 +61,12 @@ class LlamaCppPythonEngine:
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
+    flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
+    parallelism = Parallelism.LAYERS
+    tp_rules = LAYER_SPLIT
+    memory = LlamaCppMemory(fixed_context=DEFAULT_CONTEXT, flags=MEMORY_FLAGS)
+    stream_usage = False  # its streams end without a usage chunk
+    native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         found = []
@@ -67,7 +91,7 @@ class LlamaCppPythonEngine:
             "--interrupt_requests", "False",  # queue a second request instead of cutting the first
         ]  # fmt: skip
         if config.context_length is not None:
-            args += ["--n_ctx", str(config.context_length)]
+            args += [CONTEXT, str(config.context_length)]
         env = {"API_KEY": service.api_key} if service.api_key else {}
         return EngineCommand(kind="module", entry="llama_cpp.server", args=[*args, *service.args], env=env)
 

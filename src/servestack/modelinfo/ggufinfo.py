@@ -2,8 +2,9 @@
 
 The header is walked directly with the `gguf` package's type tables: `gguf.GGUFReader` builds numpy
 views of every metadata array (a 150k-entry vocabulary takes seconds), while the planner only needs
-scalars, array lengths and tensor shapes. Weight bytes are the file size (all of it lands in VRAM when
-every layer is offloaded); a split model (`-00001-of-00003.gguf`) counts every part.
+scalars, array lengths and tensor shapes and types. Weight bytes are the tensors' data, counted by place
+(embedding, output, each block: `WeightLayout`), since llama.cpp places them by layer; a split model
+(`-00001-of-00003.gguf`) counts every part.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUF_MAGIC, GGUFValueType, LlamaFileType
+from gguf import GGML_QUANT_SIZES, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 from servestack.errors import ModelInfoError
-from servestack.modelinfo.facts import MLA, ModelFacts, MoE
+from servestack.modelinfo.facts import MLA, ModelFacts, MoE, WeightLayout
+from servestack.modelinfo.families import SWA_PATTERNS
 
 SCALAR_FORMATS = {
     GGUFValueType.UINT8: "B",
@@ -35,18 +37,25 @@ SCALAR_FORMATS = {
     GGUFValueType.FLOAT64: "d",
 }
 SPLIT_NAME = re.compile(r"^(?P<stem>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$")
+BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
 @dataclasses.dataclass(frozen=True)
 class GgufHeader:
-    """Metadata (arrays become their length) and tensor shapes of one GGUF file."""
+    """Metadata (arrays become their length), tensor shapes and ggml types of one GGUF file."""
 
     metadata: dict[str, Any]
     tensors: dict[str, tuple[int, ...]]
+    types: dict[str, int] = dataclasses.field(default_factory=dict)  # tensor → ggml type id
 
     @property
     def parameters(self) -> int:
         return sum(math.prod(shape) for shape in self.tensors.values())
+
+    def tensor_bytes(self, name: str) -> int:
+        """The bytes of one tensor's data (its elements in blocks of its ggml type)."""
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(self.types[name])]
+        return math.prod(self.tensors[name]) // block * size
 
 
 def read_gguf_header(path: Path) -> GgufHeader:
@@ -61,7 +70,8 @@ def gguf_facts(path: Path, *, model_id: str | None = None) -> ModelFacts:
     """Facts from the GGUF at `path` (for a split model, any of its parts)."""
     header = read_gguf_header(path)
     parts = _split_parts(path, header)
-    parameters = header.parameters + sum(read_gguf_header(p).parameters for p in parts if p != path)
+    headers = [header, *(read_gguf_header(p) for p in parts if p != path)]
+    parameters = sum(h.parameters for h in headers)
     meta = _Meta(header.metadata)
     heads = meta.arch_int("attention.head_count")
     hidden = meta.arch_int("embedding_length")
@@ -81,12 +91,41 @@ def gguf_facts(path: Path, *, model_id: str | None = None) -> ModelFacts:
         dtype="gguf",
         max_context=meta.arch_int("context_length", 0) or None,
         quantization=_file_type_name(meta.get("general.file_type")),
-        weight_bytes=sum(p.stat().st_size for p in parts),
+        weight_bytes=(layout := _layout(headers, meta.arch_int("block_count"))).total,
+        layout=layout,
         moe=_moe(meta),
         mla=_mla(meta),
         tie_word_embeddings="output.weight" not in header.tensors,
         sliding_window=meta.arch_int("attention.sliding_window", 0) or None,
+        sliding_window_layers=_sliding_layers(meta),
     )
+
+
+def _sliding_layers(meta: _Meta) -> int:
+    if not meta.arch_int("attention.sliding_window", 0):
+        return 0
+    layers = meta.arch_int("block_count")
+    pattern = meta.arch_int("attention.sliding_window_pattern", 0) or SWA_PATTERNS.get(meta.arch, 0)
+    return layers - layers // pattern if pattern else layers
+
+
+def _layout(headers: list[GgufHeader], blocks: int) -> WeightLayout:
+    """Tensor bytes by place: the token embedding, the output projection, each block, the rest."""
+    layers = [0] * blocks
+    embedding = output = other = 0
+    for header in headers:
+        for name in header.tensors:
+            size = header.tensor_bytes(name)
+            block = BLOCK.match(name)
+            if name == "token_embd.weight":
+                embedding += size
+            elif name == "output.weight":
+                output += size
+            elif block and int(block[1]) < blocks:
+                layers[int(block[1])] += size
+            else:
+                other += size
+    return WeightLayout(embedding, output, tuple(layers), other)
 
 
 class _Meta:
@@ -179,7 +218,8 @@ class _HeaderReader:
             raise ValueError(f"GGUF version {version} is too old")
         tensor_count, kv_count = self._unpack("QQ")
         metadata = {self._string(): self._value(GGUFValueType(self._unpack("I")[0])) for _ in range(kv_count)}
-        return GgufHeader(metadata, dict(self._tensor() for _ in range(tensor_count)))
+        infos = [self._tensor() for _ in range(tensor_count)]
+        return GgufHeader(metadata, {name: shape for name, shape, _ in infos}, {name: kind for name, _, kind in infos})
 
     def _bytes(self, n: int) -> bytes:
         start, self.pos = self.pos, self.pos + n
@@ -225,9 +265,9 @@ class _HeaderReader:
         values = list(self._unpack(f"{count}{fmt}"))
         return values if count <= 4096 else count
 
-    def _tensor(self) -> tuple[str, tuple[int, ...]]:
+    def _tensor(self) -> tuple[str, tuple[int, ...], int]:
         name = self._string()
         (dims,) = self._unpack("I")
         shape = self._unpack(f"{dims}Q")
-        self._unpack("IQ")  # ggml type, data offset
-        return name, tuple(int(d) for d in shape)
+        kind, _offset = self._unpack("IQ")
+        return name, tuple(int(d) for d in shape), int(kind)

@@ -8,6 +8,7 @@ reference configs (`_computed.total_params`), which the tests check.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from servestack.modelinfo.facts import ModelFacts
@@ -15,11 +16,46 @@ from servestack.modelinfo.facts import ModelFacts
 SWIGLU_MATRICES = 3  # gate, up, down
 
 
+@dataclass(frozen=True)
+class ParamGroup:
+    """The parameters of one module, named as HF checkpoints name it (`model.layers.3.self_attn.q_proj`).
+
+    `kind` says what it is: `linear` (what quantisation methods quantise), `embedding`, `lm_head`,
+    `norm`, `router` (MoE gates) or `vision` (the whole vision tower). `replicated` modules are held whole
+    by every tensor-parallel rank (norms, routers, MLA's down-projections); the rest is split by TP.
+    """
+
+    name: str
+    parameters: int
+    kind: str
+    layer: int | None = None
+    replicated: bool = False
+
+
+def parameter_groups(facts: ModelFacts) -> list[ParamGroup]:
+    """Every module with weights, in checkpoint order (MTP layers excluded)."""
+    h = facts.hidden_size
+    groups = [ParamGroup("model.embed_tokens", facts.vocab_size * h, "embedding")]
+    sparse = set(moe_layers(facts))
+    for i in range(facts.layers):
+        prefix = f"model.layers.{i}"
+        groups += _attention_groups(facts, f"{prefix}.self_attn", i)
+        groups += _mlp_groups(facts, f"{prefix}.mlp", i, i in sparse)
+        groups += [ParamGroup(f"{prefix}.{norm}", h, "norm", i, True) for norm in LAYER_NORMS]
+    groups.append(ParamGroup("model.norm", h, "norm", replicated=True))
+    if not facts.tie_word_embeddings:
+        groups.append(ParamGroup("lm_head", facts.vocab_size * h, "lm_head"))
+    if facts.vision_parameters:
+        groups.append(ParamGroup("visual", facts.vision_parameters, "vision"))
+    return groups
+
+
+LAYER_NORMS = ("input_layernorm", "post_attention_layernorm")
+
+
 def count_parameters(facts: ModelFacts) -> int:
     """Every parameter of the checkpoint's language model (MTP layers excluded) plus its vision tower."""
-    sparse = set(moe_layers(facts))
-    layers = sum(_layer_parameters(facts, i in sparse) for i in range(facts.layers))
-    return facts.embedding_parameters + layers + facts.hidden_size + facts.vision_parameters
+    return sum(group.parameters for group in parameter_groups(facts))
 
 
 def count_active_parameters(facts: ModelFacts) -> int:
@@ -40,43 +76,66 @@ def moe_layers(facts: ModelFacts) -> list[int]:
     return [i for i in range(first, facts.layers) if (i - first) % moe.layer_freq == 0]
 
 
-def _layer_parameters(facts: ModelFacts, sparse: bool) -> int:
-    norms = 2 * facts.hidden_size
-    return _attention_parameters(facts) + _mlp_parameters(facts, sparse) + norms
-
-
-def _attention_parameters(facts: ModelFacts) -> int:
+def _attention_groups(facts: ModelFacts, prefix: str, layer: int) -> list[ParamGroup]:
     if facts.mla is not None:
-        return _mla_parameters(facts)
+        return _mla_groups(facts, prefix, layer)
     h, heads, kv, d = facts.hidden_size, facts.attention_heads, facts.kv_heads, facts.head_dim
-    projections = h * heads * d + 2 * h * kv * d + heads * d * h
-    bias = (heads + 2 * kv) * d if facts.qkv_bias else 0
-    qk_norm = 2 * d if facts.qk_norm else 0
-    return projections + bias + qk_norm
+    bias = facts.qkv_bias
+    groups = [
+        ParamGroup(f"{prefix}.q_proj", h * heads * d + (heads * d if bias else 0), "linear", layer),
+        ParamGroup(f"{prefix}.k_proj", h * kv * d + (kv * d if bias else 0), "linear", layer),
+        ParamGroup(f"{prefix}.v_proj", h * kv * d + (kv * d if bias else 0), "linear", layer),
+        ParamGroup(f"{prefix}.o_proj", heads * d * h, "linear", layer),
+    ]
+    if facts.qk_norm:
+        groups += [ParamGroup(f"{prefix}.{n}", d, "norm", layer, True) for n in ("q_norm", "k_norm")]
+    return groups
 
 
-def _mla_parameters(facts: ModelFacts) -> int:
+def _mla_groups(facts: ModelFacts, prefix: str, layer: int) -> list[ParamGroup]:
+    """DeepSeek-V2 MLA: low-rank q (when q_lora_rank) and kv projections; the down-projections are replicated."""
     mla = facts.mla
     assert mla is not None
     h, heads = facts.hidden_size, facts.attention_heads
     q_head = mla.qk_nope_head_dim + mla.qk_rope_head_dim
     if mla.q_lora_rank:
-        q = h * mla.q_lora_rank + mla.q_lora_rank + mla.q_lora_rank * heads * q_head
+        q = [
+            ParamGroup(f"{prefix}.q_a_proj", h * mla.q_lora_rank, "linear", layer, True),
+            ParamGroup(f"{prefix}.q_a_layernorm", mla.q_lora_rank, "norm", layer, True),
+            ParamGroup(f"{prefix}.q_b_proj", mla.q_lora_rank * heads * q_head, "linear", layer),
+        ]
     else:
-        q = h * heads * q_head
-    kv_down = h * (mla.kv_lora_rank + mla.qk_rope_head_dim) + mla.kv_lora_rank
-    kv_up = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
-    out = heads * mla.v_head_dim * h
-    return q + kv_down + kv_up + out
+        q = [ParamGroup(f"{prefix}.q_proj", h * heads * q_head, "linear", layer)]
+    return [
+        *q,
+        ParamGroup(
+            f"{prefix}.kv_a_proj_with_mqa", h * (mla.kv_lora_rank + mla.qk_rope_head_dim), "linear", layer, True
+        ),
+        ParamGroup(f"{prefix}.kv_a_layernorm", mla.kv_lora_rank, "norm", layer, True),
+        ParamGroup(
+            f"{prefix}.kv_b_proj", mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim), "linear", layer
+        ),
+        ParamGroup(f"{prefix}.o_proj", heads * mla.v_head_dim * h, "linear", layer),
+    ]
 
 
-def _mlp_parameters(facts: ModelFacts, sparse: bool) -> int:
+def _mlp_groups(facts: ModelFacts, prefix: str, layer: int, sparse: bool) -> list[ParamGroup]:
+    h = facts.hidden_size
     moe = facts.moe
     if moe is None or not sparse:
-        return SWIGLU_MATRICES * facts.hidden_size * facts.intermediate_size
-    shared = SWIGLU_MATRICES * facts.hidden_size * moe.shared_intermediate_size
-    router = facts.hidden_size * moe.experts + (moe.experts if facts.router_bias else 0)
-    return moe.experts * _expert_parameters(facts) + shared + router
+        return _swiglu(prefix, h, facts.intermediate_size, layer)
+    groups = [ParamGroup(f"{prefix}.experts", moe.experts * _expert_parameters(facts), "linear", layer)]
+    if moe.shared_intermediate_size:
+        groups += _swiglu(f"{prefix}.shared_experts", h, moe.shared_intermediate_size, layer)
+    router = h * moe.experts + (moe.experts if facts.router_bias else 0)
+    return [*groups, ParamGroup(f"{prefix}.gate", router, "router", layer, True)]
+
+
+def _swiglu(prefix: str, hidden: int, width: int, layer: int) -> list[ParamGroup]:
+    return [
+        ParamGroup(f"{prefix}.{name}", hidden * width, "linear", layer)
+        for name in ("gate_proj", "up_proj", "down_proj")
+    ]
 
 
 def _expert_parameters(facts: ModelFacts) -> int:

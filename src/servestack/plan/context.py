@@ -29,11 +29,9 @@ def choose_context(name: str, request: FitRequest, fit: Fit) -> ContextChoice:
     if fit.verdict is Verdict.FITS:
         decision = None
         if request.context is None:
-            decision = Decision(
-                "context_length", wanted, f"{request.rule.flags.context} {wanted}", "the engine's default context"
-            )
+            decision = Decision("context_length", wanted, context_flag(request, wanted), "the engine's default context")
         return ContextChoice(fit, findings, decision)
-    if not fit.fits_shorter_context:
+    if not fit.fits_shorter_context or request.flags.context is None:  # no flag: a shorter context cannot be set
         return ContextChoice(fit, findings)
     largest = reduced_context(fit)
     if request.context is not None:
@@ -60,8 +58,14 @@ def choose_context(name: str, request: FitRequest, fit: Fit) -> ContextChoice:
             key=("services", name),
         )
     )
-    decision = Decision("context_length", largest, f"{request.rule.flags.context} {largest}", REDUCED_CONTEXT)
+    decision = Decision("context_length", largest, context_flag(request, largest), REDUCED_CONTEXT)
     return ContextChoice(at_reduced_context(request, fit), findings, decision)
+
+
+def context_flag(request: FitRequest, context: int) -> str:
+    """How the engine is told the context (engines without a flag size it themselves)."""
+    flag = request.flags.context
+    return f"{flag} {context}" if flag else f"{context} (the engine's own; it has no context flag)"
 
 
 def _beyond_positions(name: str, request: FitRequest) -> list[Finding]:

@@ -6,16 +6,17 @@ This is the one evaluation the placement, the recommendation and `--explore-tp` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from servestack.engines import Engine, EngineFlags, Unchecked, get_engine
+from servestack.engines.memory import GpuMemory, MemoryRequest, MemoryRule, Weights
+from servestack.engines.tp import TpProblem
+from servestack.errors import PlanError
 from servestack.gpus import GIB, Gpu
 from servestack.modelinfo import ModelFacts
-from servestack.plan.kvcache import kv_bytes_per_token, kv_element_bytes
-from servestack.plan.memory import TENSOR_PARALLEL_ENGINES, MemoryRequest, MemoryRule
-from servestack.plan.model import GpuMemory, Verdict
-from servestack.plan.tp import TpProblem, tp_problems
-from servestack.plan.weights import Weights, model_weights, weight_dtype
+from servestack.plan.model import Verdict
+from servestack.plan.tp import tp_problems
 from servestack.stack import Service
 
 # Below this many tokens a "reduced context" is no use: the service does not fit.
@@ -24,33 +25,67 @@ MIN_CONTEXT = 1024
 
 @dataclass(frozen=True)
 class FitRequest:
-    """What of a service matters for memory, with the engine's rule."""
+    """What of a service matters for memory: its engine, its model and the settings that change memory."""
 
     engine: str
-    rule: MemoryRule
     facts: ModelFacts
     context: int | None = None  # the stack's; None: the engine's default
     fraction: float | None = None  # the stack's; None: the engine's default
     dtype: str = "auto"
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
+    args: tuple[str, ...] = ()  # the service's extra engine flags
+    env: Mapping[str, str] = field(default_factory=dict)  # the service's extra environment
+    version: str | None = None  # the engine's version when known; None: its newest behaviour
 
     @classmethod
-    def of(cls, service: Service, rule: MemoryRule, facts: ModelFacts) -> FitRequest:
+    def of(cls, service: Service, facts: ModelFacts, version: str | None = None) -> FitRequest:
         return cls(
             engine=service.engine,
-            rule=rule,
             facts=facts,
             context=service.context_length,
             fraction=service.memory_fraction,
             dtype=service.dtype,
             quantization=service.quantization,
             kv_cache_dtype=service.kv_cache_dtype,
+            args=tuple(service.args),
+            env=dict(service.env),
+            version=version,
         )
 
     @property
+    def adapter(self) -> Engine:
+        return get_engine(self.engine)
+
+    @property
+    def flags(self) -> EngineFlags:
+        return self.adapter.flags
+
+    @property
+    def rule(self) -> MemoryRule:
+        memory = self.adapter.memory
+        if isinstance(memory, Unchecked):
+            raise PlanError(f"internal: {self.engine} has no memory rule to fit with")
+        return memory
+
+    @property
     def wanted_context(self) -> int:
-        return self.context or self.rule.default_context(self.facts)
+        return self.context or self.rule.default_context(self.facts, self.args)
+
+    def memory_request(self, gpus: Sequence[Gpu], tp: int, context: int) -> MemoryRequest:
+        return MemoryRequest(
+            facts=self.facts,
+            gpus=tuple(gpus),
+            tp=tp,
+            context=context,
+            fraction=self.fraction,
+            dtype=self.dtype,
+            quantization=self.quantization,
+            kv_cache_dtype=self.kv_cache_dtype,
+            args=self.args,
+            env=self.env,
+            version=self.version,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,42 +116,34 @@ def evaluate(request: FitRequest, gpus: Sequence[Gpu], tp: int, *, context: int 
     if problems:
         return Fit(tp, tuple(gpus), Verdict.INVALID, "; ".join(p.reason for p in problems), problems=problems)
     context = context or request.wanted_context
-    facts, rule = request.facts, request.rule
-    weights = model_weights(facts, dtype=request.dtype, quantization=request.quantization)
-    split, kv_per_token = _split(request, gpus, tp)
-    smallest = min(gpus, key=lambda g: g.available_bytes)
-    memory_request = MemoryRequest(smallest, tp, split, weights.bytes, kv_per_token, context, request.fraction, facts)
-    memory = dataclasses.replace(rule.budget(memory_request), in_use=smallest.total_bytes - smallest.available_bytes)
-    block = rule.block_tokens
-    kv_tokens = max(0, memory.kv) // kv_per_token // block * block
-    max_context = max(0, memory.kv_limit) // kv_per_token // block * block
-    startup = tuple(rule.startup_problems(memory_request))
+    memory_request = request.memory_request(gpus, tp, context)
+    budget = request.rule.budget(memory_request)
+    smallest = memory_request.gpu
+    memory = dataclasses.replace(budget.memory, in_use=smallest.total_bytes - smallest.available_bytes)
+    cap = budget.token_cap
+    kv_tokens = _whole_blocks(memory.kv, budget.kv_per_token, budget.block_tokens, cap)
     fit = Fit(
         tp=tp,
         gpus=tuple(gpus),
         verdict=Verdict.FITS,
         reason="",
         memory=memory,
-        weights=weights,
-        kv_per_token=kv_per_token,
+        weights=budget.weights,
+        kv_per_token=budget.kv_per_token,
         context=context,
         kv_tokens=kv_tokens,
-        max_context=max_context,
-        startup=startup,
+        max_context=_whole_blocks(memory.kv_limit, budget.kv_per_token, budget.block_tokens, cap),
+        startup=budget.startup,
     )
     verdict, reason = _verdict(fit, smallest)
     sequences = kv_tokens // context if verdict is Verdict.FITS else 0
     return dataclasses.replace(fit, verdict=verdict, reason=reason, sequences=sequences)
 
 
-def _split(request: FitRequest, gpus: Sequence[Gpu], tp: int) -> tuple[int, int]:
-    """Over how many GPUs the weights are spread, and the KV bytes per token on each."""
-    element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(request.facts, request.dtype))
-    if request.engine in TENSOR_PARALLEL_ENGINES:
-        return tp, kv_bytes_per_token(request.facts, tp, element)
-    # llama.cpp spreads whole layers, and their KV cache, over the GPUs listed.
-    split = max(1, len(gpus))
-    return split, -(-kv_bytes_per_token(request.facts, 1, element) // split)
+def _whole_blocks(kv_bytes: int, per_token: int, block: int, cap: int | None) -> int:
+    """Tokens in whole blocks of KV, at most `cap` (a limit set by the engine's flags)."""
+    tokens = max(0, kv_bytes) // per_token // block * block
+    return tokens if cap is None else min(tokens, cap)
 
 
 def _verdict(fit: Fit, gpu: Gpu) -> tuple[Verdict, str]:

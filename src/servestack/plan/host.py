@@ -33,6 +33,8 @@ class HostFacts:
     # (host, port) of a listener (`listeners`) that cannot be bound → the system's reason (errno name, text)
     unbindable: Mapping[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
     unlaunchable: Mapping[str, Unresolved] = field(default_factory=dict)  # service → why its process cannot start
+    # service → the installed engine's version, when known (memory rules follow it; else the newest behaviour)
+    engine_versions: Mapping[str, str] = field(default_factory=dict)
 
     def is_missing(self, path: str) -> bool:
         return path in self.missing_paths or path in self.unresolved

@@ -38,7 +38,8 @@ def make_plan(
     services: dict[str, ServicePlan] = {}
     for name, service in stack.services.items():
         missing = host.is_missing(service.model)
-        item = ServiceInput(name, service, models.get(name, service.model), facts.get(name), missing)
+        version = host.engine_versions.get(name)
+        item = ServiceInput(name, service, models.get(name, service.model), facts.get(name), missing, version)
         planned = plan_service(stack, item, inventory, free)
         taken = set(planned.all_gpus)
         free = [gpu for gpu in free if gpu.index not in taken]

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from servestack.engines import EngineConfig
+from servestack.engines.memory import GpuMemory
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.stack import KeyPath, Service, Stack
+
+__all__ = ["Decision", "Finding", "GpuMemory", "Plan", "ServicePlan", "Severity", "Verdict", "setting_key"]
 
 
 class Severity(Enum):
@@ -47,39 +50,6 @@ def setting_key(name: str, service: Service, *settings: str) -> KeyPath:
     """The key of the first of `settings` that the stack sets for service `name`, else of the service."""
     chosen = next((setting for setting in settings if setting in service.model_fields_set), None)
     return ("services", name, chosen) if chosen else ("services", name)
-
-
-@dataclass(frozen=True)
-class GpuMemory:
-    """How one service uses each of its GPUs (every GPU of a TP group holds the same), in bytes.
-
-    `kv` is the KV cache the engine will allocate (≤ 0: none fits); `kv_limit` the most KV these settings
-    allow (engines that size the pool from a fraction allocate all of it, so the two are equal; llama.cpp
-    allocates only its context). `overhead` is what else the engine holds within its claim: CUDA context,
-    NCCL buffers, activations or compute buffers as each engine sizes them. `share` is the part of the GPU
-    the service claims, compared with other services on the same GPU. What it does not claim is `free`,
-    apart from `in_use` (held by other processes when planned); `outside_claim` names what the engine still
-    allocates from that free part as it runs (SGLang: activations and CUDA graphs).
-    """
-
-    total: int
-    weights: int
-    kv: int
-    overhead: int
-    share: float
-    fraction: float | None = None
-    kv_limit: int = 0
-    in_use: int = 0
-    outside_claim: str = ""
-
-    @property
-    def claimed(self) -> int:
-        return self.weights + max(self.kv, 0) + self.overhead
-
-    @property
-    def free(self) -> int:
-        """What is left of the GPU (negative: the claim is that much more than the GPU has)."""
-        return self.total - self.in_use - self.claimed
 
 
 @dataclass(frozen=True)

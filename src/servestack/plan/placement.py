@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from servestack.engines import EngineFlags, Parallelism, get_engine
 from servestack.gpus import Gpu, Inventory
 from servestack.plan.fit import FitRequest
-from servestack.plan.memory import TENSOR_PARALLEL_ENGINES, MemoryRule
 from servestack.plan.model import Decision, Finding, Severity, setting_key
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
 from servestack.stack import Service
@@ -33,21 +33,17 @@ class Placement:
 
 
 def place_service(
-    name: str,
-    service: Service,
-    rule: MemoryRule,
-    request: FitRequest | None,
-    inventory: Inventory,
-    free: Sequence[Gpu],
+    name: str, service: Service, request: FitRequest | None, inventory: Inventory, free: Sequence[Gpu]
 ) -> Placement:
     """Where `service` runs; `request` is None when the model's facts are unknown."""
+    engine = get_engine(service.engine)
     if service.gpus:
-        return _place_pinned(name, service, rule, inventory)
-    if service.engine not in TENSOR_PARALLEL_ENGINES:
+        return _place_pinned(name, service, engine.flags, engine.parallelism, inventory)
+    if engine.parallelism is not Parallelism.TENSOR:
         return Placement(gpus=(), tp=service.tp or 1)
     if inventory.is_cpu:
         return Placement((), service.tp or 1, (_no_gpu(name, service),))
-    return _place_free(name, service, rule, request, inventory, free)
+    return _place_free(name, service, engine.flags, request, inventory, free)
 
 
 def place_pinned(name: str, service: Service, inventory: Inventory) -> Placement:
@@ -59,13 +55,15 @@ def place_pinned(name: str, service: Service, inventory: Inventory) -> Placement
     return Placement(tuple(g for i in dict.fromkeys(service.gpus or ()) if (g := inventory.gpu(i)) is not None), tp)
 
 
-def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inventory) -> Placement:
+def _place_pinned(
+    name: str, service: Service, flags: EngineFlags, parallelism: Parallelism, inventory: Inventory
+) -> Placement:
     placement = place_pinned(name, service, inventory)
-    if placement.failed or service.engine not in TENSOR_PARALLEL_ENGINES:
+    if placement.failed or parallelism is not Parallelism.TENSOR:
         return placement
     gpus = placement.gpus
     if service.replicas > 1:
-        return _place_pinned_replicas(name, service, rule, gpus)
+        return _place_pinned_replicas(name, service, flags, gpus)
     tp = service.tp or len(gpus)
     if tp != len(gpus):
         mismatch = Finding(
@@ -79,11 +77,11 @@ def _place_pinned(name: str, service: Service, rule: MemoryRule, inventory: Inve
         )
         return Placement(gpus, tp, (mismatch,))
     chosen = service.tp is None and tp > 1
-    decisions = (_tp_decision(rule, tp, f"one rank per pinned GPU ({_indices(gpus)})"),) if chosen else ()
+    decisions = (_tp_decision(flags, tp, f"one rank per pinned GPU ({_indices(gpus)})"),) if chosen else ()
     return Placement(gpus, tp, (), decisions)
 
 
-def _place_pinned_replicas(name: str, service: Service, rule: MemoryRule, gpus: tuple[Gpu, ...]) -> Placement:
+def _place_pinned_replicas(name: str, service: Service, flags: EngineFlags, gpus: tuple[Gpu, ...]) -> Placement:
     """Pinned GPUs split into one block of `tp` GPUs per replica, in order."""
     replicas = service.replicas
     tp = service.tp or max(1, len(gpus) // replicas)
@@ -99,14 +97,14 @@ def _place_pinned_replicas(name: str, service: Service, rule: MemoryRule, gpus: 
         )
         return Placement(gpus[:tp], tp, (mismatch,))
     blocks = tuple(gpus[i * tp : (i + 1) * tp] for i in range(replicas))
-    decisions = (_tp_decision(rule, tp, f"{len(gpus)} pinned GPUs for {replicas} replicas"),) if not service.tp else ()
+    decisions = (_tp_decision(flags, tp, f"{len(gpus)} pinned GPUs for {replicas} replicas"),) if not service.tp else ()
     return Placement(blocks[0], tp, (), decisions, blocks)
 
 
 def _place_free(
     name: str,
     service: Service,
-    rule: MemoryRule,
+    flags: EngineFlags,
     request: FitRequest | None,
     inventory: Inventory,
     free: Sequence[Gpu],
@@ -115,7 +113,7 @@ def _place_free(
     tp = service.tp
     if tp is None and request is not None:
         tp, reason = _choose_tp(request, free)
-        decisions.append(_tp_decision(rule, tp, reason))
+        decisions.append(_tp_decision(flags, tp, reason))
     tp = tp or 1
     replicas = service.replicas
     if tp * replicas > len(free):
@@ -136,8 +134,8 @@ def _choose_tp(request: FitRequest, free: Sequence[Gpu]) -> tuple[int, str]:
     return tp, f"no TP size up to {len(free)} fits on the free GPUs; planned at the largest valid one"
 
 
-def _tp_decision(rule: MemoryRule, tp: int, reason: str) -> Decision:
-    flag = f"{rule.flags.tp} {tp}" if rule.flags.tp else f"{tp} visible GPU(s)"
+def _tp_decision(flags: EngineFlags, tp: int, reason: str) -> Decision:
+    flag = f"{flags.tp} {tp}" if flags.tp else f"{tp} visible GPU(s)"
     return Decision("tp", tp, flag, reason)
 
 

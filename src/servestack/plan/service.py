@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from servestack.engines import ENGINES, EngineConfig
+from servestack.engines import ENGINES, Engine, EngineConfig, Unchecked
+from servestack.engines.memory import kv_bytes_per_token, kv_element_bytes, model_weights, weight_dtype
 from servestack.gpus import Gpu, Inventory
 from servestack.modelinfo import ModelFacts
-from servestack.plan.context import REDUCED_CONTEXT, choose_context
+from servestack.plan.context import REDUCED_CONTEXT, choose_context, context_flag
 from servestack.plan.fit import Fit, FitRequest, evaluate, gib
-from servestack.plan.kvcache import kv_bytes_per_token, kv_element_bytes
-from servestack.plan.memory import RULES, MemoryRule
 from servestack.plan.model import Decision, Finding, ServicePlan, Severity, Verdict, setting_key
 from servestack.plan.placement import Placement, place_pinned, place_service
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
-from servestack.plan.weights import model_weights, weight_dtype
 from servestack.stack import Service, Stack
 from servestack.stack.paths import names_local_model
 
@@ -31,6 +29,7 @@ class ServiceInput:
     model: str  # resolved: a local path for package references
     facts: ModelFacts | None
     model_missing: bool = False  # a local model that is not on this machine (a host finding says so)
+    engine_version: str | None = None  # the installed engine's version, when known
 
 
 def plan_service(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence[Gpu]) -> ServicePlan:
@@ -51,19 +50,21 @@ def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence
         memory_fraction=service.memory_fraction,
     )
     plan = ServicePlan(name=name, service=service, config=config)
-    rule = RULES.get(service.engine)
-    if rule is None:  # no memory rule (llama-server, mistralrs-server, the simulator): placement only
+    engine = ENGINES.get(service.engine)
+    if engine is None or isinstance(engine.memory, Unchecked):  # placement only (`_with_refusals` names the engine)
         placement = place_pinned(name, service, inventory)
-        return dataclasses.replace(
-            _placed(plan, placement, facts), verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED
-        )
-    request = FitRequest.of(service, rule, facts) if facts is not None else None
-    placement = place_service(name, service, rule, request, inventory, free)
+        plan = _placed(plan, placement, facts)
+        if engine is not None and isinstance(engine.memory, Unchecked) and placement.gpus:
+            unchecked = _memory_unchecked(name, service, engine.memory)
+            plan = dataclasses.replace(plan, findings=[*plan.findings, unchecked])
+        return dataclasses.replace(plan, verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED)
+    request = FitRequest.of(service, facts, item.engine_version) if facts is not None else None
+    placement = place_service(name, service, request, inventory, free)
     plan = _placed(plan, placement, facts)
     if placement.failed:
         return dataclasses.replace(plan, verdict=Verdict.INVALID)
     if request is None:
-        return _unknown_model(plan, rule, placement, item)
+        return _unknown_model(plan, engine, placement, item)
     if not placement.gpus:
         return _on_cpu(plan, request)
     return _on_gpus(plan, request, placement, inventory)
@@ -87,9 +88,11 @@ def _on_gpus(plan: ServicePlan, request: FitRequest, placement: Placement, inven
     findings = [*plan.findings, *choice.findings]
     if not any(f.code == "context-does-not-fit" for f in choice.findings):
         findings += _fit_findings(plan, request, fit, inventory)
+    if fit.weights is not None and fit.weights.unknown_method:
+        findings.append(_quantization_unknown(plan, fit.weights.unknown_method, fit.weights.basis))
     decisions = [*plan.decisions, *([choice.decision] if choice.decision else [])]
     if plan.service.memory_fraction is None and fit.memory is not None and fit.memory.fraction is not None:
-        decisions.append(_fraction_decision(request.rule, fit.memory.fraction, placement))
+        decisions.append(_fraction_decision(request.adapter, fit.memory.fraction, placement))
     # Engine defaults the planner assumed stay out of the command (it matches what the user wrote);
     # only a context reduced to fit is passed, since the engine would otherwise refuse to start.
     context = request.context if request.context is not None else _reduced(choice.decision)
@@ -115,7 +118,7 @@ def _on_cpu(plan: ServicePlan, request: FitRequest) -> ServicePlan:
     element = kv_element_bytes(request.kv_cache_dtype, weight_dtype(facts, request.dtype))
     decisions = list(plan.decisions)
     if request.context is None:
-        flag = f"{request.rule.flags.context} {context}"
+        flag = context_flag(request, context)
         decisions.append(Decision("context_length", context, flag, "the engine's default context"))
     return dataclasses.replace(
         plan,
@@ -128,16 +131,39 @@ def _on_cpu(plan: ServicePlan, request: FitRequest) -> ServicePlan:
     )
 
 
-def _unknown_model(plan: ServicePlan, rule: MemoryRule, placement: Placement, item: ServiceInput) -> ServicePlan:
+def _unknown_model(plan: ServicePlan, engine: Engine, placement: Placement, item: ServiceInput) -> ServicePlan:
     findings = list(plan.findings)
     if placement.gpus and not item.model_missing:
         findings.append(_facts_unknown(plan.name, plan.service.model))
     decisions = list(plan.decisions)
-    if plan.service.memory_fraction is None and placement.gpus:
-        fraction = rule.default_fraction(min(placement.gpus, key=lambda g: g.total_bytes), placement.tp)
+    if plan.service.memory_fraction is None and placement.gpus and not isinstance(engine.memory, Unchecked):
+        fraction = engine.memory.default_fraction(min(placement.gpus, key=lambda g: g.total_bytes), placement.tp)
         if fraction is not None:
-            decisions.append(_fraction_decision(rule, fraction, placement))
+            decisions.append(_fraction_decision(engine, fraction, placement))
     return dataclasses.replace(plan, findings=findings, decisions=decisions)
+
+
+def _quantization_unknown(plan: ServicePlan, method: str, basis: str) -> Finding:
+    return Finding(
+        Severity.WARNING,
+        f"quantisation {method!r} is unknown to servestack: its weights are planned as {basis}",
+        service=plan.name,
+        reason="servestack has no rule for how many bits this method stores per weight",
+        fix="check the weights figure against the engine's log; the plan may be off either way",
+        code="quantization-unknown",
+        key=setting_key(plan.name, plan.service, "quantization", "model"),
+    )
+
+
+def _memory_unchecked(name: str, service: Service, unchecked: Unchecked) -> Finding:
+    return Finding(
+        Severity.WARNING,
+        f"memory unchecked for {service.engine}: {unchecked.reason}",
+        service=name,
+        reason="servestack has no memory rule for this engine",
+        code="memory-unchecked",
+        key=setting_key(name, service, "gpus"),
+    )
 
 
 def _facts_unknown(name: str, model: str) -> Finding:
@@ -195,7 +221,7 @@ def _recommendation(request: FitRequest, inventory: Inventory) -> str:
     best = smallest_fitting_tp(request, inventory.gpus) if inventory.gpus else None
     if best is None or best.memory is None:
         return ""
-    flag = request.rule.flags.tp
+    flag = request.flags.tp
     how = f"`tp: {best.tp}` on {best.tp} GPUs" + (f" ({flag} {best.tp})" if flag else "")
     shorter = f" at a context of {best.context:,}" if best.context < request.wanted_context else ""
     return f"{how} fits{shorter}: {gib(best.memory.weights)} of weights per GPU, {best.kv_tokens:,} KV tokens"
@@ -208,10 +234,10 @@ def _reduced(decision: Decision | None) -> int | None:
     return int(decision.value)  # type: ignore[call-overload]
 
 
-def _fraction_decision(rule: MemoryRule, fraction: float, placement: Placement) -> Decision:
+def _fraction_decision(engine: Engine, fraction: float, placement: Placement) -> Decision:
     gpu = min(placement.gpus, key=lambda g: g.total_bytes)
-    reason = f"{rule.engine}'s default for {gpu.describe()} at TP {placement.tp} (pass it to pin it)"
-    return Decision("memory_fraction", fraction, f"{rule.flags.fraction} {fraction}", reason)
+    reason = f"{engine.name}'s default for {gpu.describe()} at TP {placement.tp} (pass it to pin it)"
+    return Decision("memory_fraction", fraction, f"{engine.flags.fraction} {fraction}", reason)
 
 
 def _with_refusals(plan: ServicePlan) -> ServicePlan:

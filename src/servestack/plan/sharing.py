@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from servestack.engines import ENGINES, Unchecked
+from servestack.engines.memory import CUDA_CONTEXT
 from servestack.gpus import GIB, Gpu, Inventory
-from servestack.plan.memory import CUDA_CONTEXT
 from servestack.plan.model import Finding, ServicePlan, Severity, setting_key
 
 Claim = tuple[str, float]  # (service, share of the GPU)
@@ -90,17 +91,24 @@ def _min_share(plan: ServicePlan) -> float:
 
 
 def _startup_order_warnings(gpu: Gpu, claims: list[Claim], services: Mapping[str, ServicePlan]) -> list[Finding]:
-    sglang = [name for name, _ in claims if services[name].service.engine == "sglang"]
+    """A warning for each service whose engine sizes itself by what the others left free when it starts."""
+    notes = {name: note for name, _ in claims if (note := _start_order(services[name])) is not None}
     return [
         Finding(
             Severity.WARNING,
             f"{name} shares GPU {gpu.index} with {', '.join(n for n, _ in claims if n != name)}",
             service=name,
-            reason="SGLang's mem_fraction_static is a fraction of the memory free when it starts: started after "
-            "another service it gets a smaller KV cache than planned here",
+            reason=note,
             fix="start it first, or give it a GPU of its own",
             code="shared-gpu-start-order",
             key=setting_key(name, services[name].service, "gpus"),
         )
-        for name in sglang
+        for name, note in notes.items()
     ]
+
+
+def _start_order(plan: ServicePlan) -> str | None:
+    engine = ENGINES.get(plan.service.engine)
+    if engine is None or isinstance(engine.memory, Unchecked):
+        return None
+    return engine.memory.start_order
