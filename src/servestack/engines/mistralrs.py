@@ -78,6 +78,7 @@ class MistralRsEngine:
         }
     )
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "install mistral.rs v0.9+ (cargo install mistralrs-cli, or its release binaries)"
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
@@ -121,6 +122,7 @@ class MistralRsServerEngine:
     metrics_path: str | None = None  # no /metrics before v0.9
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "build mistral.rs ≤ v0.8 (the `mistralrs-server` binary), or use engine `mistralrs`"
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 
