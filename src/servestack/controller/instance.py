@@ -118,7 +118,7 @@ def detached_failure(returncode: int | None, log_path: Path) -> ServestackError:
     fixes = [line.removeprefix(FIX_PREFIX) for line in after if line.startswith(FIX_PREFIX)]
     return EngineError(
         lines[first].removeprefix(ERROR_PREFIX),
-        fix=f"{fixes[0]} (log: {log_path})" if fixes else f"log: {log_path}",
+        fix=f"{fixes[0]}; servestack's own log: {log_path}" if fixes else f"its log: {log_path}",
         log_tail=quoted,
     )
 
