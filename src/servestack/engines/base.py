@@ -125,11 +125,6 @@ def classify(probe: ProbeResult, *, loading: frozenset[int] = frozenset()) -> Re
     return Readiness.FAILED
 
 
-def uvicorn_access_lines(*paths: str) -> tuple[str, ...]:
-    """The part of uvicorn's access-log line for a GET of each path (`"GET /docs HTTP/1.1" 200 OK`)."""
-    return tuple(f'"GET {path} HTTP/1.1"' for path in paths)
-
-
 _VERSION = re.compile(r"\b(\d+\.\d+(?:\.\d+)?(?:[.+-]?[A-Za-z0-9]+)*)")
 
 

@@ -25,7 +25,6 @@ from servestack.engines.base import (
     first_version,
     refuse_unsupported,
     require_port,
-    uvicorn_access_lines,
 )
 from servestack.errors import EngineError
 from servestack.stack import Service
@@ -41,7 +40,7 @@ class LlamaCppPythonEngine:
     metrics_path: str | None = None  # llama-cpp-python has no /metrics
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
-    probe_log_lines: tuple[str, ...] = uvicorn_access_lines(health_path)  # uvicorn logs every request
+    probe_log_lines: tuple[str, ...] = ('"GET /docs HTTP/1.1"',)  # uvicorn's access log line for each probe
     install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:

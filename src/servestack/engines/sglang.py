@@ -22,7 +22,6 @@ from servestack.engines.base import (
     flag,
     refuse_unsupported,
     require_port,
-    uvicorn_access_lines,
 )
 from servestack.stack import Service
 
@@ -58,7 +57,7 @@ class SGLangEngine:
         }
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
-    probe_log_lines: tuple[str, ...] = uvicorn_access_lines(health_path, "/metrics")  # uvicorn's access log
+    probe_log_lines: tuple[str, ...] = ('"GET /health HTTP/1.1"', '"GET /metrics HTTP/1.1"')  # uvicorn's access log
     install_hint: str = "upgrade SGLang: pip install -U 'sglang[all]' (or a newer lmsysorg/sglang image)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:

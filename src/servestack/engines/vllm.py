@@ -27,7 +27,6 @@ from servestack.engines.base import (
     flag,
     refuse_unsupported,
     require_port,
-    uvicorn_access_lines,
 )
 from servestack.stack import NativeRuntime, Service
 
@@ -71,7 +70,7 @@ class VllmEngine:
         }
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
-    probe_log_lines: tuple[str, ...] = uvicorn_access_lines(health_path, "/metrics")  # uvicorn's access log
+    probe_log_lines: tuple[str, ...] = ('"GET /health HTTP/1.1"', '"GET /metrics HTTP/1.1"')  # uvicorn's access log
     install_hint: str = "upgrade vLLM: pip install -U vllm (or a newer vllm/vllm-openai image)"
 
     def command(self, service: Service, config: EngineConfig) -> EngineCommand:
