@@ -16,7 +16,7 @@ import typer
 from servestack.cli.app import app, settings
 from servestack.errors import StateError
 from servestack.supervisor.process import is_hidden, tail_lines
-from servestack.supervisor.state import StateStore, replica_label
+from servestack.supervisor.state import StateStore, parse_label, replica_label
 
 FOLLOW_POLL_SECONDS = 0.25
 
@@ -35,9 +35,8 @@ def logs(
     replica: int | None = typer.Option(None, "--replica", "-r", help="Only this replica (0 is the first)."),
 ) -> None:
     """Show a service's engine logs: every replica, each line prefixed with its name (`chat#1 | …`)."""
-    name, separator, index = service.partition("#")
-    if separator and index.isdigit():
-        replica = int(index)
+    name, named_replica = parse_label(service)
+    replica = named_replica if named_replica is not None else replica
     found = replica_logs(settings().logs_dir, name, replica)
     hide = probe_lines(name)
     width = max(len(log.label) for log in found) if len(found) > 1 else 0

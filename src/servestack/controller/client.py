@@ -14,9 +14,7 @@ from typing import Any
 
 from servestack.errors import EngineError, ServestackError, StateError
 from servestack.settings import Settings
-from servestack.supervisor.state import StateStore, pid_alive
-
-REPLICA_SEPARATOR = "#"  # `chat#1`: how `status` names a service's second replica
+from servestack.supervisor.state import StateStore, parse_label, pid_alive
 
 
 def instance_running(settings: Settings) -> bool:
@@ -26,8 +24,8 @@ def instance_running(settings: Settings) -> bool:
 
 def service_action(settings: Settings, name: str, action: str) -> None:
     """Ask the running instance to start, stop or restart a service; block until it is done."""
-    service, separator, _ = name.partition(REPLICA_SEPARATOR)
-    if separator:
+    service, replica = parse_label(name)
+    if replica is not None:
         raise StateError(
             f"{name!r} is one replica of {service!r}; {action} acts on a whole service",
             fix=f"`servestack {action} {service}` ({action}s all its replicas)",

@@ -112,12 +112,12 @@ def detached_failure(returncode: int | None, log_path: Path) -> ServestackError:
             fix=f"full log: {log_path}",
             log_tail=lines[-LOG_TAIL_LINES:],
         )
-    first = errors[-1]
-    after = lines[first + 1 :]
+    last = errors[-1]
+    after = lines[last + 1 :]
     quoted = [line.removeprefix(QUOTE_PREFIX) for line in after if line.startswith(QUOTE_PREFIX)]
     fixes = [line.removeprefix(FIX_PREFIX) for line in after if line.startswith(FIX_PREFIX)]
     return EngineError(
-        lines[first].removeprefix(ERROR_PREFIX),
+        lines[last].removeprefix(ERROR_PREFIX),
         fix=f"{fixes[0]}; servestack's own log: {log_path}" if fixes else f"its log: {log_path}",
         log_tail=quoted,
     )

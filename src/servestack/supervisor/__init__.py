@@ -10,7 +10,7 @@ from servestack.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from servestack.supervisor.leftovers import reap_leftovers
-    from servestack.supervisor.process import EngineProcess, group_alive, stop_group_blocking, tail_lines
+    from servestack.supervisor.process import EngineProcess, group_alive, tail_lines
     from servestack.supervisor.state import InstanceState, ReplicaState, ReplicaStatus, StateStore, pid_alive
     from servestack.supervisor.supervisor import Replica, Supervisor, free_port
 
@@ -18,7 +18,6 @@ _HOMES = {
     "reap_leftovers": "leftovers",
     "EngineProcess": "process",
     "group_alive": "process",
-    "stop_group_blocking": "process",
     "tail_lines": "process",
     "InstanceState": "state",
     "ReplicaState": "state",
@@ -42,7 +41,6 @@ __all__ = [
     "group_alive",
     "pid_alive",
     "reap_leftovers",
-    "stop_group_blocking",
     "tail_lines",
 ]
 

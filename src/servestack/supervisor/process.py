@@ -101,16 +101,6 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def stop_group_blocking(pgid: int, timeout: float) -> None:
-    """Stop a group that is not our child (left behind by a controller that was killed)."""
-    signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(GROUP_POLL_SECONDS)
-    if group_alive(pgid):
-        signal_group(pgid, signal.SIGKILL)
-
-
 def tail_lines(path: Path, count: int = 20, *, hide: tuple[str, ...] = ()) -> list[str]:
     """The last `count` lines of a log file (empty if it does not exist), leaving out lines containing any of `hide`."""
     try:

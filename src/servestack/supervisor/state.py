@@ -20,8 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 UNIX_SOCKET_PATH_MAX = 100
-
-
+REPLICA_SEPARATOR = "#"
 EVENTS_KEPT = 20  # per replica: enough for a crash loop's story, small enough to rewrite on every change
 
 
@@ -109,7 +108,13 @@ class ReplicaState(BaseModel):
 
 def replica_label(service: str, index: int) -> str:
     """How the CLI names a replica: `chat` for the first, `chat#1` for the next."""
-    return service if index == 0 else f"{service}#{index}"
+    return service if index == 0 else f"{service}{REPLICA_SEPARATOR}{index}"
+
+
+def parse_label(name: str) -> tuple[str, int | None]:
+    """`chat#1` → ("chat", 1); a name without a replica number → (name, None)."""
+    service, separator, index = name.partition(REPLICA_SEPARATOR)
+    return (service, int(index)) if separator and index.isdigit() else (name, None)
 
 
 class StateStore:

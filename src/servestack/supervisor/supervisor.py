@@ -245,7 +245,9 @@ class Supervisor:
         outcome, status = _outcome(replica.restarts, delay, code)
         event = history.exited(code, outcome, replica.state.restarts, tail)
         # A clean exit that is not restarted is reported, but it is no error.
-        last_error = replica.state.last_error if status is ReplicaStatus.EXITED else error_line(error, replica.restarts)
+        last_error = (
+            replica.state.last_error if status is ReplicaStatus.EXITED else _error_line(error, replica.restarts)
+        )
         self._update(replica, event, status=status, pid=None, last_error=last_error)
 
     async def _restart_after(self, replica: Replica, delay: float) -> bool:
@@ -270,7 +272,7 @@ class Supervisor:
     ) -> None:
         tail = error.log_tail[-history.EXIT_TAIL_LINES :] if isinstance(error, EngineError) else []
         event = history.start_failed(error.message, outcome, replica.state.restarts, tail)
-        self._update(replica, event, status=status, pid=None, last_error=error_line(error, replica.restarts))
+        self._update(replica, event, status=status, pid=None, last_error=_error_line(error, replica.restarts))
 
     def _update(self, replica: Replica, event: ReplicaEvent | None = None, **changes: object) -> None:
         state = replica.state.model_copy(update=changes)
@@ -291,7 +293,7 @@ def _outcome(tracker: RestartTracker, delay: float | None, code: int | None = No
     return f"not restarted (restart: {tracker.policy})", ReplicaStatus.EXITED if code == 0 else ReplicaStatus.FAILED
 
 
-def error_line(error: ServestackError, tracker: RestartTracker | None = None) -> str:
+def _error_line(error: ServestackError, tracker: RestartTracker | None = None) -> str:
     """`last_error`: why it stays down (a crash loop), what happened, and the engine's last words."""
     tail = error.log_tail[-3:] if isinstance(error, EngineError) else []
     line = f"{error.message}: {' | '.join(tail)}" if tail else error.message
