@@ -229,7 +229,7 @@ def _wait_gone(find: Callable[[], set[int]], timeout: float) -> set[int]:
     deadline = time.monotonic() + timeout
     left = find()
     while left and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
         left = find()
     return left
 

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from servestack.cli.app import console, err_console, print_error
-from servestack.cli.inspect import status_table
+from servestack.cli.inspect import show_replicas
 from servestack.cli.plan import print_commands, print_plan
 from servestack.cli.progress import RichReporter
 from servestack.cli.smoke import print_smoke_result
@@ -112,10 +112,12 @@ def test_smoke_results_print_without_markup() -> None:
 
 
 def test_status_shows_a_last_error_that_looks_like_markup(replica: object) -> None:
-    state = replica.state.model_copy(update={"status": ReplicaStatus.FAILED})  # type: ignore[attr-defined]
-    text = rendered(console, lambda: console.print(status_table([state], None)))
+    failed = replica.state.model_copy(update={"status": ReplicaStatus.FAILED})  # type: ignore[attr-defined]
+    crashed = failed.with_event(CRASH)
+    text = rendered(console, lambda: show_replicas(console, [crashed], None))
     assert_plain(text)
-    assert "[INFO] pip install" in text
+    assert f"why not ready\n chat  {LOOKS_LIKE_MARKUP}" in text
+    assert "recent events" in text and f"chat  {CRASH.message}" in text
 
 
 def test_no_cli_module_writes_markup_tags() -> None:

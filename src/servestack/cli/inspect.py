@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import orjson
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -71,12 +72,22 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
         return
     instance = running.instance
     console.print(f"servestack pid {instance.pid}, gateway {instance.gateway_url}/v1, stack: {instance.stack}")
-    console.print(status_table(running.replicas, gpu_memory_by_group()))
-    events = recent_events(running.replicas)
+    show_replicas(console, running.replicas, gpu_memory_by_group())
+
+
+def show_replicas(out: Console, replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> None:
+    """The table, then why any replica is not ready, then the recent events."""
+    out.print(status_table(replicas, gpu_memory))
+    reasons = [(r, reason) for r in replicas if (reason := why_not_ready(r))]
+    if reasons:
+        out.print()
+        out.print("why not ready", style="bold")
+        out.print(columns([(r.label, reason) for r, reason in reasons]))
+    events = recent_events(replicas)
     if events:
-        console.print()
-        console.print("recent events", style="bold")
-        console.print(events_table(events))
+        out.print()
+        out.print("recent events", style="bold")
+        out.print(columns([(clock(e.time), r.label, e.message) for r, e in events]))
 
 
 def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> Table:
@@ -93,7 +104,7 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
         cells: list[str | Text] = [
             r.label,
             r.engine,
-            state_cell(r),
+            styled((r.status.value, STATUS_STYLE[r.status])),
             str(r.pid or "-"),
             str(r.port or "-"),
             ",".join(map(str, r.gpus)) or "cpu",
@@ -108,14 +119,13 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
     return table
 
 
-def state_cell(replica: ReplicaState) -> Text:
-    """The status, and under it why a replica is down or coming back (its last error, or how it ended)."""
-    cell = styled((replica.status.value, STATUS_STYLE[replica.status]))
+def why_not_ready(replica: ReplicaState) -> str | None:
+    """Why a replica is down or coming back: its last error, or how it ended; None when nothing to say."""
     if replica.status is ReplicaStatus.EXITED and replica.events:
-        cell.append(f"\n{replica.events[-1].message[:120]}", style="dim")
-    elif replica.last_error and replica.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
-        cell.append(f"\n{replica.last_error[:120]}", style="dim")
-    return cell
+        return replica.events[-1].message
+    if replica.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
+        return replica.last_error
+    return None
 
 
 def recent_events(replicas: list[ReplicaState]) -> list[tuple[ReplicaState, ReplicaEvent]]:
@@ -129,12 +139,13 @@ def is_routine(event: ReplicaEvent) -> bool:
     return event.kind is EventKind.STARTED or (event.kind is EventKind.READY and event.restart == 0)
 
 
-def events_table(events: list[tuple[ReplicaState, ReplicaEvent]]) -> Table:
+def columns(rows: list[tuple[str, ...]]) -> Table:
+    """Rows of plain text in aligned columns, no header; only the last column wraps."""
     table = Table(box=None, show_header=False)
-    for column in ("time", "replica", "event"):
-        table.add_column(column)
-    for replica, event in events:
-        table.add_row(clock(event.time), replica.label, event.message)
+    for last in [False] * (len(rows[0]) - 1) + [True]:
+        table.add_column(no_wrap=not last)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 GROUP_POLL_SECONDS = 0.05
 NO_MARK: Mapping[str, str] = MappingProxyType({})
+START_HEADER = "=== servestack "  # opens each start's part of a log: the time and the command
 TAIL_WINDOW = 256 * 1024  # bytes read from a log's end: probe lines can fill a smaller window
 
 
@@ -44,7 +45,7 @@ class EngineProcess:
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             separator = "\n" if log.tell() else ""
-            log.write(f"{separator}=== servestack {stamp}: {launch.display()}\n".encode())
+            log.write(f"{separator}{START_HEADER}{stamp}: {launch.display()}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(

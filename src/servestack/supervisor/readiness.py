@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from servestack.engines import Engine, ProbeResult, Readiness
 from servestack.errors import EngineError
 from servestack.supervisor.history import describe_exit
-from servestack.supervisor.process import EngineProcess, tail_lines
+from servestack.supervisor.process import START_HEADER, EngineProcess, tail_lines
 
 if TYPE_CHECKING:
     import aiohttp
@@ -86,5 +86,8 @@ def engine_died(engine: Engine, process: EngineProcess) -> EngineError:
 
 
 def engine_log_tail(engine: Engine, process: EngineProcess, count: int = LOG_TAIL_LINES) -> list[str]:
-    """The last lines of the engine's log, without the lines its health probes leave there."""
-    return tail_lines(process.log_path, count, hide=engine.probe_log_lines)
+    """The last lines this start of the engine wrote: no earlier start's, no blank ones, none of its probes'."""
+    lines = tail_lines(process.log_path, count, hide=engine.probe_log_lines)
+    starts = [i for i, line in enumerate(lines) if line.startswith(START_HEADER)]
+    this_start = lines[starts[-1] + 1 :] if starts else lines
+    return [line for line in this_start if line.strip()]
