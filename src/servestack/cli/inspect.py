@@ -31,23 +31,25 @@ STATUS_STYLE = {
     ReplicaStatus.STARTING: "yellow",
     ReplicaStatus.RESTARTING: "yellow",
     ReplicaStatus.FAILED: "red",
-    ReplicaStatus.EXITED: "red",
+    ReplicaStatus.EXITED: "yellow",
     ReplicaStatus.STOPPING: "yellow",
     ReplicaStatus.STOPPED: "dim",
 }
+SERVICE_STYLE = {"degraded": "yellow", **{status.value: style for status, style in STATUS_STYLE.items()}}
 RECENT_EVENTS = 8  # lines of history under the table
 NOTHING_RUNNING = "nothing is running (`servestack up` starts the stack)"
 
 
 @dataclass
 class Running:
-    """The running instance and its replicas as the state dir has them (None: nothing runs)."""
+    """The running instance and its replicas as the state dir has them."""
 
     instance: InstanceState
     replicas: list[ReplicaState]
 
 
 def read_running() -> Running | None:
+    """What runs, or None when no live instance is recorded."""
     store = StateStore(settings().state_dir)
     instance = store.read_instance()
     if instance is None or not pid_alive(instance.pid):
@@ -182,7 +184,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print machine-readabl
     for s in services:
         table.add_row(
             s.service,
-            styled((s.state, "green" if s.state == "ready" else "yellow")),
+            styled((s.state, SERVICE_STYLE[s.state])),
             s.engine,
             f"{s.ready}/{s.replicas}",
             ",".join(map(str, s.gpus)) or "cpu",
