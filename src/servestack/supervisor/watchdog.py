@@ -26,7 +26,7 @@ from servestack.supervisor.lineage import Mark, groups_of, stop_groups
 CLEAN_CLOSE = b"engines stopped\n"
 # After a controller died, look again for this long: a spawn under way when it died (fork done,
 # exec not yet) shows its mark only once it has exec'd.
-RESCAN_SECONDS, RESCAN_INTERVAL = 1.0, 0.1
+RESCAN_SECONDS, RESCAN_INTERVAL = 3.0, 0.1
 
 
 class Watchdog:
