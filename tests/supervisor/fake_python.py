@@ -2,12 +2,10 @@
 """Stands in for `python -m llama_cpp.server ...`: answers every GET with 200, then exits as told.
 
 FAKE_EXIT_AFTER (seconds, default never) and FAKE_EXIT_CODE (default 1) shape its death;
-FAKE_FAIL_START=1 makes it exit before listening; FAKE_WORKER=1 starts a child in its process group
-first (a tensor-parallel worker), which ignores SIGTERM like a busy worker would.
+FAKE_FAIL_START=1 makes it exit before listening.
 """
 
 import os
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -28,10 +26,6 @@ def main() -> None:
     args = sys.argv[1:]
     port = int(args[args.index("--port") + 1])
     print(f"fake engine on port {port}", flush=True)
-    if os.environ.get("FAKE_WORKER"):
-        worker = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-        child = subprocess.Popen([sys.executable, "-c", worker])
-        print(f"fake worker pid {child.pid}", flush=True)
     if os.environ.get("FAKE_FAIL_START"):
         print("fake engine: cannot start", flush=True)
         sys.exit(3)
