@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from servestack.cli.app import console, err_console, print_error
-from servestack.cli.inspect import status_table
+from servestack.cli.inspect import show_replicas
 from servestack.cli.plan import print_commands, print_plan
 from servestack.cli.progress import RichReporter
 from servestack.cli.smoke import print_smoke_result
@@ -21,11 +21,13 @@ from servestack.gpus import parse_inventory
 from servestack.plan import make_plan
 from servestack.settings import Settings
 from servestack.stack import parse_stack
-from servestack.supervisor import ReplicaStatus, StateStore, Supervisor
+from servestack.supervisor import ReplicaStatus, StateStore, Supervisor, history
 
 CLI_SOURCES = Path(__file__).resolve().parents[2] / "src" / "servestack" / "cli"
 TAG = re.compile(r"\[/\]|\[/?(?:bold|dim|red|green|yellow|cyan|italic)\b")
 LOOKS_LIKE_MARKUP = "[INFO] pip install 'servestack[llamacpp]'"
+CRASH = history.exited(1, "restarting in 1s", 0, [LOOKS_LIKE_MARKUP])
+BACK = history.ready(0.5, 1)
 
 
 def rendered(target: Console, show: Callable[[], object]) -> str:
@@ -58,15 +60,19 @@ def test_the_reporter_prints_every_event_without_markup(replica: object) -> None
         lambda: reporter.replica_starting(replica),  # type: ignore[arg-type]
         lambda: reporter.replica_ready(replica, 1.5),  # type: ignore[arg-type]
         lambda: reporter.replica_failed(replica, EngineError("boom")),  # type: ignore[arg-type]
-        lambda: reporter.replica_exited(replica),  # type: ignore[arg-type]
+        lambda: reporter.replica_event(replica, CRASH),  # type: ignore[arg-type]
+        lambda: reporter.replica_event(replica, BACK),  # type: ignore[arg-type]
         lambda: reporter.all_ready("http://127.0.0.1:8000", ["chat"]),
         lambda: reporter.stopping(),
     ]
     for event in events:
         assert_plain(rendered(console, event))
     reporter.replica_loading(replica, 1.0)  # type: ignore[arg-type]  # a spinner, no line
-    exited = rendered(console, lambda: reporter.replica_exited(replica))  # type: ignore[arg-type]
-    assert f"✗ chat stopped unexpectedly: {LOOKS_LIKE_MARKUP}" in exited
+    exited = rendered(console, lambda: reporter.replica_event(replica, CRASH))  # type: ignore[arg-type]
+    assert "✗ chat exited (code 1) — restarting in 1s" in exited
+    assert f"  │ {LOOKS_LIKE_MARKUP}" in exited  # a crash's last log lines, as they are
+    back = rendered(console, lambda: reporter.replica_event(replica, BACK))  # type: ignore[arg-type]
+    assert "✓ chat back after restart 1 (ready in 0.5s)" in back
     assert "home [1]" in rendered(console, lambda: reporter.replica_starting(replica))  # type: ignore[arg-type]
 
 
@@ -106,10 +112,12 @@ def test_smoke_results_print_without_markup() -> None:
 
 
 def test_status_shows_a_last_error_that_looks_like_markup(replica: object) -> None:
-    state = replica.state.model_copy(update={"status": ReplicaStatus.FAILED})  # type: ignore[attr-defined]
-    text = rendered(console, lambda: console.print(status_table([state], None)))
+    failed = replica.state.model_copy(update={"status": ReplicaStatus.FAILED})  # type: ignore[attr-defined]
+    crashed = failed.with_event(CRASH)
+    text = rendered(console, lambda: show_replicas(console, [crashed], None))
     assert_plain(text)
-    assert "[INFO] pip install" in text
+    assert f"why not ready\n chat  {LOOKS_LIKE_MARKUP}" in text
+    assert "recent events" in text and f"chat  {CRASH.message}" in text
 
 
 def test_no_cli_module_writes_markup_tags() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,8 +58,12 @@ def test_killed_engine_is_restarted_and_serves_again(detached: str) -> None:
     os.killpg(before["pgid"], signal.SIGKILL)
     after = wait_for(lambda s: service(s)["restarts"] == 1 and service(s)["status"] == "ready")
     assert service(after)["pid"] != before["pid"]
+    assert "exited with signal 9, SIGKILL" in service(after)["last_error"]
     assert httpx.post(f"{detached}/v1/chat/completions", json=CHAT, timeout=30).status_code == 200
-    assert "1" in run_cli("status").stdout.split("smollm2")[1]
+    table = run_cli("status").stdout
+    assert "1" in table.split("smollm2")[1]
+    assert "smollm2  exited (signal 9, SIGKILL) — restarting in 1s" in table
+    assert "smollm2  back after restart 1" in table
 
 
 def test_stop_start_restart_a_service(detached: str) -> None:
@@ -97,14 +102,16 @@ def test_no_orphans_after_a_signal(home: Path, port: int, sig: signal.Signals) -
     assert not group_alive(replica["pgid"])
 
 
-def test_no_orphans_after_sigkill_and_down(home: Path, port: int) -> None:
+def test_the_engine_dies_with_a_sigkilled_controller(home: Path, port: int) -> None:
     proc, replica = start_foreground(port)
     proc.kill()
     proc.wait(timeout=10)
-    assert pid_alive(replica["pid"])  # the engine outlived its controller...
-    result = run_cli("down")
-    assert result.returncode == 0 and "stopped leftover engine smollm2" in result.stdout
-    deadline = time.monotonic() + 10
+    with pytest.raises(ConnectionRefusedError):  # nothing holds the gateway's port any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    deadline = time.monotonic() + 15
     while group_alive(replica["pgid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not group_alive(replica["pgid"])  # ...until `down` reaped it
+    assert not group_alive(replica["pgid"])  # without `down`
+    assert not pid_alive(replica["pid"])
+    result = run_cli("down")
+    assert result.returncode == 0 and "leftover" not in result.stdout

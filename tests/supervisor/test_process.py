@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from servestack.engines import get_engine
 from servestack.runtimes import Launch
 from servestack.supervisor import EngineProcess, group_alive, tail_lines
 
@@ -50,3 +51,14 @@ async def test_polite_engine_stops_on_sigterm_and_log_has_the_command(tmp_path: 
 
 def test_tail_lines_of_a_missing_file_is_empty(tmp_path: Path) -> None:
     assert tail_lines(tmp_path / "none.log") == []
+
+
+def test_tail_lines_leaves_out_the_engines_probe_lines(tmp_path: Path) -> None:
+    """llama-cpp-python's uvicorn logs every probe of /docs; a crash report must show the lines before them."""
+    log = tmp_path / "e.log"
+    probe = 'INFO:     127.0.0.1:41622 - "GET /docs HTTP/1.1" 200 OK'
+    chat = 'INFO:     127.0.0.1:41700 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+    log.write_text("\n".join(["model loaded", chat, *[probe] * 500, "Killed"]) + "\n")
+    hide = get_engine("llamacpp").probe_log_lines
+    assert tail_lines(log, 3, hide=hide) == ["model loaded", chat, "Killed"]
+    assert tail_lines(log, 2) == [probe, "Killed"]

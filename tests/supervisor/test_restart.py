@@ -9,11 +9,10 @@ import pytest
 
 from servestack.plan import make_plan
 from servestack.settings import Settings
-from servestack.stack import Stack, parse_stack
 from servestack.supervisor import ReplicaStatus, StateStore, Supervisor
 from servestack.supervisor.restart import Backoff, RestartTracker
-
-FAKE_PYTHON = Path(__file__).with_name("fake_python.py")
+from servestack.supervisor.state import EventKind
+from tests.supervisor.fake_stack import stack_with_fake_engine
 
 
 class Clock:
@@ -54,15 +53,6 @@ def test_policy_decides_whether_to_restart(policy: str, code: int, restarts: boo
     assert (tracker.on_exit(code) is not None) is restarts
 
 
-def stack_with_fake_engine(restart: str, env: dict[str, str]) -> Stack:
-    env_yaml = "".join(f"\n      {k}: '{v}'" for k, v in env.items())
-    text = (
-        "services:\n  flaky:\n    engine: llamacpp\n    model: /nowhere/model.gguf\n"
-        f"    restart: {restart}\n    runtime: {{python: {FAKE_PYTHON}}}\n    env:{env_yaml}\n"
-    )
-    return parse_stack(text, source="test", environ={})
-
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -85,10 +75,13 @@ async def test_dead_engine_is_restarted_then_a_crash_loop_gives_up(tmp_path: Pat
     assert state.last_error and state.last_error.startswith("crash loop: 3 failures")
     assert "fake engine: dying" in state.last_error
     assert seen.count(ReplicaStatus.READY) == 3 and ReplicaStatus.RESTARTING in seen
+    exits = [e.message for e in state.events if e.kind is EventKind.EXITED]
+    assert exits[:2] == ["exited (code 1) — restarting in 0.05s", "exited (code 1) — restarting in 0.1s"]
+    assert exits[2].startswith("exited (code 1) — gave up: crash loop: 3 failures")
 
 
 @pytest.mark.anyio
-async def test_clean_exit_with_on_failure_stays_down(tmp_path: Path) -> None:
+async def test_clean_exit_with_on_failure_is_reported_as_exited_not_failed(tmp_path: Path) -> None:
     stack = stack_with_fake_engine("on-failure", {"FAKE_EXIT_AFTER": "0.2", "FAKE_EXIT_CODE": "0"})
     settings = Settings(home=tmp_path, restart_backoff=0.05)
     store = StateStore(settings.state_dir)
@@ -98,5 +91,9 @@ async def test_clean_exit_with_on_failure_stays_down(tmp_path: Path) -> None:
         assert replica.watcher is not None
         await asyncio.wait_for(replica.watcher, timeout=30)
     [state] = store.read_replicas()
-    assert state.status is ReplicaStatus.FAILED and state.restarts == 0
-    assert state.last_error and "exited with code 0" in state.last_error
+    assert state.status is ReplicaStatus.EXITED and state.restarts == 0
+    assert state.last_error is None  # an exit to report, not an error
+    last = state.events[-1]
+    assert last.kind is EventKind.EXITED and last.exit_code == 0 and last.signal is None
+    assert last.message == "exited (code 0) — not restarted (restart: on-failure)"
+    assert "fake engine: dying" in last.log_tail

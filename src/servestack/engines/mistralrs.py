@@ -90,6 +90,7 @@ class MistralRsEngine:
         }
     )
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "install mistral.rs v0.9+ (cargo install mistralrs-cli, or its release binaries)"
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=FRACTION)  # TP = the visible GPUs
     parallelism = Parallelism.TENSOR
@@ -141,6 +142,7 @@ class MistralRsServerEngine:
     metrics_path: str | None = None  # no /metrics before v0.9
     metric_names: Mapping[str, str] = MappingProxyType({})
     checked_flags: tuple[str, ...] = ()
+    probe_log_lines: tuple[str, ...] = ()  # its request log format is not checked here: none hidden
     install_hint: str = "build mistral.rs ≤ v0.8 (the `mistralrs-server` binary), or use engine `mistralrs`"
     flags = EngineFlags(context=None, tp=None, fraction=SERVER_FRACTION)
     parallelism = Parallelism.TENSOR

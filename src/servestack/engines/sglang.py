@@ -64,6 +64,7 @@ class SGLangEngine:
         }
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
+    probe_log_lines: tuple[str, ...] = ('"GET /health HTTP/1.1"', '"GET /metrics HTTP/1.1"')  # uvicorn's access log
     install_hint: str = "upgrade SGLang: pip install -U 'sglang[all]' (or a newer lmsysorg/sglang image)"
     flags = EngineFlags(context=CONTEXT, tp=TP, fraction=FRACTION)
     parallelism = Parallelism.TENSOR

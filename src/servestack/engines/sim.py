@@ -48,6 +48,7 @@ class SimEngine:
     metrics_path: str | None = "/metrics"
     metric_names: Mapping[str, str] = METRIC_NAMES
     checked_flags: tuple[str, ...] = ()  # ships with servestack: always the matching version
+    probe_log_lines: tuple[str, ...] = ()  # its access log is off
     install_hint: str = "part of servestack itself: reinstall servestack"
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
     parallelism = Parallelism.NONE

@@ -77,6 +77,7 @@ class VllmEngine:
         }
     )
     checked_flags: tuple[str, ...] = ("--tool-call-parser", "--reasoning-parser")
+    probe_log_lines: tuple[str, ...] = ('"GET /health HTTP/1.1"', '"GET /metrics HTTP/1.1"')  # uvicorn's access log
     install_hint: str = "upgrade vLLM: pip install -U vllm (or a newer vllm/vllm-openai image)"
     flags = EngineFlags(context=CONTEXT, tp=TP, fraction=FRACTION)
     parallelism = Parallelism.TENSOR

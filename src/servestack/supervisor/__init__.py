@@ -1,9 +1,33 @@
-"""The supervisor: engine processes, readiness, state on disk."""
+"""The supervisor: engine processes, readiness, state on disk.
 
-from servestack.supervisor.leftovers import reap_leftovers
-from servestack.supervisor.process import EngineProcess, group_alive, stop_group_blocking, tail_lines
-from servestack.supervisor.state import InstanceState, ReplicaState, ReplicaStatus, StateStore, pid_alive
-from servestack.supervisor.supervisor import Replica, Supervisor, free_port
+Names load on first use: `status`, `stop` and `down` read the state dir without importing what
+starting engines needs (the planner, the engine adapters, aiohttp).
+"""
+
+from typing import TYPE_CHECKING
+
+from servestack.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from servestack.supervisor.leftovers import reap_leftovers
+    from servestack.supervisor.process import EngineProcess, group_alive, tail_lines
+    from servestack.supervisor.state import InstanceState, ReplicaState, ReplicaStatus, StateStore, pid_alive
+    from servestack.supervisor.supervisor import Replica, Supervisor, free_port
+
+_HOMES = {
+    "reap_leftovers": "leftovers",
+    "EngineProcess": "process",
+    "group_alive": "process",
+    "tail_lines": "process",
+    "InstanceState": "state",
+    "ReplicaState": "state",
+    "ReplicaStatus": "state",
+    "StateStore": "state",
+    "pid_alive": "state",
+    "Replica": "supervisor",
+    "Supervisor": "supervisor",
+    "free_port": "supervisor",
+}
 
 __all__ = [
     "EngineProcess",
@@ -17,6 +41,7 @@ __all__ = [
     "group_alive",
     "pid_alive",
     "reap_leftovers",
-    "stop_group_blocking",
     "tail_lines",
 ]
+
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -13,12 +13,20 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from servestack.errors import RuntimeUnavailable
-from servestack.runtimes import Launch
+
+if TYPE_CHECKING:
+    from servestack.runtimes import Launch
 
 GROUP_POLL_SECONDS = 0.05
+NO_MARK: Mapping[str, str] = MappingProxyType({})
+START_HEADER = "=== servestack "  # opens each start's part of a log: the time and the command
+TAIL_WINDOW = 256 * 1024  # bytes read from a log's end: probe lines can fill a smaller window
 
 
 class EngineProcess:
@@ -31,12 +39,13 @@ class EngineProcess:
         self.log_path = log_path
 
     @classmethod
-    async def spawn(cls, launch: Launch, log_path: Path) -> EngineProcess:
+    async def spawn(cls, launch: Launch, log_path: Path, *, mark: Mapping[str, str] = NO_MARK) -> EngineProcess:
+        """Start `launch` in a new session, output to `log_path`; `mark` joins its environment (not its log line)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             separator = "\n" if log.tell() else ""
-            log.write(f"{separator}=== servestack {stamp}: {launch.display()}\n".encode())
+            log.write(f"{separator}{START_HEADER}{stamp}: {launch.display()}\n".encode())
             log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -44,7 +53,7 @@ class EngineProcess:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **launch.env},
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **launch.env, **mark},
                     start_new_session=True,
                 )
             except FileNotFoundError:
@@ -63,11 +72,11 @@ class EngineProcess:
     async def stop(self, timeout: float) -> int:
         """SIGTERM the group, wait up to `timeout`, then SIGKILL what is left. Returns the exit code."""
         if self._proc.returncode is None or group_alive(self.pgid):
-            _signal_group(self.pgid, signal.SIGTERM)
+            signal_group(self.pgid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(self._wait_group(), timeout)
             except TimeoutError:
-                _signal_group(self.pgid, signal.SIGKILL)
+                signal_group(self.pgid, signal.SIGKILL)
                 await self._wait_group()
         return await self._proc.wait()
 
@@ -87,29 +96,25 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send `sig` to a process group; a group that is gone already is no error."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
 
 
-def stop_group_blocking(pgid: int, timeout: float) -> None:
-    """Stop a group that is not our child (left behind by a controller that was killed)."""
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(GROUP_POLL_SECONDS)
-    if group_alive(pgid):
-        _signal_group(pgid, signal.SIGKILL)
-
-
-def tail_lines(path: Path, count: int = 20) -> list[str]:
-    """The last `count` lines of a log file (empty if it does not exist)."""
+def tail_lines(path: Path, count: int = 20, *, hide: tuple[str, ...] = ()) -> list[str]:
+    """The last `count` lines of a log file (empty if it does not exist), leaving out lines containing any of `hide`."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            lines: deque[bytes] = deque(f.read().splitlines(), maxlen=count)
+            f.seek(max(0, size - TAIL_WINDOW))
+            decoded = (line.decode(errors="replace") for line in f.read().splitlines())
+            lines = deque((line for line in decoded if not is_hidden(line, hide)), maxlen=count)
     except FileNotFoundError:
         return []
-    return [line.decode(errors="replace") for line in lines]
+    return list(lines)
+
+
+def is_hidden(line: str, hide: tuple[str, ...]) -> bool:
+    return any(marker in line for marker in hide)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from servestack.engines import Engine, ProbeResult, Readiness
 from servestack.errors import EngineError
-from servestack.supervisor.process import EngineProcess, tail_lines
+from servestack.supervisor.history import describe_exit
+from servestack.supervisor.process import START_HEADER, EngineProcess, tail_lines
 
 if TYPE_CHECKING:
     import aiohttp
@@ -61,13 +62,13 @@ async def wait_ready(
         if readiness is Readiness.FAILED:
             raise EngineError(
                 f"{engine.display_name} reported a failure at {url} (HTTP {result.status})",
-                log_tail=tail_lines(process.log_path, LOG_TAIL_LINES),
+                log_tail=engine_log_tail(engine, process),
             )
         if elapsed > timeout:
             raise EngineError(
                 f"{engine.display_name} was not ready after {timeout:.0f}s",
                 fix="raise SERVESTACK_READY_TIMEOUT if the model is large, or read the log",
-                log_tail=tail_lines(process.log_path, LOG_TAIL_LINES),
+                log_tail=engine_log_tail(engine, process),
             )
         if on_tick:
             on_tick(elapsed)
@@ -76,9 +77,17 @@ async def wait_ready(
 
 
 def engine_died(engine: Engine, process: EngineProcess) -> EngineError:
-    tail = tail_lines(process.log_path, LOG_TAIL_LINES)
+    cause, _, _ = describe_exit(process.returncode)
     return EngineError(
-        f"{engine.display_name} exited with code {process.returncode}",
+        f"{engine.display_name} exited with {cause}",
         fix=f"full log: {process.log_path}",
-        log_tail=tail,
+        log_tail=engine_log_tail(engine, process),
     )
+
+
+def engine_log_tail(engine: Engine, process: EngineProcess, count: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines this start of the engine wrote: no earlier start's, no blank ones, none of its probes'."""
+    lines = tail_lines(process.log_path, count, hide=engine.probe_log_lines)
+    starts = [i for i, line in enumerate(lines) if line.startswith(START_HEADER)]
+    this_start = lines[starts[-1] + 1 :] if starts else lines
+    return [line for line in this_start if line.strip()]

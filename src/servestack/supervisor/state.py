@@ -1,7 +1,9 @@
 """State on disk, so that `status`, `logs` and `down` in another shell see what `up` runs.
 
 One JSON file for the running instance and one per replica, under `<home>/state/`. Every write is
-atomic (temp file + rename), so a reader never sees half a file.
+atomic (temp file + rename), so a reader never sees half a file. A replica's record carries its
+recent history (started, ready, exited with code or signal and its last log lines, stopped), so
+`status` can say what happened after the fact.
 """
 
 from __future__ import annotations
@@ -18,15 +20,42 @@ from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 UNIX_SOCKET_PATH_MAX = 100
+REPLICA_SEPARATOR = "#"
+EVENTS_KEPT = 20  # per replica: enough for a crash loop's story, small enough to rewrite on every change
 
 
 class ReplicaStatus(Enum):
     STARTING = "starting"
     READY = "ready"
     RESTARTING = "restarting"  # died; waiting out the backoff before the next start
-    FAILED = "failed"
+    FAILED = "failed"  # did not start, or died and the restart policy gave up
+    EXITED = "exited"  # ended on its own with code 0 and its policy does not restart that
     STOPPING = "stopping"
+    STOPPED = "stopped"  # stopped on request
+
+
+# Statuses in which no process of the replica runs and none is coming (a user's `start` is needed).
+DOWN_STATUSES = frozenset({ReplicaStatus.FAILED, ReplicaStatus.EXITED, ReplicaStatus.STOPPED})
+
+
+class EventKind(Enum):
+    STARTED = "started"
+    READY = "ready"
+    START_FAILED = "start failed"  # the process exited, reported a failure, or timed out before ready
+    EXITED = "exited"  # a ready process ended
     STOPPED = "stopped"
+
+
+class ReplicaEvent(BaseModel):
+    """One thing that happened to a replica; `message` is the line `up` and `status` show."""
+
+    time: float
+    kind: EventKind
+    message: str
+    restart: int = 0  # which automatic restart this belongs to (0: a start by `up` or the user)
+    exit_code: int | None = None
+    signal: str | None = None  # e.g. "SIGKILL" when a signal ended the process
+    log_tail: list[str] = []
 
 
 class InstanceState(BaseModel):
@@ -58,15 +87,34 @@ class ReplicaState(BaseModel):
     command: str = ""
     # A process group id means nothing after a reboot; leftovers are only reaped within the same boot.
     boot_id: str = ""
+    events: list[ReplicaEvent] = []  # oldest first, at most EVENTS_KEPT
 
     @property
     def key(self) -> str:
         return f"{self.service}.{self.replica}"
 
+    @property
+    def label(self) -> str:
+        return replica_label(self.service, self.replica)
+
+    def with_event(self, event: ReplicaEvent) -> ReplicaState:
+        return self.model_copy(update={"events": [*self.events, event][-EVENTS_KEPT:]})
+
     def uptime(self, now: float | None = None) -> float | None:
         if self.status is not ReplicaStatus.READY or self.started_at is None:
             return None
         return (now or time.time()) - self.started_at
+
+
+def replica_label(service: str, index: int) -> str:
+    """How the CLI names a replica: `chat` for the first, `chat#1` for the next."""
+    return service if index == 0 else f"{service}{REPLICA_SEPARATOR}{index}"
+
+
+def parse_label(name: str) -> tuple[str, int | None]:
+    """`chat#1` → ("chat", 1); a name without a replica number → (name, None)."""
+    service, separator, index = name.partition(REPLICA_SEPARATOR)
+    return (service, int(index)) if separator and index.isdigit() else (name, None)
 
 
 class StateStore:

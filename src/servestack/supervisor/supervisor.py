@@ -22,12 +22,22 @@ from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
 from servestack.runtimes import Launch, needs_driver_cuda
 from servestack.settings import Settings
+from servestack.supervisor import history
 from servestack.supervisor.launch import build_launch
+from servestack.supervisor.lineage import Mark
 from servestack.supervisor.preflight import check_flags
 from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
 from servestack.supervisor.restart import Backoff, RestartTracker
-from servestack.supervisor.state import ReplicaState, ReplicaStatus, StateStore, current_boot_id
+from servestack.supervisor.state import (
+    DOWN_STATUSES,
+    ReplicaEvent,
+    ReplicaState,
+    ReplicaStatus,
+    StateStore,
+    current_boot_id,
+)
+from servestack.supervisor.watchdog import Watchdog
 
 if TYPE_CHECKING:
     import aiohttp
@@ -55,6 +65,7 @@ class Replica:
 
 
 ReplicaListener = Callable[[Replica], None]
+EventListener = Callable[[Replica, ReplicaEvent], None]
 TickListener = Callable[[Replica, float], None]
 
 
@@ -72,6 +83,7 @@ class Supervisor:
         settings: Settings,
         *,
         listener: ReplicaListener | None = None,
+        on_event: EventListener | None = None,
         environ: Mapping[str, str] | None = None,
         driver_cuda: Callable[[], str | None] = read_driver_cuda,
         clock: Callable[[], float] = time.monotonic,
@@ -79,6 +91,7 @@ class Supervisor:
         self.store = store
         self.settings = settings
         self.listener = listener
+        self.on_event = on_event
         self.environ = dict(os.environ) if environ is None else dict(environ)
         self._driver_cuda = driver_cuda
         self._flags_checked: set[str] = set()  # services whose engine accepted their flags (checked once)
@@ -91,6 +104,8 @@ class Supervisor:
         )
         self.replicas: dict[str, Replica] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.mark = Mark.of(store.root)  # carried by every process it starts
+        self._watchdog = Watchdog(self.mark, settings.stop_timeout, settings.logs_dir / "watchdog.log")
 
     async def __aenter__(self) -> Supervisor:
         return self
@@ -99,6 +114,7 @@ class Supervisor:
         await self.stop_all()
         if self._session:
             await self._session.close()
+        await asyncio.to_thread(self._watchdog.close)
 
     def prepare(self, plan: ServicePlan, index: int = 0) -> Replica:
         """Build a replica's launch (port chosen, command wrapped by its runtime) without starting it."""
@@ -120,6 +136,9 @@ class Supervisor:
             command=launch.display(),
             boot_id=current_boot_id(),
         )
+        previous = self.replicas.get(state.key)
+        if previous is not None:  # started again: its history goes on
+            state = state.model_copy(update={"events": previous.state.events, "last_error": previous.state.last_error})
         return Replica(
             plan=plan, index=index, engine=engine, config=config, launch=launch, state=state, driver_cuda=driver
         )
@@ -130,10 +149,18 @@ class Supervisor:
         On failure the replica is stopped, marked failed, and EngineError is raised. Once ready, the
         replica is watched and restarted by its service's restart policy.
         """
+        self._watchdog.ensure_started()
         self.replicas[replica.state.key] = replica
         replica.restarts = RestartTracker(replica.plan.service.restart, self.backoff, self.clock)
-        await self._check_flags_once(replica)
-        seconds = await self._launch(replica, on_tick)
+        try:
+            await self._check_flags_once(replica)
+            seconds = await self._launch(replica, on_tick)
+        except ServestackError as error:
+            self._record_start_failure(replica, error, None, ReplicaStatus.FAILED)
+            raise
+        except asyncio.CancelledError:
+            self._update(replica, status=ReplicaStatus.FAILED, pid=None, last_error="start cancelled")
+            raise
         replica.watcher = asyncio.create_task(self._watch(replica))
         return seconds
 
@@ -144,14 +171,14 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await replica.watcher
             replica.watcher = None
-        if replica.state.status in (ReplicaStatus.FAILED, ReplicaStatus.STOPPED):
+        if replica.state.status in DOWN_STATUSES:
             if replica.process:  # a dead leader may leave workers behind in its group
                 await replica.process.stop(self.settings.stop_timeout)
             return
         if replica.process:
             self._update(replica, status=ReplicaStatus.STOPPING)
             await replica.process.stop(self.settings.stop_timeout)
-        self._update(replica, status=ReplicaStatus.STOPPED, pid=None)
+        self._update(replica, history.stopped(), status=ReplicaStatus.STOPPED, pid=None)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(r) for r in self.replicas.values()))
@@ -160,19 +187,22 @@ class Supervisor:
         """Refuse flag values the installed engine does not accept, before anything starts."""
         if replica.plan.name in self._flags_checked:
             return
-        try:
-            await check_flags(
-                replica.plan.service, replica.launch.argv, environ=self.environ, driver_cuda=replica.driver_cuda
-            )
-        except ServestackError as exc:
-            self._update(replica, status=ReplicaStatus.FAILED, last_error=exc.message)
-            raise
+        await check_flags(
+            replica.plan.service,
+            replica.launch.argv,
+            environ=self.environ,
+            driver_cuda=replica.driver_cuda,
+            mark=self.mark.env,
+        )
         self._flags_checked.add(replica.plan.name)
 
     async def _launch(self, replica: Replica, on_tick: TickListener | None = None) -> float:
+        """Spawn the engine and wait until it is ready; on any failure its group is stopped and the error raised."""
+        restart = replica.state.restarts
         self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time())
-        replica.process = process = await EngineProcess.spawn(replica.launch, Path(replica.state.log_path))
-        self._update(replica, pid=process.pid, pgid=process.pgid)
+        log_path = Path(replica.state.log_path)
+        replica.process = process = await EngineProcess.spawn(replica.launch, log_path, mark=self.mark.env)
+        self._update(replica, history.started(process.pid, restart), pid=process.pid, pgid=process.pgid)
         try:
             seconds = await wait_ready(
                 process,
@@ -182,12 +212,10 @@ class Supervisor:
                 session=self._probe_session(),
                 on_tick=(lambda elapsed: on_tick(replica, elapsed)) if on_tick else None,
             )
-        except (EngineError, asyncio.CancelledError) as exc:
+        except (EngineError, asyncio.CancelledError):
             await process.stop(self.settings.stop_timeout)
-            error = exc.message if isinstance(exc, EngineError) else "start cancelled"
-            self._update(replica, status=ReplicaStatus.FAILED, last_error=error, pid=None)
             raise
-        self._update(replica, status=ReplicaStatus.READY, ready_at=time.time(), last_error=None)
+        self._update(replica, history.ready(seconds, restart), status=ReplicaStatus.READY, ready_at=time.time())
         return seconds
 
     def _probe_session(self) -> aiohttp.ClientSession:
@@ -204,19 +232,23 @@ class Supervisor:
         while True:
             code = await replica.process.wait()
             await replica.process.stop(self.settings.stop_timeout)  # workers left in the group
-            error = engine_died(replica.engine, replica.process)
-            why = f"{error.message}: {' | '.join(error.log_tail[-3:])}"
             delay = replica.restarts.on_exit(code)
-            if delay is None:
-                reason = replica.restarts.gave_up
-                self._update(
-                    replica, status=ReplicaStatus.FAILED, pid=None, last_error=f"{reason}; {why}" if reason else why
-                )
+            self._record_exit(replica, code, delay)
+            if delay is None or not await self._restart_after(replica, delay):
                 return
-            self._update(replica, status=ReplicaStatus.RESTARTING, pid=None, last_error=why)
-            if await self._restart_after(replica, delay):
-                continue
-            return
+
+    def _record_exit(self, replica: Replica, code: int, delay: float | None) -> None:
+        """A ready engine ended: say how, and what happens next (restart, give up, or stay down)."""
+        assert replica.process is not None and replica.restarts is not None
+        error = engine_died(replica.engine, replica.process)
+        tail = error.log_tail[-history.EXIT_TAIL_LINES :]
+        outcome, status = _outcome(replica.restarts, delay, code)
+        event = history.exited(code, outcome, replica.state.restarts, tail)
+        # A clean exit that is not restarted is reported, but it is no error.
+        last_error = (
+            replica.state.last_error if status is ReplicaStatus.EXITED else _error_line(error, replica.restarts)
+        )
+        self._update(replica, event, status=status, pid=None, last_error=last_error)
 
     async def _restart_after(self, replica: Replica, delay: float) -> bool:
         """Wait `delay`, then start again (retrying by the policy); False when it gave up."""
@@ -227,20 +259,45 @@ class Supervisor:
             try:
                 await self._launch(replica)
                 return True
-            except EngineError as error:
+            except ServestackError as error:
                 next_delay = replica.restarts.on_exit(replica.process.returncode if replica.process else None)
+                outcome, status = _outcome(replica.restarts, next_delay)
+                self._record_start_failure(replica, error, outcome, status)
                 if next_delay is None:
-                    reason = replica.restarts.gave_up or "restart policy"
-                    self._update(replica, status=ReplicaStatus.FAILED, last_error=f"{reason}; {error.message}")
                     return False
-                self._update(replica, status=ReplicaStatus.RESTARTING, last_error=error.message)
                 delay = next_delay
 
-    def _update(self, replica: Replica, **changes: object) -> None:
-        replica.state = replica.state.model_copy(update=changes)
+    def _record_start_failure(
+        self, replica: Replica, error: ServestackError, outcome: str | None, status: ReplicaStatus
+    ) -> None:
+        tail = error.log_tail[-history.EXIT_TAIL_LINES :] if isinstance(error, EngineError) else []
+        event = history.start_failed(error.message, outcome, replica.state.restarts, tail)
+        self._update(replica, event, status=status, pid=None, last_error=_error_line(error, replica.restarts))
+
+    def _update(self, replica: Replica, event: ReplicaEvent | None = None, **changes: object) -> None:
+        state = replica.state.model_copy(update=changes)
+        replica.state = state.with_event(event) if event else state
         self.store.write_replica(replica.state)
         if self.listener:
             self.listener(replica)
+        if event and self.on_event:
+            self.on_event(replica, event)
+
+
+def _outcome(tracker: RestartTracker, delay: float | None, code: int | None = None) -> tuple[str, ReplicaStatus]:
+    """What follows an exit (with `code`, when a ready engine ended), in words, and the status it leaves."""
+    if delay is not None:
+        return f"restarting in {delay:g}s", ReplicaStatus.RESTARTING
+    if tracker.gave_up:
+        return f"gave up: {tracker.gave_up}", ReplicaStatus.FAILED
+    return f"not restarted (restart: {tracker.policy})", ReplicaStatus.EXITED if code == 0 else ReplicaStatus.FAILED
+
+
+def _error_line(error: ServestackError, tracker: RestartTracker | None = None) -> str:
+    """`last_error`: why it stays down (a crash loop), what happened, and the engine's last words."""
+    tail = error.log_tail[-3:] if isinstance(error, EngineError) else []
+    line = f"{error.message}: {' | '.join(tail)}" if tail else error.message
+    return f"{tracker.gave_up}; {line}" if tracker and tracker.gave_up else line
 
 
 def free_port(host: str) -> int:
