@@ -185,6 +185,8 @@ def test_plan_and_up_refuse_a_missing_model_file_at_its_line_before_anything_sta
     started = run("up", "-f", "stack.yaml", cwd=tmp_path)
     assert started.returncode == 1 and "Traceback" not in started.stderr
     assert started.stderr.startswith(f"error: the stack cannot run:\n  {line} — fix: correct the path")
+    on_another_port = run("up", "-f", "stack.yaml", "--port", str(free_port()), cwd=tmp_path)
+    assert on_another_port.returncode == 1 and line in on_another_port.stderr  # --port keeps file:line
     assert not (home / "logs").exists() and not (home / "state").exists()  # no gateway, no engine
 
 

@@ -111,9 +111,9 @@ def down(
 def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack:
     if host is None and port is None:
         return stack
-    data = stack.model_dump()
-    data["gateway"].update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    return Stack.model_validate(data)
+    changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    gateway = type(stack.gateway).model_validate({**stack.gateway.model_dump(), **changes})
+    return stack.model_copy(update={"gateway": gateway})  # keeps the stack file's source map
 
 
 def plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
