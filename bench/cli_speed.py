@@ -1,4 +1,4 @@
-"""CLI speed: wall time and CPU seconds of `up -d`, `status`, `ps`, `stop`, `start`, `down` as a user runs them.
+"""CLI speed: wall time and CPU seconds of `up -d`, `status`, `ps`, `stop`, `start`, `version`, `--help`, `down`.
 
     python bench/cli_speed.py                                   # this tree, 5 rounds
     python bench/cli_speed.py --variant before=/tmp/main/src --variant after=src --runs 7
@@ -9,10 +9,6 @@ runs every other command against it, and stops it (`down`). A command's CPU is i
 instance it leaves running. Sources are byte-compiled first, as an installed package is. Variants
 (a label and a source tree put first on PYTHONPATH) run alternately, round by round, so a busy
 machine slows them alike.
-
-A row marked `(own imports)` runs the command with only its own command module and what that
-imports: what it costs once the CLI imports a command's module only when that command runs. The
-plain rows import every command module at start, as `servestack` does today.
 
 Prints medians and writes bench/results/cli_speed.json (or --out).
 """
@@ -39,19 +35,6 @@ from harness.output import machine, write_results
 from harness.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-# A command with only its own command module imported (see the docstring): `servestack.cli`
-# becomes an empty package, so importing `app` and one command module registers that one alone.
-ALONE = """
-import importlib, pathlib, sys, types, servestack
-cli = types.ModuleType("servestack.cli")
-cli.__path__ = [str(pathlib.Path(servestack.__file__).parent / "cli")]
-sys.modules["servestack.cli"] = cli
-app = importlib.import_module("servestack.cli.app")
-importlib.import_module("servestack.cli." + sys.argv[1])
-app.app.callback()(lambda: None)  # a group even with one command
-sys.argv = ["servestack", *sys.argv[2:]]
-app.main()
-"""
 
 
 @dataclass
@@ -79,19 +62,17 @@ def one_round(src: Path, stack: Path | None, service: str) -> dict[str, Sample]:
         env = {**os.environ, "PYTHONPATH": str(src), "SERVESTACK_HOME": home, "COLUMNS": "200"}
         cli = [sys.executable, "-m", "servestack"]
         up = [*cli, "up", "-d", "--port", str(free_port())] + (["-f", str(stack)] if stack else [])
-        alone = [sys.executable, "-c", ALONE]
         samples = {"up -d": measure(up, env)}
         try:
             samples["status"] = measure([*cli, "status"], env)
-            samples["status (own imports)"] = measure([*alone, "inspect", "status"], env)
             samples["status --json"] = measure([*cli, "status", "--json"], env)
             if has_ps(src):
                 samples["ps"] = measure([*cli, "ps"], env)
             samples["stop"] = measure([*cli, "stop", service], env)
             samples["start"] = measure([*cli, "start", service], env)
-            samples["stop (own imports)"] = measure([*alone, "lifecycle", "stop", service], env)
             measure([*cli, "start", service], env)
             samples["version"] = measure([*cli, "version"], env)
+            samples["--help"] = measure([*cli, "--help"], env)
         finally:
             samples["down"] = measure([*cli, "down"], env)
     return samples

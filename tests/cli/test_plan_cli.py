@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from servestack.cli import app
-from servestack.cli.plan import plan_for_up
+from servestack.cli import load_commands
+from servestack.cli.planning import plan_for_up
 from servestack.errors import InventoryError, PlanError
 from servestack.gpus import Inventory
 from servestack.settings import Settings
@@ -48,6 +48,7 @@ services:
 """
 
 runner = CliRunner()
+app = load_commands()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 

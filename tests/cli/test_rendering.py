@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from servestack.cli.app import console, err_console, print_error
-from servestack.cli.inspect import show_replicas
-from servestack.cli.plan import print_commands, print_plan
+from servestack.cli.planning import print_commands, print_plan
 from servestack.cli.progress import RichReporter
+from servestack.cli.running import show_replicas
 from servestack.cli.smoke import print_smoke_result
 from servestack.controller import SmokeResult
 from servestack.errors import EngineError

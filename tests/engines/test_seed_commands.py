@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from servestack.cli.plan import gather_facts
+from servestack.cli.planning import gather_facts
 from servestack.engines import EngineConfig
 from servestack.gpus import parse_inventory
 from servestack.plan import HostFacts, make_plan

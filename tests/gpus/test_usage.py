@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from servestack.cli.inspect import status_table
+from servestack.cli.running import status_table
 from servestack.gpus import gpu_memory_by_group
 from servestack.supervisor import ReplicaState, ReplicaStatus
 

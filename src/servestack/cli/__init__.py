@@ -1,19 +1,54 @@
-"""The command line: parse, call, render. Each command lives in its own module."""
+"""The command line: parse, call, render. Each command lives in its own module; `main` loads them.
 
-from servestack.cli import (  # noqa: F401  (registers the commands)
-    basics,
-    bench,
-    images,
-    inspect,
-    keys,
-    lifecycle,
-    logs,
-    plan,
-    pull,
-    sim,
-    smoke,
-    usage,
+`servestack version` answers before any command module is imported: it is the one command whose
+answer needs none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
+
+COMMAND_MODULES = (
+    "basics",
+    "bench",
+    "images",
+    "inspect",
+    "keys",
+    "lifecycle",
+    "logs",
+    "plan",
+    "pull",
+    "sim",
+    "smoke",
+    "usage",
 )
-from servestack.cli.app import app, main
 
-__all__ = ["app", "main"]
+
+def main() -> None:
+    """The `servestack` console entry point."""
+    if sys.argv[1:] in (["version"], ["--version"]):
+        import servestack
+
+        print(f"servestack {servestack.__version__}")
+        return
+    from servestack.cli.app import run
+
+    load_commands()
+    run()
+
+
+def load_commands() -> typer.Typer:
+    """The typer app with every command registered on it."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"servestack.cli.{name}")
+    from servestack.cli.app import app
+
+    return app
+
+
+__all__ = ["load_commands", "main"]

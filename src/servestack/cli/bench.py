@@ -6,18 +6,18 @@ starts: every other command, `up` above all, starts that much sooner.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from servestack.cli.app import app, console, styled
+from servestack.cli.app import app, console, run_async, styled
 from servestack.errors import BenchError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from servestack.bench import Limits, Summary
     from servestack.bench.loadgen import Counters, Level
     from servestack.bench.report import BenchConfig
@@ -79,13 +79,13 @@ def bench(
         seed=seed, turns=turns,
     )  # fmt: skip
     base = api_base(url)
-    model = _run(_check_target(base, api_key, model))
+    model = run_async(_check_target(base, api_key, model))
     target = Target(url=base + PATHS[endpoint], model=model, stream=stream, api_key=api_key)
     config = BenchConfig(base, model, stream, workload.name, input_len, output_len, seed, requests, duration, slo)
     labels = ", ".join(lv.label for lv in levels)
     console.print(f"{target.url} · model {model} · {workload.name} · {labels}", style="dim")
     with _progress() as progress:
-        summaries = _run(
+        summaries = run_async(
             run_levels(
                 target, workload, levels, limits, slo=slo, seed=seed, warmup=warmup, timeout=timeout,
                 monitor=ProgressMonitor(progress),
@@ -166,6 +166,8 @@ class ProgressMonitor:
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description:>18}"),
         BarColumn(),
@@ -196,16 +198,3 @@ async def _check_target(base: str, api_key: str | None, model: str | None) -> st
             return await detect_model(session, base)
         await served_models(session, base)
         return model
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(coro)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop

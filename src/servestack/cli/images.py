@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from servestack.cli.app import StackOption, app, choose_stack, console
 from servestack.errors import DownloadError, RuntimeUnavailable, StackError
-from servestack.stack import ApptainerRuntime, DockerRuntime, Service, Stack
+
+if TYPE_CHECKING:
+    from servestack.stack import Service, Stack
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class ImagePull:
 
 
 def image_pull(name: str, service: Service, *, force: bool = False) -> ImagePull:
+    from servestack.stack import ApptainerRuntime, DockerRuntime
+
     runtime = service.runtime
     if isinstance(runtime, DockerRuntime):
         return ImagePull(name, ["docker", "pull", runtime.image])

@@ -7,21 +7,25 @@ servestack keeps only its hash.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
-from rich.table import Table
 
 from servestack.cli.app import app, console, identifier_column, print_table, settings, styled
 from servestack.cli.when import format_time, parse_when
 from servestack.errors import ServestackError
-from servestack.gateway.keys import ApiKey, KeyStore
+
+if TYPE_CHECKING:
+    from servestack.gateway.keys import ApiKey, KeyStore
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the gateway.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
 def _store() -> KeyStore:
+    from servestack.gateway.keys import KeyStore
+
     return KeyStore(settings().keys_db)
 
 
@@ -71,6 +75,8 @@ def list_keys(as_json: bool = typer.Option(False, "--json", help="Print machine-
     if not keys:
         console.print("no keys yet (`servestack keys create --name NAME`)")
         return
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     identifier_column(table, "ID", (k.id for k in keys))
     identifier_column(table, "NAME", (k.name for k in keys))

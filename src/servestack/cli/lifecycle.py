@@ -6,23 +6,20 @@ the state dir and talk to the control socket, and should cost no more than that.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, settings, styled
-from servestack.controller.client import instance_running, service_action
+from servestack.cli.app import StackOption, app, choose_stack, console, engine_environ, run_async, settings, styled
 from servestack.errors import StateError
-from servestack.stack import Stack
 
 if TYPE_CHECKING:
     from servestack.controller import Controller
     from servestack.plan import Plan
+    from servestack.stack import Stack
     from servestack.supervisor import ReplicaState
 
 
@@ -54,14 +51,15 @@ def up(
 
     console.print(f"stack: {label}", style="dim")
     controller = Controller(plan, settings(), RichReporter(console), stack_label=label, environ=engine_environ(file))
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve_until_signal(controller, services or None))
+    run_async(_serve_until_signal(controller, services or None))
     console.print("stopped.", style="dim")
 
 
 @app.command()
 def start(service: str = typer.Argument(..., help="Service name."), file: Path | None = StackOption) -> None:
     """Start a service in the running instance (or start the instance with just that service)."""
+    from servestack.controller.client import instance_running, service_action
+
     config = settings()
     if not instance_running(config):
         console.print(f"nothing is running: starting servestack in the background with {service}")
@@ -75,6 +73,8 @@ def start(service: str = typer.Argument(..., help="Service name."), file: Path |
 @app.command()
 def stop(service: str = typer.Argument(..., help="Service name.")) -> None:
     """Stop a service of the running instance (in-flight requests finish first)."""
+    from servestack.controller.client import service_action
+
     with console.status(styled(f"draining and stopping {service}…")):
         service_action(settings(), service, "stop")
     console.print(f"stopped {service}")
@@ -83,6 +83,8 @@ def stop(service: str = typer.Argument(..., help="Service name.")) -> None:
 @app.command()
 def restart(service: str = typer.Argument(..., help="Service name.")) -> None:
     """Restart a service of the running instance (drain, stop, start, wait until ready)."""
+    from servestack.controller.client import service_action
+
     with console.status(styled(f"restarting {service}…")):
         service_action(settings(), service, "restart")
     console.print(styled(("✓", "green"), f" {service} restarted and ready"))
@@ -118,12 +120,14 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
 
 def plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
     """The plan for this machine; a plan with errors is refused unless `force`."""
-    from servestack.cli.plan import plan_for_up
+    from servestack.cli.planning import plan_for_up
 
     return plan_for_up(stack, force=force)
 
 
 async def _serve_until_signal(controller: Controller, services: list[str] | None) -> None:
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,6 +136,7 @@ async def _serve_until_signal(controller: Controller, services: list[str] | None
 
 
 def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None, force: bool) -> None:
+    from servestack.controller.client import instance_running
     from servestack.controller.instance import launch_detached, wait_detached
 
     config = settings()
@@ -157,11 +162,3 @@ def _up_detached(services: list[str], file: Path | None, host: str | None, port:
     where = f" in the background (pid {instance.pid}): {instance.gateway_url}/v1"
     console.print(styled(("servestack is up", "bold green"), where))
     console.print(f"log: {log_path}; `servestack down` stops it", style="dim")
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop

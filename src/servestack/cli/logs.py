@@ -15,8 +15,6 @@ import typer
 
 from servestack.cli.app import app, settings
 from servestack.errors import StateError
-from servestack.supervisor.process import is_hidden, tail_lines
-from servestack.supervisor.state import StateStore, parse_label, replica_label
 
 FOLLOW_POLL_SECONDS = 0.25
 
@@ -35,6 +33,9 @@ def logs(
     replica: int | None = typer.Option(None, "--replica", "-r", help="Only this replica (0 is the first)."),
 ) -> None:
     """Show a service's engine logs: every replica, each line prefixed with its name (`chat#1 | …`)."""
+    from servestack.supervisor.process import tail_lines
+    from servestack.supervisor.state import parse_label
+
     name, named_replica = parse_label(service)
     replica = named_replica if named_replica is not None else replica
     found = replica_logs(settings().logs_dir, name, replica)
@@ -49,6 +50,8 @@ def logs(
 
 def replica_logs(logs_dir: Path, service: str, replica: int | None) -> list[ReplicaLog]:
     """The log of each replica of `service` (or of one), in replica order; StateError when there is none."""
+    from servestack.supervisor.state import replica_label
+
     found = sorted(
         (int(index), path)
         for path in logs_dir.glob(f"{service}.*.log")
@@ -69,6 +72,7 @@ def probe_lines(service: str) -> tuple[str, ...]:
     """What the service's engine logs for servestack's probes; for a service the state dir does not
     know (nothing running), what any engine logs for them."""
     from servestack.engines import ENGINES
+    from servestack.supervisor.state import StateStore
 
     records = StateStore(settings().state_dir).read_replicas()
     engines = {r.engine for r in records if r.service == service} or set(ENGINES)
@@ -81,6 +85,8 @@ def prefixed(label: str, width: int, line: str) -> str:
 
 def _follow(found: list[ReplicaLog], width: int, hide: tuple[str, ...]) -> None:
     """Print lines as they are appended to any of the logs, until Ctrl-C."""
+    from servestack.supervisor.process import is_hidden
+
     files = [(log, log.path.open("rb")) for log in found]
     pending = {log.label: b"" for log in found}
     try:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from servestack.cli.app import StackOption, app, choose_stack, console, print_error, settings, styled
+from servestack.cli.app import StackOption, app, choose_stack, console, print_error, run_async, settings, styled
 from servestack.cli.lifecycle import plan_or_refuse
-from servestack.cli.progress import RichReporter
 from servestack.errors import EngineError, StateError
-from servestack.plan import Plan
 
 if TYPE_CHECKING:
     from servestack.controller.smoke import SmokeResult
+    from servestack.plan import Plan
 
 
 @app.command()
@@ -38,11 +36,12 @@ def smoke(
 
 
 def _smoke_one(plan: Plan, name: str) -> SmokeResult | None:
+    from servestack.cli.progress import RichReporter
     from servestack.controller.smoke import smoke_service  # its HTTP client stays out of other commands
 
     console.print(f"smoke {name}", style="bold")
     try:
-        result = asyncio.run(smoke_service(plan, settings(), name, RichReporter(console, announce=False)))
+        result = run_async(smoke_service(plan, settings(), name, RichReporter(console, announce=False)))
     except EngineError as error:
         print_error(error)
         return None

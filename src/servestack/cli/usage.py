@@ -7,11 +7,9 @@ from dataclasses import asdict
 
 import orjson
 import typer
-from rich.table import Table
 
 from servestack.cli.app import app, console, settings
 from servestack.cli.when import parse_when
-from servestack.gateway.usage import GroupBy, UsageLedger
 
 
 @app.command()
@@ -21,6 +19,10 @@ def usage(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Requests and tokens per key or model, from the usage ledger (estimated counts are marked)."""
+    from rich.table import Table
+
+    from servestack.gateway.usage import GroupBy, UsageLedger
+
     if by not in ("key", "model"):
         raise typer.BadParameter("--by is key or model")
     group: GroupBy = "model" if by == "model" else "key"
