@@ -123,7 +123,7 @@ def test_ttft_cost_learns_the_prefill_rate_from_streams_with_a_free_slot() -> No
     for i in range(5):  # cold prompts: all their tokens are prefilled
         stream(policy, slow, chat(f"{i} {LONG}", "q"), clock, ttft=4.0)
         stream(policy, fast, chat(f"{i} {LONG}", "q"), clock, ttft=0.5)
-    assert policy.rate("fast") > 4 * policy.rate("slow")
+    assert policy.rate("fast") > 2 * policy.rate("slow")  # 8x measured, fading for the seconds since
     cold = chat("cold " + LONG, "q")
     assert policy.choose([slow, fast], cold).id == "fast"
     policy.forget("slow")
