@@ -5,7 +5,9 @@ Head cap:
 uvicorn puts no bound on a request's line and headers: 100 MiB of headers on one connection were
 read into memory (and the process did not give it back). Here the bytes from a request's first byte
 to the end of its headers are counted as they arrive; past `max_head_bytes` the parser is fed no
-more, the client gets 431 and the connection closes.
+more, the client gets 431, and the connection is closed a little later (`LINGER_SECONDS`) while what
+the client still sends is read and dropped: closing at once, with its data unread, would reset the
+connection and could discard the 431 before the client read it.
 
 Requests end with their connection:
 uvicorn tells an app that its client left only through `receive()`, which an app waiting on an
@@ -44,6 +46,7 @@ from servestack.gateway.responses import openai_error
 
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+LINGER_SECONDS = 2.0
 
 
 class Deadlines:
@@ -109,6 +112,10 @@ class CorkedTransport:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -121,6 +128,7 @@ class CorkedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.max_head_bytes = max_head_bytes
         self.head_room: int | None = max_head_bytes  # bytes the current head may still take; None: not in a head
+        self.refused = False  # a 431 was sent: what else arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -135,7 +143,8 @@ class CorkedProtocol(HttpToolsProtocol):
                 return
             # Feed the head only up to the cap: if it has not ended there, it is too large.
             self.head_room = 0
-            super().data_received(data[:room])
+            if room:
+                super().data_received(data[:room])
             if self.transport.is_closing():  # the parser refused the request already
                 return
             if self.head_room is not None:
@@ -159,6 +168,9 @@ class CorkedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _refuse_head(self) -> None:
+        if self.refused:
+            return
+        self.refused = True
         error = HeadersTooLarge(
             f"the request line and headers are larger than {self.max_head_bytes} bytes "
             "(gateway.limits.max_header_bytes)"
@@ -167,7 +179,8 @@ class CorkedProtocol(HttpToolsProtocol):
         body = orjson.dumps({"error": error.message} if ollama else openai_error(error))
         head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
         self.transport.write(head + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
-        self.transport.close()
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 class DeadlineProtocol(CorkedProtocol):
