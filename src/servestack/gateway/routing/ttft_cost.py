@@ -50,7 +50,7 @@ DEFAULT_PREFILL_RATE = 8000.0  # estimated tokens per second, until streams are 
 SMOOTHING = 0.2
 MIN_SAMPLE_TOKENS = 256  # shorter prefills are mostly network and gateway time
 MAX_SAMPLE_SWING = 4.0  # one odd stream moves an established rate at most this factor
-RATE_HALF_LIFE = 5.0  # seconds after which a sample counts half
+RATE_HALF_LIFE = 3.0  # seconds after which a sample counts half
 TIE_MARGIN = 0.05  # estimates this close count as equal
 TIE_SECONDS = 0.001
 
