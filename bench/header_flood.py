@@ -108,11 +108,8 @@ def main() -> None:
     print(f"gateway RSS before: {before:.1f} MiB")
     for r in rounds:
         print(f"round {r['round']}: {r['seconds']}s, RSS {r['rss_mib']} MiB, chat {r['chat_status']}, {r['answers']}")
-    path = write_results(
-        f"header-flood-{time.strftime('%Y%m%d-%H%M%S')}",
-        {"machine": machine(), "args": vars(args) | {"json": None}, "rss_before_mib": round(before, 1), "rounds": rounds},
-        args.json,
-    )
+    doc = {"machine": machine(), "args": vars(args) | {"json": None}, "rss_before_mib": round(before, 1)}
+    path = write_results(f"header-flood-{time.strftime('%Y%m%d-%H%M%S')}", {**doc, "rounds": rounds}, args.json)
     print(f"results: {path}")
 
 

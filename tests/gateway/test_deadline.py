@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.breaker import CircuitBreaker
 from servestack.gateway.deadline import LATE, STALLED, FirstByteDeadline, auto_budget
-from servestack.gateway.endpoint import Vitals
 from servestack.gateway.exchange import Exchange
 
 pytestmark = pytest.mark.anyio
@@ -35,53 +33,64 @@ def test_the_automatic_budget_scales_with_the_prompt_and_what_a_whole_answer_may
     assert auto_budget(sglang, known) == pytest.approx(30 + 0.02 + 2)
 
 
-async def wait_in(deadline: FirstByteDeadline, seconds: float) -> None:
-    async with deadline:
-        await asyncio.sleep(seconds)
+async def waiting_on(deadline: FirstByteDeadline) -> asyncio.Task[None]:
+    """A task that waits inside `deadline` for an answer that never comes."""
+
+    async def wait() -> None:
+        async with deadline:
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    return task
 
 
-async def test_a_deadline_ends_the_wait_on_a_silent_replica() -> None:
-    vitals = Vitals(CircuitBreaker())
-    fixed = FirstByteDeadline(vitals, 0.05, extend=False, retryable=False)
+CHAT = {"messages": [{"role": "user", "content": "x" * 1000}]}
+
+
+async def test_a_fixed_deadline_ends_the_wait_when_it_is_due() -> None:
+    hung = Endpoint("m.0", "m", ("m",), "http://x", ready=True)
+    deadline = FirstByteDeadline(exchange("/v1/chat/completions", True, **CHAT), hung, 2.0, retryable=False)
+    task = await waiting_on(deadline)
+    assert hung.vitals.waiting == {deadline}
+    hung.vitals.progress += 1  # a fixed deadline does not care what else the replica does
+    deadline.check(deadline.since + 1.9)
+    await asyncio.sleep(0)
+    assert not task.done()
+    deadline.check(deadline.since + 2.0)
     with pytest.raises(TimeoutError, match="did not begin its answer in time"):
-        await wait_in(fixed, 5)
-    assert fixed.reason == LATE and not vitals.waiting
-    silent = FirstByteDeadline(vitals, 0.05, extend=True, retryable=False)
+        await task
+    assert deadline.reason == LATE and not hung.vitals.waiting
+
+
+async def test_the_automatic_deadline_waits_while_the_replica_answers_others_and_not_longer() -> None:
+    busy = Endpoint("m.0", "m", ("m",), "http://x", ready=True)
+    request = exchange("/v1/chat/completions", True, **CHAT)
+    budget = auto_budget(request, busy)  # 40 s
+    deadline = FirstByteDeadline(request, busy, None, retryable=False)
+    task = await waiting_on(deadline)
+    began = deadline.since
+    deadline.check(began + budget - 1)
+    busy.vitals.progress += 5  # chunks of other requests: the engine is busy, not wedged
+    deadline.check(began + budget)
+    await asyncio.sleep(0)
+    assert not task.done() and deadline.since == began + budget  # a fresh budget from here
+    deadline.check(began + 2 * budget)  # a whole budget without a byte to anyone
     with pytest.raises(TimeoutError):
-        await wait_in(silent, 5)
-
-
-async def test_the_automatic_deadline_waits_while_the_replica_answers_others() -> None:
-    vitals = Vitals(CircuitBreaker())
-    patient = FirstByteDeadline(vitals, 0.05, extend=True, retryable=False)
-    strict = FirstByteDeadline(vitals, 0.05, extend=False, retryable=False)
-
-    async def busy_engine() -> None:
-        for _ in range(20):  # 0.4 s of chunks to other requests
-            vitals.progress += 1
-            await asyncio.sleep(0.02)
-
-    engine = asyncio.create_task(busy_engine())
-    await wait_in(patient, 0.3)  # 6 budgets long, and no TimeoutError
-    with pytest.raises(TimeoutError):
-        await wait_in(strict, 0.3)  # a fixed deadline is enforced as given
-    await engine
+        await task
 
 
 async def test_a_stall_ends_the_wait_at_once_and_a_clients_cancel_stays_a_cancel() -> None:
-    vitals = Vitals(CircuitBreaker())
-    deadline = FirstByteDeadline(vitals, 60, extend=True, retryable=True)
-    waiting = asyncio.create_task(wait_in(deadline, 60))
-    await asyncio.sleep(0.01)
-    assert vitals.waiting == {deadline}
+    endpoint = Endpoint("m.0", "m", ("m",), "http://x", ready=True)
+    deadline = FirstByteDeadline(exchange("/v1/chat/completions", True, **CHAT), endpoint, None, retryable=True)
+    task = await waiting_on(deadline)
     deadline.expire(STALLED)
     with pytest.raises(TimeoutError, match="stopped answering"):
-        await waiting
+        await task
 
-    other = FirstByteDeadline(vitals, 60, extend=True, retryable=True)
-    waiting = asyncio.create_task(wait_in(other, 60))
-    await asyncio.sleep(0.01)
-    waiting.cancel()
+    other = FirstByteDeadline(exchange("/v1/chat/completions", True, **CHAT), endpoint, None, retryable=True)
+    task = await waiting_on(other)
+    task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await waiting
-    assert other.reason is None and not vitals.waiting
+        await task
+    assert other.reason is None and not endpoint.vitals.waiting

@@ -63,7 +63,7 @@ class Gateway:
         self.table = table
         self.upstream = upstream or Upstream()
         self.dispatcher = Dispatcher(table, self.upstream)
-        self.monitor = Monitor(table)
+        self.monitor = Monitor(table, deadline_interval=self.upstream.deadline_check_every)
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.pipeline = pipeline

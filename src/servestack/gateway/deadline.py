@@ -18,7 +18,7 @@ A deadline that comes raises TimeoutError out of its `async with` block (which t
 times out while it sends nothing is stalled, and the requests waiting on it that could go to another
 replica (`retryable`) expire at once (monitor.py).
 
-Per request this is one timer handle and a set entry on the endpoint's vitals, no task.
+Per request this is a small record in a set on the endpoint's vitals: no timer, no task.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from servestack.gateway.prompt import GENERATION_PATHS, PromptSize, requested_tokens
 
 if TYPE_CHECKING:
-    from servestack.gateway.endpoint import Endpoint, Vitals
+    from servestack.gateway.endpoint import Endpoint
     from servestack.gateway.exchange import Exchange
 
 BASE_SECONDS = 30.0
@@ -59,65 +59,68 @@ def _output_tokens(exchange: Exchange, size: PromptSize, context_length: int | N
 
 
 class FirstByteDeadline:
-    """`async with` around the wait for an answer to begin; `started()` once it has."""
+    """`async with` around the wait for an answer to begin; `started()` once it has.
 
-    __slots__ = (
-        "_cancelling", "_handle", "_loop", "_seen", "_task", "extend", "reason", "retryable", "seconds", "vitals",
-    )  # fmt: skip
+    No timer per request: the deadline registers with the endpoint's vitals, and the monitor's sweep
+    (`check`, a few times per second) ends those that are due. The automatic budget is only worked
+    out once a wait has outlasted the least any budget can be (`BASE_SECONDS`).
+    """
 
-    def __init__(self, vitals: Vitals, seconds: float, *, extend: bool, retryable: bool) -> None:
-        self.vitals = vitals
-        self.seconds = seconds
-        self.extend = extend  # set again while the replica sends bytes (the automatic deadline)
+    __slots__ = ("_cancelling", "_task", "endpoint", "exchange", "fixed", "reason", "retryable", "seen", "since")
+
+    def __init__(self, exchange: Exchange, endpoint: Endpoint, fixed: float | None, *, retryable: bool) -> None:
+        self.exchange = exchange
+        self.endpoint = endpoint
+        self.fixed = fixed  # seconds, enforced as given; None: the automatic budget, set again while the replica sends
         self.retryable = retryable  # another replica could take the request: a stall expires it at once
         self.reason: str | None = None  # why it expired; None while it has not
-        self._handle: asyncio.TimerHandle | None = None
-        self._seen = 0
-        self._cancelling = 0
+        self.since = 0.0
+        self.seen = 0
 
     async def __aenter__(self) -> FirstByteDeadline:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
         self._cancelling = task.cancelling()
-        self._loop = asyncio.get_running_loop()
-        self._seen = self.vitals.progress
-        self._handle = self._loop.call_later(self.seconds, self._due)
-        self.vitals.waiting.add(self)
+        vitals = self.endpoint.vitals
+        self.since = task.get_loop().time()
+        self.seen = vitals.progress
+        vitals.waiting.add(self)
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.started()
+        self.endpoint.vitals.waiting.discard(self)
         if self.reason is not None and self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
             raise TimeoutError(self.reason)
 
     def started(self) -> None:
-        """The answer began (or the wait ended): the deadline no longer applies."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-            self.vitals.waiting.discard(self)
+        """The answer began: the deadline no longer applies."""
+        self.endpoint.vitals.waiting.discard(self)
+
+    def check(self, now: float) -> None:
+        """Expire the deadline if it is due at `now` (loop time); an automatic one waits on while the replica sends."""
+        waited = now - self.since
+        if waited < (BASE_SECONDS if self.fixed is None else self.fixed):
+            return
+        if self.fixed is not None:
+            self.expire(LATE)
+            return
+        if waited < auto_budget(self.exchange, self.endpoint):
+            return
+        progress = self.endpoint.vitals.progress
+        if progress != self.seen:  # it answered others meanwhile: a queue, not a wedge
+            self.since, self.seen = now, progress
+            return
+        self.expire(LATE)
 
     def expire(self, reason: str) -> None:
         """End the wait now: the request's task is cancelled and the block raises TimeoutError."""
-        if self._handle is None:
-            return
-        self.started()
-        self.reason = reason
-        self._task.cancel()
-
-    def expired(self) -> bool:
-        return self.reason is not None
-
-    def _due(self) -> None:
-        progress = self.vitals.progress
-        if self.extend and progress != self._seen:
-            self._seen = progress
-            self._handle = self._loop.call_later(self.seconds, self._due)
-            return
-        self.expire(LATE)
+        if self.reason is None and self in self.endpoint.vitals.waiting:
+            self.endpoint.vitals.waiting.discard(self)
+            self.reason = reason
+            self._task.cancel()
 
 
 class _NoDeadline:
@@ -133,9 +136,6 @@ class _NoDeadline:
 
     def started(self) -> None:
         pass
-
-    def expired(self) -> bool:
-        return False
 
 
 NO_DEADLINE = _NoDeadline()

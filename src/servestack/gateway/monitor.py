@@ -10,7 +10,8 @@ its running requests, so a slow probe alone is not taken for a wedge. The scrape
 stores the engine's queue, batch and KV usage as the endpoint's `EngineLoad`, which `least_load`,
 `cache_aware` and `ttft_cost` read, and keeps the text for `/metrics` to re-export (one scrape
 serves both). A failed scrape leaves the endpoint with no known queue.
-Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
+A third loop ends the first-byte deadlines that are due (deadline.py), so requests need no timer
+of their own. Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class Monitor:
         *,
         probe_interval: float | None = None,
         scrape_interval: float | None = None,
+        deadline_interval: float = 1.0,
         timeout: float = 5.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.table = table
         self.probe_interval = table.routing.probe_interval if probe_interval is None else probe_interval
         self.scrape_interval = table.routing.scrape_interval if scrape_interval is None else scrape_interval
+        self.deadline_interval = deadline_interval
         self.timeout = timeout
         self.probe_timeout = aiohttp.ClientTimeout(total=min(timeout, max(MAX_PROBE_SECONDS, self.probe_interval)))
         self._session = session
@@ -63,6 +66,7 @@ class Monitor:
         self._tasks = [
             asyncio.create_task(_every(self.probe_interval, self.probe_all)),
             asyncio.create_task(_every(self.scrape_interval, self.scrape_all)),
+            asyncio.create_task(_every(self.deadline_interval, self.check_deadlines)),
         ]
 
     async def stop(self) -> None:
@@ -101,6 +105,12 @@ class Monitor:
         else:
             vitals.breaker.failed()
         return healthy
+
+    async def check_deadlines(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for endpoint in self.table.endpoints():
+            for deadline in list(endpoint.vitals.waiting):
+                deadline.check(now)
 
     async def scrape_all(self) -> None:
         watched = [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]

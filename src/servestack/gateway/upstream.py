@@ -17,7 +17,7 @@ from typing import Literal
 import orjson
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from servestack.gateway.deadline import NO_DEADLINE, Deadline, FirstByteDeadline, auto_budget
+from servestack.gateway.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.http1 import ConnectError, Http1Pool, Response
@@ -45,13 +45,18 @@ class Upstream:
 
     def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
         """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
-        fixed = self.first_byte_timeout
-        if fixed == "auto":
-            budget = auto_budget(exchange, endpoint)
-            return FirstByteDeadline(endpoint.vitals, budget, extend=True, retryable=exchange.retryable)
-        if not fixed:
+        timeout = self.first_byte_timeout
+        if timeout == "auto":
+            return FirstByteDeadline(exchange, endpoint, None, retryable=exchange.retryable)
+        if not timeout:
             return NO_DEADLINE
-        return FirstByteDeadline(endpoint.vitals, fixed, extend=False, retryable=exchange.retryable)
+        return FirstByteDeadline(exchange, endpoint, timeout, retryable=exchange.retryable)
+
+    @property
+    def deadline_check_every(self) -> float:
+        """How often deadlines must be checked to end each within a quarter of its length (at most a second)."""
+        timeout = self.first_byte_timeout
+        return 1.0 if timeout == "auto" or not timeout else min(1.0, max(0.02, timeout / 4))
 
     @property
     def session(self) -> Http1Pool:
