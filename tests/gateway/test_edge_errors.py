@@ -79,3 +79,15 @@ async def test_an_unexpected_exception_is_logged_and_answered_in_the_apis_shape(
     assert ollama.status_code == 500 and set(ollama.json()) == {"error"}
     assert "RuntimeError: a bug" in caplog.text  # the traceback is in the gateway's log, not in the answer
     assert "a bug" not in openai.text
+
+
+async def test_ollama_tool_calls_that_are_not_objects_are_a_400(tmp_path: Path) -> None:
+    statuses = []
+    async with production_gateway(tmp_path / "home") as gw, gw.client() as client:
+        for calls in ([1], [{"function": "f"}], [{"function": {"name": "f", "arguments": {"x": 1}}}]):
+            message = {"role": "assistant", "content": "", "tool_calls": calls}
+            response = await client.post("/api/chat", json={"model": "tiny", "messages": [message], "stream": False})
+            statuses.append(response.status_code)
+    assert statuses == [400, 400, 200]
+    [sent] = gw.engine.received
+    assert sent["messages"][0]["tool_calls"][0]["function"]["arguments"] == '{"x":1}'  # type: ignore[index]

@@ -48,6 +48,9 @@ FIELDS = [
     "text", "input_ids", "sampling_params", "options", "format", "tools", "images", "system", "raw", "suffix",
     "name", "key", "models", "rpm", "tpm", "max_concurrent", "expires_at", "dimensions", "temperature",
 ]  # fmt: skip
+# Keys found inside those fields (messages, options, tool calls): nested objects get them too.
+INNER = ["role", "content", "tool_calls", "function", "arguments", "tool_call_id", "num_predict", "include_usage",
+         "type", "text", "index", "max_new_tokens", "seed", "stop"]  # fmt: skip
 VALID = {
     "/v1/chat/completions": {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
     "/v1/completions": {"model": "gpt-4o-mini", "prompt": "hi", "max_tokens": 4},
@@ -70,7 +73,7 @@ json_values = st.recursive(
     scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), children, max_size=4),
+        st.dictionaries(st.sampled_from(FIELDS + INNER) | st.text(max_size=8), children, max_size=4),
     ),
     max_leaves=20,
 )
@@ -79,10 +82,14 @@ json_values = st.recursive(
 @st.composite
 def bodies(draw: st.DrawFn, path: str) -> bytes:
     kind = draw(st.sampled_from(["mutated", "mutated", "json", "deep", "bytes", "empty"]))
-    if kind == "mutated":  # a valid request with fields replaced by anything
-        body = dict(VALID.get(path, {}))
-        for field in draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3)):
+    if kind == "mutated":  # a valid request with fields (and fields of its first message) replaced by anything
+        body = json.loads(json.dumps(VALID.get(path, {})))
+        for field in draw(st.lists(st.sampled_from(FIELDS), max_size=3)):
             body[field] = draw(json_values)
+        messages = body.get("messages")
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            for key in draw(st.lists(st.sampled_from(INNER), max_size=3)):
+                messages[0][key] = draw(json_values | st.lists(json_values, min_size=1, max_size=3))
         return json.dumps(body).encode()
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
@@ -110,7 +117,7 @@ header_values = st.text(alphabet=latin1, max_size=60).map(lambda v: v.strip(" \t
 
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, bytes]]:
-    method, path = draw(st.sampled_from(ROUTES))
+    method, path = draw(st.sampled_from(ROUTES) | st.sampled_from([(m, p) for m, p in ROUTES if p in VALID]))
     headers = draw(st.dictionaries(header_names, header_values, max_size=4))
     auth = draw(st.sampled_from([None, f"Bearer {ADMIN}", "Bearer sk-ss-nope", "Basic x", "Bearer"]))
     if auth is not None:
@@ -165,7 +172,7 @@ def check(method: str, path: str, response: httpx.Response) -> None:
         assert set(error) == {"message", "type", "param", "code"} and error["message"], where
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=600, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=requests())
 def test_no_generated_request_gets_a_500_or_a_malformed_answer(
     gateway: tuple[str, Path], request: tuple[str, str, bytes, dict[str, bytes]]
