@@ -94,3 +94,15 @@ async def test_a_stall_ends_the_wait_at_once_and_a_clients_cancel_stays_a_cancel
     with pytest.raises(asyncio.CancelledError):
         await task
     assert other.reason is None and not endpoint.vitals.waiting
+
+
+def test_the_setting_is_auto_by_default_a_number_or_zero() -> None:
+    from pydantic import ValidationError
+
+    from servestack.stack import TimeoutsConfig
+
+    assert TimeoutsConfig().first_byte == "auto"
+    assert TimeoutsConfig(first_byte=0).first_byte == 0 and TimeoutsConfig(first_byte=2.5).first_byte == 2.5
+    for bad in ("soon", -1, None, True):
+        with pytest.raises(ValidationError, match="expected auto, a number of seconds, or 0"):
+            TimeoutsConfig(first_byte=bad)
