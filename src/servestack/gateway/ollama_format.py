@@ -112,7 +112,7 @@ def _tool_call(n: int, call: object) -> dict[str, Any]:
     """One Ollama tool call (arguments as an object) → OpenAI's (arguments as JSON text)."""
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict):
-        raise BadRequest("each of a message's 'tool_calls' must be {\"function\": {\"name\", \"arguments\"}}")
+        raise BadRequest('each of a message\'s \'tool_calls\' must be {"function": {"name", "arguments"}}')
     arguments = function.get("arguments", {})
     return {
         "id": f"call_{n}",
