@@ -131,3 +131,13 @@ async def test_a_client_that_gives_up_on_a_whole_answer_frees_everything_its_req
     assert again.status_code == 200, again.text
     rows = ledger_rows(home)
     assert [row["status"] for row in rows] == [499, 200]
+
+
+async def test_a_client_that_leaves_cancels_its_own_request_and_no_other(tmp_path: Path) -> None:
+    async with production_gateway(tmp_path / "home", engine=ProdEngine(delay=1.0)) as gw, gw.client() as patient:
+        async with httpx.AsyncClient(base_url=gw.url, timeout=0.3) as impatient:
+            staying = asyncio.create_task(patient.post("/v1/chat/completions", json=CHAT))
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post("/v1/chat/completions", json=CHAT)
+        answer = await staying
+    assert answer.status_code == 200 and answer.json()["choices"]

@@ -28,7 +28,7 @@ from servestack.gateway.exchange import Exchange
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
-from servestack.gateway.protocol import CLIENT_GONE, DEFAULT_MAX_HEAD_BYTES
+from servestack.gateway.protocol import CLIENT_GONE, DEFAULT_MAX_HEAD_BYTES, TASK_SCOPE
 from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
@@ -82,6 +82,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            scope[TASK_SCOPE] = asyncio.current_task()  # the server's protocol cancels it if the client leaves
             try:
                 if self.pipeline is not None and scope["path"] != "/health":
                     self.pipeline.authenticate(scope)

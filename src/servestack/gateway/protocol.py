@@ -14,6 +14,8 @@ uvicorn tells an app that its client left only through `receive()`, which an app
 engine is not reading. The protocol cancels the connection's running request instead (the task's
 cancel message is `CLIENT_GONE`), so whatever the request holds — an engine request, an in-flight
 count, a key's concurrency slot, a queue turn — is released at once, with no watcher task per request.
+The app names its task in the request's scope (`TASK_SCOPE`): uvicorn's own task set is the whole
+server's, not the connection's.
 
 Deadlines (slow-client protection):
 uvicorn closes idle keep-alive connections but puts no bound on how long a client may take to
@@ -45,6 +47,7 @@ from servestack.errors import HeadersTooLarge
 from servestack.gateway.responses import openai_error
 
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
+TASK_SCOPE = "servestack.task"  # where the app leaves the task that serves the request, in its ASGI scope
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0
 
@@ -163,7 +166,8 @@ class CorkedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            for task in self.tasks:
+            task = cycle.scope.get(TASK_SCOPE)
+            if isinstance(task, asyncio.Task):
                 task.cancel(CLIENT_GONE)
         super().connection_lost(exc)
 
