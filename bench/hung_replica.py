@@ -4,7 +4,7 @@
     python bench/hung_replica.py --stop 10 --after 60 --rate 15 --json out.json
 
 `servestack up` runs three `sim` replicas with the stack file's defaults (no `gateway:` section, so
-every timeout and the routing policy are the defaults). Requests arrive at a fixed rate (open loop,
+every timeout is the default; the routing policy too, unless `--policy` names another). Requests arrive at a fixed rate (open loop,
 one in `--stream-every` streamed; prompts of ~2,000 characters, so `ttft_cost` measures prefill).
 After `--before` seconds one replica's process group gets SIGSTOP (it accepts connections, answers
 nothing, probes time out), `--stop` seconds later SIGCONT, and traffic goes on for `--after` seconds.
@@ -40,6 +40,8 @@ from harness.procs import Proc, free_port, wait_for
 
 STACK = """\
 version: 1
+routing:
+  policy: {policy}
 services:
   chat:
     engine: sim
@@ -161,12 +163,13 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=60.0, help="seconds of traffic after the SIGCONT")
     parser.add_argument("--stream-every", type=int, default=3, help="one request in N streams")
     parser.add_argument("--victim", type=int, default=1, help="which replica to stop")
+    parser.add_argument("--policy", default="ttft_cost", help="the routing policy (default: the default)")
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hung-replica-") as tmp:
         home = Path(tmp)
-        (home / "stack.yaml").write_text(STACK)
+        (home / "stack.yaml").write_text(STACK.format(policy=args.policy))
         env = {**os.environ, "SERVESTACK_HOME": str(home / "home")}
         port = free_port()
         up = Proc("up", [sys.executable, "-m", "servestack", "up", "-f", str(home / "stack.yaml"), "--port", str(port)],
