@@ -4,13 +4,14 @@
     python bench/hung_replica.py --stop 10 --after 60 --rate 15 --json out.json
 
 `servestack up` runs three `sim` replicas with the stack file's defaults (no `gateway:` section, so
-every timeout is the default; the routing policy too, unless `--policy` names another). Requests arrive at a fixed rate (open loop,
-one in `--stream-every` streamed; prompts of ~2,000 characters, so `ttft_cost` measures prefill).
-After `--before` seconds one replica's process group gets SIGSTOP (it accepts connections, answers
-nothing, probes time out), `--stop` seconds later SIGCONT, and traffic goes on for `--after` seconds.
+every timeout is the default; the routing policy too, unless `--policy` names another). Requests
+arrive at a fixed rate (open loop, one in `--stream-every` streamed; prompts of ~2,000 characters,
+so `ttft_cost` measures prefill). After `--before` seconds one replica's process group gets SIGSTOP
+(it accepts connections, answers nothing, probes time out), `--stop` seconds later SIGCONT, and
+traffic goes on for `--after` seconds.
 
-Reported: how long requests sent while the replica was stopped took (they should fail over at the
-first-byte deadline, not wait for the client to give up), how many failed and how, when the
+Reported: how long requests sent while the replica was stopped took (they should move to another
+replica once it is found stalled, not wait for the client to give up), how many failed and how, when the
 recovered replica served again after SIGCONT, and each replica's share per 5-second bin. Results go
 to `bench/results/hung-replica-<time>.json`.
 """
