@@ -62,8 +62,8 @@ class FirstByteDeadline:
     """`async with` around the wait for an answer to begin; `started()` once it has.
 
     No timer per request: the deadline registers with the endpoint's vitals, and the monitor's sweep
-    (`check`, a few times per second) ends those that are due. The automatic budget is only worked
-    out once a wait has outlasted the least any budget can be (`BASE_SECONDS`).
+    (`check`, every second, or every quarter of a fixed deadline) ends those that are due. The
+    automatic budget is only worked out once a wait has outlasted the least any budget can be.
     """
 
     __slots__ = ("_cancelling", "_task", "endpoint", "exchange", "fixed", "reason", "retryable", "seen", "since")

@@ -1,17 +1,19 @@
-"""Background watch over every endpoint: active health probes and engine-metrics scrapes.
+"""Background watch over every endpoint: active health probes, engine-metrics scrapes, first-byte deadlines.
 
-Two loops on the gateway's event loop, off the request path. The probe loop GETs each ready
+Three loops on the gateway's event loop, off the request path. The probe loop GETs each ready
 endpoint's `health_url`; a failure (refused, timed out, not 200) counts against the endpoint's
 circuit breaker, a success may close a half-open one. A probe that times out while the engine sent
 nothing to any request meanwhile means the engine is wedged (stopped, hung): its circuit trips open
 at once, and the requests waiting for it to begin an answer that another replica could take expire
-now instead of at their deadline (deadline.py). An engine that is merely busy still sends bytes to
-its running requests, so a slow probe alone is not taken for a wedge. The scrape loop GETs each `metrics_url` and
-stores the engine's queue, batch and KV usage as the endpoint's `EngineLoad`, which `least_load`,
-`cache_aware` and `ttft_cost` read, and keeps the text for `/metrics` to re-export (one scrape
-serves both). A failed scrape leaves the endpoint with no known queue.
-A third loop ends the first-byte deadlines that are due (deadline.py), so requests need no timer
-of their own. Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
+now instead of at their deadline. An engine that is merely busy still sends bytes to its running
+requests, so a slow probe alone is not taken for a wedge.
+
+The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
+endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
+for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
+known queue. The deadline loop ends the first-byte deadlines that are due (deadline.py), so
+requests need no timer of their own. Each loop waits `interval` after a round, so a slow engine
+cannot make rounds pile up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from servestack.gateway.breaker import BreakerState
 from servestack.gateway.deadline import STALLED
 from servestack.gateway.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.endpoints import EndpointTable
@@ -140,12 +143,11 @@ class Monitor:
 def stall(endpoint: Endpoint) -> None:
     """The engine is wedged: no new requests for a while, and the waiting ones that can go elsewhere, go."""
     vitals = endpoint.vitals
+    if vitals.breaker.state is not BreakerState.OPEN:  # once per stall, not once per probe
+        log.warning("the engine of %s (%s) stopped answering; no requests for it now", endpoint.id, endpoint.base_url)
     vitals.breaker.trip()
     for deadline in [d for d in vitals.waiting if d.retryable]:
         deadline.expire(STALLED)
-    log.warning(
-        "the engine of %s (%s) stopped answering; its requests go to other replicas", endpoint.id, endpoint.base_url
-    )
 
 
 async def _every(interval: float, work: Callable[[], Awaitable[None]]) -> None:
