@@ -12,15 +12,22 @@
     ├── BenchError                       a benchmark that cannot run (bad dataset, unreachable target)
     └── GatewayError                     an HTTP error with its status, OpenAI `type` and `code`
         ├── BadRequest              400
+        │   └── ContextLengthExceeded   400  a prompt that cannot fit the model's context
         ├── AuthenticationFailed    401
         ├── PermissionDenied        403
+        │   ├── ModelNotAllowed     403  the key may not use this model
+        │   └── AdminKeyRequired    403  a client key on an admin route
         ├── NotFound                404
         │   └── ModelNotFound       404
         ├── MethodNotAllowed        405
         ├── PayloadTooLarge         413
         ├── RateLimited             429  (retry_after)
+        ├── HeadersTooLarge         431  the request line and headers are over the cap
+        ├── InternalError           500  a bug: logged with its traceback, answered in the API's shape
         ├── UpstreamError           502
-        ├── UpstreamUnavailable     503  (retry_after)
+        ├── UpstreamUnavailable     503  (retry_after while it is loading or restarting)
+        │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
+        │   └── ModelFailed         503  gave up restarting; carries the last error
         └── UpstreamTimeout         504
 
 Raise, never return, errors. Third-party exceptions are converted where they enter.
@@ -106,10 +113,22 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
+class ContextLengthExceeded(BadRequest):
+    code = "context_length_exceeded"
+
+
 class PermissionDenied(GatewayError):
     status = 403
     type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
     code = "model_not_allowed"
+
+
+class AdminKeyRequired(PermissionDenied):
+    code = "admin_key_required"
 
 
 class NotFound(GatewayError):
@@ -140,6 +159,18 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class HeadersTooLarge(GatewayError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_fields_too_large"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
 class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
@@ -150,6 +181,14 @@ class UpstreamUnavailable(GatewayError):
     status = 503
     type = "service_unavailable"
     code = "engine_unavailable"
+
+
+class ModelStopped(UpstreamUnavailable):
+    code = "model_stopped"
+
+
+class ModelFailed(UpstreamUnavailable):
+    code = "model_failed"
 
 
 class UpstreamTimeout(GatewayError):

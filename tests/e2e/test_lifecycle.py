@@ -71,7 +71,8 @@ def test_stop_start_restart_a_service(detached: str) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert service(status())["status"] == "stopped"
     down = httpx.post(f"{detached}/v1/chat/completions", json=CHAT, timeout=30)
-    assert down.status_code == 503 and down.json()["error"]["code"] == "engine_unavailable"
+    assert down.status_code == 503 and down.json()["error"]["code"] == "model_stopped"
+    assert "`servestack start smollm2`" in down.json()["error"]["message"]
 
     assert run_cli("start", "smollm2").returncode == 0
     assert service(status())["status"] == "ready"

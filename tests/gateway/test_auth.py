@@ -101,7 +101,7 @@ async def test_admin_routes_need_the_admin_key(tmp_path: Path) -> None:
         client_secret = await gw.create_key("dave")
         async with gw.client() as anonymous, gw.client(client_secret) as dave, gw.client(ADMIN_SECRET) as admin:
             assert_error(await anonymous.get("/admin/keys"), 401, "invalid_api_key")
-            assert_error(await dave.get("/admin/keys"), 403, "model_not_allowed")
+            assert_error(await dave.get("/admin/keys"), 403, "admin_key_required")
 
             created = await admin.post("/admin/keys", json={"name": "erin", "models": ["tiny"], "rpm": 10})
             assert created.status_code == 201

@@ -14,6 +14,7 @@ import pytest
 
 from tests.gateway.prod_engine import ProdEngine
 from tests.gateway.prod_harness import production_gateway
+from tests.gateway.test_usage import ledger_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +106,38 @@ async def test_slow_clients_are_disconnected(tmp_path: Path) -> None:
             assert 0.2 < await asyncio.to_thread(closed_after, partial) < 2.0
         async with gw.client() as client:  # a normal client is unaffected, also on a kept-alive connection
             assert [(await client.post("/v1/chat/completions", json=CHAT)).status_code for _ in range(2)] == [200, 200]
+
+
+async def test_a_client_that_gives_up_on_a_whole_answer_frees_everything_its_request_held(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    config = {**AUTH_ON, "limits": {"queue": {"max_concurrent": 1, "max_waiting": 0, "timeout": 5}}}
+    engine = ProdEngine()
+    async with production_gateway(home, config, engine=engine) as gw:
+        secret = await gw.create_key("one", max_concurrent=1)
+        key = {"Authorization": f"Bearer {secret}"}
+        async with httpx.AsyncClient(base_url=gw.url, headers=key, timeout=0.5) as impatient:
+            with pytest.raises(httpx.ReadTimeout):  # "slow" holds the engine 30 s; the client leaves after 0.5
+                await impatient.post("/v1/chat/completions", json={**CHAT, "user": "slow"})
+        endpoint = gw.table.get("tiny.0")
+        assert endpoint is not None
+        deadline = time.monotonic() + 2
+        while endpoint.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        async with gw.client(secret) as client:
+            metrics = (await client.get("/metrics")).text
+            again = await client.post("/v1/chat/completions", json=CHAT)  # the key's slot and the queue's are free
+    assert endpoint.in_flight == 0
+    assert 'servestack_requests_in_flight{model="tiny"} 0.0' in metrics
+    assert again.status_code == 200, again.text
+    rows = ledger_rows(home)
+    assert [row["status"] for row in rows] == [499, 200]
+
+
+async def test_a_client_that_leaves_cancels_its_own_request_and_no_other(tmp_path: Path) -> None:
+    async with production_gateway(tmp_path / "home", engine=ProdEngine(delay=1.0)) as gw, gw.client() as patient:
+        async with httpx.AsyncClient(base_url=gw.url, timeout=0.3) as impatient:
+            staying = asyncio.create_task(patient.post("/v1/chat/completions", json=CHAT))
+            with pytest.raises(httpx.ReadTimeout):
+                await impatient.post("/v1/chat/completions", json=CHAT)
+        answer = await staying
+    assert answer.status_code == 200 and answer.json()["choices"]

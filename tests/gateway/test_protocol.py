@@ -1,12 +1,14 @@
-"""The gateway's connection transport: a response's head and body leave in one send()."""
+"""The gateway's connection: a response's head and body leave in one send(); a request's head is capped."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from servestack.gateway.protocol import CorkedTransport
+from tests.gateway.conftest import Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +62,60 @@ async def test_close_sends_what_is_held_first_and_a_gone_client_gets_nothing() -
     gone.closed = True  # the client disconnected within the tick
     await asyncio.sleep(0)
     assert gone.sent == []
+
+
+async def exchange_raw(url: str, chunks: list[bytes]) -> bytes:
+    """Send `chunks` on one raw connection (stopping if the server closes it) and read the answer to its end."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass  # the server closed the connection mid-way: its answer is already in the buffer
+    try:
+        return await asyncio.wait_for(reader.read(-1), timeout=10)
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )  # fmt: skip
+
+
+BODY = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+async def test_a_request_head_past_the_cap_is_refused_with_431_and_the_connection_closed(gateway: Harness) -> None:
+    start = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    flood = [start] + [b"X-Flood-%d: %s\r\n" % (i, b"a" * 1000) for i in range(1024)]  # 1 MiB of headers
+    answer = await exchange_raw(gateway.url, flood)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_header_fields_too_large" and "65536 bytes" in error["message"]
+    assert gateway.engine.received == []
+
+    ollama = await exchange_raw(gateway.url, [b"GET /api/tags HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n"])
+    assert ollama.startswith(b"HTTP/1.1 431 ") and json.loads(ollama.partition(b"\r\n\r\n")[2])["error"]
+
+
+async def test_heads_under_the_cap_and_large_bodies_are_served(gateway: Harness) -> None:
+    under = await exchange_raw(gateway.url, [post("/v1/chat/completions", BODY, b"X-Big: " + b"c" * 60_000 + b"\r\n")])
+    assert under.startswith(b"HTTP/1.1 200 ")
+    # A small head and a large body arriving together: only the head counts.
+    big = BODY[:-1] + b', "padding": "' + b"d" * 500_000 + b'"}'
+    whole = await exchange_raw(gateway.url, [post("/v1/chat/completions", big)])
+    assert whole.startswith(b"HTTP/1.1 200 ")
+    # Kept-alive: the second request's head is counted afresh.
+    keep = post("/v1/chat/completions", BODY).replace(b"Connection: close", b"Connection: keep-alive")
+    two = await exchange_raw(
+        gateway.url, [keep + post("/v1/chat/completions", BODY, b"X-Big: " + b"e" * 50_000 + b"\r\n")]
+    )
+    assert two.count(b"HTTP/1.1 200 ") == 2

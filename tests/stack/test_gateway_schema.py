@@ -31,7 +31,8 @@ def test_full_gateway_section() -> None:
     ).gateway  # type: ignore[attr-defined]
     assert gateway.limits.max_body_bytes == 2 * 2**20 and gateway.limits.queue.max_waiting == 100
     assert gateway.tracing.headers == {"signoz-access-token": "t0k"} and gateway.timeouts.body == 60
-    assert gateway.timeouts.first_byte == 30 and parse("  auth: {enabled: true}\n").gateway.timeouts.first_byte is None  # type: ignore[attr-defined]
+    default = parse("  auth: {enabled: true}\n").gateway  # type: ignore[attr-defined]
+    assert gateway.timeouts.first_byte == 30 and default.timeouts.first_byte == "auto"
 
 
 @pytest.mark.parametrize(

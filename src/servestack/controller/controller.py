@@ -35,14 +35,15 @@ from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
 SERVING_MODULES = ("servestack.gateway.build", "servestack.gateway.server", "servestack.controller.control")
 
-# How a replica's state reads to the gateway: only READY gets requests.
+# How a replica's state reads to the gateway: only READY gets requests. A status missing here reads as
+# STOPPED (with the replica's last error), which is what any state that is not on its way back is.
 ENDPOINT_STATES = {
     ReplicaStatus.STARTING: EndpointState.STARTING,
     ReplicaStatus.READY: EndpointState.READY,
-    ReplicaStatus.RESTARTING: EndpointState.DOWN,
-    ReplicaStatus.FAILED: EndpointState.DOWN,
-    ReplicaStatus.STOPPING: EndpointState.DOWN,
-    ReplicaStatus.STOPPED: EndpointState.DOWN,
+    ReplicaStatus.RESTARTING: EndpointState.RESTARTING,
+    ReplicaStatus.FAILED: EndpointState.FAILED,
+    ReplicaStatus.STOPPING: EndpointState.STOPPED,
+    ReplicaStatus.STOPPED: EndpointState.STOPPED,
 }
 
 
@@ -204,11 +205,13 @@ class Controller:
                 service=replica.plan.name,
                 models=replica.config.served_names,
                 base_url=replica.base_url,
-                state=ENDPOINT_STATES[status],
+                state=ENDPOINT_STATES.get(status, EndpointState.STOPPED),
                 engine=engine.name,
                 health_url=replica.base_url + engine.health_path,
                 metrics_url=replica.base_url + engine.metrics_path if engine.metrics_path else None,
                 metric_names=engine.metric_names,
+                context_length=replica.plan.context_window,
+                last_error=replica.state.last_error,
             )
         )
         if previous is not None and previous.ready and status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):

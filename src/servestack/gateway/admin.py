@@ -13,6 +13,7 @@ shell take effect within a second.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -21,7 +22,14 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from servestack.errors import AuthenticationFailed, BadRequest, PermissionDenied
+from servestack.errors import (
+    AdminKeyRequired,
+    AuthenticationFailed,
+    BadRequest,
+    NotFound,
+    PermissionDenied,
+    StateError,
+)
 from servestack.gateway.auth import KeyRing
 from servestack.gateway.keys import ApiKey, KeyStore
 from servestack.gateway.pipeline import KEY_SCOPE
@@ -31,6 +39,7 @@ from servestack.gateway.usage import GroupBy, UsageLedger
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_ADMIN_BODY = 64 * 1024
+MAX_LIMIT = 2**53  # SQLite stores 64-bit integers; limits beyond this mean nothing anyway
 
 
 class AdminApi:
@@ -57,7 +66,7 @@ class AdminApi:
         if key is None:
             raise AuthenticationFailed("Admin routes need the admin key")
         if not key.admin:
-            raise PermissionDenied("Admin routes need the admin key, not a client key")
+            raise AdminKeyRequired("Admin routes need the admin key (SERVESTACK_ADMIN_KEY), not a client key")
         return self.keys
 
     async def _list_keys(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,21 +86,27 @@ class AdminApi:
         if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
             raise BadRequest("'models' must be a list of model names", param="models")
         expires = request.get("expires_at")
-        if expires is not None and not isinstance(expires, int | float):
+        if expires is not None and (not isinstance(expires, int | float) or isinstance(expires, bool)):
             raise BadRequest("'expires_at' must be a Unix time in seconds", param="expires_at")
 
         def create(store: KeyStore) -> tuple[ApiKey, str]:
             return store.create(name, models=models, expires_at=expires, **options)
 
-        key, secret = await ring.run_locked(create)
+        try:
+            key, secret = await ring.run_locked(create)
+        except StateError as error:  # an active key of that name exists
+            raise BadRequest(_with_fix(error), param="name") from None
         await send_json(send, 201, {"key": key.describe(self.clock()), "secret": secret})
 
     async def _revoke_key(self, scope: Scope, receive: Receive, send: Send) -> None:
         ring = self._ring(scope)
         target = (await read_json(receive, MAX_ADMIN_BODY)).get("key")
-        if not isinstance(target, str):
+        if not isinstance(target, str) or not target:
             raise BadRequest("say which key to revoke: {'key': name or id}", param="key")
-        key = await ring.run_locked(lambda store: store.revoke(target))
+        try:
+            key = await ring.run_locked(lambda store: store.revoke(target))
+        except StateError as error:  # no active key by that name or id
+            raise NotFound(_with_fix(error), param="key") from None
         await send_json(send, 200, {"key": key.describe(self.clock())})
 
     async def _reload(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,7 +125,9 @@ class AdminApi:
         try:
             since = float(params["since"]) if "since" in params else None
         except ValueError:
-            raise BadRequest("'since' is a Unix time in seconds", param="since") from None
+            since = math.nan
+        if since is not None and not math.isfinite(since):
+            raise BadRequest("'since' is a Unix time in seconds", param="since")
         path = self.usage_path
 
         def totals() -> list[dict[str, Any]]:
@@ -127,9 +144,13 @@ def _optional_int(request: dict[str, Any], field: str) -> int | None:
     value = request.get(field)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest(f"'{field}' must be a positive integer", param=field)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(f"'{field}' must be a positive integer (at most {MAX_LIMIT})", param=field)
     return value
+
+
+def _with_fix(error: StateError) -> str:
+    return f"{error.message} ({error.fix})" if error.fix else error.message
 
 
 def metrics_handler(registry: CollectorRegistry) -> Handler:

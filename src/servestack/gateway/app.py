@@ -2,32 +2,45 @@
 
 Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
 body (only `model` and `stream` are read), and a byte-for-byte relay. Errors are GatewayError
-subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*.
-Keys, limits, usage, metrics and tracing wrap `forward` when a `Pipeline` is given (pipeline.py).
+subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*. Any
+other exception is a bug: it is logged with its traceback and answered as a 500 in the same shape,
+never as the server's plain text. A request whose client disconnected is cancelled by the server's
+protocol (protocol.py) and ends here quietly. Keys, limits, usage, metrics and tracing wrap
+`forward` when a `Pipeline` is given (pipeline.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, NotFound
+from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, NotFound
+from servestack.gateway.breaker import BreakerState
 from servestack.gateway.dispatch import Dispatcher, Relay
+from servestack.gateway.endpoint import Endpoint, EndpointState
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
+from servestack.gateway.protocol import CLIENT_GONE, DEFAULT_MAX_HEAD_BYTES, TASK_SCOPE
 from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
 from servestack.gateway.upstream import Upstream
 
+log = logging.getLogger("servestack.gateway")
+
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# A service's state in /health is its most hopeful replica's, in this order.
+HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "failed", "stopped")
 # For each generation route: the field that must be present besides `model`.
 GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
 
@@ -39,17 +52,20 @@ class Gateway:
         *,
         upstream: Upstream | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_header_bytes: int = DEFAULT_MAX_HEAD_BYTES,
         pipeline: Pipeline | None = None,
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
-        → served names; `routes`: more routes (admin, /metrics)."""
+        → served names; `routes`: more routes (admin, /metrics); `max_header_bytes` is enforced by the
+        server's protocol (server.py reads it here)."""
         self.table = table
         self.upstream = upstream or Upstream()
         self.dispatcher = Dispatcher(table, self.upstream)
-        self.monitor = Monitor(table)
+        self.monitor = Monitor(table, deadline_interval=self.upstream.deadline_check_every)
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
         self.pipeline = pipeline
         self.aliases = dict(aliases or {})
         self.started_at = int(time.time())
@@ -66,6 +82,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            scope[TASK_SCOPE] = asyncio.current_task()  # the server's protocol cancels it if the client leaves
             try:
                 if self.pipeline is not None and scope["path"] != "/health":
                     self.pipeline.authenticate(scope)
@@ -74,7 +91,14 @@ class Gateway:
                     raise self._no_route(scope)
                 await handler(scope, receive, send)
             except GatewayError as error:
-                await send_error(send, error, ollama=scope["path"].startswith("/api/"))
+                await _answer_error(scope, send, error)
+            except asyncio.CancelledError as cancelled:
+                if cancelled.args != (CLIENT_GONE,):
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # nobody is left to answer
+            except Exception:
+                log.exception("unexpected error answering %s %s", scope.get("method"), scope.get("path"))
+                await _answer_error(scope, send, InternalError("the gateway failed unexpectedly (see its log)"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -114,19 +138,19 @@ class Gateway:
             path=scope["path"], model=model, stream=stream, body=body, payload=request, headers=scope["headers"]
         )
         exchange.key, exchange.alias = scope.get(KEY_SCOPE), alias
-        await self.forward(exchange, send, receive)
+        await self.forward(exchange, send)
 
-    async def forward(self, exchange: Exchange, send: Send, receive: Receive, relay: Relay | None = None) -> None:
+    async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
         """Route `exchange` to a replica and relay it there (retrying early failures elsewhere), admitted
         and accounted for by the pipeline. `relay` replaces the OpenAI relay (Ollama, SGLang /generate)."""
         if self.pipeline is None:
-            await self.dispatcher.relay(exchange, send, receive, relay=relay)
+            await self.dispatcher.relay(exchange, send, relay=relay)
             return
         admission = self.pipeline.admit(exchange)  # 403/429 raise here
         try:
             if admission.waits is not None:
                 await admission.turn()
-            await self.dispatcher.relay(exchange, send, receive, relay=relay, prepare=self.pipeline.prepare)
+            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self.pipeline.prepare)
         except BaseException as error:
             admission.done(error)
             raise
@@ -141,14 +165,37 @@ class Gateway:
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.
+
+        `status` is `ok` when every service is ready, `degraded` when some are not, `unavailable` when
+        none is (or the stack has none): a load balancer in front takes the gateway out only then.
+        """
         services: dict[str, str] = {}
         for endpoint in self.table.endpoints():
-            if services.get(endpoint.service) != "ready":
-                services[endpoint.service] = "ready" if endpoint.ready else "unavailable"
-        await send_json(send, 200, {"status": "ok", "services": services})
+            state = _health_state(endpoint)
+            known = services.get(endpoint.service)
+            if known is None or HEALTH_ORDER.index(state) < HEALTH_ORDER.index(known):
+                services[endpoint.service] = state
+        ready = sum(state == "ready" for state in services.values())
+        status = "ok" if services and ready == len(services) else "degraded" if ready else "unavailable"
+        await send_json(send, 200 if ready else 503, {"status": status, "services": services})
 
     def _no_route(self, scope: Scope) -> GatewayError:
         path, method = scope["path"], scope["method"]
         if any(p == path for _, p in self._routes):
             return MethodNotAllowed(f"method {method} is not allowed on {path}")
         return NotFound(f"no route {method} {path}")
+
+
+async def _answer_error(scope: Scope, send: Send, error: GatewayError) -> None:
+    """Send `error` as the answer, unless the answer has already started (the server refuses a second start)."""
+    with contextlib.suppress(RuntimeError):
+        await send_error(send, error, ollama=scope["path"].startswith("/api/"))
+
+
+def _health_state(endpoint: Endpoint) -> str:
+    if endpoint.vitals.draining:
+        return "draining"
+    if endpoint.state is EndpointState.READY and endpoint.vitals.breaker.state is BreakerState.OPEN:
+        return "failing"  # the engine runs, but its requests fail or it stopped answering
+    return endpoint.state.value

@@ -4,10 +4,11 @@
                                         ▲                          │
                                         └──────trial fails─────────┘
 
-Failures are reported by the relay (connect errors, engine 5xx answers, streams cut short) and by the
-active health probes; successes by the same. While HALF_OPEN exactly one request is let through as
-the trial; a successful health probe also closes a half-open circuit, so a replica that gets no
-traffic still recovers. `permits()` is on the request path and does no I/O.
+Failures are reported by the relay (connect errors, engine 5xx answers, streams cut short, first-byte
+deadlines) and by the active health probes; successes by the same. A stalled replica (its probe timed
+out while it sent nothing) trips the circuit open at once. While HALF_OPEN exactly one request is let
+through as the trial; a successful health probe also closes a half-open circuit, so a replica that
+gets no traffic still recovers. `permits()` is on the request path and does no I/O.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class CircuitBreaker:
         """
         if self.state is BreakerState.HALF_OPEN:
             self.succeeded()
+
+    def trip(self) -> None:
+        """Open the circuit now, whatever the count (the replica stalled)."""
+        self.failures = max(self.failures + 1, self.failure_threshold)
+        self._open()
+
+    @property
+    def opened_at(self) -> float:
+        """When the circuit last opened (0: never)."""
+        return self._opened_at
 
     def reset(self) -> None:
         """A new incarnation of the endpoint (restarted engine): forget its past."""

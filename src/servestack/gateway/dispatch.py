@@ -1,8 +1,12 @@
 """Sending one request to its pool: choose a replica, relay, and retry elsewhere on an early failure.
 
+Before any replica is chosen, a generation prompt that cannot fit the pool's context window is
+refused (400 `context_length_exceeded`, prompt.py).
+
 A failure before the first byte reached the client (connection refused or reset, an engine 5xx, a
-stream cut before its first chunk) is retried on another replica of the pool, at most `retries`
-times, never on a replica already tried, and only while the retry budget allows. The last attempt
+stream cut before its first chunk, a first-byte deadline) is retried on another replica of the
+pool, at most `retries` times, never on a replica already tried, and only while the retry budget
+allows; an error the engine answered about the request itself (4xx) is not. The last attempt
 relays the engine's own answer, whatever it is. A failure after the first byte cannot be retried:
 the relay ends the stream with an error event. Every attempt's outcome goes to the endpoint's
 circuit breaker and to the pool's policy.
@@ -18,14 +22,15 @@ from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pool import Pool
-from servestack.gateway.responses import Message, Receive, Send
+from servestack.gateway.prompt import GENERATION_PATHS, check_context
+from servestack.gateway.responses import Message, Send
 from servestack.gateway.retry import RetryBudget
 from servestack.gateway.routing import Attempt, RouteRequest
 from servestack.gateway.upstream import Upstream
 
 # Relays other than the OpenAI one (Ollama's translation, SGLang's /generate) and the pipeline's
 # per-replica preparation of an exchange.
-Relay = Callable[[Exchange, Endpoint, Send, Receive], Awaitable[None]]
+Relay = Callable[[Exchange, Endpoint, Send], Awaitable[None]]
 Prepare = Callable[[Exchange, Endpoint], None]
 
 
@@ -38,7 +43,7 @@ class GatewayCore(Protocol):
     max_body_bytes: int
     started_at: int
 
-    async def forward(self, exchange: Exchange, send: Send, receive: Receive, relay: Relay | None = None) -> None:
+    async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
         """Route `exchange` to a replica of its model, admitted and accounted for like any request."""
         ...
 
@@ -62,17 +67,18 @@ class Dispatcher:
         self,
         exchange: Exchange,
         send: Send,
-        receive: Receive,
         *,
         relay: Relay | None = None,
         prepare: Prepare | None = None,
     ) -> None:
         """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had.
 
-        A custom `relay` translates the answer itself, so its failures are not retried; `prepare`
-        adjusts the exchange for each replica tried.
+        A custom `relay` replaces the OpenAI one (it translates the answer itself); `prepare` adjusts
+        the exchange for each replica tried.
         """
         pool = self.table.pool(exchange.model)
+        if pool.context_length is not None and exchange.path in GENERATION_PATHS:
+            check_context(exchange.payload, exchange.prompt_size, pool.context_length)
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
         watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
@@ -88,19 +94,16 @@ class Dispatcher:
             tried.append(attempt.endpoint.id)
             exchange.attempts += 1
             exchange.error = exchange.status = exchange.first_byte_at = None
-            retryable = relay is None and self._may_retry(pool, tried)
+            exchange.retryable = self._may_retry(pool, tried)
             relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
             if prepare is not None:
                 prepare(exchange, attempt.endpoint)
             try:
-                if relay is None:
-                    await self.upstream.relay(exchange, attempt.endpoint, relay_to, receive, retryable=retryable)
-                else:
-                    await relay(exchange, attempt.endpoint, relay_to, receive)
+                await (relay or self.upstream.relay)(exchange, attempt.endpoint, relay_to)
             except GatewayError as error:
-                pool.finish(attempt, ok=False)
+                pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
                 exchange.error = error
-                if not (retryable and self.budget.withdraw()):
+                if not (exchange.retryable and error.status >= 500 and self.budget.withdraw()):
                     raise
                 continue
             except BaseException:

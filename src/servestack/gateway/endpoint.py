@@ -1,5 +1,6 @@
 """One engine replica as the gateway sees it: what the controller says (`Endpoint`) and what the
-gateway observes of it (`Vitals`: requests in flight, circuit breaker, engine load, last metrics scrape).
+gateway observes of it (`Vitals`: requests in flight, circuit breaker, engine load, last metrics scrape,
+whether it is sending anything).
 
 Kept apart from the table (endpoints.py) so that routing policies and pools can name it without
 depending on the table that holds them.
@@ -12,19 +13,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from servestack.gateway.breaker import CircuitBreaker
+
+if TYPE_CHECKING:
+    from servestack.gateway.deadline import FirstByteDeadline
 
 NO_NAMES: Mapping[str, str] = MappingProxyType({})
 
 
 class EndpointState(Enum):
-    """The replica's state as the controller reports it; only READY endpoints get requests."""
+    """The replica's state as the controller reports it; only READY endpoints get requests.
+
+    STARTING and RESTARTING will pass (a client may retry); STOPPED (on purpose, or it exited on its
+    own) and FAILED (gave up restarting) last until someone starts it again.
+    """
 
     STARTING = "starting"
     READY = "ready"
     DRAINING = "draining"
-    DOWN = "down"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def passing(self) -> bool:
+        """Whether the replica is on its way to READY by itself."""
+        return self in (EndpointState.STARTING, EndpointState.RESTARTING)
 
 
 @dataclass(frozen=True)
@@ -43,7 +59,7 @@ IDLE = EngineLoad()
 class Vitals:
     """What the gateway observes about one endpoint."""
 
-    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics")
+    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics", "progress", "waiting")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.in_flight = 0
@@ -52,6 +68,8 @@ class Vitals:
         # The text of the last scrape of the engine's /metrics ("" when it failed); None before the first.
         self.metrics: str | None = None
         self.draining = False
+        self.progress = 0  # counts answers and stream chunks received from the engine: it is not wedged
+        self.waiting: set[FirstByteDeadline] = set()  # requests waiting for their answer to begin
         self._idle: asyncio.Event | None = None
 
     def finished_one(self) -> None:
@@ -74,13 +92,16 @@ class Vitals:
 class Endpoint:
     """One engine replica as the gateway sees it.
 
-    `state` says whether it may get requests (`ready=True` is a shorthand for `state=READY`).
-    `health_url` is probed in the background; `metrics_url` is scraped, its samples read under
-    `metric_names` (common name → the engine's Prometheus name: `waiting`, `running`, `kv_usage`).
+    `state` says whether it may get requests (`ready=True` is a shorthand for `state=READY`), and
+    `last_error` why it is not running, when it failed. `health_url` is probed in the background;
+    `metrics_url` is scraped, its samples read under `metric_names` (common name → the engine's
+    Prometheus name: `waiting`, `running`, `kv_usage`). `context_length` is the engine's context
+    window in tokens, when the plan knows it.
     """
 
     __slots__ = (
-        "base_url", "engine", "health_url", "id", "metric_names", "metrics_url", "models", "service", "state", "vitals",
+        "base_url", "context_length", "engine", "health_url", "id", "last_error", "metric_names", "metrics_url",
+        "models", "service", "state", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -96,6 +117,8 @@ class Endpoint:
         health_url: str | None = None,
         metrics_url: str | None = None,
         metric_names: Mapping[str, str] = NO_NAMES,
+        context_length: int | None = None,
+        last_error: str | None = None,
     ) -> None:
         self.id = id
         self.service = service
@@ -106,6 +129,8 @@ class Endpoint:
         self.health_url = health_url
         self.metrics_url = metrics_url
         self.metric_names = metric_names
+        self.context_length = context_length
+        self.last_error = last_error
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -116,5 +116,5 @@ class EndpointTable:
 
 def _new_incarnation(old: Endpoint, new: Endpoint) -> bool:
     """A different engine process now (or none): a new URL, or the replica is stopped or starting."""
-    stopped = new.state in (EndpointState.STARTING, EndpointState.DOWN)
+    stopped = new.state not in (EndpointState.READY, EndpointState.DRAINING)
     return new.base_url != old.base_url or (stopped and old.state is not new.state)

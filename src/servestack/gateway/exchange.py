@@ -13,6 +13,7 @@ from typing import Any
 from servestack.errors import GatewayError
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.keys import ApiKey
+from servestack.gateway.prompt import PromptSize, measure_prompt
 from servestack.gateway.tokens import StreamTap
 
 
@@ -27,6 +28,7 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     endpoint: Endpoint | None = None  # the last one tried
     attempts: int = 0  # endpoints tried: more than one when failures before the first byte were retried
+    retryable: bool = False  # this attempt's failure before the first byte may go to another replica
     status: int | None = None
     first_byte_at: float | None = None
     finished_at: float | None = None
@@ -41,6 +43,14 @@ class Exchange:
     completion_tokens: int | None = None
     usage_estimated: bool = False
     spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
+    _prompt_size: PromptSize | None = field(default=None, repr=False)
+
+    @property
+    def prompt_size(self) -> PromptSize:
+        """The prompt's size in characters and token ids (measured once)."""
+        if self._prompt_size is None:
+            self._prompt_size = measure_prompt(self.payload)
+        return self._prompt_size
 
     @property
     def ttft(self) -> float | None:

@@ -1,12 +1,19 @@
-"""Background watch over every endpoint: active health probes and engine-metrics scrapes.
+"""Background watch over every endpoint: active health probes, engine-metrics scrapes, first-byte deadlines.
 
-Two loops on the gateway's event loop, off the request path. The probe loop GETs each ready
+Three loops on the gateway's event loop, off the request path. The probe loop GETs each ready
 endpoint's `health_url`; a failure (refused, timed out, not 200) counts against the endpoint's
-circuit breaker, a success may close a half-open one. The scrape loop GETs each `metrics_url` and
-stores the engine's queue, batch and KV usage as the endpoint's `EngineLoad`, which `least_load`,
-`cache_aware` and `ttft_cost` read, and keeps the text for `/metrics` to re-export (one scrape
-serves both). A failed scrape leaves the endpoint with no known queue.
-Each loop waits `interval` after a round, so a slow engine cannot make rounds pile up.
+circuit breaker, a success may close a half-open one. A probe that times out while the engine sent
+nothing to any request meanwhile means the engine is wedged (stopped, hung): its circuit trips open
+at once, and the requests waiting for it to begin an answer that another replica could take expire
+now instead of at their deadline. An engine that is merely busy still sends bytes to its running
+requests, so a slow probe alone is not taken for a wedge.
+
+The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
+endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
+for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
+known queue. The deadline loop ends the first-byte deadlines that are due (deadline.py), so
+requests need no timer of their own. Each loop waits `interval` after a round, so a slow engine
+cannot make rounds pile up.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from servestack.gateway.breaker import BreakerState
+from servestack.gateway.deadline import STALLED
 from servestack.gateway.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.prometheus import read_gauges
@@ -26,6 +35,7 @@ from servestack.gateway.prometheus import read_gauges
 log = logging.getLogger(__name__)
 
 LOAD_GAUGES = ("waiting", "running", "kv_usage")
+MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
 
 
 class Monitor:
@@ -35,13 +45,16 @@ class Monitor:
         *,
         probe_interval: float | None = None,
         scrape_interval: float | None = None,
+        deadline_interval: float = 1.0,
         timeout: float = 5.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.table = table
         self.probe_interval = table.routing.probe_interval if probe_interval is None else probe_interval
         self.scrape_interval = table.routing.scrape_interval if scrape_interval is None else scrape_interval
+        self.deadline_interval = deadline_interval
         self.timeout = timeout
+        self.probe_timeout = aiohttp.ClientTimeout(total=min(timeout, max(MAX_PROBE_SECONDS, self.probe_interval)))
         self._session = session
         self._own_session = session is None
         self._tasks: list[asyncio.Task[None]] = []
@@ -56,6 +69,7 @@ class Monitor:
         self._tasks = [
             asyncio.create_task(_every(self.probe_interval, self.probe_all)),
             asyncio.create_task(_every(self.scrape_interval, self.scrape_all)),
+            asyncio.create_task(_every(self.deadline_interval, self.check_deadlines)),
         ]
 
     async def stop(self) -> None:
@@ -74,20 +88,32 @@ class Monitor:
         await asyncio.gather(*(self.probe(e) for e in watched))
 
     async def probe(self, endpoint: Endpoint) -> bool:
-        """One health probe; its outcome goes to the endpoint's circuit breaker."""
+        """One health probe; its outcome goes to the endpoint's circuit breaker (a stall trips it)."""
         assert endpoint.health_url is not None
+        vitals = endpoint.vitals
+        progress = vitals.progress
+        stalled = False
         try:
-            async with self.session.get(endpoint.health_url) as resp:
+            async with self.session.get(endpoint.health_url, timeout=self.probe_timeout) as resp:
                 await resp.read()
                 healthy = resp.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+        except TimeoutError:
+            healthy, stalled = False, vitals.progress == progress
+        except aiohttp.ClientError:
             healthy = False
-        breaker = endpoint.vitals.breaker
         if healthy:
-            breaker.probe_succeeded()
+            vitals.breaker.probe_succeeded()
+        elif stalled:
+            stall(endpoint)
         else:
-            breaker.failed()
+            vitals.breaker.failed()
         return healthy
+
+    async def check_deadlines(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for endpoint in self.table.endpoints():
+            for deadline in list(endpoint.vitals.waiting):
+                deadline.check(now)
 
     async def scrape_all(self) -> None:
         watched = [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
@@ -112,6 +138,16 @@ class Monitor:
         if self._session is None:
             raise RuntimeError("Monitor.start() first")
         return self._session
+
+
+def stall(endpoint: Endpoint) -> None:
+    """The engine is wedged: no new requests for a while, and the waiting ones that can go elsewhere, go."""
+    vitals = endpoint.vitals
+    if vitals.breaker.state is not BreakerState.OPEN:  # once per stall, not once per probe
+        log.warning("the engine of %s (%s) stopped answering; no requests for it now", endpoint.id, endpoint.base_url)
+    vitals.breaker.trip()
+    for deadline in [d for d in vitals.waiting if d.retryable]:
+        deadline.expire(STALLED)
 
 
 async def _every(interval: float, work: Callable[[], Awaitable[None]]) -> None:

@@ -91,7 +91,7 @@ class OllamaApi:
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, stream = await self._open(scope, receive)
         payload = chat_request(request, served, stream)
-        await self._forward(scope, send, receive, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias)
+        await self._forward(scope, send, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, stream = await self._open(scope, receive)
@@ -102,7 +102,7 @@ class OllamaApi:
             await send_json(send, 200, done)
             return
         path, payload = generate_request(request, served, stream)
-        await self._forward(scope, send, receive, "/api/generate", payload, ("generate", path), name, alias)
+        await self._forward(scope, send, "/api/generate", payload, ("generate", path), name, alias)
 
     async def _embed(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, _ = await self._open(scope, receive)
@@ -112,13 +112,13 @@ class OllamaApi:
         payload: dict[str, Any] = {"model": served, "input": text}
         if isinstance(request.get("dimensions"), int):
             payload["dimensions"] = request["dimensions"]
-        await self._forward(scope, send, receive, "/api/embed", payload, ("embed", "/v1/embeddings"), name, alias)
+        await self._forward(scope, send, "/api/embed", payload, ("embed", "/v1/embeddings"), name, alias)
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, _ = await self._open(scope, receive)
         payload = {"model": served, "input": request.get("prompt") or ""}
         route: tuple[Kind, str] = ("embeddings", "/v1/embeddings")
-        await self._forward(scope, send, receive, "/api/embeddings", payload, route, name, alias)
+        await self._forward(scope, send, "/api/embeddings", payload, route, name, alias)
 
     async def _open(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], str, str, str | None, bool]:
         """(request, name as sent, served model, alias or None, stream) of a generation request."""
@@ -136,7 +136,6 @@ class OllamaApi:
         self,
         scope: Scope,
         send: Send,
-        receive: Receive,
         route: str,
         payload: dict[str, Any],
         target: tuple[Kind, str],
@@ -156,7 +155,7 @@ class OllamaApi:
             alias=alias,
         )
         relay = OllamaRelay(self.gateway.upstream, kind, upstream_path, name)
-        await self.gateway.forward(exchange, send, receive, relay=relay)
+        await self.gateway.forward(exchange, send, relay=relay)
 
     def _resolve(self, name: str) -> tuple[str, str | None]:
         known = self.gateway.table.models()

@@ -102,20 +102,23 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
         out["content"] = parts
     calls = message.get("tool_calls")
     if isinstance(calls, list) and calls:
-        out["tool_calls"] = [
-            {
-                "id": f"call_{n}",
-                "type": "function",
-                "function": {
-                    "name": call.get("function", {}).get("name", ""),
-                    "arguments": orjson.dumps(call.get("function", {}).get("arguments", {})).decode(),
-                },
-            }
-            for n, call in enumerate(calls)
-        ]
+        out["tool_calls"] = [_tool_call(n, call) for n, call in enumerate(calls)]
     if out["role"] == "tool" and "tool_call_id" in message:
         out["tool_call_id"] = message["tool_call_id"]
     return out
+
+
+def _tool_call(n: int, call: object) -> dict[str, Any]:
+    """One Ollama tool call (arguments as an object) → OpenAI's (arguments as JSON text)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise BadRequest('each of a message\'s \'tool_calls\' must be {"function": {"name", "arguments"}}')
+    arguments = function.get("arguments", {})
+    return {
+        "id": f"call_{n}",
+        "type": "function",
+        "function": {"name": function.get("name", ""), "arguments": orjson.dumps(arguments).decode()},
+    }
 
 
 def ollama_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -27,9 +27,9 @@ from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama_format import done_reason, error_message, now_iso, ollama_tool_calls, stats
 from servestack.gateway.pipeline import NO_STREAM_USAGE
-from servestack.gateway.responses import Receive, Send, send_json
+from servestack.gateway.responses import Send, send_json
 from servestack.gateway.tokens import estimate_prompt_tokens
-from servestack.gateway.upstream import FORWARDED_REQUEST_HEADERS, Upstream, _cancel_on_disconnect, _upstream_error
+from servestack.gateway.upstream import FORWARDED_REQUEST_HEADERS, Upstream, _upstream_error
 
 Kind = Literal["chat", "generate", "embed", "embeddings"]
 NDJSON = [(b"content-type", b"application/x-ndjson")]
@@ -55,7 +55,7 @@ class OllamaRelay:
         self.path = path
         self.model_name = model_name  # the name the client used, echoed in answers
 
-    async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive) -> None:
+    async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         payload = exchange.payload
         if exchange.stream and endpoint.engine not in NO_STREAM_USAGE:
             payload = {**payload, "stream_options": {"include_usage": True}}
@@ -68,7 +68,7 @@ class OllamaRelay:
         endpoint.in_flight += 1
         try:
             if exchange.stream:
-                await _cancel_on_disconnect(self._stream(exchange, endpoint, headers, send), receive)
+                await self._stream(exchange, endpoint, headers, send)
             else:
                 await self._whole(exchange, endpoint, headers, send)
         finally:
@@ -76,13 +76,12 @@ class OllamaRelay:
             exchange.finished_at = time.monotonic()
 
     async def _whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
+        url = endpoint.base_url + self.path
+        first_byte = self.upstream.first_byte_deadline(exchange, endpoint)
         try:
-            url = endpoint.base_url + self.path
-            async with (
-                self.upstream.first_byte_deadline() as first_byte,
-                self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
-            ):
+            async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
                 body = await resp.read()
+                endpoint.vitals.progress += 1
                 exchange.first_byte_at = time.monotonic()
                 status = resp.status
         except Exception as exc:
@@ -90,7 +89,7 @@ class OllamaRelay:
         if status != 200:
             raise _engine_error(status, body)
         exchange.status = 200
-        answer = orjson.loads(body)
+        answer = _json_object(body)
         usage = answer.get("usage") or {}
         exchange.prompt_tokens = usage.get("prompt_tokens")
         exchange.completion_tokens = usage.get("completion_tokens")
@@ -129,13 +128,12 @@ class OllamaRelay:
 
     async def _stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
         url = endpoint.base_url + self.path
+        vitals = endpoint.vitals
         state = _Stream()
         started = False
+        first_byte = self.upstream.first_byte_deadline(exchange, endpoint)
         try:
-            async with (
-                self.upstream.first_byte_deadline() as first_byte,
-                self.upstream.session.post(url, data=exchange.body, headers=headers) as resp,
-            ):
+            async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
                 if resp.status != 200:
                     raise _engine_error(resp.status, await resp.read())
                 exchange.status = 200
@@ -143,8 +141,9 @@ class OllamaRelay:
                 started = True
                 pending = b""
                 async for chunk in resp.content.iter_any():
+                    vitals.progress += 1
                     if exchange.first_byte_at is None:
-                        first_byte.reschedule(None)
+                        first_byte.started()
                         exchange.first_byte_at = time.monotonic()
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
@@ -238,6 +237,17 @@ def _merge_tool_calls(state: _Stream, deltas: list[dict[str, Any]]) -> None:
         function = delta.get("function") or {}
         call["function"]["name"] += function.get("name") or ""
         call["function"]["arguments"] += function.get("arguments") or ""
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """An engine's whole answer as a JSON object; anything else is the engine's failure (502)."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise UpstreamError(f"the engine's answer is not a JSON object: {body[:200].decode(errors='replace')}")
+    return answer
 
 
 def _engine_error(status: int, body: bytes) -> GatewayError:

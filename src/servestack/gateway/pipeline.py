@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from servestack.errors import GatewayError, PermissionDenied
+from servestack.errors import GatewayError, ModelNotAllowed
 from servestack.gateway.access_log import AccessLog
 from servestack.gateway.auth import KeyRing
 from servestack.gateway.endpoint import Endpoint
@@ -197,7 +197,7 @@ class Admission:
         key = exchange.key
         if key is not None and not key.admin:
             if key.models is not None and not _allowed(key, exchange):
-                raise PermissionDenied(
+                raise ModelNotAllowed(
                     f"This key may not use the model '{exchange.alias or exchange.model}'", param="model"
                 )
             if pipeline.limiter is not None:

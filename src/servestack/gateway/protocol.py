@@ -1,4 +1,21 @@
-"""uvicorn's httptools protocol with deadlines for reading a request, and one write per response.
+"""uvicorn's httptools protocol with a cap on the request head, requests that end with their
+connection, deadlines for reading a request, and one write per response.
+
+Head cap:
+uvicorn puts no bound on a request's line and headers: 100 MiB of headers on one connection were
+read into memory (and the process did not give it back). Here the bytes from a request's first byte
+to the end of its headers are counted as they arrive; past `max_head_bytes` the parser is fed no
+more, the client gets 431, and the connection is closed a little later (`LINGER_SECONDS`) while what
+the client still sends is read and dropped: closing at once, with its data unread, would reset the
+connection and could discard the 431 before the client read it.
+
+Requests end with their connection:
+uvicorn tells an app that its client left only through `receive()`, which an app waiting on an
+engine is not reading. The protocol cancels the connection's running request instead (the task's
+cancel message is `CLIENT_GONE`), so whatever the request holds — an engine request, an in-flight
+count, a key's concurrency slot, a queue turn — is released at once, with no watcher task per request.
+The app names its task in the request's scope (`TASK_SCOPE`): uvicorn's own task set is the whole
+server's, not the connection's.
 
 Deadlines (slow-client protection):
 uvicorn closes idle keep-alive connections but puts no bound on how long a client may take to
@@ -23,13 +40,23 @@ import functools
 import weakref
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from servestack.errors import HeadersTooLarge
+from servestack.gateway.responses import openai_error
+
+CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
+TASK_SCOPE = "servestack.task"  # where the app leaves the task that serves the request, in its ASGI scope
+DEFAULT_MAX_HEAD_BYTES = 64 * 1024
+LINGER_SECONDS = 2.0
 
 
 class Deadlines:
     """The read timeouts of one server, and the sweeper that enforces them."""
 
-    def __init__(self, headers_timeout: float, body_timeout: float) -> None:
+    def __init__(self, headers_timeout: float, body_timeout: float, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES):
+        self.max_head_bytes = max_head_bytes
         self.headers_timeout = headers_timeout
         self.body_timeout = body_timeout
         self.sweep_every = min(1.0, max(0.02, min(headers_timeout, body_timeout) / 4))
@@ -59,7 +86,7 @@ class Deadlines:
 
     def protocol(self) -> Any:
         """A protocol class for `uvicorn.Config(http=...)`."""
-        return functools.partial(DeadlineProtocol, deadlines=self)
+        return functools.partial(DeadlineProtocol, deadlines=self, max_head_bytes=self.max_head_bytes)
 
 
 class CorkedTransport:
@@ -88,15 +115,76 @@ class CorkedTransport:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
 class CorkedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a `CorkedTransport`."""
+    """uvicorn's httptools protocol, writing through a `CorkedTransport`, with a capped request head;
+    a lost connection cancels its running request."""
+
+    def __init__(self, *args: Any, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_head_bytes = max_head_bytes
+        self.head_room: int | None = max_head_bytes  # bytes the current head may still take; None: not in a head
+        self.refused = False  # a 431 was sent: what else arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        while True:
+            room = self.head_room
+            if room is None or len(data) <= room:
+                if room is not None:
+                    self.head_room = room - len(data)
+                super().data_received(data)
+                return
+            # Feed the head only up to the cap: if it has not ended there, it is too large.
+            self.head_room = 0
+            if room:
+                super().data_received(data[:room])
+            if self.transport.is_closing():  # the parser refused the request already
+                return
+            if self.head_room is not None:
+                self._refuse_head()
+                return
+            data = data[room:]
+
+    def on_headers_complete(self) -> None:
+        self.head_room = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.head_room = self.max_head_bytes  # a kept-alive connection's next request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            task = cycle.scope.get(TASK_SCOPE)
+            if isinstance(task, asyncio.Task):
+                task.cancel(CLIENT_GONE)
+        super().connection_lost(exc)
+
+    def _refuse_head(self) -> None:
+        if self.refused:
+            return
+        self.refused = True
+        error = HeadersTooLarge(
+            f"the request line and headers are larger than {self.max_head_bytes} bytes "
+            "(gateway.limits.max_header_bytes)"
+        )
+        ollama = getattr(self, "url", b"").startswith(b"/api/")
+        body = orjson.dumps({"error": error.message} if ollama else openai_error(error))
+        head = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        self.transport.write(head + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 class DeadlineProtocol(CorkedProtocol):

@@ -1,4 +1,9 @@
-"""Reading a request body and its JSON on a raw ASGI `receive`, for the routes outside app.py."""
+"""Reading a request body and its JSON on a raw ASGI `receive`.
+
+A body is parsed once (orjson) and refused when it nests deeper than `MAX_JSON_DEPTH`: orjson reads
+up to 1,024 levels but writes only 255, and the gateway re-encodes some bodies (aliases, stream
+usage, Ollama's translation), so anything it accepts must be writable again with room to wrap it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import orjson
 
 from servestack.errors import BadRequest, PayloadTooLarge
 from servestack.gateway.responses import Receive, Scope
+
+MAX_JSON_DEPTH = 128
 
 
 async def read_body(receive: Receive, max_bytes: int) -> bytes:
@@ -42,7 +49,25 @@ def parse_object(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
         raise BadRequest("the request body must be a JSON object")
+    # A body cannot nest deeper than it has brackets: counting them (C speed) spares most bodies the walk.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _too_deep(request):
+        raise BadRequest(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
     return request
+
+
+def _too_deep(value: object) -> bool:
+    """Whether `value` holds containers nested more than MAX_JSON_DEPTH deep (iterative: no recursion limit)."""
+    level: list[object] = [value]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)  # type: ignore[attr-defined]
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def query(scope: Scope) -> dict[str, str]:

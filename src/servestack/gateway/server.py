@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 
 from servestack.errors import ServestackError
 from servestack.gateway.listen import bind_socket
-from servestack.gateway.protocol import CorkedProtocol, Deadlines
+from servestack.gateway.protocol import DEFAULT_MAX_HEAD_BYTES, CorkedProtocol, Deadlines
 from servestack.stack import TimeoutsConfig
 
 
@@ -31,12 +33,15 @@ class GatewayServer:
     def __init__(
         self, app: object, host: str, port: int, *, log_level: str = "warning", timeouts: TimeoutsConfig | None = None
     ) -> None:
+        """`app`'s `max_header_bytes` (a `Gateway`'s, from `gateway.limits`) caps each request's head."""
         self.host = host
         self.port = port
-        self._deadlines = Deadlines(timeouts.headers, timeouts.body) if timeouts else None
+        head_cap = getattr(app, "max_header_bytes", DEFAULT_MAX_HEAD_BYTES)
+        self._deadlines = Deadlines(timeouts.headers, timeouts.body, head_cap) if timeouts else None
+        protocol: Any = functools.partial(CorkedProtocol, max_head_bytes=head_cap)
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http=self._deadlines.protocol() if self._deadlines else CorkedProtocol,
+            http=self._deadlines.protocol() if self._deadlines else protocol,
             lifespan="on",
             access_log=False,
             log_level=log_level,

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import orjson
-
 from servestack.errors import BadRequest
 from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pipeline import KEY_SCOPE
-from servestack.gateway.requests import read_body
+from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -33,12 +31,7 @@ class SglangApi:
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive, self.gateway.max_body_bytes)
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(request, dict):
-            raise BadRequest("the request body must be a JSON object")
+        request = parse_object(body)
         name = request.get("model")
         if name is None:
             name = self._only_model()
@@ -58,16 +51,16 @@ class SglangApi:
             key=scope.get(KEY_SCOPE),
             alias=name if target else None,
         )
-        await self.gateway.forward(exchange, send, receive, relay=self._relay)
+        await self.gateway.forward(exchange, send, relay=self._relay)
 
-    async def _relay(self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive) -> None:
+    async def _relay(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         if endpoint.engine != ENGINE:
             raise BadRequest(
                 f"/generate is SGLang's native API; model '{exchange.model}' is served by "
                 f"{endpoint.engine or 'another'} engine: use /v1/completions",
                 param="model",
             )
-        await self.gateway.upstream.relay(exchange, endpoint, send, receive)
+        await self.gateway.upstream.relay(exchange, endpoint, send)
 
     def _only_model(self) -> str:
         services = {e.service: e.models[0] for e in self.gateway.table.endpoints() if e.engine == ENGINE and e.models}

@@ -2,66 +2,61 @@
 
 One pool of keep-alive connections (`http1.Http1Pool`) serves every request. Non-streaming answers
 are read whole and sent with their status and content type; streams are relayed chunk by chunk as
-they arrive. A client that disconnects cancels the upstream request, which closes the engine
-connection so the engine stops generating.
+they arrive. The wait for an answer to begin is bounded by the first-byte deadline (deadline.py);
+every answer and chunk received counts as the engine's progress. A client that disconnects has its
+request cancelled by the server (protocol.py), which closes the engine connection so the engine
+stops generating.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
-from typing import Any
+from typing import Literal
 
 import orjson
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from servestack.gateway.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.http1 import ConnectError, Http1Pool, Response
-from servestack.gateway.responses import Receive, Send, send_bytes, sse_error_event
+from servestack.gateway.responses import Send, send_bytes, sse_error_event
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "X-Request-Id")
 ERROR_BODY_LIMIT = 4096
 
 
-class _NoDeadline:
-    """`asyncio.timeout(None)` for when no first-byte timeout is set: that costs ~4 µs a request."""
-
-    async def __aenter__(self) -> _NoDeadline:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def reschedule(self, when: float | None) -> None:
-        pass
-
-    def expired(self) -> bool:
-        return False
-
-
-NO_DEADLINE = _NoDeadline()
-Deadline = asyncio.Timeout | _NoDeadline
-
-
 class Upstream:
     """The gateway's client side: one connection pool to every engine."""
 
     def __init__(
-        self, connect_timeout: float = 5.0, idle_timeout: float = 600.0, first_byte_timeout: float | None = None
+        self,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 600.0,
+        first_byte_timeout: float | Literal["auto"] = "auto",
     ) -> None:
+        """`first_byte_timeout`: "auto" (scaled to each request), seconds, or 0 for none (deadline.py)."""
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
 
-    def first_byte_deadline(self) -> Deadline:
-        """Bounds the wait for an answer to begin (`async with`; `reschedule(None)` once it has)."""
-        if self.first_byte_timeout is None:
+    def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
+        """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
+        timeout = self.first_byte_timeout
+        if timeout == "auto":
+            return FirstByteDeadline(exchange, endpoint, None, retryable=exchange.retryable)
+        if not timeout:
             return NO_DEADLINE
-        return asyncio.timeout(self.first_byte_timeout)
+        return FirstByteDeadline(exchange, endpoint, timeout, retryable=exchange.retryable)
+
+    @property
+    def deadline_check_every(self) -> float:
+        """How often deadlines must be checked to end each within a quarter of its length (at most a second)."""
+        timeout = self.first_byte_timeout
+        return 1.0 if timeout == "auto" or not timeout else min(1.0, max(0.02, timeout / 4))
 
     @property
     def session(self) -> Http1Pool:
@@ -74,14 +69,12 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    async def relay(
-        self, exchange: Exchange, endpoint: Endpoint, send: Send, receive: Receive, *, retryable: bool = False
-    ) -> None:
+    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         """Send the exchange's body to `endpoint` and relay the answer to `send`.
 
         A GatewayError raised from here means nothing was sent to the client yet, so the request
-        may be tried elsewhere. With `retryable`, an engine's 5xx answer is raised as such an error
-        instead of being relayed.
+        may be tried elsewhere. When the exchange is `retryable`, an engine's 5xx answer is raised as
+        such an error instead of being relayed.
         """
         headers = {"Content-Type": "application/json"}
         for name, value in exchange.headers:
@@ -91,53 +84,47 @@ class Upstream:
         endpoint.in_flight += 1
         try:
             if exchange.stream:
-                work = self._relay_stream(exchange, endpoint, headers, send, retryable)
-                await _cancel_on_disconnect(work, receive)
+                await self._relay_stream(exchange, endpoint, headers, send)
             else:
-                await self._relay_whole(exchange, endpoint, headers, send, retryable)
+                await self._relay_whole(exchange, endpoint, headers, send)
         finally:
             endpoint.in_flight -= 1
             exchange.finished_at = time.monotonic()
 
-    async def _relay_whole(
-        self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send, retryable: bool
-    ) -> None:
+    async def _relay_whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
         url = endpoint.base_url + exchange.path
+        first_byte = self.first_byte_deadline(exchange, endpoint)
         try:
-            async with (
-                self.first_byte_deadline() as first_byte,
-                self.session.post(url, data=exchange.body, headers=headers) as resp,
-            ):
+            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as resp:
                 payload = await resp.read()
+                endpoint.vitals.progress += 1
                 exchange.status = resp.status
                 exchange.first_byte_at = time.monotonic()
                 exchange.response = payload
                 relayed = _relayed_headers(resp)
         except Exception as exc:
             raise _upstream_error(endpoint, exc, first_byte) from exc
-        if retryable and resp.status >= 500:
+        if exchange.retryable and resp.status >= 500:
             raise _engine_error(endpoint, resp.status, payload)
         await send_bytes(send, resp.status, payload, relayed)
 
-    async def _relay_stream(
-        self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send, retryable: bool
-    ) -> None:
+    async def _relay_stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
         url = endpoint.base_url + exchange.path
+        vitals = endpoint.vitals
+        first_byte = self.first_byte_deadline(exchange, endpoint)
         started = False
         try:
-            async with (
-                self.first_byte_deadline() as first_byte,
-                self.session.post(url, data=exchange.body, headers=headers) as resp,
-            ):
+            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as resp:
                 exchange.status = resp.status
-                if retryable and resp.status >= 500:
+                if exchange.retryable and resp.status >= 500:
                     raise _engine_error(endpoint, resp.status, await resp.content.read(ERROR_BODY_LIMIT))
                 # The answer starts with its first chunk: until then a failure can still be retried.
                 start = {"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)}
                 tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
                 async for chunk in resp.content.iter_any():
+                    vitals.progress += 1
                     if not started:
-                        first_byte.reschedule(None)
+                        first_byte.started()
                         exchange.first_byte_at = time.monotonic()
                         await send(start)
                         started = True
@@ -161,26 +148,6 @@ class Upstream:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _cancel_on_disconnect(work: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run `work` until it finishes or the client disconnects, whichever comes first."""
-    relay = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(receive))
-    try:
-        await asyncio.wait({relay, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (relay, watcher):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(relay, watcher, return_exceptions=True)
-    if not relay.cancelled() and (error := relay.exception()) is not None:
-        raise error
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower().encode(), value.encode("latin-1"))
@@ -193,8 +160,8 @@ def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
     if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
-    if first_byte.expired():
-        return UpstreamTimeout(f"{where} did not begin its answer in time (gateway.timeouts.first_byte)")
+    if first_byte.reason is not None:
+        return UpstreamTimeout(f"{where} {first_byte.reason}")
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     return UpstreamError(f"{where} failed: {_describe(exc)}")

@@ -96,6 +96,15 @@ class ServicePlan:
     def tp(self) -> int:
         return self.config.tp
 
+    @property
+    def context_window(self) -> int | None:
+        """The context in tokens the engine runs with: the one set or reduced to fit, else the one the
+        planner decided the engine defaults to; None when unknown."""
+        if self.config.context_length is not None:
+            return self.config.context_length
+        decided = [d.value for d in self.decisions if d.setting == "context_length" and isinstance(d.value, int)]
+        return decided[-1] if decided else None
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -38,10 +38,13 @@ class QueueConfig(_Strict):
 
 class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=32 * 2**20, gt=0, description="Request body cap (413 above); 32MiB etc.")
+    max_header_bytes: int = Field(
+        default=64 * 2**10, ge=1024, description="Cap on a request's line and headers (431 above); 64KiB etc."
+    )
     queue: QueueConfig | None = Field(default=None, description="A queue per model (applies to every model).")
     model_queues: dict[str, QueueConfig] = Field(default_factory=dict, description="Per-model queue overrides.")
 
-    @field_validator("max_body_bytes", mode="before")
+    @field_validator("max_body_bytes", "max_header_bytes", mode="before")
     @classmethod
     def _size(cls, value: object) -> object:
         if not isinstance(value, str):
@@ -57,12 +60,20 @@ class TimeoutsConfig(_Strict):
     body: Seconds = Field(default=60.0, description="A client's request body must arrive within this.")
     connect: Seconds = Field(default=5.0, description="Connecting to an engine.")
     idle: Seconds = Field(default=600.0, description="Longest silence from an engine while it answers.")
-    first_byte: Seconds | None = Field(
-        default=None,
+    first_byte: float | Literal["auto"] = Field(
+        default="auto",
         description="Longest wait for an engine's answer to begin (a stream's first chunk; a whole answer, which "
-        "engines send at once); past it the request goes to another replica, or gets a 504. Off by default: "
-        "a long answer is not a hung engine.",
+        "engines send at once); past it the request goes to another replica, or gets a 504. `auto`: 30 s + 10 ms "
+        "per prompt character + (whole answers) 250 ms per token it may generate, set again while the replica "
+        "sends anything to anyone (a queue is not a hang); a number: fixed seconds; 0: off.",
     )
+
+    @field_validator("first_byte", mode="before")
+    @classmethod
+    def _auto_or_seconds(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError("expected auto, a number of seconds, or 0 (off)")
 
 
 class UsageConfig(_Strict):

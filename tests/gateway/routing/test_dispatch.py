@@ -26,8 +26,8 @@ class FakeRelay:
         self.outcomes = list(outcomes)
         self.calls: list[tuple[str, bool]] = []
 
-    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Any, receive: Any, *, retryable: bool) -> None:
-        self.calls.append((endpoint.id, retryable))
+    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Any) -> None:
+        self.calls.append((endpoint.id, exchange.retryable))
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, BaseException):
             raise outcome
@@ -46,15 +46,15 @@ def exchange(stream: bool = False) -> Exchange:
     return Exchange(path="/v1/completions", model="m", stream=stream, body=b"", payload=payload, headers=[])
 
 
-async def nothing(message: Any = None) -> Any:
-    return {"type": "http.disconnect"}
+async def nothing(message: Any) -> None:
+    return None
 
 
 async def test_a_failure_before_the_first_byte_moves_to_another_replica() -> None:
     relay = FakeRelay(UpstreamUnavailable("refused"), 200)
     dispatcher = setup(relay)
     ex = exchange()
-    await dispatcher.relay(ex, nothing, nothing)
+    await dispatcher.relay(ex, nothing)
     tried = [e for e, _ in relay.calls]
     assert tried[0] == "e0" and len(set(tried)) == 2
     assert ex.attempts == 2 and ex.status == 200 and ex.error is None
@@ -63,7 +63,7 @@ async def test_a_failure_before_the_first_byte_moves_to_another_replica() -> Non
 
 async def test_the_last_try_relays_whatever_the_engine_answers() -> None:
     relay = FakeRelay(UpstreamError("boom"), UpstreamError("boom"), 500)
-    await setup(relay, retries=2).relay(exchange(), nothing, nothing)
+    await setup(relay, retries=2).relay(exchange(), nothing)
     assert sorted(e for e, _ in relay.calls) == ["e0", "e1", "e2"]  # never the same replica twice
     assert [retryable for _, retryable in relay.calls] == [True, True, False]
 
@@ -71,13 +71,13 @@ async def test_the_last_try_relays_whatever_the_engine_answers() -> None:
 async def test_no_retry_without_another_replica_or_budget() -> None:
     relay = FakeRelay(UpstreamError("boom"))
     with pytest.raises(UpstreamError):
-        await setup(relay, replicas=1).relay(exchange(), nothing, nothing)
+        await setup(relay, replicas=1).relay(exchange(), nothing)
     assert relay.calls == [("e0", False)]
     spent = RetryBudget(0.2, burst=1, min_per_second=0)
     assert spent.withdraw()
     relay = FakeRelay(UpstreamError("boom"))
     with pytest.raises(UpstreamError):
-        await setup(relay, budget=spent).relay(exchange(), nothing, nothing)
+        await setup(relay, budget=spent).relay(exchange(), nothing)
     assert relay.calls == [("e0", False)]
 
 
@@ -87,7 +87,7 @@ async def test_a_cancelled_attempt_releases_what_the_policy_counted() -> None:
     policy = dispatcher.table.pool("m").policy
     assert isinstance(policy, TtftCost)
     with pytest.raises(asyncio.CancelledError):
-        await dispatcher.relay(exchange(stream=True), nothing, nothing)
+        await dispatcher.relay(exchange(stream=True), nothing)
     endpoint = dispatcher.table.get(relay.calls[0][0])
     assert endpoint is not None
     assert policy.estimate(endpoint, 1, []) < 0.01

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from servestack.gateway import EndpointTable
 from servestack.gateway.endpoint import Endpoint, EngineLoad
 from servestack.gateway.routing import Attempt, CacheAware, LeastLoad, RoundRobin, RouteRequest, TtftCost, make_policy
 from servestack.gateway.routing.prefix import PrefixIndex
+from servestack.stack import Routing
 from tests.gateway.routing.policy_helpers import FakeClock, endpoint
 
 LONG = "You are the assistant of a travel agency. Answer briefly and politely. " * 100  # ~7,100 chars
@@ -123,7 +125,7 @@ def test_ttft_cost_learns_the_prefill_rate_from_streams_with_a_free_slot() -> No
     for i in range(5):  # cold prompts: all their tokens are prefilled
         stream(policy, slow, chat(f"{i} {LONG}", "q"), clock, ttft=4.0)
         stream(policy, fast, chat(f"{i} {LONG}", "q"), clock, ttft=0.5)
-    assert policy.rate("fast") > 4 * policy.rate("slow")
+    assert policy.rate("fast") > 2 * policy.rate("slow")  # 8x measured, fading for the seconds since
     cold = chat("cold " + LONG, "q")
     assert policy.choose([slow, fast], cold).id == "fast"
     policy.forget("slow")
@@ -148,3 +150,45 @@ def test_every_policy_in_the_schema_is_registered() -> None:
 
     for name in get_args(PolicyName):
         assert make_policy(name).name == name
+
+
+def test_ttft_cost_takes_a_replicas_first_sample_whole() -> None:
+    clock = FakeClock()
+    b = endpoint("b")
+    policy = TtftCost(clock=clock)  # believes 8,000 tokens/s before any sample
+    request = chat(LONG, "q")
+    stream(policy, b, request, clock, ttft=request.tokens / 50_000)
+    assert policy.rate("b") == pytest.approx(50_000, rel=0.05)  # not capped at 4 x 8,000
+    assert policy.rate("a") == pytest.approx(policy.rate("b"))  # unmeasured: like its measured peer
+
+
+def test_ttft_cost_sends_requests_again_to_a_replica_once_its_slow_sample_has_aged() -> None:
+    clock = FakeClock()
+    pool = [endpoint("a"), endpoint("b"), endpoint("c")]
+    policy = TtftCost(clock=clock)
+    for i, replica in enumerate(pool):  # one sample each; a's taken while it was stalled
+        stream(policy, replica, chat(f"{i} {LONG}", "q"), clock, ttft=4.0 if replica.id == "a" else 0.1)
+    chosen = []
+    for i in range(30):  # ~1.1 s apart, all replicas now equally fast
+        request = chat(f"cold {i} {LONG}", "q")
+        target = policy.choose(pool, request)
+        stream(policy, target, request, clock, ttft=0.1)
+        chosen.append(target.id)
+    assert "a" in chosen[:20]  # back within ~20 s
+    assert chosen[-9:].count("a") >= 2  # and in rotation, not once
+
+
+def test_ttft_cost_ignores_a_sample_from_a_stream_during_which_the_replica_stalled() -> None:
+    clock = FakeClock()
+    table = EndpointTable(Routing(policy="ttft_cost"), clock=clock)
+    for name in "ab":
+        table.upsert(Endpoint(f"{name}.0", name, ("m",), f"http://{name}", ready=True))
+    pool = table.pool("m")
+    policy = pool.policy
+    assert isinstance(policy, TtftCost)
+    attempt = pool.choose(chat(LONG, "q"))
+    before = policy.rate(attempt.endpoint.id)
+    attempt.endpoint.vitals.breaker.trip()  # the monitor found it wedged
+    clock.advance(10.0)
+    pool.first_token(attempt, clock.now)  # it answered once it was let go
+    assert policy.rate(attempt.endpoint.id) == before

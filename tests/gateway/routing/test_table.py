@@ -41,7 +41,7 @@ def test_each_model_gets_the_policy_the_stack_names() -> None:
 def test_only_ready_endpoints_with_a_closed_circuit_are_candidates() -> None:
     table = EndpointTable(Routing(failure_threshold=1))
     table.upsert(replica("a", 0, ("m",), EndpointState.STARTING))
-    with pytest.raises(UpstreamUnavailable, match="not ready yet"):
+    with pytest.raises(UpstreamUnavailable, match="is loading"):
         table.pick("m")
     table.upsert(replica("a", 0, ("m",)))
     table.upsert(replica("a", 1, ("m",), EndpointState.DRAINING))
@@ -78,7 +78,7 @@ def test_a_restarted_engine_is_forgotten_by_the_breaker_and_the_policy() -> None
     assert policy.index.size("a.0") > 0
     table.pool("m").finish(attempt, ok=False)
     assert table.get("a.0").vitals.breaker.state is BreakerState.OPEN  # type: ignore[union-attr]
-    table.upsert(replica("a", 0, ("m",), EndpointState.DOWN))
+    table.upsert(replica("a", 0, ("m",), EndpointState.RESTARTING))
     table.upsert(replica("a", 0, ("m",)))
     endpoint = table.get("a.0")
     assert endpoint is not None and endpoint.vitals.breaker.state is BreakerState.CLOSED

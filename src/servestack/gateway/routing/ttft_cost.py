@@ -15,8 +15,12 @@ For each candidate replica the expected time to first token is
   prefix cached twice; without that weight, requests spill off their cached replica too eagerly.
 * prefill rate: learned per replica from streams sent while it had a free batch slot, as (tokens
   queued ahead + own uncached tokens) ÷ observed time to first chunk, smoothed (the first sample
-  is taken whole). A replica without measurements uses the mean of the measured ones (or
-  `prefill_rate` before any), so one measured replica does not look faster than its unmeasured peers.
+  is taken whole). A sample from a stream during which the replica's circuit opened (it stalled or
+  failed) is not taken: that wait says nothing of its speed. What a sample says fades with its age
+  (half-life `RATE_HALF_LIFE`): a replica's rate relaxes towards the pool's rate, the mean of the
+  replicas' rates weighted by how fresh they are (or `prefill_rate` before any sample). A replica
+  without fresh samples therefore looks like its measured peers, gets requests again, and is
+  measured again: one slow sample (or one lucky one) cannot keep a healthy replica out of rotation.
 * the decode-load penalty, in two parts: each stream decoding there costs `decode_weight` tokens of
   prefill time (running sequences share a real engine's steps); and once the engine is seen full
   (its scraped queue is not empty, so its running count is its batch size), a request beyond the
@@ -45,7 +49,8 @@ if TYPE_CHECKING:
 DEFAULT_PREFILL_RATE = 8000.0  # estimated tokens per second, until streams are measured
 SMOOTHING = 0.2
 MIN_SAMPLE_TOKENS = 256  # shorter prefills are mostly network and gateway time
-MAX_SAMPLE_SWING = 4.0  # one odd stream moves the rate at most this factor
+MAX_SAMPLE_SWING = 4.0  # one odd stream moves an established rate at most this factor
+RATE_HALF_LIFE = 3.0  # seconds after which a sample counts half
 TIE_MARGIN = 0.05  # estimates this close count as equal
 TIE_SECONDS = 0.001
 
@@ -54,6 +59,7 @@ TIE_SECONDS = 0.001
 class _Replica:
     rate: float = 0.0  # measured; until then the pool's rate is used
     rate_samples: int = 0
+    measured_at: float = 0.0
     prefill_tokens: float = 0.0
     decoding: int = 0
     decode_seconds: float = 0.0  # 0: not measured yet
@@ -79,12 +85,13 @@ class TtftCost(BasePolicy):
         self.decode_weight = decode_weight
         self.spill_weight = spill_weight
         self._replicas: dict[str, _Replica] = {}
-        self._pool_rate = prefill_rate  # the mean of the measured rates, for replicas not measured yet
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
         hashes = request.blocks
         tokens = request.tokens
-        costs = [self.estimate(c, tokens, hashes) for c in candidates]
+        now = self.clock()
+        pool_rate = self._pool_rate(now)
+        costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in candidates]
         near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
         # Among (near) equals, the replica holding the fewest prefixes: a cold prompt then lands
         # where it evicts least, and distinct prefixes spread over the pool.
@@ -93,10 +100,14 @@ class TtftCost(BasePolicy):
 
     def estimate(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int]) -> float:
         """Expected seconds to the first token of a `tokens`-long prompt with block `hashes` on `endpoint`."""
+        now = self.clock()
+        return self._cost(endpoint, tokens, hashes, now, self._pool_rate(now))
+
+    def _cost(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int], now: float, pool_rate: float) -> float:
         replica = self._replica(endpoint.id)
         uncached = self._uncached(endpoint.id, tokens, hashes)
         work = replica.prefill_tokens + (1 + self.spill_weight) * uncached + self.decode_weight * replica.decoding
-        return work / (replica.rate or self._pool_rate) + self._slot_wait(endpoint, replica)
+        return work / _relaxed(replica, now, pool_rate) + self._slot_wait(endpoint, replica)
 
     def dispatched(self, attempt: Attempt) -> None:
         endpoint = attempt.endpoint
@@ -118,7 +129,7 @@ class TtftCost(BasePolicy):
         replica.decoding += 1
         work = attempt.tokens_ahead + attempt.uncached_tokens
         if attempt.measurable and work >= MIN_SAMPLE_TOKENS:
-            self._measured(replica, work / max(attempt.first_token_at - attempt.dispatched_at, 1e-6))
+            self._measured(replica, work / max(attempt.first_token_at - attempt.dispatched_at, 1e-6), self.clock())
 
     def finished(self, attempt: Attempt, *, ok: bool) -> None:
         replica = self._replicas.get(attempt.endpoint.id)
@@ -136,22 +147,32 @@ class TtftCost(BasePolicy):
     def forget(self, endpoint_id: str) -> None:
         self._replicas.pop(endpoint_id, None)
         self.index.forget(endpoint_id)
-        self._update_pool_rate()
 
     def rate(self, endpoint_id: str) -> float:
-        """The prefill rate believed for the endpoint, in estimated tokens per second."""
-        return self._replica(endpoint_id).rate or self._pool_rate
+        """The prefill rate believed for the endpoint now, in estimated tokens per second."""
+        now = self.clock()
+        return _relaxed(self._replica(endpoint_id), now, self._pool_rate(now))
 
-    def _measured(self, replica: _Replica, sample: float) -> None:
-        known = replica.rate or self._pool_rate
-        sample = min(max(sample, known / MAX_SAMPLE_SWING), known * MAX_SAMPLE_SWING)  # one odd stream
-        replica.rate = known + (SMOOTHING if replica.rate_samples else 1.0) * (sample - known)
+    def _measured(self, replica: _Replica, sample: float, now: float) -> None:
+        known = _relaxed(replica, now, self._pool_rate(now))
+        if replica.rate_samples:  # one odd stream must not overturn what many said
+            sample = min(max(sample, known / MAX_SAMPLE_SWING), known * MAX_SAMPLE_SWING)
+        # A belief that has faded gives way to a fresh sample: the first one is taken whole.
+        weight = max(SMOOTHING, 1.0 - _freshness(replica, now))
+        replica.rate = known + weight * (sample - known)
         replica.rate_samples += 1
-        self._update_pool_rate()
+        replica.measured_at = now
 
-    def _update_pool_rate(self) -> None:
-        measured = [r.rate for r in self._replicas.values() if r.rate_samples]
-        self._pool_rate = sum(measured) / len(measured) if measured else self.prefill_rate
+    def _pool_rate(self, now: float) -> float:
+        """The mean of the replicas' measured rates, each weighted by how fresh it is."""
+        measured = [r for r in self._replicas.values() if r.rate_samples]
+        if not measured:
+            return self.prefill_rate
+        weights = [_freshness(r, now) for r in measured]
+        total = sum(weights)
+        if total < 1e-9:  # all long stale: their plain mean
+            return sum(r.rate for r in measured) / len(measured)
+        return sum(w * r.rate for w, r in zip(weights, measured, strict=True)) / total
 
     def _slot_wait(self, endpoint: Endpoint, replica: _Replica) -> float:
         load = endpoint.vitals.load
@@ -171,3 +192,15 @@ class TtftCost(BasePolicy):
         if replica is None:
             replica = self._replicas[endpoint_id] = _Replica()
         return replica
+
+
+def _freshness(replica: _Replica, now: float) -> float:
+    """How much the replica's measured rate still counts: 1 when just measured, halving every RATE_HALF_LIFE."""
+    if not replica.rate_samples:
+        return 0.0
+    return float(0.5 ** (max(0.0, now - replica.measured_at) / RATE_HALF_LIFE))
+
+
+def _relaxed(replica: _Replica, now: float, pool_rate: float) -> float:
+    """The replica's rate as believed now: its measurement, faded towards the pool's rate."""
+    return pool_rate + (replica.rate - pool_rate) * _freshness(replica, now)
