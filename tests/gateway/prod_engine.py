@@ -97,7 +97,7 @@ ENGINE_METRIC_NAMES = {
         "cache_hit_rate": "sglang:cache_hit_rate",
         "generation_tokens": "sglang:generation_tokens_total",
     },
-    "llamacpp-server": {
+    "llama-server": {
         "running": "llamacpp:requests_processing",
         "waiting": "llamacpp:requests_deferred",
         "kv_usage": "llamacpp:kv_cache_usage_ratio",

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from servestack.engines import ENGINES
 from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
 from servestack.gateway.build import build_gateway
 from servestack.gateway.keys import KeyStore
@@ -59,7 +60,9 @@ class ProdHarness:
 
 
 def engine_endpoint(name: str, url: str, engine: str) -> Endpoint:
-    """A ready replica `NAME.0` of `engine` at `url`, with that engine's metric names (as the controller passes)."""
+    """A ready replica `NAME.0` of `engine` at `url`, with that engine's metric names and traits (as the
+    controller passes them)."""
+    adapter = ENGINES[engine]
     return Endpoint(
         id=f"{name}.0",
         service=name,
@@ -69,6 +72,8 @@ def engine_endpoint(name: str, url: str, engine: str) -> Endpoint:
         engine=engine,
         metrics_url=url + "/metrics",
         metric_names=ENGINE_METRIC_NAMES.get(engine, {}),
+        stream_usage=adapter.stream_usage,
+        native_routes=adapter.native_routes,
     )
 
 
@@ -90,7 +95,9 @@ async def production_gateway(
     gateway_config = GatewayConfig.model_validate({"usage": {"flush_interval": 0.05}, **(config or {})})
     registry = CollectorRegistry()
     gateway = build_gateway(table, gateway_config, settings, registry=registry, tracer_provider=tracer_provider)
-    server = GatewayServer(gateway, "127.0.0.1", 0, timeouts=gateway_config.timeouts)
+    server = GatewayServer(
+        gateway, "127.0.0.1", 0, timeouts=gateway_config.timeouts, head_cap=gateway_config.limits.max_header_bytes
+    )
     await server.start()
     try:
         yield ProdHarness(server.url, engine, engine_url, table, gateway, settings, registry)

@@ -62,7 +62,7 @@ async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Pa
     sglang, llamacpp = ProdEngine(metrics_text=SGLANG_METRICS), ProdEngine(metrics_text=LLAMACPP_METRICS)
     runners = []
     async with production_gateway(tmp_path / "home") as gw:
-        for name, engine_name, engine in (("sg", "sglang", sglang), ("lc", "llamacpp-server", llamacpp)):
+        for name, engine_name, engine in (("sg", "sglang", sglang), ("lc", "llama-server", llamacpp)):
             runner, url = await start_engine(engine)
             runners.append(runner)
             gw.table.upsert(engine_endpoint(name, url, engine_name))
@@ -75,7 +75,7 @@ async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Pa
     found = samples(text)
     vllm = {"service": "tiny", "replica": "tiny.0", "engine": "vllm"}
     sg = {"service": "sg", "replica": "sg.0", "engine": "sglang"}
-    lc = {"service": "lc", "replica": "lc.0", "engine": "llamacpp-server"}
+    lc = {"service": "lc", "replica": "lc.0", "engine": "llama-server"}
     assert value(found, "servestack_engine_requests_waiting", **vllm) == 3
     assert value(found, "servestack_engine_requests_waiting", **sg) == 1
     assert value(found, "servestack_engine_requests_waiting", **lc) == 4

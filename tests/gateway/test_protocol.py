@@ -7,7 +7,10 @@ import json
 
 import pytest
 
+from servestack.gateway.app import Gateway
 from servestack.gateway.protocol import CorkedTransport
+from servestack.gateway.server import GatewayServer
+from servestack.stack import GatewayConfig
 from tests.gateway.conftest import Harness
 
 pytestmark = pytest.mark.anyio
@@ -89,6 +92,7 @@ def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
     )  # fmt: skip
 
 
+CRLF = b"\r\n"
 BODY = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}'
 
 
@@ -119,3 +123,22 @@ async def test_heads_under_the_cap_and_large_bodies_are_served(gateway: Harness)
         gateway.url, [keep + post("/v1/chat/completions", BODY, b"X-Big: " + b"e" * 50_000 + b"\r\n")]
     )
     assert two.count(b"HTTP/1.1 200 ") == 2
+
+
+async def test_the_cap_is_the_stack_files_setting(gateway: Harness) -> None:
+    config = GatewayConfig.model_validate({"limits": {"max_header_bytes": "4KiB"}})
+    server = GatewayServer(
+        Gateway(gateway.table), "127.0.0.1", 0, timeouts=config.timeouts, head_cap=config.limits.max_header_bytes
+    )
+    await server.start()
+    try:
+        small = await exchange_raw(
+            server.url, [post("/v1/chat/completions", BODY, b"X-Big: " + b"f" * 3_000 + b"\r\n")]
+        )
+        assert small.startswith(b"HTTP/1.1 200 ")
+        large = await exchange_raw(
+            server.url, [post("/v1/chat/completions", BODY, b"X-Big: " + b"f" * 5_000 + b"\r\n")]
+        )
+        assert large.startswith(b"HTTP/1.1 431 ") and b"4096 bytes" in large
+    finally:
+        await server.stop()

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from servestack.gateway import Endpoint
 from tests.gateway.prod_engine import COMPLETION_TOKENS, PROMPT_TOKENS, ProdEngine, start_engine
-from tests.gateway.prod_harness import production_gateway
+from tests.gateway.prod_harness import engine_endpoint, production_gateway
 from tests.gateway.test_usage import ledger_rows
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +40,7 @@ async def test_sglang_generate_passthrough(tmp_path: Path) -> None:
     sglang = ProdEngine()
     async with production_gateway(home) as gw:
         runner, url = await start_engine(sglang)
-        gw.table.upsert(Endpoint(id="sg.0", service="sg", models=("sg",), base_url=url, ready=True, engine="sglang"))
+        gw.table.upsert(engine_endpoint("sg", url, "sglang"))
         body = b'{"text": "The capital of France is",  "sampling_params": {"max_new_tokens": 3}}'
         async with gw.client() as client:
             whole = await client.post("/generate", content=body, headers={"content-type": "application/json"})

@@ -66,9 +66,6 @@ class RichReporter:
         self._done(replica)
         self.console.print(styled(("✗", "red"), " ", (replica.state.label, "bold"), " failed to start"))
 
-    def replica_exited(self, replica: Replica) -> None:
-        """Nothing: `replica_event` prints every exit, with what happens next."""
-
     def replica_event(self, replica: Replica, event: ReplicaEvent) -> None:
         """What the supervisor did on its own: an exit, a restart that failed, a replica back after a restart.
 

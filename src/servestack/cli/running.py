@@ -59,7 +59,7 @@ def read_running() -> Running | None:
 def show_replicas(out: Console, replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> None:
     """The table, then why any replica is not ready, then the recent events."""
     out.print(status_table(replicas, gpu_memory))
-    reasons = [(r, reason) for r in replicas if (reason := why_not_ready(r))]
+    reasons = [(r, reason) for r in replicas if (reason := r.why_not_ready())]
     if reasons:
         out.print()
         out.print("why not ready", style="bold")
@@ -98,15 +98,6 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
             cells.insert(6, f"{used / 2**30:.1f} GiB" if used else "-")
         table.add_row(*cells)
     return table
-
-
-def why_not_ready(replica: ReplicaState) -> str | None:
-    """Why a replica is down or coming back: its last error, or how it ended; None when nothing to say."""
-    if replica.status is ReplicaStatus.EXITED and replica.events:
-        return replica.events[-1].message
-    if replica.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
-        return replica.last_error
-    return None
 
 
 def recent_events(replicas: list[ReplicaState]) -> list[tuple[ReplicaState, ReplicaEvent]]:

@@ -21,6 +21,7 @@ from servestack.gateway import Endpoint, EndpointState, EndpointTable
 from servestack.gateway.listen import bind_socket
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
+from servestack.stack.models import model_format
 from servestack.supervisor import (
     InstanceState,
     Replica,
@@ -42,6 +43,7 @@ ENDPOINT_STATES = {
     ReplicaStatus.READY: EndpointState.READY,
     ReplicaStatus.RESTARTING: EndpointState.RESTARTING,
     ReplicaStatus.FAILED: EndpointState.FAILED,
+    ReplicaStatus.EXITED: EndpointState.STOPPED,
     ReplicaStatus.STOPPING: EndpointState.STOPPED,
     ReplicaStatus.STOPPED: EndpointState.STOPPED,
 }
@@ -55,7 +57,6 @@ class Reporter(Protocol):
     def replica_loading(self, replica: Replica, elapsed: float) -> None: ...
     def replica_ready(self, replica: Replica, seconds: float) -> None: ...
     def replica_failed(self, replica: Replica, error: EngineError) -> None: ...
-    def replica_exited(self, replica: Replica) -> None: ...
     def replica_event(self, replica: Replica, event: ReplicaEvent) -> None: ...
     def all_ready(self, url: str, models: list[str]) -> None: ...
     def stopping(self) -> None: ...
@@ -123,7 +124,12 @@ class Controller:
         gateway = self.plan.stack.gateway
         app = build_gateway(self.table, gateway, self.settings)
         server = GatewayServer(
-            app, gateway.host, gateway.port, log_level=self._uvicorn_level(), timeouts=gateway.timeouts
+            app,
+            gateway.host,
+            gateway.port,
+            log_level=self._uvicorn_level(),
+            timeouts=gateway.timeouts,
+            head_cap=gateway.limits.max_header_bytes,
         )
         await server.start(sock)
         serving.push_async_callback(server.stop)
@@ -196,7 +202,6 @@ class Controller:
         return self._supervisor
 
     def _on_replica_change(self, replica: Replica) -> None:
-        previous = self.table.get(replica.state.key)
         status = replica.state.status
         engine = replica.engine
         self.table.upsert(
@@ -205,17 +210,18 @@ class Controller:
                 service=replica.plan.name,
                 models=replica.config.served_names,
                 base_url=replica.base_url,
-                state=ENDPOINT_STATES.get(status, EndpointState.STOPPED),
+                state=ENDPOINT_STATES[status],
                 engine=engine.name,
                 health_url=replica.base_url + engine.health_path,
                 metrics_url=replica.base_url + engine.metrics_path if engine.metrics_path else None,
                 metric_names=engine.metric_names,
                 context_length=replica.plan.context_window,
-                last_error=replica.state.last_error,
+                last_error=replica.state.why_not_ready(),
+                stream_usage=engine.stream_usage,
+                native_routes=engine.native_routes,
+                model_format=model_format(replica.config.model),
             )
         )
-        if previous is not None and previous.ready and status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
-            self.reporter.replica_exited(replica)
 
     def _uvicorn_level(self) -> str:
         return "warning" if self.settings.log_level == "info" else self.settings.log_level

@@ -28,7 +28,7 @@ from servestack.gateway.exchange import Exchange
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
-from servestack.gateway.protocol import CLIENT_GONE, DEFAULT_MAX_HEAD_BYTES, TASK_SCOPE
+from servestack.gateway.protocol import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
@@ -52,20 +52,17 @@ class Gateway:
         *,
         upstream: Upstream | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_header_bytes: int = DEFAULT_MAX_HEAD_BYTES,
         pipeline: Pipeline | None = None,
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
-        → served names; `routes`: more routes (admin, /metrics); `max_header_bytes` is enforced by the
-        server's protocol (server.py reads it here)."""
+        → served names; `routes`: more routes (admin, /metrics)."""
         self.table = table
         self.upstream = upstream or Upstream()
         self.dispatcher = Dispatcher(table, self.upstream)
         self.monitor = Monitor(table, deadline_interval=self.upstream.deadline_check_every)
         self.max_body_bytes = max_body_bytes
-        self.max_header_bytes = max_header_bytes
         self.pipeline = pipeline
         self.aliases = dict(aliases or {})
         self.started_at = int(time.time())

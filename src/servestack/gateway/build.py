@@ -88,7 +88,6 @@ def build_gateway(
             first_byte_timeout=config.timeouts.first_byte,
         ),
         max_body_bytes=config.limits.max_body_bytes,
-        max_header_bytes=config.limits.max_header_bytes,
         pipeline=pipeline,
         aliases=config.aliases,
         routes=routes,

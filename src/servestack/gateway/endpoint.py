@@ -96,12 +96,14 @@ class Endpoint:
     `last_error` why it is not running, when it failed. `health_url` is probed in the background;
     `metrics_url` is scraped, its samples read under `metric_names` (common name → the engine's
     Prometheus name: `waiting`, `running`, `kv_usage`). `context_length` is the engine's context
-    window in tokens, when the plan knows it.
+    window in tokens, when the plan knows it. What the engine adapter declares, the gateway reads here:
+    `stream_usage` (its streams can end with a usage chunk), `native_routes` (its own routes the gateway
+    passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
     """
 
     __slots__ = (
         "base_url", "context_length", "engine", "health_url", "id", "last_error", "metric_names", "metrics_url",
-        "models", "service", "state", "vitals",
+        "model_format", "models", "native_routes", "service", "state", "stream_usage", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -119,6 +121,9 @@ class Endpoint:
         metric_names: Mapping[str, str] = NO_NAMES,
         context_length: int | None = None,
         last_error: str | None = None,
+        stream_usage: bool = True,
+        native_routes: tuple[str, ...] = (),
+        model_format: str = "",
     ) -> None:
         self.id = id
         self.service = service
@@ -131,6 +136,9 @@ class Endpoint:
         self.metric_names = metric_names
         self.context_length = context_length
         self.last_error = last_error
+        self.stream_usage = stream_usage
+        self.native_routes = native_routes
+        self.model_format = model_format
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -166,8 +166,8 @@ class OllamaApi:
         return (target, name) if target is not None else (name, None)
 
     def _names(self, scope: Scope) -> dict[str, str]:
-        """Every name the caller may use (served names and aliases) → the engine behind it."""
-        engines = {m: e.engine for e in self.gateway.table.endpoints() for m in e.models}
+        """Every name the caller may use (served names and aliases) → the format of the model behind it."""
+        engines = {m: e.model_format for e in self.gateway.table.endpoints() for m in e.models}
         for alias, target in self.gateway.aliases.items():
             if target in engines:
                 engines[alias] = engines[target]

@@ -160,7 +160,7 @@ def stats(
     return out
 
 
-def model_entry(name: str, engine: str, modified_at: float) -> dict[str, Any]:
+def model_entry(name: str, model_format: str, modified_at: float) -> dict[str, Any]:
     """One model as /api/tags and /api/ps describe it (servestack does not know sizes or families)."""
     return {
         "name": name,
@@ -170,7 +170,7 @@ def model_entry(name: str, engine: str, modified_at: float) -> dict[str, Any]:
         "digest": digest(name),
         "details": {
             "parent_model": "",
-            "format": "gguf" if engine == "llamacpp" else "",
+            "format": model_format,
             "family": "",
             "families": None,
             "parameter_size": "",

@@ -26,7 +26,6 @@ from servestack.errors import (
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.ollama_format import done_reason, error_message, now_iso, ollama_tool_calls, stats
-from servestack.gateway.pipeline import NO_STREAM_USAGE
 from servestack.gateway.responses import Send, send_json
 from servestack.gateway.tokens import estimate_prompt_tokens
 from servestack.gateway.upstream import FORWARDED_REQUEST_HEADERS, Upstream, _upstream_error
@@ -57,7 +56,7 @@ class OllamaRelay:
 
     async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         payload = exchange.payload
-        if exchange.stream and endpoint.engine not in NO_STREAM_USAGE:
+        if exchange.stream and endpoint.stream_usage:
             payload = {**payload, "stream_options": {"include_usage": True}}
         exchange.body = orjson.dumps(payload)
         exchange.endpoint = endpoint

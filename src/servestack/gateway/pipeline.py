@@ -37,8 +37,6 @@ from servestack.gateway.usage import UsageLedger
 
 KEY_SCOPE = "servestack.key"  # where `authenticate` leaves the caller's key in the ASGI scope
 OPENAI_STREAM_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
-# Engines whose OpenAI server ignores `stream_options` (their streams are counted, not told).
-NO_STREAM_USAGE = frozenset({"llamacpp"})
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 
 
@@ -112,7 +110,7 @@ class Pipeline:
     def prepare(self, exchange: Exchange, endpoint: Endpoint) -> None:
         """Adjust the exchange for the replica it goes to (called again if a retry picks another)."""
         if exchange.stream and exchange.tap is None and self.counts_tokens:
-            if exchange.path in OPENAI_STREAM_PATHS and endpoint.engine not in NO_STREAM_USAGE:
+            if exchange.path in OPENAI_STREAM_PATHS and endpoint.stream_usage:
                 exchange.tap = StreamTap(drop_usage_event=_ask_for_stream_usage(exchange))
             elif exchange.path.startswith("/v1/") or exchange.path == "/generate":
                 exchange.tap = StreamTap(drop_usage_event=False)

@@ -31,12 +31,18 @@ class _Server(uvicorn.Server):
 
 class GatewayServer:
     def __init__(
-        self, app: object, host: str, port: int, *, log_level: str = "warning", timeouts: TimeoutsConfig | None = None
+        self,
+        app: object,
+        host: str,
+        port: int,
+        *,
+        log_level: str = "warning",
+        timeouts: TimeoutsConfig | None = None,
+        head_cap: int = DEFAULT_MAX_HEAD_BYTES,
     ) -> None:
-        """`app`'s `max_header_bytes` (a `Gateway`'s, from `gateway.limits`) caps each request's head."""
+        """`head_cap` bounds each request's line and headers (`gateway.limits.max_header_bytes`)."""
         self.host = host
         self.port = port
-        head_cap = getattr(app, "max_header_bytes", DEFAULT_MAX_HEAD_BYTES)
         self._deadlines = Deadlines(timeouts.headers, timeouts.body, head_cap) if timeouts else None
         protocol: Any = functools.partial(CorkedProtocol, max_head_bytes=head_cap)
         config = uvicorn.Config(

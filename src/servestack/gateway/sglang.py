@@ -19,7 +19,7 @@ from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-ENGINE = "sglang"
+ROUTE = "/generate"
 
 
 class SglangApi:
@@ -27,7 +27,7 @@ class SglangApi:
         self.gateway = gateway
 
     def routes(self) -> dict[tuple[str, str], Handler]:
-        return {("POST", "/generate"): self._generate}
+        return {("POST", ROUTE): self._generate}
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive, self.gateway.max_body_bytes)
@@ -42,7 +42,7 @@ class SglangApi:
             raise BadRequest("'stream' must be true or false", param="stream")
         target = self.gateway.aliases.get(name)
         exchange = Exchange(
-            path="/generate",
+            path=ROUTE,
             model=target or name,
             stream=stream,
             body=body,
@@ -54,7 +54,7 @@ class SglangApi:
         await self.gateway.forward(exchange, send, relay=self._relay)
 
     async def _relay(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
-        if endpoint.engine != ENGINE:
+        if ROUTE not in endpoint.native_routes:
             raise BadRequest(
                 f"/generate is SGLang's native API; model '{exchange.model}' is served by "
                 f"{endpoint.engine or 'another'} engine: use /v1/completions",
@@ -63,7 +63,9 @@ class SglangApi:
         await self.gateway.upstream.relay(exchange, endpoint, send)
 
     def _only_model(self) -> str:
-        services = {e.service: e.models[0] for e in self.gateway.table.endpoints() if e.engine == ENGINE and e.models}
+        services = {
+            e.service: e.models[0] for e in self.gateway.table.endpoints() if ROUTE in e.native_routes and e.models
+        }
         if len(services) == 1:
             return next(iter(services.values()))
         if not services:

@@ -27,6 +27,11 @@ def is_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~", PACKAGE_PREFIX))
 
 
+def model_format(model: str) -> str:
+    """The model's file format as Ollama's API names it: `gguf` for a GGUF file, else unknown ("")."""
+    return "gguf" if model.lower().endswith(".gguf") else ""
+
+
 def modelscope_dir(models_dir: Path, repo_id: str) -> Path:
     """The folder `servestack pull` downloads the ModelScope repository `repo_id` (ORG/NAME) into."""
     return models_dir / "modelscope" / repo_id

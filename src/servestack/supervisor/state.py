@@ -100,6 +100,15 @@ class ReplicaState(BaseModel):
     def with_event(self, event: ReplicaEvent) -> ReplicaState:
         return self.model_copy(update={"events": [*self.events, event][-EVENTS_KEPT:]})
 
+    def why_not_ready(self) -> str | None:
+        """Why the replica is down or coming back: its last error, or how it ended; None when nothing to say
+        (starting, ready, or stopped on purpose)."""
+        if self.status is ReplicaStatus.EXITED and self.events:
+            return self.events[-1].message
+        if self.status in (ReplicaStatus.FAILED, ReplicaStatus.RESTARTING):
+            return self.last_error
+        return None
+
     def uptime(self, now: float | None = None) -> float | None:
         if self.status is not ReplicaStatus.READY or self.started_at is None:
             return None
