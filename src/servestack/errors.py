@@ -8,6 +8,7 @@
     ├── EngineError                      an engine that cannot be started or died (carries its log tail)
     ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
     ├── DownloadError                    weights or images that could not be fetched
+    ├── SettingsError                    a SERVESTACK_* variable whose value cannot be used
     ├── StateError                       the state dir: nothing running, a stale or foreign instance
     ├── BenchError                       a benchmark that cannot run (bad dataset, unreachable target)
     └── GatewayError                     an HTTP error with its status, OpenAI `type` and `code`
@@ -78,6 +79,10 @@ class RuntimeUnavailable(ServestackError):
 
 class DownloadError(ServestackError):
     """Model weights or an image could not be fetched."""
+
+
+class SettingsError(ServestackError):
+    """A `SERVESTACK_*` environment variable holds a value that cannot be used."""
 
 
 class StateError(ServestackError):

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servestack.errors import SettingsError
 
 
 def _default_home() -> Path:
@@ -74,6 +76,17 @@ class Settings(BaseSettings):
     @property
     def usage_db(self) -> Path:
         return self.state_dir / "usage.db"
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; SettingsError names a variable whose value cannot be used."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SERVESTACK_{str(e['loc'][0]).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(problems, fix="correct or unset it (`servestack env` lists the variables)") from None
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

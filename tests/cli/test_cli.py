@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from servestack.stack import load_stack
 from tests.conftest import run_cli
 
@@ -55,3 +57,11 @@ def test_plan_show_commands_prints_the_seed_command(home: Path) -> None:
     )
     assert expected in result.stdout
     assert "APPTAINERENV_CUDA_VISIBLE_DEVICES=1" in result.stdout
+
+
+def test_a_bad_settings_variable_is_one_clear_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVESTACK_STOP_TIMEOUT", "abc")
+    result = run_cli("status")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: SERVESTACK_STOP_TIMEOUT='abc': Input should be a valid number")
+    assert "servestack env" in result.stderr

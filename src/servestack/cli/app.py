@@ -51,9 +51,9 @@ StackOption = typer.Option(
 
 
 def settings() -> Settings:
-    from servestack.settings import Settings
+    from servestack.settings import load_settings
 
-    return Settings()
+    return load_settings()
 
 
 def stack_path(path: Path | None) -> Path | None:

@@ -32,7 +32,7 @@ from servestack.downloads import (
     pull_model,
 )
 from servestack.errors import DownloadError, StackError
-from servestack.settings import Settings
+from servestack.settings import load_settings
 from servestack.stack import Stack
 from servestack.stack.models import PACKAGE_PREFIX, is_local_path
 
@@ -53,7 +53,7 @@ def pull_models(
         console.print("nothing to download")
         return
     environ = _environ(path)
-    settings = Settings()
+    settings = load_settings()
     failed = 0
     for reference in references:
         hub = make_hub(reference, environ=environ, models_dir=settings.models_path, local_dir=directory)

@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 
 from servestack.errors import StackError
-from servestack.settings import Settings
+from servestack.settings import load_settings
 
 PACKAGE_PREFIX = "package:"
 MODELSCOPE_PREFIX = "modelscope:"
@@ -43,7 +43,7 @@ def resolve_model(model: str, *, models_dir: Path | None = None) -> str:
     `models_dir` is where ModelScope models were pulled to (default: the models dir of `Settings`).
     """
     if model.startswith(MODELSCOPE_PREFIX):
-        return _resolve_modelscope(model, models_dir or Settings().models_path)
+        return _resolve_modelscope(model, models_dir or load_settings().models_path)
     if not model.startswith(PACKAGE_PREFIX):
         return str(Path(model).expanduser()) if model.startswith("~") else model
     package, _, filename = model.removeprefix(PACKAGE_PREFIX).partition("/")
