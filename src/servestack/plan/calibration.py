@@ -85,6 +85,11 @@ class Comparison:
     def differs(self) -> bool:
         return abs(self.error) > TOLERANCE
 
+    @property
+    def change(self) -> str:
+        """The error as people read it: `+12%`, `-3%`, `±0%`."""
+        return "±0%" if round(self.error * 100) == 0 else f"{self.error:+.0%}"
+
 
 class CalibrationRecord(BaseModel):
     """One start of one replica: the plan's prediction, what the engine allocated, and the set-up."""

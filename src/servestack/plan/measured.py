@@ -11,11 +11,12 @@ import dataclasses
 from collections.abc import Sequence
 
 from servestack.engines import get_engine
+from servestack.gpus import GIB
 from servestack.plan.calibration import CalibrationRecord, Comparison, predicted_of, setup_of
-from servestack.plan.fit import gib
 from servestack.plan.model import Finding, ServicePlan, Severity
 
-FIGURES = {"kv_tokens": "KV tokens", "kv_bytes": "KV cache per GPU", "weights_bytes": "weights per GPU"}
+FIGURES = {"kv_tokens": "KV tokens", "kv_bytes": "KV cache", "weights_bytes": "weights"}  # bytes: per GPU
+MIB = 2**20
 
 
 def calibrated(plan: ServicePlan, records: Sequence[CalibrationRecord]) -> ServicePlan:
@@ -36,25 +37,28 @@ def latest_applicable(plan: ServicePlan, records: Sequence[CalibrationRecord]) -
 
 
 def describe(figure: str, value: int) -> str:
-    return f"{value:,}" if figure == "kv_tokens" else gib(value)
+    """`2,048` tokens, `15.0 GiB`, `92 MiB`."""
+    if figure == "kv_tokens":
+        return f"{value:,}"
+    return f"{value / GIB:.1f} GiB" if abs(value) >= GIB else f"{value / MIB:.0f} MiB"
 
 
 def _differs(plan: ServicePlan, record: CalibrationRecord, differing: list[Comparison]) -> Finding:
     engine = get_engine(plan.service.engine).display_name
+    version = f" {record.engine_version}" if record.engine_version else ""
     what = "; ".join(
-        f"{FIGURES[c.figure]} {describe(c.figure, c.allocated)}, the plan predicts "
-        f"{describe(c.figure, c.predicted)} ({c.error:+.0%})"
+        f"{FIGURES[c.figure]} {describe(c.figure, c.allocated)} where the plan predicts "
+        f"{describe(c.figure, c.predicted)} ({c.change})"
         for c in differing
     )
-    version = f" {record.engine_version}" if record.engine_version else ""
     return Finding(
         Severity.WARNING,
-        f"{engine}{version} allocated otherwise at its last start here with these settings: {what}",
+        f"at its last start here with these settings {engine}{version} allocated {what}",
         service=plan.name,
         reason="the engine's own startup log states these figures (read when it became ready); the planner's "
         "rule for this engine does not match this machine or engine version",
-        fix="trust the measured figures (the plan's table shows them); start the service again to measure anew "
-        "after an engine upgrade",
+        fix="the measured figures are what the engine does here (the `measured` row): plan by them; after an "
+        "engine upgrade, start the service again to measure anew",
         code="calibration-differs",
         key=("services", plan.name),
     )
