@@ -27,7 +27,7 @@ M = TypeVar("M", bound=BaseModel)
 UNIX_SOCKET_PATH_MAX = 100
 REPLICA_SEPARATOR = "#"
 EVENTS_KEPT = 20  # per replica: enough for a crash loop's story, small enough to rewrite on every change
-CALIBRATIONS_KEPT = 20  # per service: starts with other settings, then the last ones with the current
+CALIBRATIONS_KEPT = 20  # per service: its last starts, whatever their settings
 
 
 class ReplicaStatus(Enum):

@@ -79,16 +79,26 @@ class Evidence:
     lines: dict[int, str] = field(default_factory=dict)
 
     def matches(self, pattern: re.Pattern[str], log: str) -> Iterator[re.Match[str]]:
-        """Every match of `pattern` (within one line), remembering the line of each one read."""
+        """Every match of `pattern` (within one line), remembering the line of each one read.
+
+        Patterns start with a literal: the regex engine then skips ahead to it, fast on a llama.cpp
+        log of a few hundred KiB; what comes before it on the line is read with `line_of`.
+        """
         for match in pattern.finditer(log):
-            start = log.rfind("\n", 0, match.start()) + 1
-            end = log.find("\n", match.end())
-            self.lines[start] = log[start : end if end >= 0 else len(log)].strip()
+            start, line = line_of(log, match)
+            self.lines[start] = line.strip()
             yield match
 
     def kept(self) -> tuple[str, ...]:
         """The lines in log order, the first LINES_KEPT of them."""
         return tuple(self.lines[start] for start in sorted(self.lines)[:LINES_KEPT])
+
+
+def line_of(log: str, match: re.Match[str]) -> tuple[int, str]:
+    """Where the line of `match` starts, and the line."""
+    start = log.rfind("\n", 0, match.start()) + 1
+    end = log.find("\n", match.end())
+    return start, log[start : end if end >= 0 else len(log)]
 
 
 def matched(match: re.Match[str]) -> str:

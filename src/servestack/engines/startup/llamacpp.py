@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 
-from servestack.engines.startup.base import MIB, NUMBER, Allocation, Device, Evidence, matched, number, scaled
+from servestack.engines.startup.base import MIB, NUMBER, Allocation, Device, Evidence, line_of, matched, number, scaled
 
-MODEL_BUFFER = re.compile(rf"(\w+) model buffer size = +({NUMBER}) MiB")
-KV_BUFFER = re.compile(rf"(\w+) KV buffer size = +({NUMBER}) MiB")
+BUFFER = re.compile(rf" (model|KV) buffer size = +({NUMBER}) MiB")  # after the device's name
+DEVICE = re.compile(r"(\w+)$")
 OLD_WEIGHTS = re.compile(rf"VRAM used: +({NUMBER}) MiB|mem required += +({NUMBER}) MiB")
 OLD_KV = re.compile(rf"VRAM kv self = +({NUMBER}) MB")
 CELLS = re.compile(r"\( *(\d+) cells,|kv_size = (\d+)")
-CONTEXT = re.compile(r"\bn_ctx += +(\d+)")
+CONTEXT = re.compile(r"n_ctx += +(\d+)")
 BUILD = re.compile(r"build(?::| =) (\d+) \(([0-9a-f]+)\)")
 
 
@@ -46,16 +46,18 @@ class LlamaCppStartupLog:
 
 
 def _devices(log: str, seen: Evidence) -> tuple[Device, ...]:
-    """Each device's model and KV buffers (a device's caches summed), in the order they appear."""
+    """Each device's model and KV buffers (a device's caches summed): devices with weights first."""
     weights: dict[str, int] = {}
     kv: dict[str, int] = {}
-    for m in seen.matches(MODEL_BUFFER, log):
-        weights[m.group(1)] = weights.get(m.group(1), 0) + scaled(m.group(2), MIB)
+    for m in seen.matches(BUFFER, log):
+        start, line = line_of(log, m)
+        device = DEVICE.search(line[: m.start() - start])
+        if device is not None:
+            buffers = weights if m.group(1) == "model" else kv
+            buffers[device.group(1)] = buffers.get(device.group(1), 0) + scaled(m.group(2), MIB)
     for m in seen.matches(OLD_WEIGHTS, log):
         name = "VRAM" if m.group(1) is not None else "CPU"
         weights[name] = scaled(m.group(1) or m.group(2), MIB)
-    for m in seen.matches(KV_BUFFER, log):
-        kv[m.group(1)] = kv.get(m.group(1), 0) + scaled(m.group(2), MIB)
     for m in seen.matches(OLD_KV, log):
         kv["VRAM"] = scaled(m.group(1), MIB)
     names = dict.fromkeys([*weights, *kv])

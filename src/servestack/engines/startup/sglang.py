@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import re
 
-from servestack.engines.startup.base import GIB, NUMBER, Allocation, Evidence, matched, number, scaled
+from servestack.engines.startup.base import GIB, NUMBER, Allocation, Evidence, line_of, matched, number, scaled
 
-RANK = r"(?:\[[^\]\n]*?((?:DP\d+ )?TP\d+)\][^\n]*?)?"  # the rank tag of a line, when it has one
+RANK = re.compile(r"\[[^\]\n]*?((?:DP\d+ )?TP\d+)\]")  # a line's rank tag: `[2025-02-13 07:27:48 TP0]`
 TOKENS = re.compile(r"KV Cache is allocated\.[^\n]*?#tokens: (\d+)|max_total_num_tokens=(\d+)")
 KV = re.compile(
     rf"KV Cache is allocated\.[^\n]*?(?:K size: ({NUMBER}) GB, V size: ({NUMBER}) GB|KV size: ({NUMBER}) GB)"
 )
-BEGIN = re.compile(rf"{RANK}Load weight begin\. avail mem=({NUMBER}) GB")
-END = re.compile(rf"{RANK}Load weight end\.[^\n]*?avail mem=({NUMBER}) GB(?:, mem usage=({NUMBER}) GB)?")
+BEGIN = re.compile(rf"Load weight begin\. avail mem=({NUMBER}) GB")
+END = re.compile(rf"Load weight end\.[^\n]*?avail mem=({NUMBER}) GB(?:, mem usage=({NUMBER}) GB)?")
 
 
 class SglangStartupLog:
@@ -46,12 +46,18 @@ def _kv_bytes(match: re.Match[str]) -> int:
 
 def _weights(log: str, seen: Evidence) -> int | None:
     """The largest rank's `mem usage`, or its free memory before loading less after."""
-    before = {m.group(1) or "": number(m.group(2)) for m in seen.matches(BEGIN, log)}
+    before = {_rank(log, m): number(m.group(1)) for m in seen.matches(BEGIN, log)}
     used = []
     for m in seen.matches(END, log):
-        rank, after, usage = m.group(1) or "", m.group(2), m.group(3)
+        rank, after, usage = _rank(log, m), m.group(1), m.group(2)
         if usage is not None:
             used.append(number(usage))
         elif rank in before:
             used.append(before[rank] - number(after))
     return round(max(used) * GIB) if used else None
+
+
+def _rank(log: str, match: re.Match[str]) -> str:
+    """The rank that printed the line of `match` (empty for an untagged line)."""
+    found = RANK.search(line_of(log, match)[1])
+    return found.group(1) if found else ""

@@ -20,7 +20,7 @@ from servestack.engines.memory.vllm import BLOCK_TOKENS
 from servestack.engines.startup.base import GIB, NUMBER, Allocation, Evidence, matched, number, scaled
 
 TOKENS = re.compile(rf"(?:GPU|CPU) KV cache size: ({NUMBER}) tokens")
-BLOCKS = re.compile(r"(?:# )?\b(?:GPU|CUDA|cuda) blocks: (\d+)")
+BLOCKS = re.compile(r"(?:GPU|CUDA|cuda) blocks: (\d+)")
 TOO_FEW = re.compile(r"maximum number of tokens that can be stored in KV cache \((\d+)\)")
 KV = re.compile(
     rf"Available KV cache memory: ({NUMBER}) GiB|reserved for KV Cache is ({NUMBER}) ?GiB"
