@@ -1,9 +1,10 @@
 """Calibration records: what the plan predicted for one replica, beside what its engine then allocated.
 
-When a replica becomes ready the supervisor reads what the engine's startup log states (`engines/startup/`)
-and keeps a record with the plan's prediction and the set-up both belong to (`supervisor/calibration.py`
-stores them). `status` shows the last one of each replica; `plan` compares its prediction with the last
-record whose set-up is the one it plans, and warns when a figure differs by more than `TOLERANCE`.
+When a replica becomes ready the supervisor reads what the engine's startup log states (`engines/startup/`,
+`supervisor/calibration.py`) and keeps a record with the plan's prediction and the set-up both belong to
+(`StateStore`, in the state dir). `status` shows the last one of each replica; `plan` compares its
+prediction with the last record whose set-up is the one it plans, and warns when a figure differs by more
+than `TOLERANCE`.
 
 Light on purpose (pydantic and the standard library): `status` reads records without loading the planner.
 """
