@@ -26,6 +26,7 @@ SERVICE_KEYS = {
     "memory_per_gpu",
     "facts",
     "decisions",
+    "calibration",
 }
 
 

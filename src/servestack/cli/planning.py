@@ -14,9 +14,11 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from servestack.cli.app import choose_stack, console, engine_environ, err_console, styled
 from servestack.cli.survey import Survey, resolve_models, survey_host
+from servestack.cli.when import format_time
 from servestack.engines import Parallelism, get_engine
 from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
@@ -33,7 +35,9 @@ from servestack.plan import (
     explore_tp,
     make_plan,
 )
+from servestack.plan.calibration import CalibrationRecord, predicted_of
 from servestack.plan.export import explore_to_dict, plan_to_dict
+from servestack.plan.measured import FIGURES, describe
 from servestack.stack import Stack
 from servestack.supervisor import free_port
 from servestack.supervisor.launch import build_launch
@@ -187,11 +191,33 @@ def _service_table(sp: ServicePlan) -> Table:
         kv = (sp.kv_bytes_per_token or 0) * (sp.kv_tokens or 0)
         table.add_row("in RAM", f"weights {_gib(sp.weights_bytes)}, KV cache {_gib(kv)}")
     table.add_row("KV tokens", _count(sp.kv_tokens))
+    if sp.calibration is not None:
+        table.add_row("measured", _measured(sp, sp.calibration))
     table.add_row("context", _count(sp.config.context_length))
     table.add_row("full sequences", _count(sp.full_context_sequences))
     for decision in sp.decisions:
         table.add_row("decided", styled(decision.flag, (f" ({decision.reason})", "dim")))
     return table
+
+
+def _measured(sp: ServicePlan, record: CalibrationRecord) -> Text:
+    """What the engine allocated at its last start here with these settings, each figure against the plan."""
+    compared = {c.figure: c for c in record.compare(predicted_of(sp))}
+    parts: list[str | tuple[str, str]] = []
+    for figure, label in FIGURES.items():
+        allocated = getattr(record.allocated, figure)
+        if allocated is None:
+            continue
+        c = compared.get(figure)
+        against = f" ({c.change})" if c else " (not predicted)"
+        parts += [
+            ", " if parts else "",
+            (f"{label} {describe(figure, allocated)}{against}", "yellow" if c and c.differs else ""),
+        ]
+    version = f" {record.engine_version}" if record.engine_version else ""
+    engine = get_engine(sp.service.engine).display_name
+    parts.append((f" — {engine}{version}, started {format_time(record.time)}", "dim"))
+    return styled(*parts)
 
 
 def _free_cell(memory: GpuMemory) -> str:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from servestack.cli.app import console, settings, styled
 from servestack.gpus import gpu_memory_by_group
+from servestack.plan.calibration import CalibrationRecord
 from servestack.supervisor.state import (
     EventKind,
     InstanceState,
@@ -72,9 +73,13 @@ def show_replicas(out: Console, replicas: list[ReplicaState], gpu_memory: dict[i
 
 
 def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> Table:
-    """One row per engine process; a GPU MEM column when NVML can tell (None: no driver)."""
+    """One row per engine process; a GPU MEM column when NVML can tell (None: no driver), a KV TOKENS column
+    when an engine's log stated its KV cache (what it allocated, and what the plan predicted)."""
     table = Table(box=None, header_style="bold")
     columns = ["SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "MODELS"]
+    measured = any(r.calibration is not None for r in replicas)
+    if measured:
+        columns.insert(6, "KV TOKENS")
     if gpu_memory is not None:
         columns.insert(6, "GPU MEM")
     for column in columns:
@@ -93,11 +98,23 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
             str(r.restarts),
             ", ".join(r.models),
         ]
+        if measured:
+            cells.insert(6, kv_tokens_cell(r.calibration))
         if gpu_memory is not None:
             used = gpu_memory.get(r.pgid or -1) if r.pid else None
             cells.insert(6, f"{used / 2**30:.1f} GiB" if used else "-")
         table.add_row(*cells)
     return table
+
+
+def kv_tokens_cell(record: CalibrationRecord | None) -> str | Text:
+    """`2,048 (plan 2,048)`: the KV tokens the engine allocated at this start, and the plan's; yellow past 10%."""
+    if record is None or record.allocated.kv_tokens is None:
+        return "-"
+    predicted = record.predicted.kv_tokens
+    plan = f"plan {predicted:,}" if predicted is not None else "no plan"
+    differs = any(c.differs for c in record.compare() if c.figure == "kv_tokens")
+    return styled((f"{record.allocated.kv_tokens:,} ({plan})", "yellow" if differs else ""))
 
 
 def recent_events(replicas: list[ReplicaState]) -> list[tuple[ReplicaState, ReplicaEvent]]:

@@ -1,5 +1,6 @@
 """What this machine says about a stack, for the planner (which does no I/O itself): are the local
-paths it names there, can its ports be bound, are the programs its services start installed.
+paths it names there, can its ports be bound, are the programs its services start installed, and what
+its engines allocated when they last started here (the calibration records in the state dir).
 
 `plan` and `up` both run it, so they refuse the same things, before any process starts.
 """
@@ -18,6 +19,7 @@ from servestack.engines import EngineConfig, get_engine
 from servestack.errors import RuntimeUnavailable, ServestackError, StackError
 from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import HostFacts, Unresolved
+from servestack.plan.calibration import CalibrationRecord
 from servestack.plan.ports import listeners
 from servestack.runtimes import needs_driver_cuda
 from servestack.sockets import bound_tcp_socket
@@ -53,7 +55,32 @@ def survey_host(stack: Stack, unresolved: Mapping[str, Unresolved], survey: Surv
     )
     if survey is Survey.ELSEWHERE:
         return HostFacts(missing, dict(unresolved))
-    return HostFacts(missing, dict(unresolved), _unbindable(stack, survey), _unlaunchable(stack))
+    calibration = _calibration(stack)
+    return HostFacts(
+        missing,
+        dict(unresolved),
+        _unbindable(stack, survey),
+        _unlaunchable(stack),
+        engine_versions=_engine_versions(stack, calibration),
+        calibration=calibration,
+    )
+
+
+def _calibration(stack: Stack) -> dict[str, list[CalibrationRecord]]:
+    """What each service's engine allocated at its starts here, oldest first (`plan/calibration.py`)."""
+    store = StateStore(settings().state_dir)
+    return {name: records for name in stack.services if (records := store.read_calibration(name))}
+
+
+def _engine_versions(stack: Stack, calibration: Mapping[str, list[CalibrationRecord]]) -> dict[str, str]:
+    """The version each service's engine logged at its latest start here: memory rules follow it."""
+    found = {}
+    for name, records in calibration.items():
+        engine = stack.services[name].engine
+        latest = max((r for r in records if r.setup.engine == engine), key=lambda r: r.time, default=None)
+        if latest is not None and latest.engine_version:
+            found[name] = latest.engine_version
+    return found
 
 
 def _unbindable(stack: Stack, survey: Survey) -> dict[tuple[str, int], tuple[str, str]]:

@@ -20,6 +20,7 @@ from servestack.stack import Service
 
 if TYPE_CHECKING:
     from servestack.engines.memory import MemoryRule
+    from servestack.engines.startup import Silent, StartupLog
     from servestack.engines.tp import TpRule
 
 # The common metric names the gateway and `status` use; each engine maps some of them to its own.
@@ -127,7 +128,8 @@ class Engine(Protocol):
     """One inference engine (llama.cpp, vLLM, SGLang, mistral.rs, the simulator).
 
     Everything servestack knows about an engine is declared on its adapter: the command and its flags,
-    readiness, metric names, TP rules, memory rule, whether its streams report usage, its native routes.
+    readiness, metric names, TP rules, memory rule, what its startup log states, whether its streams report usage,
+    its native routes.
     """
 
     name: str
@@ -157,6 +159,11 @@ class Engine(Protocol):
 
     @property
     def memory(self) -> MemoryRule | Unchecked: ...
+
+    @property
+    def startup_log(self) -> StartupLog | Silent:
+        """The reader of what the engine's log says it allocated at start (`engines/startup/`), or why there is none."""
+        ...
 
     @property
     def stream_usage(self) -> bool:

@@ -31,6 +31,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.llamacpp import LlamaCppFlags, LlamaCppMemory
+from servestack.engines.startup.llamacpp import LlamaCppStartupLog
 from servestack.engines.tp import LAYER_SPLIT
 from servestack.stack import Service
 
@@ -66,6 +67,7 @@ class LlamaCppPythonEngine:
     parallelism = Parallelism.LAYERS
     tp_rules = LAYER_SPLIT
     memory = LlamaCppMemory(fixed_context=DEFAULT_CONTEXT, flags=MEMORY_FLAGS)
+    startup_log = LlamaCppStartupLog()
     stream_usage = False  # its streams end without a usage chunk
     native_routes: tuple[str, ...] = ()
 

@@ -28,6 +28,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.llamacpp import LlamaCppMemory
+from servestack.engines.startup.llamacpp import LlamaCppStartupLog
 from servestack.engines.tp import LAYER_SPLIT
 from servestack.stack import NativeRuntime, Service
 
@@ -74,6 +75,7 @@ class LlamaServerEngine:
     parallelism = Parallelism.LAYERS
     tp_rules = LAYER_SPLIT
     memory = LlamaCppMemory(fixed_context=None)  # `-c 0`, the default: the model's trained context
+    startup_log = LlamaCppStartupLog()
     stream_usage = True
     native_routes: tuple[str, ...] = ()
 

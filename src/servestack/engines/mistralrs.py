@@ -34,6 +34,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.mistralrs import OLD_SERVER_FLAGS, MistralRsMemory
+from servestack.engines.startup.mistralrs import MistralRsStartupLog
 from servestack.engines.tp import HEADS_ONLY
 from servestack.stack import NativeRuntime, Service
 
@@ -96,6 +97,7 @@ class MistralRsEngine:
     parallelism = Parallelism.TENSOR
     tp_rules = HEADS_ONLY
     memory = MistralRsMemory()
+    startup_log = MistralRsStartupLog()
     stream_usage = True
     native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
@@ -148,6 +150,7 @@ class MistralRsServerEngine:
     parallelism = Parallelism.TENSOR
     tp_rules = HEADS_ONLY
     memory = MistralRsMemory(OLD_SERVER_FLAGS, pool_by_context=True)
+    startup_log = MistralRsStartupLog()
     stream_usage = True
     native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})

@@ -28,6 +28,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.sglang import SglangMemory
+from servestack.engines.startup.sglang import SglangStartupLog
 from servestack.engines.tp import SHARDED
 from servestack.stack import Service
 
@@ -70,6 +71,7 @@ class SGLangEngine:
     parallelism = Parallelism.TENSOR
     tp_rules = SHARDED
     memory = SglangMemory()
+    startup_log = SglangStartupLog()
     stream_usage = True
     native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
 

@@ -23,6 +23,7 @@ from servestack.engines.base import (
     Unchecked,
     first_version,
 )
+from servestack.engines.startup import Silent
 from servestack.errors import EngineError
 from servestack.stack import Service
 
@@ -54,6 +55,7 @@ class SimEngine:
     parallelism = Parallelism.NONE
     tp_rules = ()
     memory = Unchecked("the simulator puts no model on a GPU; its gpus, tp and memory_fraction have no effect")
+    startup_log = Silent("the simulator allocates no KV cache and loads no weights")
     stream_usage = True
     native_routes: tuple[str, ...] = ()
 

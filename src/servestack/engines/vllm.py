@@ -33,6 +33,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.vllm import VllmMemory
+from servestack.engines.startup.vllm import VllmStartupLog
 from servestack.engines.tp import SHARDED
 from servestack.stack import NativeRuntime, Service
 
@@ -83,6 +84,7 @@ class VllmEngine:
     parallelism = Parallelism.TENSOR
     tp_rules = SHARDED
     memory = VllmMemory()
+    startup_log = VllmStartupLog()
     stream_usage = True
     native_routes: tuple[str, ...] = ()
 

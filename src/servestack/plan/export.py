@@ -11,6 +11,7 @@ from typing import Any
 
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
+from servestack.plan.calibration import CalibrationRecord, predicted_of
 from servestack.plan.fit import Fit
 from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan
 from servestack.stack import Stack
@@ -62,6 +63,7 @@ def _service(sp: ServicePlan) -> dict[str, Any]:
         "memory_per_gpu": _memory(sp.memory) if sp.memory else None,
         "facts": _facts(sp.facts) if sp.facts else None,
         "decisions": [_decision(d) for d in sp.decisions],
+        "calibration": _calibration(sp, sp.calibration) if sp.calibration else None,
     }
 
 
@@ -96,6 +98,15 @@ def _facts(facts: ModelFacts) -> dict[str, Any]:
         "moe_experts": facts.moe.experts if facts.moe else None,
         "mla": facts.mla is not None,
     }
+
+
+def _calibration(sp: ServicePlan, record: CalibrationRecord) -> dict[str, Any]:
+    """The last start here with this set-up, and each of its figures against this plan's prediction."""
+    compared = [
+        {"figure": c.figure, "predicted": c.predicted, "allocated": c.allocated, "error": round(c.error, 4)}
+        for c in record.compare(predicted_of(sp))
+    ]
+    return {**record.model_dump(mode="json", exclude={"setup", "predicted"}), "compared": compared}
 
 
 def _decision(decision: Decision) -> dict[str, Any]:

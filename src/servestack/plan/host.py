@@ -8,9 +8,10 @@ these rules turn that into findings that point at the stack file. Planning for a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from servestack.plan.calibration import CalibrationRecord
 from servestack.plan.model import Finding, Severity, setting_key
 from servestack.plan.ports import Listener, listeners
 from servestack.stack import LocalPath, Stack, local_paths
@@ -35,6 +36,8 @@ class HostFacts:
     unlaunchable: Mapping[str, Unresolved] = field(default_factory=dict)  # service → why its process cannot start
     # service → the installed engine's version, when known (memory rules follow it; else the newest behaviour)
     engine_versions: Mapping[str, str] = field(default_factory=dict)
+    # service → what its engine allocated at its starts here (`plan/calibration.py`), oldest first
+    calibration: Mapping[str, Sequence[CalibrationRecord]] = field(default_factory=dict)
 
     def is_missing(self, path: str) -> bool:
         return path in self.missing_paths or path in self.unresolved

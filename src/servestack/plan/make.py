@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.plan.host import HostFacts, host_findings
+from servestack.plan.measured import calibrated
 from servestack.plan.model import Plan, ServicePlan
 from servestack.plan.ports import port_findings
 from servestack.plan.service import ServiceInput, plan_service
@@ -27,7 +28,8 @@ def make_plan(
     `facts` maps a service name to what is known about its model (services missing from it are
     planned without a memory check). `models` maps a service name to its resolved model (a local path
     for package references); services missing from it use the model as written. `host` is what was
-    found on the machine the stack runs on (missing paths, busy ports); None: nothing was looked at.
+    found on the machine the stack runs on (missing paths, busy ports, what engines allocated at their
+    last starts); None: nothing was looked at.
     """
     inventory = inventory or Inventory.cpu()
     facts = facts or {}
@@ -40,7 +42,7 @@ def make_plan(
         missing = host.is_missing(service.model)
         version = host.engine_versions.get(name)
         item = ServiceInput(name, service, models.get(name, service.model), facts.get(name), missing, version)
-        planned = plan_service(stack, item, inventory, free)
+        planned = calibrated(plan_service(stack, item, inventory, free), host.calibration.get(name, ()))
         taken = set(planned.all_gpus)
         free = [gpu for gpu in free if gpu.index not in taken]
         services[name] = planned

@@ -10,6 +10,7 @@ from servestack.engines import EngineConfig
 from servestack.engines.memory import GpuMemory
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
+from servestack.plan.calibration import CalibrationRecord
 from servestack.stack import KeyPath, Service, Stack
 
 __all__ = ["Decision", "Finding", "GpuMemory", "Plan", "ServicePlan", "Severity", "Verdict", "setting_key"]
@@ -78,6 +79,7 @@ class ServicePlan:
     decisions: list[Decision] = field(default_factory=list)
     # One GPU block per replica when replicas were placed on GPUs of their own; empty: all share config.gpus.
     replica_gpus: tuple[tuple[int, ...], ...] = ()
+    calibration: CalibrationRecord | None = None  # the last start here with this set-up (`plan/measured.py`)
 
     @property
     def gpus(self) -> tuple[int, ...]:

@@ -27,16 +27,18 @@ GROUP_POLL_SECONDS = 0.05
 NO_MARK: Mapping[str, str] = MappingProxyType({})
 START_HEADER = "=== servestack "  # opens each start's part of a log: the time and the command
 TAIL_WINDOW = 256 * 1024  # bytes read from a log's end: probe lines can fill a smaller window
+START_READ_LIMIT = 16 * 2**20  # bytes of one start's lines read at most: llama.cpp prints ~200 KiB at start
 
 
 class EngineProcess:
     """A running engine: its leader process and process group."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, log_offset: int = 0) -> None:
         self._proc = proc
         self.pid = proc.pid
         self.pgid = proc.pid  # start_new_session makes the leader's pid the group id
         self.log_path = log_path
+        self.log_offset = log_offset  # where this start's part of the log begins (its header line)
 
     @classmethod
     async def spawn(cls, launch: Launch, log_path: Path, *, mark: Mapping[str, str] = NO_MARK) -> EngineProcess:
@@ -45,6 +47,7 @@ class EngineProcess:
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             separator = "\n" if log.tell() else ""
+            offset = log.tell() + len(separator)
             log.write(f"{separator}{START_HEADER}{stamp}: {launch.display()}\n".encode())
             log.flush()
             try:
@@ -60,7 +63,17 @@ class EngineProcess:
                 raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} not found") from None
             except PermissionError:
                 raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} is not executable") from None
-        return cls(proc, log_path)
+        return cls(proc, log_path, offset)
+
+    def read_log(self, limit: int = START_READ_LIMIT) -> str:
+        """What this start wrote to its log so far (after its header line), at most `limit` bytes."""
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self.log_offset)
+                f.readline()  # the header: the command, not the engine's words
+                return f.read(limit).decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     @property
     def returncode(self) -> int | None:

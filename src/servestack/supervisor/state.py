@@ -3,7 +3,10 @@
 One JSON file for the running instance and one per replica, under `<home>/state/`. Every write is
 atomic (temp file + rename), so a reader never sees half a file. A replica's record carries its
 recent history (started, ready, exited with code or signal and its last log lines, stopped), so
-`status` can say what happened after the fact.
+`status` can say what happened after the fact, and what its engine allocated at this start.
+
+Calibration records (`plan/calibration.py`) go to `calibration/<service>.json`, the last
+CALIBRATIONS_KEPT of each service: unlike the replicas' files they outlive the instance, for `plan`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from servestack.plan.calibration import CalibrationRecord
+
 M = TypeVar("M", bound=BaseModel)
 UNIX_SOCKET_PATH_MAX = 100
 REPLICA_SEPARATOR = "#"
 EVENTS_KEPT = 20  # per replica: enough for a crash loop's story, small enough to rewrite on every change
+CALIBRATIONS_KEPT = 20  # per service: its last starts, whatever their settings
 
 
 class ReplicaStatus(Enum):
@@ -88,6 +94,7 @@ class ReplicaState(BaseModel):
     # A process group id means nothing after a reboot; leftovers are only reaped within the same boot.
     boot_id: str = ""
     events: list[ReplicaEvent] = []  # oldest first, at most EVENTS_KEPT
+    calibration: CalibrationRecord | None = None  # what the engine allocated at this start, once ready
 
     @property
     def key(self) -> str:
@@ -113,6 +120,12 @@ class ReplicaState(BaseModel):
         if self.status is not ReplicaStatus.READY or self.started_at is None:
             return None
         return (now or time.time()) - self.started_at
+
+
+class Calibrations(BaseModel):
+    """One service's calibration records, oldest first."""
+
+    records: list[CalibrationRecord] = []
 
 
 def replica_label(service: str, index: int) -> str:
@@ -170,6 +183,16 @@ class StateStore:
     def clear_replicas(self) -> None:
         for path in self.replicas_dir.glob("*.json"):
             path.unlink(missing_ok=True)
+
+    def append_calibration(self, record: CalibrationRecord) -> None:
+        kept = [*self.read_calibration(record.service), record][-CALIBRATIONS_KEPT:]
+        history = Calibrations(records=kept)
+        _write_atomic(self.root / "calibration" / f"{record.service}.json", history.model_dump_json(indent=2))
+
+    def read_calibration(self, service: str) -> list[CalibrationRecord]:
+        """The service's calibration records, oldest first (none: empty)."""
+        history = _read(self.root / "calibration" / f"{service}.json", Calibrations)
+        return history.records if history else []
 
 
 def _read(path: Path, model: type[M]) -> M | None:

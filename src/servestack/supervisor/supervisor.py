@@ -23,6 +23,7 @@ from servestack.plan import ServicePlan
 from servestack.runtimes import Launch, needs_driver_cuda
 from servestack.settings import Settings
 from servestack.supervisor import history
+from servestack.supervisor.calibration import measure
 from servestack.supervisor.launch import build_launch
 from servestack.supervisor.lineage import Mark
 from servestack.supervisor.preflight import check_flags
@@ -199,7 +200,7 @@ class Supervisor:
     async def _launch(self, replica: Replica, on_tick: TickListener | None = None) -> float:
         """Spawn the engine and wait until it is ready; on any failure its group is stopped and the error raised."""
         restart = replica.state.restarts
-        self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time())
+        self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time(), calibration=None)
         log_path = Path(replica.state.log_path)
         replica.process = process = await EngineProcess.spawn(replica.launch, log_path, mark=self.mark.env)
         self._update(replica, history.started(process.pid, restart), pid=process.pid, pgid=process.pgid)
@@ -215,7 +216,11 @@ class Supervisor:
         except (EngineError, asyncio.CancelledError):
             await process.stop(self.settings.stop_timeout)
             raise
-        self._update(replica, history.ready(seconds, restart), status=ReplicaStatus.READY, ready_at=time.time())
+        record = measure(replica.engine, replica.plan, replica.index, process)  # a few ms: no await, no cancel
+        if record is not None:
+            self.store.append_calibration(record)
+        ready = history.ready(seconds, restart)
+        self._update(replica, ready, status=ReplicaStatus.READY, ready_at=time.time(), calibration=record)
         return seconds
 
     def _probe_session(self) -> aiohttp.ClientSession:
