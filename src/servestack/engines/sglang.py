@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import OPENAI
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -70,7 +71,7 @@ class SGLangEngine:
     parallelism = Parallelism.TENSOR
     tp_rules = SHARDED
     memory = SglangMemory()
-    stream_usage = True
+    dialect = OPENAI  # it takes today's request as it is (srt/entrypoints/openai/protocol.py)
     native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
