@@ -93,7 +93,9 @@ def _check_parts(parts: list[Any], number: int, dialect: Dialect) -> None:
         if kind == "image_url" and dialect.images:
             continue
         if kind == "image_url":
-            raise BadRequest(f"messages[{number}] has an image part, and this model's engine takes text only")
+            raise BadRequest(
+                f"messages[{number}] has an image part, and this model's engine takes text only", param="messages"
+            )
         if dialect.text_content or kind is None:
             raise BadRequest(
                 f"messages[{number}].content has a part of type {kind!r}; this model's engine takes text parts only",

@@ -39,7 +39,7 @@ PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+@-]+/)+([\w.+@-]+)")
 
 def engine_error(endpoint: Endpoint, status: int, body: bytes, request_id: str) -> GatewayError:
     """The error to answer for `endpoint`'s `status` answer with `body`."""
-    said, code = _read(body)
+    said, code, param = _read(body)
     log.warning(
         "request %s: %s answered %d: %s", request_id or "-", endpoint.id, status, body[:4096].decode("utf-8", "replace")
     )
@@ -48,8 +48,8 @@ def engine_error(endpoint: Endpoint, status: int, body: bytes, request_id: str) 
         return BadRequest(message)
     if status in (400, 422):
         if code == "context_length_exceeded" or "maximum context length" in message:
-            return ContextLengthExceeded(message, param="messages")
-        return BadRequest(message)
+            return ContextLengthExceeded(message, param=param or "messages")
+        return BadRequest(message, param=param)
     if status == 404:
         return NotFound(message)
     if status == 413:
@@ -78,19 +78,23 @@ def _about_request(endpoint: Endpoint, message: str) -> bool:
     return any(re.search(pattern, message) for pattern in endpoint.dialect.invalid_request_errors)
 
 
-def _read(body: bytes) -> tuple[str, str | None]:
-    """(message, code) of an error body: OpenAI's `error`, FastAPI's `detail`, `message`, or the text."""
+def _read(body: bytes) -> tuple[str, str | None, str | None]:
+    """(message, code, param) of an error body: OpenAI's `error`, FastAPI's `detail`, `message`, or the text."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[: MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip(), None
+        return body[: MESSAGE_LIMIT * 4].decode("utf-8", "replace").strip(), None, None
     if not isinstance(data, dict):
-        return str(data), None
+        return str(data), None, None
     error = data.get("error")
     if isinstance(error, dict):
-        code = error.get("code")
-        return str(error.get("message") or ""), code if isinstance(code, str) else None
+        code, param = error.get("code"), error.get("param")
+        return str(error.get("message") or ""), _text(code), _text(param)
     for key in ("error", "detail", "message"):
         if data.get(key):
-            return str(data[key]), None
-    return body.decode("utf-8", "replace"), None
+            return str(data[key]), None, _text(data.get("param"))
+    return body.decode("utf-8", "replace"), None, None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -25,6 +25,7 @@ from servestack.gateway.exchange import Exchange
 from servestack.gateway.keys import ApiKey
 from servestack.gateway.limits import KeyLimiter, ModelQueue, ModelQueues
 from servestack.gateway.metrics import GatewayMetrics, _Series
+from servestack.gateway.protocol import CLIENT_GONE
 from servestack.gateway.responses import Scope
 from servestack.gateway.tokens import estimate_completion_tokens, estimate_prompt_tokens, usage_of
 from servestack.gateway.tracing import Tracing
@@ -201,6 +202,8 @@ class Admission:
             exchange.finished_at = now
         if isinstance(exc, GatewayError):
             exchange.status, exchange.error = exc.status, exc
+        elif isinstance(exc, asyncio.CancelledError) and exc.args == (CLIENT_GONE,):
+            exchange.status = CLIENT_CLOSED  # also when the engine's 200 had begun: the client did not get it all
         elif exc is not None and exchange.status is None:
             exchange.status = CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) else 500
         if self.queue is not None:
