@@ -45,6 +45,8 @@ class Dialect:
     # A stream asked for `stream_options.include_usage` ends with a usage chunk (False: the gateway
     # sends one from its own count).
     stream_usage: bool = True
+    # It serves /v1/embeddings (False: refused with a 400 before the request reaches it).
+    embeddings: bool = True
     request_ids: RequestIds = "any"
     # Regular expressions for the messages of the engine's 5xx answers that are about the request, not
     # the engine (a server that answers its validation errors with 500): 400 to the client, and no

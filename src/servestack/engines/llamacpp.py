@@ -62,7 +62,8 @@ MEMORY_FLAGS = LlamaCppFlags(
 # validation); `response_format` types text and json_object, the latter with an optional `schema` that
 # becomes a grammar; tools with a named `tool_choice` (a grammar), `"required"` is ignored; `n` is read
 # and dropped; no usage chunk on streams; `X-Request-Id` must parse as a UUID (starlette-context's
-# RequestIdPlugin: anything else is a bare 400); every exception in a route, its request validation
+# RequestIdPlugin: anything else is a bare 400); embeddings only when started with `--embedding`, which
+# servestack does not pass (a chat model); every exception in a route, its request validation
 # included, is a 500 with the exception's text, so those texts tell the request's faults apart.
 DIALECT = Dialect(
     output_limit="max_tokens",
@@ -73,6 +74,7 @@ DIALECT = Dialect(
     tool_choice_required=False,
     choices=False,
     stream_usage=False,
+    embeddings=False,
     request_ids="uuid",
     invalid_request_errors=(
         r"^\d+ validation errors?",  # pydantic's RequestValidationError, rendered by its RouteErrorHandler

@@ -41,8 +41,9 @@ METRIC_NAMES = MappingProxyType(
 )
 CONTEXT = "--max-model-len"
 # What the simulator reads of a request (sim/protocol.py): the limits, the prompt's text, `stream_options`;
-# it has no grammar, tools or logprobs to offer, so those are refused rather than answered with plain text.
-DIALECT = Dialect(json_output="none", tools=False, logprobs=False, images=False)
+# it has no grammar, tools, logprobs or embeddings to offer, so those are refused rather than answered with
+# plain text.
+DIALECT = Dialect(json_output="none", tools=False, logprobs=False, images=False, embeddings=False)
 
 
 class SimEngine:

@@ -12,6 +12,7 @@ cannot do at all is refused here with a 400 naming the parameter, never silently
     response_format           → json_schema as a json_object with a schema, where that is the engine's
                                 mechanism; 400 where it has none
     tools, logprobs, n > 1    → 400 where the engine would ignore them
+    embeddings                → 400 where the engine serves none
     tool_choice "required"    → the one tool's name where "required" is ignored (400 with several tools)
 
 Each rule reads only the dialect's fields: no engine is named here. The rules see the request as the
@@ -28,6 +29,7 @@ from servestack.errors import BadRequest
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
+EMBEDDINGS = "/v1/embeddings"
 Request = dict[str, Any]
 # A rule returns the changed request (None: nothing to change) or raises BadRequest; it never mutates.
 Rule = Callable[[Request, Dialect], Request | None]
@@ -166,7 +168,14 @@ def _choices(request: Request, dialect: Dialect) -> Request | None:
     return None
 
 
+def _embeddings(request: Request, dialect: Dialect) -> Request | None:
+    if not dialect.embeddings:
+        raise BadRequest("embeddings are not served: this model's engine runs it for generation only", param="model")
+    return None
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     CHAT: (_output_limit, _messages, _response_format, _tools, _logprobs, _choices),
     COMPLETIONS: (_logprobs, _choices),
+    EMBEDDINGS: (_embeddings,),
 }
