@@ -110,7 +110,8 @@ def test_tools_named_and_required(stack: Stack, model: str) -> None:
         )
         calls = reply.choices[0].message.tool_calls
         assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
-        assert isinstance(json.loads(calls[0].function.arguments), dict)  # type: ignore[union-attr]
+        # A grammar forces the JSON's shape; a 135M model may still put a raw control character in a string.
+        assert isinstance(json.loads(calls[0].function.arguments, strict=False), dict)  # type: ignore[union-attr]
 
 
 def test_logprobs(stack: Stack, model: str) -> None:
@@ -165,8 +166,12 @@ def test_a_dropped_whole_request_is_recorded_499(stack: Stack, model: str) -> No
     request_id = f"cut-whole-{model}-{uuid.uuid4().hex[:8]}"
     impatient = client(stack, timeout=0.5)
     with pytest.raises(openai.APITimeoutError):
-        impatient.chat.completions.create(
-            model=model, messages=HI, max_tokens=300, extra_headers={"X-Request-Id": request_id}
+        impatient.chat.completions.create(  # min_tokens: llama-cpp-python may not stop early (the sim never does)
+            model=model,
+            messages=HI,
+            max_tokens=300,
+            extra_body={"min_tokens": 250},
+            extra_headers={"X-Request-Id": request_id},
         )
     assert stack.ledger(request_id) == (499, 0)
 
