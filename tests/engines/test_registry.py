@@ -12,6 +12,7 @@ from typing import get_args
 
 import pytest
 
+from servestack.dialect import Dialect
 from servestack.engines import ENGINES, EngineConfig, EngineFlags, Parallelism, Unchecked
 from servestack.stack import Service
 from servestack.stack.schema import EngineName
@@ -38,7 +39,7 @@ def test_every_engine_declares_every_part(name: str) -> None:
     assert isinstance(engine.flags, EngineFlags)
     assert isinstance(engine.parallelism, Parallelism)
     assert all(callable(rule) for rule in engine.tp_rules)
-    assert isinstance(engine.stream_usage, bool)
+    assert isinstance(engine.dialect, Dialect)
     assert all(route.startswith("/") for route in engine.native_routes)
     memory = engine.memory
     if isinstance(memory, Unchecked):

@@ -72,7 +72,7 @@ def engine_endpoint(name: str, url: str, engine: str) -> Endpoint:
         engine=engine,
         metrics_url=url + "/metrics",
         metric_names=ENGINE_METRIC_NAMES.get(engine, {}),
-        stream_usage=adapter.stream_usage,
+        dialect=adapter.dialect,
         native_routes=adapter.native_routes,
     )
 

@@ -217,7 +217,7 @@ class Controller:
                 metric_names=engine.metric_names,
                 context_length=replica.plan.context_window,
                 last_error=replica.state.why_not_ready(),
-                stream_usage=engine.stream_usage,
+                dialect=engine.dialect,
                 native_routes=engine.native_routes,
                 model_format=model_format(replica.config.model),
             )

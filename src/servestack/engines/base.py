@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from servestack.dialect import Dialect
 from servestack.errors import EngineError
 from servestack.stack import Service
 
@@ -128,8 +129,8 @@ class Engine(Protocol):
     """One inference engine (llama.cpp, vLLM, SGLang, mistral.rs, the simulator).
 
     Everything servestack knows about an engine is declared on its adapter: the command and its flags,
-    readiness, metric names, TP rules, memory rule, what its startup log states, whether its streams report usage,
-    its native routes.
+    readiness, metric names, TP rules, memory rule, what its startup log states, its request dialect, its native
+    routes.
     """
 
     name: str
@@ -166,8 +167,8 @@ class Engine(Protocol):
         ...
 
     @property
-    def stream_usage(self) -> bool:
-        """Whether a stream with `stream_options.include_usage` ends with a usage chunk."""
+    def dialect(self) -> Dialect:
+        """What its OpenAI server accepts of today's request shape (the gateway maps requests onto it)."""
         ...
 
     @property

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import Dialect
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -53,6 +54,37 @@ MEMORY_FLAGS = LlamaCppFlags(
     defaults=(512, 512),
 )
 
+# What its server accepts (llama_cpp/server/types.py, app.py and llama_chat_format.py of 0.3.36; each
+# checked against the running server): `max_tokens` only (`max_completion_tokens` is not a field, so the
+# answer runs to the end of text); a message's content only as a string (its Jinja chat formatter
+# concatenates it: a list is a 500 "can only concatenate str", and on a stream a 200 with no event at
+# all; null in an assistant message fails validation) and no image without a llava chat handler, which
+# servestack does not configure; roles system/user/assistant/tool/function (`developer` fails
+# validation); `response_format` types text and json_object, the latter with an optional `schema` that
+# becomes a grammar; tools with a named `tool_choice` (a grammar), `"required"` is ignored; `n` is read
+# and dropped; no usage chunk on streams; `X-Request-Id` must parse as a UUID (starlette-context's
+# RequestIdPlugin: anything else is a bare 400); embeddings only when started with `--embedding`, which
+# servestack does not pass (a chat model); every exception in a route, its request validation
+# included, is a 500 with the exception's text, so those texts tell the request's faults apart.
+DIALECT = Dialect(
+    output_limit="max_tokens",
+    text_content=True,
+    images=False,
+    developer_role=False,
+    json_output="schema_in_json_object",
+    tool_choice_required=False,
+    choices=False,
+    stream_usage=False,
+    embeddings=False,
+    request_ids="uuid",
+    invalid_request_errors=(
+        r"^\d+ validation errors?",  # pydantic's RequestValidationError, rendered by its RouteErrorHandler
+        r"can only concatenate str",  # content of a type its chat formatter cannot join
+        r"^Tool choice '.*' not found in tools",
+        r"^logprobs is not supported",
+    ),
+)
+
 
 class LlamaCppPythonEngine:
     name: str = "llamacpp"
@@ -68,7 +100,7 @@ class LlamaCppPythonEngine:
     tp_rules = LAYER_SPLIT
     memory = LlamaCppMemory(fixed_context=DEFAULT_CONTEXT, flags=MEMORY_FLAGS)
     startup_log = LlamaCppStartupLog()
-    stream_usage = False  # its streams end without a usage chunk
+    dialect = DIALECT
     native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

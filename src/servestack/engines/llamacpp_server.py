@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import Dialect
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -54,6 +55,23 @@ def _chat_template(template: str | None) -> list[str]:
     return ["--chat-template-file" if is_file else "--chat-template", template]
 
 
+# What its server accepts (tools/server utils.hpp, `oaicompat_chat_params_parse`): `max_tokens` (or
+# `n_predict`); content parts, images only with a multimodal projector (`--mmproj`); `response_format`
+# json_object and json_schema as grammars; tools through Jinja templates; `n` other than 1 and a few
+# OpenAI parameters raise, which older builds answer with a 500 carrying the message.
+DIALECT = Dialect(
+    output_limit="max_tokens",
+    choices=False,
+    invalid_request_errors=(
+        r"Only one completion choice is allowed",
+        r"^Unsupported param",
+        r"image input is not supported",
+        r"^tools param requires --jinja",
+        r"response_format type must be one of",
+    ),
+)
+
+
 class LlamaServerEngine:
     name: str = "llama-server"
     display_name: str = "llama.cpp (llama-server)"
@@ -76,7 +94,7 @@ class LlamaServerEngine:
     tp_rules = LAYER_SPLIT
     memory = LlamaCppMemory(fixed_context=None)  # `-c 0`, the default: the model's trained context
     startup_log = LlamaCppStartupLog()
-    stream_usage = True
+    dialect = DIALECT
     native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import Dialect
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -50,6 +51,14 @@ UNSUPPORTED_FIX = (
 # `mistralrs serve` (v0.9+); `mistralrs-server` has no context flag and names its fraction differently.
 CONTEXT, FRACTION = "--max-seq-len", "--pa-memory-fraction"
 SERVER_FRACTION = "--pa-gpu-mem-usage"
+
+# What `mistralrs serve` accepts (mistralrs-server-core/src/openai.rs): `max_completion_tokens` as an alias
+# of `max_tokens`, `n`, json_schema and json_object response formats, tools, logprobs, content parts; it
+# reads no `stream_options` and puts the usage on its last stream chunk unasked.
+DIALECT = Dialect()
+# `mistralrs-server` ≤ v0.8: the alias of `max_tokens` is newer than some of its releases (seed 003 pins
+# v0.6.0), and renaming the field is right for every release, so the gateway sends `max_tokens`.
+SERVER_DIALECT = Dialect(output_limit="max_tokens")
 
 
 def gguf_parts(model: str) -> tuple[str, str] | None:
@@ -98,7 +107,7 @@ class MistralRsEngine:
     tp_rules = HEADS_ONLY
     memory = MistralRsMemory()
     startup_log = MistralRsStartupLog()
-    stream_usage = True
+    dialect = DIALECT
     native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
@@ -151,7 +160,7 @@ class MistralRsServerEngine:
     tp_rules = HEADS_ONLY
     memory = MistralRsMemory(OLD_SERVER_FLAGS, pool_by_context=True)
     startup_log = MistralRsStartupLog()
-    stream_usage = True
+    dialect = SERVER_DIALECT
     native_routes: tuple[str, ...] = ()
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 

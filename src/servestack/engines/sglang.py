@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import OPENAI
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -72,7 +73,7 @@ class SGLangEngine:
     tp_rules = SHARDED
     memory = SglangMemory()
     startup_log = SglangStartupLog()
-    stream_usage = True
+    dialect = OPENAI  # it takes today's request as it is (srt/entrypoints/openai/protocol.py)
     native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import Dialect
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -40,6 +41,10 @@ METRIC_NAMES = MappingProxyType(
     }
 )
 CONTEXT = "--max-model-len"
+# What the simulator reads of a request (sim/protocol.py): the limits, the prompt's text, `stream_options`;
+# it has no grammar, tools, logprobs or embeddings to offer, so those are refused rather than answered with
+# plain text.
+DIALECT = Dialect(json_output="none", tools=False, logprobs=False, images=False, embeddings=False)
 
 
 class SimEngine:
@@ -56,7 +61,7 @@ class SimEngine:
     tp_rules = ()
     memory = Unchecked("the simulator puts no model on a GPU; its gpus, tp and memory_fraction have no effect")
     startup_log = Silent("the simulator allocates no KV cache and loads no weights")
-    stream_usage = True
+    dialect = DIALECT
     native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

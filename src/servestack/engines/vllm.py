@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from servestack.dialect import OPENAI
 from servestack.engines.base import (
     EngineCommand,
     EngineConfig,
@@ -85,7 +86,7 @@ class VllmEngine:
     tp_rules = SHARDED
     memory = VllmMemory()
     startup_log = VllmStartupLog()
-    stream_usage = True
+    dialect = OPENAI  # it takes today's request as it is (entrypoints/openai/chat_completion/protocol.py, 0.32)
     native_routes: tuple[str, ...] = ()
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

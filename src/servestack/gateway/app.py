@@ -1,7 +1,9 @@
 """The gateway: one ASGI app in front of every engine.
 
 Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
-body (only `model` and `stream` are read), and a byte-for-byte relay. Errors are GatewayError
+body (only `model` and `stream` are read), and a byte-for-byte relay unless the engine behind needs
+the request in another shape (attempt.py). Every answer carries the request's id (the client's
+`X-Request-Id`, or one made here: request_ids.py). Errors are GatewayError
 subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*. Any
 other exception is a bug: it is logged with its traceback and answered as a 500 in the same shape,
 never as the server's plain text. A request whose client disconnected is cancelled by the server's
@@ -19,7 +21,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, NotFound
+from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
+from servestack.gateway.attempt import prepare_attempt
 from servestack.gateway.breaker import BreakerState
 from servestack.gateway.dispatch import Dispatcher, Relay
 from servestack.gateway.endpoint import Endpoint, EndpointState
@@ -29,6 +32,7 @@ from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.protocol import CLIENT_GONE, TASK_SCOPE
+from servestack.gateway.request_ids import REQUEST_ID_SCOPE, RequestIds, echoing
 from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang import SglangApi
@@ -43,6 +47,14 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "failed", "stopped")
 # For each generation route: the field that must be present besides `model`.
 GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
+MODEL_ROUTE = "/v1/models/"  # + a model id, which may hold slashes (`Qwen/Qwen3-8B`)
+# OpenAI routes servestack does not serve, and what to use instead.
+NOT_SERVED = {
+    "/v1/responses": (
+        "the Responses API (/v1/responses) is not served here: the engines behind servestack are reached "
+        "through /v1/chat/completions (also /v1/completions, /v1/embeddings and Ollama's /api/chat)"
+    ),
+}
 
 
 class Gateway:
@@ -66,6 +78,7 @@ class Gateway:
         self.pipeline = pipeline
         self.aliases = dict(aliases or {})
         self.started_at = int(time.time())
+        self.request_ids = RequestIds()
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
             ("GET", "/v1/models"): self._models,
@@ -81,9 +94,19 @@ class Gateway:
         if kind == "http":
             scope[TASK_SCOPE] = asyncio.current_task()  # the server's protocol cancels it if the client leaves
             try:
+                request_id, refused = self.request_ids.of(scope["headers"]), None
+            except BadRequest as error:
+                request_id, refused = self.request_ids.of(()), error
+            scope[REQUEST_ID_SCOPE] = request_id
+            send = echoing(send, request_id)
+            try:
+                if refused is not None:
+                    raise refused
                 if self.pipeline is not None and scope["path"] != "/health":
                     self.pipeline.authenticate(scope)
                 handler = self._routes.get((scope["method"], scope["path"]))
+                if handler is None and scope["method"] == "GET" and scope["path"].startswith(MODEL_ROUTE):
+                    handler = self._model
                 if handler is None:
                     raise self._no_route(scope)
                 await handler(scope, receive, send)
@@ -132,7 +155,13 @@ class Gateway:
             alias, model, request["model"] = model, target, target
             body = orjson.dumps(request)
         exchange = Exchange(
-            path=scope["path"], model=model, stream=stream, body=body, payload=request, headers=scope["headers"]
+            path=scope["path"],
+            model=model,
+            stream=stream,
+            body=body,
+            payload=request,
+            headers=scope["headers"],
+            request_id=scope[REQUEST_ID_SCOPE],
         )
         exchange.key, exchange.alias = scope.get(KEY_SCOPE), alias
         await self.forward(exchange, send)
@@ -141,25 +170,42 @@ class Gateway:
         """Route `exchange` to a replica and relay it there (retrying early failures elsewhere), admitted
         and accounted for by the pipeline. `relay` replaces the OpenAI relay (Ollama, SGLang /generate)."""
         if self.pipeline is None:
-            await self.dispatcher.relay(exchange, send, relay=relay)
+            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self._prepare)
             return
         admission = self.pipeline.admit(exchange)  # 403/429 raise here
         try:
             if admission.waits is not None:
                 await admission.turn()
-            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self.pipeline.prepare)
+            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self._prepare)
         except BaseException as error:
             admission.done(error)
             raise
         admission.done(None)
 
+    def _prepare(self, exchange: Exchange, endpoint: Endpoint) -> None:
+        """Shape `exchange` for `endpoint` (its engine's dialect, stream usage), then let the pipeline account."""
+        pipeline = self.pipeline
+        prepare_attempt(exchange, endpoint, count_tokens=pipeline is not None and pipeline.counts_tokens)
+        if pipeline is not None:
+            pipeline.prepare(exchange, endpoint)
+
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        data = [
-            {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
-            for name in [*self.table.models(), *self.aliases]
-            if visible(scope.get(KEY_SCOPE), name, self.aliases)
-        ]
+        data = [self._model_entry(name) for name in self._visible_models(scope)]
         await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`GET /v1/models/{id}`: one served name or alias (404 for a name the caller cannot see)."""
+        name = scope["path"].removeprefix(MODEL_ROUTE)
+        if name not in self._visible_models(scope):
+            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        await send_json(send, 200, self._model_entry(name))
+
+    def _visible_models(self, scope: Scope) -> list[str]:
+        key = scope.get(KEY_SCOPE)
+        return [name for name in [*self.table.models(), *self.aliases] if visible(key, name, self.aliases)]
+
+    def _model_entry(self, name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.
@@ -179,6 +225,8 @@ class Gateway:
 
     def _no_route(self, scope: Scope) -> GatewayError:
         path, method = scope["path"], scope["method"]
+        if path in NOT_SERVED:
+            return NotFound(NOT_SERVED[path])
         if any(p == path for _, p in self._routes):
             return MethodNotAllowed(f"method {method} is not allowed on {path}")
         return NotFound(f"no route {method} {path}")

@@ -96,9 +96,9 @@ class Dispatcher:
             exchange.error = exchange.status = exchange.first_byte_at = None
             exchange.retryable = self._may_retry(pool, tried)
             relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
-            if prepare is not None:
-                prepare(exchange, attempt.endpoint)
             try:
+                if prepare is not None:  # may refuse what this replica's engine cannot do (400)
+                    prepare(exchange, attempt.endpoint)
                 await (relay or self.upstream.relay)(exchange, attempt.endpoint, relay_to)
             except GatewayError as error:
                 pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica

@@ -15,6 +15,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from servestack.dialect import OPENAI, Dialect
 from servestack.gateway.breaker import CircuitBreaker
 
 if TYPE_CHECKING:
@@ -97,13 +98,13 @@ class Endpoint:
     `metrics_url` is scraped, its samples read under `metric_names` (common name → the engine's
     Prometheus name: `waiting`, `running`, `kv_usage`). `context_length` is the engine's context
     window in tokens, when the plan knows it. What the engine adapter declares, the gateway reads here:
-    `stream_usage` (its streams can end with a usage chunk), `native_routes` (its own routes the gateway
-    passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
+    `dialect` (what its server accepts of an OpenAI request, conform.py), `native_routes` (its own routes
+    the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
     """
 
     __slots__ = (
-        "base_url", "context_length", "engine", "health_url", "id", "last_error", "metric_names", "metrics_url",
-        "model_format", "models", "native_routes", "service", "state", "stream_usage", "vitals",
+        "base_url", "context_length", "dialect", "engine", "health_url", "id", "last_error", "metric_names",
+        "metrics_url", "model_format", "models", "native_routes", "service", "state", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -121,7 +122,7 @@ class Endpoint:
         metric_names: Mapping[str, str] = NO_NAMES,
         context_length: int | None = None,
         last_error: str | None = None,
-        stream_usage: bool = True,
+        dialect: Dialect = OPENAI,
         native_routes: tuple[str, ...] = (),
         model_format: str = "",
     ) -> None:
@@ -136,7 +137,7 @@ class Endpoint:
         self.metric_names = metric_names
         self.context_length = context_length
         self.last_error = last_error
-        self.stream_usage = stream_usage
+        self.dialect = dialect
         self.native_routes = native_routes
         self.model_format = model_format
         self.vitals = Vitals(CircuitBreaker())

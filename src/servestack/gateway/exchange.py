@@ -22,9 +22,11 @@ class Exchange:
     path: str
     model: str
     stream: bool
-    body: bytes  # forwarded as received, never re-encoded unless a feature must change it
-    payload: dict[str, Any]  # the parsed body, parsed once
+    body: bytes  # what goes to the engine: the client's bytes, unless the engine needs the request changed
+    payload: dict[str, Any]  # the client's request (parsed once; for Ollama's routes, its OpenAI translation)
     headers: list[tuple[bytes, bytes]]
+    request_id: str = ""  # the client's X-Request-Id, or the gateway's own (request_ids.py)
+    upstream_path: str = ""  # the engine route (the route itself, unless the request was translated)
     started: float = field(default_factory=time.monotonic)
     endpoint: Endpoint | None = None  # the last one tried
     attempts: int = 0  # endpoints tried: more than one when failures before the first byte were retried
@@ -34,7 +36,6 @@ class Exchange:
     finished_at: float | None = None
     error: GatewayError | None = None
     # Set by the production pipeline (pipeline.py) when it is on:
-    request_id: str = ""
     key: ApiKey | None = None
     alias: str | None = None  # the name the client asked for, when it was an alias of `model`
     tap: StreamTap | None = None  # reads token usage off a stream as the relay forwards it
@@ -44,6 +45,11 @@ class Exchange:
     usage_estimated: bool = False
     spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
     _prompt_size: PromptSize | None = field(default=None, repr=False)
+    client_body: bytes = field(default=b"", repr=False)  # the body as the client sent it
+
+    def __post_init__(self) -> None:
+        self.client_body = self.body
+        self.upstream_path = self.upstream_path or self.path
 
     @property
     def prompt_size(self) -> PromptSize:

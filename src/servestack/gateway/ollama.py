@@ -15,9 +15,10 @@ from servestack import __version__
 from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.exchange import Exchange
-from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
+from servestack.gateway.ollama_format import chat_request, check_keep_alive, generate_request, iso, model_entry, now_iso
 from servestack.gateway.ollama_relay import Kind, OllamaRelay
 from servestack.gateway.pipeline import KEY_SCOPE, visible
+from servestack.gateway.request_ids import REQUEST_ID_SCOPE
 from servestack.gateway.requests import read_json
 from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
 
@@ -129,6 +130,7 @@ class OllamaApi:
         stream = request.get("stream", True)  # Ollama streams unless told not to
         if not isinstance(stream, bool):
             raise BadRequest("'stream' must be true or false", param="stream")
+        check_keep_alive(request)
         served, alias = self._resolve(name)
         return request, name, served, alias, stream
 
@@ -148,13 +150,15 @@ class OllamaApi:
             path=route,
             model=str(payload["model"]),
             stream=stream,
-            body=b"",
+            body=b"",  # the translation is encoded for each replica tried (attempt.py)
             payload=payload,
             headers=scope["headers"],
+            request_id=scope[REQUEST_ID_SCOPE],
+            upstream_path=upstream_path,
             key=scope.get(KEY_SCOPE),
             alias=alias,
         )
-        relay = OllamaRelay(self.gateway.upstream, kind, upstream_path, name)
+        relay = OllamaRelay(self.gateway.upstream, kind, name)
         await self.gateway.forward(exchange, send, relay=relay)
 
     def _resolve(self, name: str) -> tuple[str, str | None]:

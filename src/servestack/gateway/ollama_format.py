@@ -9,6 +9,7 @@ as a JSON string in OpenAI. Durations in Ollama answers are nanoseconds.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ OPTIONS = {
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
 }
+# Go's duration syntax, as Ollama parses `keep_alive` (a bare number is seconds).
+KEEP_ALIVE = re.compile(r"-?(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h)?)+")
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
 
 
@@ -76,8 +79,26 @@ def generate_request(request: dict[str, Any], model: str, stream: bool) -> tuple
     return "/v1/chat/completions", out
 
 
+def check_keep_alive(request: dict[str, Any]) -> None:
+    """400 unless `keep_alive` is absent or has Ollama's shape: seconds (a number; negative: forever) or a
+    duration (`5m`, `1h30m`, `-1`). What it asks for — how long the model stays loaded after the request —
+    is left to the engine lifecycle (models behind servestack stay loaded until they are stopped), so it is
+    accepted and not acted on here.
+    """
+    value = request.get("keep_alive")
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return
+    if not isinstance(value, str) or not KEEP_ALIVE.fullmatch(value.strip()):
+        raise BadRequest(
+            f"keep_alive must be a duration such as '5m', '1h30m' or '-1', or a number of seconds (got {value!r})",
+            param="keep_alive",
+        )
+
+
 def _common(request: dict[str, Any], out: dict[str, Any]) -> None:
     options = request.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'options' must be an object of model options", param="options")
     if isinstance(options, dict):
         for name, field in OPTIONS.items():
             if options.get(name) is not None:
@@ -90,6 +111,8 @@ def _common(request: dict[str, Any], out: dict[str, Any]) -> None:
         out["response_format"] = {"type": "json_object"}
     elif isinstance(fmt, dict):
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
+    elif fmt not in (None, ""):
+        raise BadRequest("'format' must be \"json\" or a JSON schema object", param="format")
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
@@ -177,22 +200,3 @@ def model_entry(name: str, model_format: str, modified_at: float) -> dict[str, A
             "quantization_level": "",
         },
     }
-
-
-def error_message(body: bytes) -> str:
-    """The message of an engine's error answer (OpenAI `error.message`, FastAPI `detail`, or the text)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace")[:500] or "the engine answered with an error"
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if data.get("detail"):
-            return str(data["detail"])
-        if data.get("message"):
-            return str(data["message"])
-    return body.decode(errors="replace")[:500]

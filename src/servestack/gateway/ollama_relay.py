@@ -1,9 +1,10 @@
 """Relaying an Ollama request through an engine's OpenAI API and answering in Ollama's format.
 
 Whole answers become one JSON object; streams become NDJSON, one line per content delta and a
-final `done: true` line with token counts and durations. The engine is asked for a usage chunk
-(`stream_options.include_usage`) when it supports one; otherwise the counts are estimated and the
-exchange is flagged. Errors before the answer starts raise (the edge renders `{"error": ...}`);
+final `done: true` line with token counts and durations. The request's body for the engine is made
+for each replica tried (attempt.py: conformed to its dialect, and asking for a usage chunk when the
+engine can send one); without one the counts are estimated and the exchange is flagged. Errors before
+the answer starts raise (engine_errors.py maps the engine's; the edge renders `{"error": ...}`);
 errors after it are sent as a last `{"error": ...}` line, as Ollama does.
 """
 
@@ -15,20 +16,14 @@ from typing import Any, Literal
 
 import orjson
 
-from servestack.errors import (
-    BadRequest,
-    GatewayError,
-    ModelNotFound,
-    RateLimited,
-    UpstreamError,
-    UpstreamUnavailable,
-)
+from servestack.errors import GatewayError, UpstreamError
 from servestack.gateway.endpoint import Endpoint
+from servestack.gateway.engine_errors import engine_error
 from servestack.gateway.exchange import Exchange
-from servestack.gateway.ollama_format import done_reason, error_message, now_iso, ollama_tool_calls, stats
+from servestack.gateway.ollama_format import done_reason, now_iso, ollama_tool_calls, stats
 from servestack.gateway.responses import Send, send_json
 from servestack.gateway.tokens import estimate_prompt_tokens
-from servestack.gateway.upstream import FORWARDED_REQUEST_HEADERS, Upstream, _upstream_error
+from servestack.gateway.upstream import Upstream, _upstream_error, upstream_headers
 
 Kind = Literal["chat", "generate", "embed", "embeddings"]
 NDJSON = [(b"content-type", b"application/x-ndjson")]
@@ -46,24 +41,16 @@ class _Stream:
 
 
 class OllamaRelay:
-    """A `Relay` for one Ollama request: `kind` says which answer shape, `path` the engine route."""
+    """A `Relay` for one Ollama request: `kind` says which answer shape (the engine route is the exchange's)."""
 
-    def __init__(self, upstream: Upstream, kind: Kind, path: str, model_name: str) -> None:
+    def __init__(self, upstream: Upstream, kind: Kind, model_name: str) -> None:
         self.upstream = upstream
         self.kind = kind
-        self.path = path
         self.model_name = model_name  # the name the client used, echoed in answers
 
     async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
-        payload = exchange.payload
-        if exchange.stream and endpoint.stream_usage:
-            payload = {**payload, "stream_options": {"include_usage": True}}
-        exchange.body = orjson.dumps(payload)
         exchange.endpoint = endpoint
-        headers = {"Content-Type": "application/json"}
-        for name, value in exchange.headers:
-            if name in FORWARDED_REQUEST_HEADERS:
-                headers[name.decode()] = value.decode("latin-1")
+        headers = upstream_headers(exchange, endpoint)
         endpoint.in_flight += 1
         try:
             if exchange.stream:
@@ -75,7 +62,7 @@ class OllamaRelay:
             exchange.finished_at = time.monotonic()
 
     async def _whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + self.path
+        url = endpoint.base_url + exchange.upstream_path
         first_byte = self.upstream.first_byte_deadline(exchange, endpoint)
         try:
             async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
@@ -86,7 +73,7 @@ class OllamaRelay:
         except Exception as exc:
             raise _upstream_error(endpoint, exc, first_byte) from exc
         if status != 200:
-            raise _engine_error(status, body)
+            raise engine_error(endpoint, status, body, exchange.request_id)
         exchange.status = 200
         answer = _json_object(body)
         usage = answer.get("usage") or {}
@@ -126,7 +113,7 @@ class OllamaRelay:
         return out
 
     async def _stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + self.path
+        url = endpoint.base_url + exchange.upstream_path
         vitals = endpoint.vitals
         state = _Stream()
         started = False
@@ -134,7 +121,7 @@ class OllamaRelay:
         try:
             async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
                 if resp.status != 200:
-                    raise _engine_error(resp.status, await resp.read())
+                    raise engine_error(endpoint, resp.status, await resp.read(), exchange.request_id)
                 exchange.status = 200
                 await send({"type": "http.response.start", "status": 200, "headers": NDJSON})
                 started = True
@@ -247,16 +234,3 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise UpstreamError(f"the engine's answer is not a JSON object: {body[:200].decode(errors='replace')}")
     return answer
-
-
-def _engine_error(status: int, body: bytes) -> GatewayError:
-    message = error_message(body)
-    if status == 404:
-        return ModelNotFound(message)
-    if status == 429:
-        return RateLimited(message, retry_after=1)
-    if status == 503:
-        return UpstreamUnavailable(message, retry_after=5)
-    if 400 <= status < 500:
-        return BadRequest(message)
-    return UpstreamError(message)

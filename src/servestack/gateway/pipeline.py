@@ -1,26 +1,21 @@
 """The production pipeline around every relayed request: admit it, then account for it.
 
     authenticate (app edge)  →  admit: model allowed? key limits, spans opened; the model's queue
-                             →  prepare(endpoint): ask the engine for stream usage, traceparent
+                             →  prepare(endpoint): the upstream span and its traceparent
                              →  relay (upstream.py / ollama.py)
                              →  finish: tokens, key budget, ledger row, metrics, log line, spans
 
 Every part is optional (None when the stack file switches it off), and every per-request step is
-O(1) in memory: no database, no network, no re-encoding unless a feature must change the body
-(injecting `stream_options.include_usage`). Background work — committing usage rows, reloading
+O(1) in memory: no database, no network, no re-encoding (the body is the engine's business:
+attempt.py). Background work — committing usage rows, reloading
 keys, scraping engines, flushing logs — runs in tasks started with the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import orjson
 
 from servestack.errors import GatewayError, ModelNotAllowed
 from servestack.gateway.access_log import AccessLog
@@ -30,13 +25,13 @@ from servestack.gateway.exchange import Exchange
 from servestack.gateway.keys import ApiKey
 from servestack.gateway.limits import KeyLimiter, ModelQueue, ModelQueues
 from servestack.gateway.metrics import GatewayMetrics, _Series
+from servestack.gateway.protocol import CLIENT_GONE
 from servestack.gateway.responses import Scope
-from servestack.gateway.tokens import StreamTap, estimate_completion_tokens, estimate_prompt_tokens, usage_of
+from servestack.gateway.tokens import estimate_completion_tokens, estimate_prompt_tokens, usage_of
 from servestack.gateway.tracing import Tracing
 from servestack.gateway.usage import UsageLedger
 
 KEY_SCOPE = "servestack.key"  # where `authenticate` leaves the caller's key in the ASGI scope
-OPENAI_STREAM_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 
 
@@ -64,8 +59,6 @@ class Pipeline:
         self.clock = clock
         self.wall_clock = wall_clock
         self.counts_tokens = ledger is not None or metrics is not None or limiter is not None or tracing is not None
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex() + "-"
 
     async def start(self) -> None:
         for part in (self.access_log, self.keys, self.ledger):
@@ -98,7 +91,6 @@ class Pipeline:
         The caller waits for `turn()` when the admission `waits`, picks a replica, relays, and
         calls `done(error or None)` in every case.
         """
-        exchange.request_id = self._request_id(exchange)
         admission = Admission(self, exchange)
         try:
             admission.check()
@@ -108,21 +100,9 @@ class Pipeline:
         return admission
 
     def prepare(self, exchange: Exchange, endpoint: Endpoint) -> None:
-        """Adjust the exchange for the replica it goes to (called again if a retry picks another)."""
-        if exchange.stream and exchange.tap is None and self.counts_tokens:
-            if exchange.path in OPENAI_STREAM_PATHS and endpoint.stream_usage:
-                exchange.tap = StreamTap(drop_usage_event=_ask_for_stream_usage(exchange))
-            elif exchange.path.startswith("/v1/") or exchange.path == "/generate":
-                exchange.tap = StreamTap(drop_usage_event=False)
+        """Account for the replica the exchange goes to (called again if a retry picks another)."""
         if self.tracing is not None:
             self.tracing.upstream(exchange, endpoint)
-
-    def _request_id(self, exchange: Exchange) -> str:
-        if self.access_log is not None or self.tracing is not None:
-            for name, value in exchange.headers:
-                if name == b"x-request-id" and 0 < len(value) <= 128:
-                    return value.decode("latin-1")
-        return f"{self._id_prefix}{next(self._ids):x}"
 
     def finish(self, exchange: Exchange, series: _Series | None, limited: bool) -> None:
         tokens = self._count_tokens(exchange) if self.counts_tokens else 0
@@ -222,6 +202,8 @@ class Admission:
             exchange.finished_at = now
         if isinstance(exc, GatewayError):
             exchange.status, exchange.error = exc.status, exc
+        elif isinstance(exc, asyncio.CancelledError) and exc.args == (CLIENT_GONE,):
+            exchange.status = CLIENT_CLOSED  # also when the engine's 200 had begun: the client did not get it all
         elif exc is not None and exchange.status is None:
             exchange.status = CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) else 500
         if self.queue is not None:
@@ -236,17 +218,3 @@ def visible(key: ApiKey | None, name: str, aliases: Mapping[str, str]) -> bool:
 
 def _allowed(key: ApiKey, exchange: Exchange) -> bool:
     return key.allows(exchange.model) or (exchange.alias is not None and key.allows(exchange.alias))
-
-
-def _ask_for_stream_usage(exchange: Exchange) -> bool:
-    """Make sure the engine ends the stream with a usage chunk; True when the client did not ask for it.
-
-    Only here is the request body re-encoded: the client's own bytes go upstream otherwise.
-    """
-    options: Any = exchange.payload.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return False
-    payload = dict(exchange.payload)
-    payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    exchange.body = orjson.dumps(payload)
-    return True

@@ -15,6 +15,7 @@ from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.pipeline import KEY_SCOPE
+from servestack.gateway.request_ids import REQUEST_ID_SCOPE
 from servestack.gateway.requests import parse_object, read_body
 from servestack.gateway.responses import Receive, Scope, Send
 
@@ -48,6 +49,7 @@ class SglangApi:
             body=body,
             payload=request,
             headers=scope["headers"],
+            request_id=scope[REQUEST_ID_SCOPE],
             key=scope.get(KEY_SCOPE),
             alias=name if target else None,
         )

@@ -5,17 +5,22 @@ Whole answers: the last `"prompt_tokens"` / `"completion_tokens"` numbers in the
 last chunk that carries token numbers (the `include_usage` chunk, or SGLang's cumulative
 `meta_info`) and, when the gateway injected `stream_options.include_usage` itself, removes that
 usage-only event so the client gets exactly the stream it asked for. Engines that never report
-usage on a stream (llama-cpp-python) get an estimate, flagged as such.
+usage on a stream (llama-cpp-python) get an estimate, flagged as such; a client that asked such an
+engine for `include_usage` gets that count as the last event before `[DONE]`, marked `estimated`.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
+
+import orjson
 
 PROMPT_KEY = b'"prompt_tokens"'
 COMPLETION_KEY = b'"completion_tokens"'
 _NUMBER = re.compile(rb"\s*:\s*(\d+)")
+DONE_EVENT = re.compile(rb"data: ?\[DONE\]")
 CHARS_PER_TOKEN = 4  # a rough figure for English text; only used for estimates, which are flagged
 
 
@@ -35,17 +40,30 @@ def usage_of(body: bytes) -> tuple[int | None, int | None]:
     return last_int(body, PROMPT_KEY), last_int(body, COMPLETION_KEY)
 
 
+class CountedUsage:
+    """What the gateway's own usage event needs: the prompt's estimated tokens, and the route's kind."""
+
+    __slots__ = ("chat", "prompt_tokens")
+
+    def __init__(self, prompt_tokens: int, chat: bool) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.chat = chat
+
+
 class StreamTap:
     """Watches a server-sent-event stream chunk by chunk for token usage."""
 
-    __slots__ = ("_last", "_pending", "drop_usage_event", "dropped", "events")
+    __slots__ = ("_first", "_last", "_pending", "counted_usage", "drop_usage_event", "dropped", "events")
 
-    def __init__(self, *, drop_usage_event: bool) -> None:
+    def __init__(self, *, drop_usage_event: bool, counted_usage: CountedUsage | None = None) -> None:
+        """`counted_usage`: send the client a usage event of the gateway's own count before `[DONE]`."""
         self.drop_usage_event = drop_usage_event
+        self.counted_usage = counted_usage
         self.events = 0
         self.dropped = False
         self._pending = b""
         self._last = b""
+        self._first = b""  # the first event, whose id and model the counted usage event repeats
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to forward for `chunk`: whole events only (a partial event waits for its end)."""
@@ -64,6 +82,10 @@ class StreamTap:
             self._last = chunk
             if self.drop_usage_event and (b'"choices":[]' in chunk or b'"choices": []' in chunk):
                 chunk = self._drop_usage_event(chunk)
+        if self.counted_usage is not None:
+            self._first = self._first or chunk
+            if done := DONE_EVENT.search(chunk):
+                chunk = chunk[: done.start()] + self._counted_usage_event() + chunk[done.start() :]
         return chunk
 
     def close(self) -> bytes:
@@ -75,6 +97,31 @@ class StreamTap:
         if not self._last:
             return None, None
         return last_int(self._last, PROMPT_KEY), last_int(self._last, COMPLETION_KEY)
+
+    def _counted_usage_event(self) -> bytes:
+        assert self.counted_usage is not None
+        head: dict[str, Any] = {}
+        try:
+            first = orjson.loads(self._first.split(b"\n", 1)[0].removeprefix(b"data:").strip())
+            head = {k: first[k] for k in ("id", "object", "created", "model") if k in first}
+        except (orjson.JSONDecodeError, TypeError):
+            pass
+        prompt, chat = self.counted_usage.prompt_tokens, self.counted_usage.chat
+        completion = estimate_completion_tokens(self.events, "/chat/completions" if chat else "/completions")
+        event = {
+            "id": head.get("id", ""),
+            "object": head.get("object", "chat.completion.chunk" if chat else "text_completion"),
+            "created": head.get("created", int(time.time())),
+            "model": head.get("model", ""),
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "estimated": True,  # counted by the gateway: the engine reports no usage on streams
+            },
+        }
+        return b"data: " + orjson.dumps(event) + b"\n\n"
 
     def _drop_usage_event(self, chunk: bytes) -> bytes:
         kept = []

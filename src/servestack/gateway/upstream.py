@@ -2,10 +2,11 @@
 
 One pool of keep-alive connections (`http1.Http1Pool`) serves every request. Non-streaming answers
 are read whole and sent with their status and content type; streams are relayed chunk by chunk as
-they arrive. The wait for an answer to begin is bounded by the first-byte deadline (deadline.py);
-every answer and chunk received counts as the engine's progress. A client that disconnects has its
-request cancelled by the server (protocol.py), which closes the engine connection so the engine
-stops generating.
+they arrive. An engine's error answer is not relayed but raised in the gateway's terms
+(engine_errors.py), and a stream that ends before its first byte is the engine's failure. The wait
+for an answer to begin is bounded by the first-byte deadline (deadline.py); every answer and chunk
+received counts as the engine's progress. A client that disconnects has its request cancelled by
+the server (protocol.py), which closes the engine connection so the engine stops generating.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ import asyncio
 import time
 from typing import Literal
 
-import orjson
-
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.endpoint import Endpoint
+from servestack.gateway.engine_errors import engine_error
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.http1 import ConnectError, Http1Pool, Response
+from servestack.gateway.request_ids import for_engine
 from servestack.gateway.responses import Send, send_bytes, sse_error_event
 
-FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate", b"x-request-id")
-RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control", "X-Request-Id")
-ERROR_BODY_LIMIT = 4096
+FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
+RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
 
 
 class Upstream:
@@ -73,13 +73,9 @@ class Upstream:
         """Send the exchange's body to `endpoint` and relay the answer to `send`.
 
         A GatewayError raised from here means nothing was sent to the client yet, so the request
-        may be tried elsewhere. When the exchange is `retryable`, an engine's 5xx answer is raised as
-        such an error instead of being relayed.
+        may be tried elsewhere (the dispatcher decides: an engine failure may, a 4xx may not).
         """
-        headers = {"Content-Type": "application/json"}
-        for name, value in exchange.headers:
-            if name in FORWARDED_REQUEST_HEADERS:
-                headers[name.decode()] = value.decode("latin-1")
+        headers = upstream_headers(exchange, endpoint)
         exchange.endpoint = endpoint
         endpoint.in_flight += 1
         try:
@@ -104,8 +100,8 @@ class Upstream:
                 relayed = _relayed_headers(resp)
         except Exception as exc:
             raise _upstream_error(endpoint, exc, first_byte) from exc
-        if exchange.retryable and resp.status >= 500:
-            raise _engine_error(endpoint, resp.status, payload)
+        if resp.status >= 400:
+            raise engine_error(endpoint, resp.status, payload, exchange.request_id)
         await send_bytes(send, resp.status, payload, relayed)
 
     async def _relay_stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
@@ -116,8 +112,8 @@ class Upstream:
         try:
             async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as resp:
                 exchange.status = resp.status
-                if exchange.retryable and resp.status >= 500:
-                    raise _engine_error(endpoint, resp.status, await resp.content.read(ERROR_BODY_LIMIT))
+                if resp.status >= 400:
+                    raise engine_error(endpoint, resp.status, await resp.read(), exchange.request_id)
                 # The answer starts with its first chunk: until then a failure can still be retried.
                 start = {"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)}
                 tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
@@ -131,9 +127,8 @@ class Upstream:
                     if tap is not None and not (chunk := tap.feed(chunk)):
                         continue
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if not started:
-                    await send(start)
-                    started = True
+                if not started:  # llama-cpp-python does this when its generator fails on the request
+                    raise UpstreamError(f"the engine for {endpoint.service!r} ended its stream without an answer")
                 if tap is not None and (rest := tap.close()):
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
         except GatewayError:
@@ -146,6 +141,17 @@ class Upstream:
             exchange.error = error
             await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def upstream_headers(exchange: Exchange, endpoint: Endpoint) -> dict[str, str]:
+    """The headers a request is sent to `endpoint` with: the client's that matter, and its id as the engine takes it."""
+    headers = {"Content-Type": "application/json"}
+    for name, value in exchange.headers:
+        if name in FORWARDED_REQUEST_HEADERS:
+            headers[name.decode()] = value.decode("latin-1")
+    if exchange.request_id:
+        headers["X-Request-Id"] = for_engine(exchange.request_id, endpoint.dialect)
+    return headers
 
 
 def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
@@ -165,22 +171,6 @@ def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return UpstreamTimeout(f"{where} did not answer in time")
     return UpstreamError(f"{where} failed: {_describe(exc)}")
-
-
-def _engine_error(endpoint: Endpoint, status: int, body: bytes) -> GatewayError:
-    said = body[:ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
-    try:
-        message = orjson.loads(body)["error"]["message"]
-        said = message if isinstance(message, str) else said
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        pass
-    where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
-    text = f"{where} answered {status}" + (f": {said}" if said else "")
-    if status == 503:
-        return UpstreamUnavailable(text, retry_after=5)
-    if status == 504:
-        return UpstreamTimeout(text)
-    return UpstreamError(text)
 
 
 def _describe(exc: BaseException) -> str:

@@ -59,7 +59,7 @@ async def test_retries_are_bounded_when_every_replica_fails() -> None:
         for i in range(3):
             await cluster.set_faults(i, error_rate=1.0)
         response = await cluster.client.post("/v1/chat/completions", json={"model": "sim", "messages": HI})
-        assert response.status_code == 500  # the last engine's own answer, relayed
+        assert response.status_code == 502  # the last engine's failure, in the gateway's terms (engine_errors.py)
         assert "simulated engine failure" in response.json()["error"]["message"]
         tried = [(await cluster.replica_state(i))["generation_requests"] for i in range(3)]
         assert tried == [1, 1, 1]
