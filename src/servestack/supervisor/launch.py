@@ -29,16 +29,20 @@ def build_launch(
     *,
     environ: Mapping[str, str] = NO_ENVIRON,
     driver_cuda: str | None = None,
+    name: str = "",
+    forward: tuple[str, ...] = (),
 ) -> Launch:
     """The launch of one engine replica.
 
     `driver_cuda` is the NVIDIA driver's CUDA version, needed only when the runtime chooses among
-    CUDA environments (RuntimeUnavailable explains when none fits).
+    CUDA environments (RuntimeUnavailable explains when none fits). `name` and `forward` are the
+    runtime's (`Runtime.wrap`): the replica's name on this machine, and the variables the supervisor
+    adds to what it starts (its mark).
     """
     engine = get_engine(service.engine)
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
     command = engine.command(service, runtime.inside(config))
-    return runtime.wrap(command, config, engine_env(service, environ))
+    return runtime.wrap(command, config, engine_env(service, environ), name=name, forward=forward)
 
 
 def build_probe_launch(
@@ -47,7 +51,8 @@ def build_probe_launch(
     *,
     environ: Mapping[str, str] = NO_ENVIRON,
     driver_cuda: str | None = None,
+    forward: tuple[str, ...] = (),
 ) -> Launch:
     """A short tool run (`--version`, `--help`) of the service's engine, where the engine runs."""
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
-    return runtime.wrap_probe(command, engine_env(service, environ))
+    return runtime.wrap_probe(command, engine_env(service, environ), forward=forward)
