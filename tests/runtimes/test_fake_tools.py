@@ -24,6 +24,7 @@ from servestack.engines import EngineConfig
 from servestack.errors import EngineError, RuntimeUnavailable
 from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
+from servestack.runtimes import container_name
 from servestack.settings import Settings
 from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, PixiEnvironment, Service
 from servestack.supervisor import ReplicaStatus, StateStore, Supervisor, group_alive
@@ -194,3 +195,15 @@ def test_pull_image_pulls_sif_and_docker_images(tmp_path: Path, fake_tools: Fake
     ]
     assert [c["tool"] for c in fake_tools.calls()] == ["apptainer", "docker", "podman"]
     assert "c: nothing to pull (runs natively, no image)" in done.stdout
+
+
+def test_plan_shows_the_container_name_and_mark_up_starts_with(home: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "002-mistral-7b-vllm-docker.yaml"
+    env = {**os.environ, "COLUMNS": "400"}
+    done = subprocess.run(
+        [sys.executable, "-m", "servestack", "plan", "-f", str(example), "--gpus", "2xH100-80GB", "--show-commands"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    name = container_name(home / "state", "mistral-7b", 0)  # what the supervisor names replica 0
+    assert f"docker run --rm --init --name {name} " in done.stdout, done.stdout
+    assert "-e SERVESTACK_ENGINE_OF " in done.stdout

@@ -59,9 +59,7 @@ async def detect_version(
 ) -> str | None:
     """The installed engine's version as it reports it, or None if it cannot tell."""
     engine = get_engine(service.engine)
-    launch = build_probe_launch(
-        service, engine.version_command(service), environ=environ, driver_cuda=driver_cuda, forward=tuple(mark)
-    )
+    launch = build_probe_launch(service, engine.version_command(service), environ=environ, driver_cuda=driver_cuda)
     code, output = await run_probe(launch, mark=mark)
     return engine.parse_version(output) if code == 0 else None
 
@@ -81,9 +79,7 @@ async def check_flags(
     engine = get_engine(service.engine)
     if not flag_values(argv, engine.checked_flags):
         return
-    launch = build_probe_launch(
-        service, engine.help_command(service), environ=environ, driver_cuda=driver_cuda, forward=tuple(mark)
-    )
+    launch = build_probe_launch(service, engine.help_command(service), environ=environ, driver_cuda=driver_cuda)
     code, output = await run_probe(launch, mark=mark)
     if code != 0:
         raise EngineError(

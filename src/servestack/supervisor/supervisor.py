@@ -130,7 +130,6 @@ class Supervisor:
             environ=self.environ,
             driver_cuda=driver,
             name=container_name(self.store.root, plan.name, index),
-            forward=tuple(self.mark.env),  # into a container too: the watchdog and `down` find engines by it
         )
         state = ReplicaState(
             service=plan.name,
