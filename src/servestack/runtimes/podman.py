@@ -1,9 +1,9 @@
 """The podman runtime: Docker's `run` command line (`docker.py`), run by `podman`.
 
-Where they differ: GPUs are CDI devices (`--device nvidia.com/gpu=1`, from the NVIDIA Container
-Toolkit's CDI spec) rather than `--gpus`; the container still sees them renumbered from 0. `--init`
-runs podman's catatonit (Debian: the `catatonit` package). Host quirks, such as another OCI runtime
-(`--runtime runc`) or ulimits below podman's defaults, go in `options`.
+Where they differ: GPUs are CDI devices (`--device nvidia.com/gpu=1`, named by index in the NVIDIA
+Container Toolkit's CDI spec) rather than `--gpus`. `--init` runs podman's catatonit (Debian: the
+`catatonit` package). Host quirks, such as another OCI runtime (`--runtime runc`) or ulimits below
+podman's defaults, go in `options`.
 """
 
 from __future__ import annotations
