@@ -20,7 +20,8 @@ CLI_GRACE_SECONDS = 30.0  # a `stop` or `rm` the daemon does not answer in this 
 
 def container_name(state_dir: Path, service: str, replica: int) -> str:
     """`servestack-<8 hex of the state dir>-<service>-<replica>`: the same at every start of one replica of
-    one instance, and different for another instance on this machine."""
+    one instance, and different for another instance on this machine. A service name's characters
+    (stack/schema.py) are all allowed in a container name."""
     scope = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
     return f"servestack-{scope}-{service}-{replica}"
 
