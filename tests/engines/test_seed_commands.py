@@ -16,12 +16,13 @@ from servestack.cli.planning import gather_facts
 from servestack.engines import EngineConfig
 from servestack.gpus import parse_inventory
 from servestack.plan import HostFacts, make_plan
-from servestack.runtimes import Launch
+from servestack.runtimes import Launch, container_name
 from servestack.stack import Stack, load_stack
 from servestack.supervisor.launch import build_launch
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HOME = str(Path.home())
+STATE_DIR = Path("/srv/servestack/state")  # names the containers
 TOKEN = "hf_not_a_real_token"
 ENVIRON = {"HUGGING_FACE_HUB_TOKEN": TOKEN}
 TOKENS = {"HF_TOKEN": TOKEN, "HUGGING_FACE_HUB_TOKEN": TOKEN}
@@ -54,7 +55,8 @@ def launch_of(example: str, *, driver_cuda: str | None = None) -> Launch:
     stack = load_stack(EXAMPLES / example, environ=ENVIRON)
     (name,) = stack.services
     config = config_for(example, stack, name)
-    return build_launch(stack.services[name], config, environ=ENVIRON, driver_cuda=driver_cuda)
+    replica = container_name(STATE_DIR, name, 0)
+    return build_launch(stack.services[name], config, environ=ENVIRON, driver_cuda=driver_cuda, name=replica)
 
 
 def options(argv: list[str], aliases: dict[str, str]) -> tuple[list[str], dict[str, str | None]]:
@@ -135,10 +137,11 @@ GOLDEN = {
     ),
     "002-mistral-7b-vllm-docker.yaml": (
         [
-            "docker", "run", "--rm", "--name", "servestack-mistralai-Mistral-7B-Instruct-v0.1-8000",
+            "docker", "run", "--rm", "--init", "--name", "servestack-74526720-mistral-7b-0",
             "--gpus", '"device=0,1"', "-p", "8000:8000", "--ipc=host",
             "-v", f"{HOME}/.cache/huggingface/hub:/root/.cache/huggingface",
             "-e", "HUGGINGFACE_HUB_CACHE", "-e", "PYTHONUNBUFFERED", "-e", "HF_TOKEN", "-e", "HUGGING_FACE_HUB_TOKEN",
+            "-e", "SERVESTACK_ENGINE_OF",
             "--entrypoint", "vllm", "vllm/vllm-openai:latest",
             "serve", "mistralai/Mistral-7B-Instruct-v0.1", "--host", "0.0.0.0", "--port", "8000",
             "--tensor-parallel-size", "2", "--dtype", "bfloat16",
@@ -147,10 +150,11 @@ GOLDEN = {
     ),
     "003-mistralrs-gguf-docker.yaml": (
         [
-            "docker", "run", "--rm", "--name", "servestack-mistral-7b-instruct-q4_k_m.gguf-11434",
+            "docker", "run", "--rm", "--init", "--name", "servestack-74526720-mistral-7b-0",
             "--gpus", '"device=0"', "-p", "11434:11434", "--ipc=host",
             "-v", f"{EXAMPLES}/data/mistral-models:/models:ro",
             "-e", "PYTHONUNBUFFERED", "-e", "HF_TOKEN", "-e", "HUGGING_FACE_HUB_TOKEN", "-e", "RUST_LOG",
+            "-e", "SERVESTACK_ENGINE_OF",
             "--memory", "64g", "--memory-reservation", "32g",
             "--entrypoint", "mistralrs-server", "mistralrs:v0.6.0-cuda12.2",
             "--serve-ip", "0.0.0.0", "--port", "11434",

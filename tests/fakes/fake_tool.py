@@ -1,4 +1,4 @@
-"""Stand-ins for apptainer, docker, pixi, conda and nvidia-smi: record the call, then act like the tool.
+"""Stand-ins for apptainer, docker, podman, pixi, conda and nvidia-smi: record the call, then act like the tool.
 
 Invoked as `fake_tool.py TOOL ARGS...` by small wrappers named after each tool (tests put them on
 PATH). `exec`/`run` calls really run the inner command, so the engine behind them (the fake SGLang)
@@ -24,8 +24,8 @@ NVIDIA_SMI = """Sun Nov 22 03:00:00 2026
 +-----------------------------------------------------------------------------------------+
 """
 APPTAINER_FLAGS_WITH_VALUE = {"--bind", "-B", "--env", "--home", "--pwd", "--overlay"}
-DOCKER_FLAGS_WITH_VALUE = {"--name", "--gpus", "-p", "-v", "-e", "--ipc", "--entrypoint", "--shm-size", "--memory",
-                           "--memory-reservation", "--network"}  # fmt: skip
+DOCKER_FLAGS_WITH_VALUE = {"--name", "--gpus", "--device", "-p", "-v", "-e", "--ipc", "--entrypoint", "--shm-size",
+                           "--memory", "--memory-reservation", "--network"}  # fmt: skip
 
 
 def run_inner(argv: list[str], env: dict[str, str]) -> None:
@@ -79,6 +79,9 @@ def docker(args: list[str]) -> None:
     if args[0] == "pull":
         print(f"latest: Pulling from {args[1]}\nStatus: Downloaded newer image for {args[1]}")
         return
+    if args[0] in ("stop", "rm"):  # by name: the "container" is the process `run` became, stopped by its group
+        print(f"Error: No such container: {args[-1]}", file=sys.stderr)
+        sys.exit(1)
     assert args[0] == "run", args
     i, entrypoint, names = 1, None, []
     while args[i].startswith("-"):
@@ -95,7 +98,15 @@ def docker(args: list[str]) -> None:
     run_inner([entrypoint, *rest] if entrypoint else rest, env)
 
 
-TOOLS = {"nvidia-smi": nvidia_smi, "pixi": pixi, "conda": conda, "apptainer": apptainer, "docker": docker}
+# podman takes docker's command line.
+TOOLS = {
+    "nvidia-smi": nvidia_smi,
+    "pixi": pixi,
+    "conda": conda,
+    "apptainer": apptainer,
+    "docker": docker,
+    "podman": docker,
+}
 
 if __name__ == "__main__":
     tool, args = sys.argv[1], sys.argv[2:]

@@ -1,4 +1,4 @@
-"""Fake apptainer/docker/pixi/conda/nvidia-smi on a PATH of their own, and a fake SGLang package."""
+"""Fake apptainer/docker/podman/pixi/conda/nvidia-smi on a PATH of their own, and a fake SGLang package."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
-TOOLS = ("apptainer", "docker", "pixi", "conda", "nvidia-smi")
+TOOLS = ("apptainer", "docker", "podman", "pixi", "conda", "nvidia-smi")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from servestack.engines import EngineConfig
 from servestack.errors import EngineError, RuntimeUnavailable
 from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
+from servestack.runtimes import container_name
 from servestack.settings import Settings
 from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, PixiEnvironment, Service
 from servestack.supervisor import ReplicaStatus, StateStore, Supervisor, group_alive
@@ -150,8 +152,18 @@ def test_sglang_in_docker_sees_only_named_variables(tmp_path: Path, fakes_on_pat
         start_then_stop(supervisor(tmp_path, fake_tools, environ={"HF_TOKEN": "hf_x"}), plan_for(service, (0,)))
     )
 
-    (call,) = fake_tools.calls("docker")
-    assert call["argv"][:3] == ["run", "--rm", "--name"]
+    calls = fake_tools.calls("docker")
+    (call,) = [c for c in calls if c["argv"][0] == "run"]
+    name = call["argv"][call["argv"].index("--name") + 1]
+    assert re.fullmatch(r"servestack-[0-9a-f]{8}-glm-0", name)
+    # A leftover of the name is removed before the start; the container is stopped and removed by name.
+    assert [c["argv"] for c in calls if c["argv"][0] != "run"] == [
+        ["rm", "--force", name],
+        ["stop", "--time", "5", name],
+        ["rm", "--force", name],
+    ]
+    assert call["argv"][:5] == ["run", "--rm", "--init", "--name", name]
+    assert call["argv"][call["argv"].index("SERVESTACK_ENGINE_OF") - 1] == "-e"  # the mark reaches the engine
     assert call["argv"][call["argv"].index("--gpus") + 1] == '"device=0"'
     assert "hf_x" not in call["argv"]
     (serve,) = fake_tools.calls("sglang")
@@ -168,6 +180,7 @@ def test_pull_image_pulls_sif_and_docker_images(tmp_path: Path, fake_tools: Fake
         "    runtime: {kind: apptainer, image: 'docker://lmsysorg/sglang:latest', sif: ./images/sglang.sif}\n"
         "  b:\n    engine: vllm\n    model: org/m\n    runtime: {kind: docker, image: 'vllm/vllm-openai:latest'}\n"
         "  c:\n    engine: llamacpp\n    model: /m.gguf\n"
+        "  d:\n    engine: vllm\n    model: org/m\n    runtime: {kind: podman, image: 'vllm/vllm-openai:latest'}\n"
     )
     env = {**os.environ, "PATH": fake_tools.env()["PATH"], "FAKE_RECORD": str(fake_tools.record)}
     done = subprocess.run(
@@ -178,5 +191,19 @@ def test_pull_image_pulls_sif_and_docker_images(tmp_path: Path, fake_tools: Fake
     assert [c["argv"] for c in fake_tools.calls()] == [
         ["pull", str(tmp_path / "images" / "sglang.sif"), "docker://lmsysorg/sglang:latest"],
         ["pull", "vllm/vllm-openai:latest"],
+        ["pull", "vllm/vllm-openai:latest"],
     ]
+    assert [c["tool"] for c in fake_tools.calls()] == ["apptainer", "docker", "podman"]
     assert "c: nothing to pull (runs natively, no image)" in done.stdout
+
+
+def test_plan_shows_the_container_name_and_mark_up_starts_with(home: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "002-mistral-7b-vllm-docker.yaml"
+    env = {**os.environ, "COLUMNS": "400"}
+    done = subprocess.run(
+        [sys.executable, "-m", "servestack", "plan", "-f", str(example), "--gpus", "2xH100-80GB", "--show-commands"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    name = container_name(home / "state", "mistral-7b", 0)  # what the supervisor names replica 0
+    assert f"docker run --rm --init --name {name} " in done.stdout, done.stdout
+    assert "-e SERVESTACK_ENGINE_OF " in done.stdout

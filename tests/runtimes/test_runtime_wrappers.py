@@ -1,8 +1,10 @@
-"""Runtime wrappers as tables: native (PATH, python, venv, conda, pixi), Apptainer, Docker; CUDA choice; secrets."""
+"""Runtime wrappers as tables: native (PATH, python, venv, conda, pixi), Apptainer, Docker, podman; CUDA; secrets."""
 
 from __future__ import annotations
 
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,9 +12,18 @@ import pytest
 from servestack.engines import EngineCommand, EngineConfig
 from servestack.errors import RuntimeUnavailable
 from servestack.gpus.nvidia_smi import parse_cuda_version, parse_driver_version, read_driver_cuda
-from servestack.runtimes import Launch, choose_environment, get_runtime, hub_token_env, masked_argv
+from servestack.runtimes import (
+    Container,
+    Launch,
+    choose_environment,
+    container_name,
+    get_runtime,
+    hub_token_env,
+    masked_argv,
+)
 from servestack.runtimes.mounts import Mount, model_inside, parse_mount
-from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, PixiEnvironment
+from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, PixiEnvironment, PodmanRuntime
+from servestack.stack.schema import RUNTIME_KINDS
 
 MODULE = EngineCommand(kind="module", entry="sglang.launch_server", args=["--port", "1"])
 BINARY = EngineCommand(kind="binary", entry="llama-server", args=["--port", "1"])
@@ -146,26 +157,63 @@ def test_apptainer_binds_cache_certs_and_an_uncovered_local_model() -> None:
     }
 
 
-def test_docker_publishes_on_the_service_interface_and_binds_everything_inside() -> None:
-    spec = DockerRuntime(
-        kind="docker", image="img:1", volumes=["/srv/models:/models:ro"], ipc=None, options=["--shm-size", "8g"]
+GPU_FLAGS = {
+    "docker": ["--gpus", '"device=0,1"'],
+    "podman": ["--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=1"],
+}
+
+
+@pytest.mark.parametrize("kind", ["docker", "podman"])
+def test_container_publishes_on_the_service_interface_and_binds_everything_inside(kind: str) -> None:
+    spec = RUNTIME_KINDS[kind].model_validate(
+        {
+            "kind": kind,
+            "image": "img:1",
+            "volumes": ["/srv/models:/models:ro"],
+            "ipc": None,
+            "options": ["--shm-size", "8g"],
+        }
     )
     runtime = get_runtime(spec)
-    config = EngineConfig(model="/srv/models/a.gguf", served_names=("a b",), host="127.0.0.1", port=7, gpus=(0, 1))
+    config = EngineConfig(model="/srv/models/a.gguf", served_names=("a",), host="127.0.0.1", port=7, gpus=(0, 1))
     inside = runtime.inside(config)
     assert (inside.host, inside.model) == ("0.0.0.0", "/models/a.gguf")
-    launch = runtime.wrap(BINARY, config, {"HF_TOKEN": "t"})
+    launch = runtime.wrap(BINARY, config, {"HF_TOKEN": "t"}, name="servestack-1234abcd-a-0", forward=("MARK",))
     assert launch.argv == [
-        "docker", "run", "--rm", "--name", "servestack-a-b-7", "--gpus", '"device=0,1"', "-p", "127.0.0.1:7:7",
-        "-v", "/srv/models:/models:ro", "-e", "PYTHONUNBUFFERED", "-e", "HF_TOKEN", "--shm-size", "8g",
+        kind, "run", "--rm", "--init", "--name", "servestack-1234abcd-a-0", *GPU_FLAGS[kind], "-p", "127.0.0.1:7:7",
+        "-v", "/srv/models:/models:ro", "-e", "PYTHONUNBUFFERED", "-e", "HF_TOKEN", "-e", "MARK",
+        "--shm-size", "8g", "--entrypoint", "llama-server", "img:1", "--port", "1",
+    ]  # fmt: skip
+    assert "t" not in launch.argv and launch.env["HF_TOKEN"] == "t" and "MARK" not in launch.env
+    assert launch.container == Container(kind, "servestack-1234abcd-a-0")
+
+
+def test_host_network_binds_the_service_interface_and_publishes_nothing() -> None:
+    runtime = get_runtime(PodmanRuntime(kind="podman", image="img:1", network="host", ipc=None))
+    config = EngineConfig(model="m", served_names=("a",), host="127.0.0.1", port=7)
+    assert runtime.inside(config).host == "127.0.0.1"
+    launch = runtime.wrap(BINARY, config, {})
+    assert launch.argv == [
+        "podman", "run", "--rm", "--init", "--network", "host", "-e", "PYTHONUNBUFFERED",
         "--entrypoint", "llama-server", "img:1", "--port", "1",
     ]  # fmt: skip
-    assert "t" not in launch.argv and launch.env["HF_TOKEN"] == "t"
+    assert launch.container is None  # unnamed: nothing to stop by name
 
 
-def test_docker_probe_runs_without_ports_gpus_or_name() -> None:
-    launch = get_runtime(DockerRuntime(kind="docker", image="img:1")).wrap_probe(SCRIPT, {})
-    assert launch.argv == ["docker", "run", "--rm", "--entrypoint", "python3", "img:1", "-c", "print(1)"]
+def test_container_probe_runs_without_ports_gpus_or_name() -> None:
+    runtime = get_runtime(DockerRuntime(kind="docker", image="img:1", network="host"))
+    launch = runtime.wrap_probe(SCRIPT, {}, forward=("MARK",))
+    assert launch.argv == [
+        "docker", "run", "--rm", "--init", "--network", "host", "-e", "MARK",
+        "--entrypoint", "python3", "img:1", "-c", "print(1)",
+    ]  # fmt: skip
+
+
+def test_container_names_are_stable_per_replica_and_distinct_per_state_dir(tmp_path: Path) -> None:
+    one, other = tmp_path / "a" / "state", tmp_path / "b" / "state"
+    assert container_name(one, "chat", 0) == container_name(one, "chat", 0)
+    assert re.fullmatch(r"servestack-[0-9a-f]{8}-chat-1", container_name(one, "chat", 1))
+    assert len({container_name(one, "chat", 0), container_name(other, "chat", 0), container_name(one, "chat", 1)}) == 3
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 from servestack.errors import StackError
-from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, load_stack, parse_stack, read_dotenv
+from servestack.stack import (
+    ApptainerRuntime,
+    ContainerRuntime,
+    DockerRuntime,
+    NativeRuntime,
+    PodmanRuntime,
+    load_stack,
+    parse_stack,
+    read_dotenv,
+)
+from servestack.stack.schema import RUNTIME_KINDS
 
 
 def one_service(runtime: str, extra: str = "") -> str:
@@ -21,6 +31,7 @@ def one_service(runtime: str, extra: str = "") -> str:
         ("      kind: native\n      conda: sgl\n", NativeRuntime),
         ("      kind: apptainer\n      image: /img/s.sif\n", ApptainerRuntime),
         ("      kind: docker\n      image: vllm/vllm-openai:latest\n", DockerRuntime),
+        ("      kind: podman\n      image: vllm/vllm-openai:latest\n      network: host\n", PodmanRuntime),
     ],
 )
 def test_runtime_kind_selects_the_section(runtime: str, kind: type) -> None:
@@ -49,8 +60,8 @@ ERRORS = {
         "s.yaml:8: services.s.runtime.volumez: unknown key (did you mean 'volumes'?)",
     ),
     "unknown-kind": (
-        "      kind: podman\n",
-        "s.yaml:5: services.s.runtime: unknown kind 'podman' (expected one of 'native', 'apptainer', 'docker')",
+        "      kind: lxc\n",
+        "s.yaml:5: services.s.runtime: unknown kind 'lxc' (expected one of 'native', 'apptainer', 'docker', 'podman')",
     ),
     "two-environments": (
         "      venv: /v\n      conda: c\n",
@@ -78,17 +89,18 @@ def test_runtime_errors_name_the_key(runtime: str, message: str) -> None:
     assert message in caught.value.message
 
 
-def test_relative_runtime_paths_are_made_absolute_against_the_stack_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["docker", "podman"])
+def test_relative_runtime_paths_are_made_absolute_against_the_stack_file(tmp_path: Path, kind: str) -> None:
     (tmp_path / "stack.yaml").write_text(
         one_service(
-            "      kind: docker\n      image: img\n      model_cache: ./hf\n"
+            f"      kind: {kind}\n      image: img\n      model_cache: ./hf\n"
             "      volumes: ['./models:/models:ro', 'named-volume:/x']\n"
         )
         + "  t:\n    engine: sglang\n    model: org/m\n    runtime:\n      pixi: {manifest: ../p/pixi.toml}\n"
     )
     stack = load_stack(tmp_path / "stack.yaml", environ={})
     docker = stack.services["s"].runtime
-    assert isinstance(docker, DockerRuntime)
+    assert isinstance(docker, ContainerRuntime) and type(docker) is RUNTIME_KINDS[kind]
     assert docker.model_cache == str(tmp_path / "hf")
     assert docker.volumes == [f"{tmp_path}/models:/models:ro", "named-volume:/x"]
     pixi = stack.services["t"].runtime

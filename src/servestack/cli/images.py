@@ -1,4 +1,4 @@
-"""`pull-image`: fetch the container images services run in (`apptainer pull` / `docker pull`)."""
+"""`pull-image`: fetch the container images services run in (`apptainer pull` / `docker pull` / `podman pull`)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ class ImagePull:
 
 
 def image_pull(name: str, service: Service, *, force: bool = False) -> ImagePull:
-    from servestack.stack import ApptainerRuntime, DockerRuntime
+    from servestack.stack import ApptainerRuntime, DockerRuntime, PodmanRuntime
 
     runtime = service.runtime
-    if isinstance(runtime, DockerRuntime):
-        return ImagePull(name, ["docker", "pull", runtime.image])
+    if isinstance(runtime, DockerRuntime | PodmanRuntime):
+        return ImagePull(name, [runtime.kind, "pull", runtime.image])  # the kind is the CLI's name
     if not isinstance(runtime, ApptainerRuntime):
         return ImagePull(name, None, "runs natively, no image")
     if runtime.sif:
@@ -55,7 +55,7 @@ def pull_image(
     file: Path | None = StackOption,
     force: bool = typer.Option(False, "--force", help="Pull again even if the SIF file exists."),
 ) -> None:
-    """Pull the container images of the stack's services (apptainer pull into `sif:`, docker pull)."""
+    """Pull the container images of the stack's services (apptainer pull into `sif:`, docker/podman pull)."""
     stack, _ = choose_stack(file)
     for pull in image_pulls(stack, service, force=force):
         if pull.argv is None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from servestack.cli.app import choose_stack, console, engine_environ, err_console, styled
+from servestack.cli.app import choose_stack, console, engine_environ, err_console, settings, styled
 from servestack.cli.survey import Survey, resolve_models, survey_host
 from servestack.cli.when import format_time
 from servestack.engines import Parallelism, get_engine
@@ -38,6 +38,7 @@ from servestack.plan import (
 from servestack.plan.calibration import CalibrationRecord, predicted_of
 from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.plan.measured import FIGURES, describe
+from servestack.runtimes import container_name
 from servestack.stack import Stack
 from servestack.supervisor import free_port
 from servestack.supervisor.launch import build_launch
@@ -130,12 +131,14 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
 
 
 def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str | None) -> None:
-    """The process each service would start, as a shell line (secrets masked)."""
+    """The process each service would start (its first replica), as a shell line (secrets masked)."""
+    state_dir = settings().state_dir
     for sp in plan.services.values():
         console.print(styled("\n", (sp.name, "bold"), " ", ("command", "dim")))
         config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
+        name = container_name(state_dir, sp.name, 0)
         try:
-            launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda)
+            launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda, name=name)
         except ServestackError as error:
             console.print(styled("  ", ("cannot build it:", "red"), f" {error.message}"))
             if error.fix:

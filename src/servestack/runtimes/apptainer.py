@@ -33,13 +33,21 @@ class ApptainerRuntimeWrapper:
     def inside(self, config: EngineConfig) -> EngineConfig:
         return replace(config, model=model_inside(config.model, self.mounts))
 
-    def wrap(self, command: EngineCommand, config: EngineConfig, env: dict[str, str]) -> Launch:
+    def wrap(
+        self,
+        command: EngineCommand,
+        config: EngineConfig,
+        env: dict[str, str],
+        *,
+        name: str = "",
+        forward: tuple[str, ...] = (),
+    ) -> Launch:
         mounts = [*self.mounts, *model_mounts(config.model, self.mounts)]
         visible = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in config.gpus)}
         inner = {**command.env, **visible, **cache_env(self.spec.model_cache), "PYTHONUNBUFFERED": "1", **env}
         return self._launch(command, mounts, inner)
 
-    def wrap_probe(self, command: EngineCommand, env: dict[str, str]) -> Launch:
+    def wrap_probe(self, command: EngineCommand, env: dict[str, str], *, forward: tuple[str, ...] = ()) -> Launch:
         return self._launch(command, self.mounts, {**command.env, **env})
 
     def _launch(self, command: EngineCommand, mounts: list[Mount], env: dict[str, str]) -> Launch:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from servestack.engines.base import EngineCommand, EngineConfig
+from servestack.runtimes.container import Container
 
 _SECRET_WORDS = frozenset({"TOKEN", "KEY", "APIKEY", "SECRET", "PASSWORD", "PASSWD"})
 MASK = "***"
@@ -15,10 +16,15 @@ MASK = "***"
 
 @dataclass(frozen=True)
 class Launch:
-    """A process ready to start: `env` holds only what is added to the inherited environment."""
+    """A process ready to start: `env` holds only what is added to the inherited environment.
+
+    `container` is the named container it runs the engine in, if any: stopped by its name, not
+    through the process.
+    """
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    container: Container | None = None
 
     def display(self) -> str:
         """The command as a shell line, secrets masked (secret-looking variables and flag values)."""
@@ -61,13 +67,24 @@ class Runtime(Protocol):
         """The config as the engine sees it where it runs (container paths, the interface to bind)."""
         ...
 
-    def wrap(self, command: EngineCommand, config: EngineConfig, env: dict[str, str]) -> Launch:
+    def wrap(
+        self,
+        command: EngineCommand,
+        config: EngineConfig,
+        env: dict[str, str],
+        *,
+        name: str = "",
+        forward: tuple[str, ...] = (),
+    ) -> Launch:
         """Turn an engine command plus the environment it needs into a process to start.
 
         `config` is the plan's (host paths, host port, GPUs); `env` is what the engine must see.
+        `name` names this replica on the machine (a container is given it); `forward` names variables
+        the starting process sets in its own environment that the engine must see as well (a process
+        inherits them, a container is passed them by name).
         """
         ...
 
-    def wrap_probe(self, command: EngineCommand, env: dict[str, str]) -> Launch:
+    def wrap_probe(self, command: EngineCommand, env: dict[str, str], *, forward: tuple[str, ...] = ()) -> Launch:
         """A short tool run in the same place (the engine's `--version`, `--help`): no ports, no GPUs."""
         ...

@@ -39,10 +39,18 @@ class NativeRuntimeWrapper:
     def inside(self, config: EngineConfig) -> EngineConfig:
         return config
 
-    def wrap(self, command: EngineCommand, config: EngineConfig, env: dict[str, str]) -> Launch:
+    def wrap(
+        self,
+        command: EngineCommand,
+        config: EngineConfig,
+        env: dict[str, str],
+        *,
+        name: str = "",
+        forward: tuple[str, ...] = (),
+    ) -> Launch:
         return Launch(argv=self._argv(command), env={**command.env, **_visible_devices(config), **env})
 
-    def wrap_probe(self, command: EngineCommand, env: dict[str, str]) -> Launch:
+    def wrap_probe(self, command: EngineCommand, env: dict[str, str], *, forward: tuple[str, ...] = ()) -> Launch:
         return Launch(argv=self._argv(command), env={**command.env, **env})
 
     def _argv(self, command: EngineCommand) -> list[str]:

@@ -15,11 +15,13 @@ from servestack.stack.models import resolve_model
 from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.schema import (
     ApptainerRuntime,
+    ContainerRuntime,
     CudaVersion,
     DockerRuntime,
     GatewayConfig,
     NativeRuntime,
     PixiEnvironment,
+    PodmanRuntime,
     RestartPolicy,
     Routing,
     RuntimeSpec,
@@ -31,6 +33,7 @@ from servestack.stack.source import KeyPath, SourceMap
 __all__ = [
     "ApptainerRuntime",
     "AuthConfig",
+    "ContainerRuntime",
     "CudaVersion",
     "DockerRuntime",
     "GatewayConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "MetricsConfig",
     "NativeRuntime",
     "PixiEnvironment",
+    "PodmanRuntime",
     "QueueConfig",
     "RestartPolicy",
     "Routing",

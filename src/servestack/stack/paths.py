@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servestack.stack.models import MODELSCOPE_PREFIX, PACKAGE_PREFIX, is_local_path
-from servestack.stack.schema import ApptainerRuntime, DockerRuntime, NativeRuntime, Service, Stack
+from servestack.stack.schema import ApptainerRuntime, ContainerRuntime, NativeRuntime, Service, Stack
 from servestack.stack.source import KeyPath
 
 # A model written as a bare file name (`model.gguf`) is a file, never a hub id.
@@ -109,7 +109,7 @@ def _native_paths(at: KeyPath, runtime: NativeRuntime) -> list[LocalPath]:
     return paths
 
 
-def _mounts(runtime: ApptainerRuntime | DockerRuntime) -> list[tuple[str, list[str]]]:
+def _mounts(runtime: ApptainerRuntime | ContainerRuntime) -> list[tuple[str, list[str]]]:
     if isinstance(runtime, ApptainerRuntime):
         return [("binds", runtime.binds)]
     return [("volumes", runtime.volumes)]

@@ -103,19 +103,32 @@ class ApptainerRuntime(_Strict):
         return self
 
 
-class DockerRuntime(_Strict):
-    """Run the engine in a Docker container (`docker run --rm --gpus ... -p ...`).
+class ContainerRuntime(_Strict):
+    """What Docker and podman share: `IMAGE`, mounts, the network, `--ipc` and extra `run` flags.
 
     `volumes` are `HOST:CONTAINER[:ro]`; `model_cache` (a host folder of the Hugging Face hub cache)
-    is mounted at /root/.cache/huggingface.
+    is mounted at /root/.cache/huggingface. `network: host` shares the host's network (the engine
+    binds the service's host and port itself); otherwise the port is published on the service's host.
     """
 
-    kind: Literal["docker"]
     image: str = Field(min_length=1)
     volumes: list[str] = Field(default_factory=list)
     model_cache: str | None = None
+    network: str | None = Field(default=None, description="`--network`: host, or a network name; none: the default.")
     ipc: str | None = Field(default="host", description="`--ipc` mode; tensor-parallel workers share memory.")
-    options: list[str] = Field(default_factory=list, description="Extra `docker run` flags, as given.")
+    options: list[str] = Field(default_factory=list, description="Extra `run` flags, as given.")
+
+
+class DockerRuntime(ContainerRuntime):
+    """Run the engine in a Docker container (`docker run --rm --init --gpus ... IMAGE`)."""
+
+    kind: Literal["docker"]
+
+
+class PodmanRuntime(ContainerRuntime):
+    """Run the engine in a podman container (`podman run --rm --init --device nvidia.com/gpu=N ... IMAGE`)."""
+
+    kind: Literal["podman"]
 
 
 def _runtime_kind(value: Any) -> str:
@@ -127,13 +140,15 @@ def _runtime_kind(value: Any) -> str:
 RuntimeSpec = Annotated[
     Annotated[NativeRuntime, Tag("native")]
     | Annotated[ApptainerRuntime, Tag("apptainer")]
-    | Annotated[DockerRuntime, Tag("docker")],
+    | Annotated[DockerRuntime, Tag("docker")]
+    | Annotated[PodmanRuntime, Tag("podman")],
     Discriminator(_runtime_kind),
 ]
 RUNTIME_KINDS: dict[str, type[BaseModel]] = {
     "native": NativeRuntime,
     "apptainer": ApptainerRuntime,
     "docker": DockerRuntime,
+    "podman": PodmanRuntime,
 }
 
 

@@ -14,8 +14,12 @@ from types import MappingProxyType
 from servestack.engines import EngineCommand, EngineConfig, get_engine
 from servestack.runtimes import Launch, get_runtime, hub_token_env
 from servestack.stack import Service
+from servestack.supervisor.lineage import MARK_VARIABLE
 
 NO_ENVIRON: Mapping[str, str] = MappingProxyType({})
+# Every process the supervisor starts carries its mark (lineage.py); into a container it is passed by
+# name, so the watchdog and `down` find the engine there too.
+MARKED = (MARK_VARIABLE,)
 
 
 def engine_env(service: Service, environ: Mapping[str, str] = NO_ENVIRON) -> dict[str, str]:
@@ -29,16 +33,18 @@ def build_launch(
     *,
     environ: Mapping[str, str] = NO_ENVIRON,
     driver_cuda: str | None = None,
+    name: str = "",
 ) -> Launch:
     """The launch of one engine replica.
 
     `driver_cuda` is the NVIDIA driver's CUDA version, needed only when the runtime chooses among
-    CUDA environments (RuntimeUnavailable explains when none fits).
+    CUDA environments (RuntimeUnavailable explains when none fits). `name` names the replica on
+    this machine (`container_name`): a container is given it.
     """
     engine = get_engine(service.engine)
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
     command = engine.command(service, runtime.inside(config))
-    return runtime.wrap(command, config, engine_env(service, environ))
+    return runtime.wrap(command, config, engine_env(service, environ), name=name, forward=MARKED)
 
 
 def build_probe_launch(
@@ -50,4 +56,4 @@ def build_probe_launch(
 ) -> Launch:
     """A short tool run (`--version`, `--help`) of the service's engine, where the engine runs."""
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
-    return runtime.wrap_probe(command, engine_env(service, environ))
+    return runtime.wrap_probe(command, engine_env(service, environ), forward=MARKED)

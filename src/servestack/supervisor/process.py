@@ -2,7 +2,8 @@
 
 A new session per engine means SIGTERM/SIGKILL reach every process the engine spawned (tensor-parallel
 workers included), and a Ctrl-C in the controller's terminal does not hit the engines directly: the
-controller stops them in order.
+controller stops them in order. An engine in a named container is stopped by that name first: the
+group holds only the container's client, and a killed client leaves its container running.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from servestack.errors import RuntimeUnavailable
 
 if TYPE_CHECKING:
-    from servestack.runtimes import Launch
+    from servestack.runtimes import Container, Launch
 
 GROUP_POLL_SECONDS = 0.05
 NO_MARK: Mapping[str, str] = MappingProxyType({})
@@ -33,16 +34,28 @@ START_READ_LIMIT = 16 * 2**20  # bytes of one start's lines read at most: llama.
 class EngineProcess:
     """A running engine: its leader process and process group."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, log_offset: int = 0) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        log_path: Path,
+        log_offset: int = 0,
+        container: Container | None = None,
+    ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self.pgid = proc.pid  # start_new_session makes the leader's pid the group id
         self.log_path = log_path
         self.log_offset = log_offset  # where this start's part of the log begins (its header line)
+        self.container = container
 
     @classmethod
     async def spawn(cls, launch: Launch, log_path: Path, *, mark: Mapping[str, str] = NO_MARK) -> EngineProcess:
-        """Start `launch` in a new session, output to `log_path`; `mark` joins its environment (not its log line)."""
+        """Start `launch` in a new session, output to `log_path`; `mark` joins its environment (not its log line).
+
+        A leftover container holding the launch's container name is removed first.
+        """
+        if launch.container:
+            await launch.container.remove()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -63,7 +76,7 @@ class EngineProcess:
                 raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} not found") from None
             except PermissionError:
                 raise RuntimeUnavailable(f"cannot start the engine: {launch.argv[0]!r} is not executable") from None
-        return cls(proc, log_path, offset)
+        return cls(proc, log_path, offset, launch.container)
 
     def read_log(self, limit: int = START_READ_LIMIT) -> str:
         """What this start wrote to its log so far (after its header line), at most `limit` bytes."""
@@ -83,7 +96,13 @@ class EngineProcess:
         return await self._proc.wait()
 
     async def stop(self, timeout: float) -> int:
-        """SIGTERM the group, wait up to `timeout`, then SIGKILL what is left. Returns the exit code."""
+        """SIGTERM the group, wait up to `timeout`, then SIGKILL what is left. Returns the exit code.
+
+        An engine's container is stopped by name first (SIGTERM, SIGKILL after `timeout`) and removed
+        last, also when its client is gone already.
+        """
+        if self.container:
+            await self.container.stop(timeout)
         if self._proc.returncode is None or group_alive(self.pgid):
             signal_group(self.pgid, signal.SIGTERM)
             try:
@@ -91,6 +110,9 @@ class EngineProcess:
             except TimeoutError:
                 signal_group(self.pgid, signal.SIGKILL)
                 await self._wait_group()
+        if self.container:
+            await self.container.remove()
+            self.container = None  # gone: stopping again has nothing to do by name
         return await self._proc.wait()
 
     async def _wait_group(self) -> None:

@@ -20,7 +20,7 @@ from servestack.engines import Engine, EngineConfig, get_engine
 from servestack.errors import EngineError, ServestackError
 from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
-from servestack.runtimes import Launch, needs_driver_cuda
+from servestack.runtimes import Launch, container_name, needs_driver_cuda
 from servestack.settings import Settings
 from servestack.supervisor import history
 from servestack.supervisor.calibration import measure
@@ -124,7 +124,13 @@ class Supervisor:
         if not config.port:
             config = replace(config, port=free_port(config.host))
         driver = self._driver_cuda() if needs_driver_cuda(plan.service.runtime) else None
-        launch = build_launch(plan.service, config, environ=self.environ, driver_cuda=driver)
+        launch = build_launch(
+            plan.service,
+            config,
+            environ=self.environ,
+            driver_cuda=driver,
+            name=container_name(self.store.root, plan.name, index),
+        )
         state = ReplicaState(
             service=plan.name,
             replica=index,
