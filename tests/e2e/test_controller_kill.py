@@ -78,3 +78,5 @@ def test_an_engine_holds_no_descriptor_of_its_controller(home: Path, tmp_path: P
         if up.poll() is None:
             up.kill()
             up.wait()
+        for pid in trial_pids(home):  # whatever a failure left behind (this test's processes only)
+            os.kill(pid, signal.SIGKILL)
