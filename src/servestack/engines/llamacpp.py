@@ -70,6 +70,7 @@ class LlamaCppPythonEngine:
     startup_log = LlamaCppStartupLog()
     stream_usage = False  # its streams end without a usage chunk
     native_routes: tuple[str, ...] = ()
+    sleep = None  # no way to free its memory but to stop
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         found = []
