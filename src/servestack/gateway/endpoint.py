@@ -36,6 +36,7 @@ class EndpointState(Enum):
     RESTARTING = "restarting"
     STOPPED = "stopped"
     FAILED = "failed"
+    UNLOADED = "unloaded"
 
     @property
     def passing(self) -> bool:
@@ -99,11 +100,12 @@ class Endpoint:
     window in tokens, when the plan knows it. What the engine adapter declares, the gateway reads here:
     `stream_usage` (its streams can end with a usage chunk), `native_routes` (its own routes the gateway
     passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
+    `on_demand`: the controller loads it when a request asks for it (gateway/loading.py).
     """
 
     __slots__ = (
         "base_url", "context_length", "engine", "health_url", "id", "last_error", "metric_names", "metrics_url",
-        "model_format", "models", "native_routes", "service", "state", "stream_usage", "vitals",
+        "model_format", "models", "native_routes", "on_demand", "service", "state", "stream_usage", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -124,6 +126,7 @@ class Endpoint:
         stream_usage: bool = True,
         native_routes: tuple[str, ...] = (),
         model_format: str = "",
+        on_demand: bool = False,
     ) -> None:
         self.id = id
         self.service = service
@@ -139,6 +142,7 @@ class Endpoint:
         self.stream_usage = stream_usage
         self.native_routes = native_routes
         self.model_format = model_format
+        self.on_demand = on_demand
         self.vitals = Vitals(CircuitBreaker())
 
     @property
