@@ -13,7 +13,8 @@ ends, a load or unload finishes, a timer is due), so no two decisions race:
 1. Services with waiting requests, oldest waiter first. Loaded → the waiters go on. It fits beside
    what is loaded, loading or still draining (plan/residency.py) → load it. Otherwise evict, by the
    rule of `eviction.py` (fewest, lowest priority, longest idle), among loaded services no request
-   claims. A service with requests in flight or waiting is not evicted — except by the fairness
+   claims. A service with requests in flight or waiting (or whose last request ended less than
+   RECENT_USE ago: the next is usually on its way) is not evicted — except by the fairness
    hold: once the oldest waiter has waited `gateway.swap_hold` seconds, a busy service loaded at
    least that long may be chosen too; it drains (its requests in flight finish, its new ones wait
    their turn) and the two swap. While an earlier service is blocked, a later one may load only if
@@ -46,6 +47,9 @@ from servestack.stack import FOREVER
 log = logging.getLogger("servestack.controller")
 
 MAX_NAP = 5.0  # the decision loop looks again at least this often
+# A service whose last request ended this recently still counts as busy: a client's next request is
+# usually on its way, and evicting in that gap would swap on every request.
+RECENT_USE = 1.0
 TAIL_LINES = 5  # engine log lines quoted in a failed load's 503
 
 
@@ -298,7 +302,7 @@ class OnDemand:
         candidates = [c for s in self.slots.values() if s is not slot and (c := self._candidate(s, now, fair))]
         victims = choose_victims(candidates, fits)
         if not victims:
-            naps.append(self.swap_hold - waited if not fair else self._next_hold_end(now))
+            naps += [RECENT_USE, self.swap_hold - waited if not fair else self._next_hold_end(now)]
             return True
         for victim in victims:
             why = f"swapped out for {slot.name} after {waited:.0f}s" if victim.busy else f"evicted for {slot.name}"
@@ -321,10 +325,11 @@ class OnDemand:
             return Candidate(slot.name, slot.plan.service.priority, now - slot.idle_since, asleep=True)
         if slot.state is not LoadState.LOADED:
             return None
-        if slot.busy and not (fair and now - slot.loaded_at >= self.swap_hold):
+        busy = slot.busy or now - slot.idle_since < RECENT_USE
+        if busy and not (fair and now - slot.loaded_at >= self.swap_hold):
             return None
         idle = 0.0 if slot.busy else now - slot.idle_since
-        return Candidate(slot.name, slot.plan.service.priority, idle, busy=slot.busy)
+        return Candidate(slot.name, slot.plan.service.priority, idle, busy=busy)
 
     def _maybe_idle_unload(self, slot: Slot, now: float) -> float:
         """Unload `slot` when its keep_alive ran out (or an unload was asked); seconds until it may be due."""
