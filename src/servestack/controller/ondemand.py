@@ -302,13 +302,22 @@ class OnDemand:
         candidates = [c for s in self.slots.values() if s is not slot and (c := self._candidate(s, now, fair))]
         victims = choose_victims(candidates, fits)
         if not victims:
-            naps += [RECENT_USE, self.swap_hold - waited if not fair else self._next_hold_end(now)]
+            naps += [self._next_pause(now), self.swap_hold - waited if not fair else self._next_hold_end(now)]
             return True
         for victim in victims:
             why = f"swapped out for {slot.name} after {waited:.0f}s" if victim.busy else f"evicted for {slot.name}"
             reason = "swapped" if victim.busy else "evicted"
             self._start_unload(self.slots[victim.name], why, reason)
         return True
+
+    def _next_pause(self, now: float) -> float:
+        """Seconds until a loaded service's last request is RECENT_USE old (it may then be evicted)."""
+        ends = [
+            s.idle_since + RECENT_USE - now
+            for s in self.slots.values()
+            if s.state is LoadState.LOADED and not s.busy and now - s.idle_since < RECENT_USE
+        ]
+        return min(ends) + 0.001 if ends else MAX_NAP
 
     def _next_hold_end(self, now: float) -> float:
         """Seconds until the next loaded service has held its GPUs for `swap_hold` (and may be swapped out)."""

@@ -63,14 +63,14 @@ class Residence:
 class LoadStats:
     """The controller's loads and unloads, read by /metrics (`loading_metrics.py`)."""
 
-    loads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, how: cold | wake) → count
+    loads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, how: cold | wake | failed) → count
     unloads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, why: idle | evicted | …) → count
-    load_seconds: dict[str, Histogram] = field(default_factory=dict)
+    load_seconds: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (service, how)
     states: dict[str, str] = field(default_factory=dict)  # service → unloaded | loading | loaded | draining
 
     def loaded(self, service: str, how: str, seconds: float) -> None:
         self.loads[(service, how)] = self.loads.get((service, how), 0) + 1
-        self.load_seconds.setdefault(service, Histogram(WAIT_BUCKETS)).observe(seconds)
+        self.load_seconds.setdefault((service, how), Histogram(WAIT_BUCKETS)).observe(seconds)
 
     def unloaded(self, service: str, why: str) -> None:
         self.unloads[(service, why)] = self.unloads.get((service, why), 0) + 1

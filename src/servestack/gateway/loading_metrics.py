@@ -38,10 +38,10 @@ class LoadingCollector(Collector):
         durations = HistogramMetricFamily(
             "servestack_model_load_duration_seconds",
             "Seconds from a load's start to a ready replica.",
-            labels=["service"],
+            labels=["service", "how"],
         )
-        for service, histogram in list(stats.load_seconds.items()):
-            durations.add_metric([service], buckets=histogram.cumulative(), sum_value=histogram.sum)
+        for (service, how), histogram in list(stats.load_seconds.items()):
+            durations.add_metric([service, how], buckets=histogram.cumulative(), sum_value=histogram.sum)
         yield durations
         waited = HistogramMetricFamily(
             "servestack_model_load_wait_seconds", "Seconds requests waited for their model to load.", labels=["model"]
