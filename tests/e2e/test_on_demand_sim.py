@@ -302,3 +302,21 @@ def test_down_during_a_load_leaves_no_process_behind(box: Box) -> None:
         down = run_cli("down")
     assert down.returncode == 0 and "leftover" not in down.stdout
     assert not pid_alive(slow["pid"])
+
+
+def test_the_seed_box_on_simulators_swaps_codestral_out_for_codellama(home: Path, port: int) -> None:
+    example = Path(__file__).parents[2] / "examples" / "seed-000-box.sim.yaml"
+    result = run_cli("up", "-d", "-f", str(example), "--gpus", "4xH200", "--port", str(port), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        for model in ["mistralai/Codestral-22B-v0.1", "llama3.1:8b", "codellama/CodeLlama-34b-Instruct-hf"]:
+            assert client.chat.completions.create(model=model, messages=HI, max_tokens=2).choices  # type: ignore[arg-type]
+        assert loads(status()) == {
+            "deepseek-v2.5": "unloaded",
+            "codellama-34b": "loaded",
+            "codestral": "unloaded",  # GPU 1: codellama-34b 0.91 + codestral 0.60 > 1
+            "llama-3.1-8b": "loaded",  # GPU 3 has room beside anything but deepseek
+        }
+    finally:
+        run_cli("down")

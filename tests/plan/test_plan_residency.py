@@ -141,3 +141,12 @@ def test_plan_prints_the_seed_box_co_residency_table() -> None:
     text = run_cli("plan", "-f", str(EXAMPLES / "seed-000-box.yaml"), "--gpus", "4xH200").stdout
     assert "loaded together: codellama-34b + llama-3.1-8b  |  codestral + llama-3.1-8b  |  deepseek-v2.5" in text
     assert "codellama-34b ✗ codestral  GPU 1: codellama-34b 0.91 + codestral 0.60" in text
+
+
+def test_the_sim_variant_of_the_box_excludes_the_same_services_as_the_box() -> None:
+    def residency_of(name: str) -> tuple[list[list[str]], set[tuple[str, ...]]]:
+        result = run_cli("plan", "-f", str(EXAMPLES / name), "--gpus", "4xH200", "--json")
+        data = json.loads(result.stdout)["residency"]
+        return sorted(map(sorted, data["groups"])), {tuple(sorted(e["services"])) for e in data["exclusions"]}
+
+    assert residency_of("seed-000-box.sim.yaml") == residency_of("seed-000-box.yaml")
