@@ -189,7 +189,7 @@ def main() -> None:
         for rate in rates:
             for mode in args.modes.split(","):
                 rows.append(run(mode, rate, args.duration, args.load, Path(tmp)))
-                print(f"  {mode} at {rate:g}/s: done", file=sys.stderr)
+                print(f"  {asdict(rows[-1])}", file=sys.stderr)
     print_table(rows)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = write_results(
