@@ -305,7 +305,8 @@ class Controller:
         )
         if replica.state.on_demand and self._supervisor is not None:
             running = any(r.state.status not in DOWN_STATUSES for r in self._replicas(replica.plan.name))
-            self.on_demand.replica_changed(replica.plan.name, running)
+            why = "stopped" if status is ReplicaStatus.STOPPED else "exited"
+            self.on_demand.replica_changed(replica.plan.name, running, why)
 
     def _uvicorn_level(self) -> str:
         return "warning" if self.settings.log_level == "info" else self.settings.log_level

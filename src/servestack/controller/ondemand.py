@@ -228,15 +228,15 @@ class OnDemand:
 
     # --- what the controller tells it
 
-    def replica_changed(self, name: str, running: bool) -> None:
+    def replica_changed(self, name: str, running: bool, why: str) -> None:
         """A replica of `name` changed; `running`: some replica of it still runs. A loaded service whose engine
-        died (it is not restarted, being on demand) reads as unloaded: the next request loads it again."""
+        died (it is not restarted, being on demand) or was stopped reads as unloaded (`why`: exited, stopped)."""
         slot = self.slots.get(name)
         if slot is None or slot.task is not None or slot.state is not LoadState.LOADED or running:
             return
         self._set_state(slot, LoadState.UNLOADED)
         slot.asleep = False
-        self.stats.unloaded(name, "exited")
+        self.stats.unloaded(name, why)
         self._wake()
 
     async def start(self) -> None:
