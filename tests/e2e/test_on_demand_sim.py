@@ -320,3 +320,21 @@ def test_the_seed_box_on_simulators_swaps_codestral_out_for_codellama(home: Path
         }
     finally:
         run_cli("down")
+
+
+def test_load_unload_and_ps_from_another_shell(box: Box) -> None:
+    loaded = run_cli("load", "a")
+    assert loaded.returncode == 0 and "a is loaded" in loaded.stdout
+    rows = {s["service"]: s for s in json.loads(run_cli("ps", "--json").stdout)["services"]}
+    a = rows["a"]["on_demand"]
+    assert rows["a"]["state"] == "loaded" and a["state"] == "loaded"
+    assert a["claimed_bytes"] > 0.59 * 80 * 2**30 and a["gpus"] == {"0": 0.6}  # 0.6 of an 80 GB H100
+    assert 55 < a["unloads_in_seconds"] <= 60 and (a["in_flight"], a["waiting"]) == (0, 0)
+    table = run_cli("ps").stdout
+    assert "UNLOADS IN" in table and "REQUESTS" in table
+    run_cli("load", "b")  # evicts a: they exclude each other
+    assert loads(status())["a"] == "unloaded"
+    unloaded = run_cli("unload", "b")
+    assert unloaded.returncode == 0 and loads(status())["b"] == "unloaded"
+    unknown = run_cli("load", "nosuch")
+    assert unknown.returncode != 0 and "no service 'nosuch'" in unknown.stderr + unknown.stdout

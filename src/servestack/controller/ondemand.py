@@ -164,18 +164,17 @@ class OnDemand:
 
     def residence(self, service: str) -> Residence | None:
         slot = self.slots.get(service)
-        sp = slot.plan if slot is not None else None
-        if sp is None:
-            return None
+        if slot is None:
+            return None  # an always service: loaded for good
         vram = sum(
             int(share * self.residency.floors[gpu].total_bytes)
             for gpu, share in self.residency.shares.get(service, {}).items()
         )
-        size = sp.weights_bytes or 0
-        if slot is None or slot.keep_alive == FOREVER:
-            return Residence(max(size, vram), vram, None)
+        size = max(slot.plan.weights_bytes or 0, vram)
+        if slot.keep_alive == FOREVER:
+            return Residence(size, vram, None)
         idle_from = self.wall_clock() if slot.busy else self.wall_clock() - (self.clock() - slot.idle_since)
-        return Residence(max(size, vram), vram, idle_from + slot.keep_alive)
+        return Residence(size, vram, idle_from + slot.keep_alive)
 
     # --- commands (control socket)
 
