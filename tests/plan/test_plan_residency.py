@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from plan_fixtures import SEEDS_000_001, plan
+from plan_fixtures import CATALOG, LLAMA_8B, SEEDS_000_001, plan
 from tests.conftest import run_cli
 
 from servestack.errors import StackError
-from servestack.plan import Severity
+from servestack.gpus import GIB, parse_inventory
+from servestack.plan import HostFacts, Severity, make_plan
 from servestack.stack import FOREVER, parse_stack
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -153,3 +154,18 @@ def test_the_sim_variant_of_the_box_excludes_the_same_services_as_the_box() -> N
         return sorted(map(sorted, data["groups"])), {tuple(sorted(e["services"])) for e in data["exclusions"]}
 
     assert residency_of("seed-000-box.sim.yaml") == residency_of("seed-000-box.yaml")
+
+
+def test_sleeping_weights_must_fit_in_host_memory() -> None:
+    rows = "".join(
+        f"  {name}:\n    engine: vllm\n    model: {LLAMA_8B}\n    gpus: [0]\n    memory_fraction: 0.45\n"
+        "    load: on-demand\n    unload: sleep\n"
+        for name in ("one", "two")
+    )
+    stack = parse_stack(f"version: 1\nservices:\n{rows}", source="stack.yaml", environ={})
+    facts = {name: CATALOG.facts(LLAMA_8B) for name in stack.services}
+    small = make_plan(stack, parse_inventory("1xH100"), facts, host=HostFacts(memory_bytes=24 * GIB))  # type: ignore[arg-type]
+    [finding] = [f for f in small.all_findings() if f.code == "sleep-host-memory"]
+    assert finding.message.startswith("sleeping weights need 29.9 GiB of host memory (one 15.0 GiB, two 15.0 GiB)")
+    big = make_plan(stack, parse_inventory("1xH100"), facts, host=HostFacts(memory_bytes=64 * GIB))  # type: ignore[arg-type]
+    assert "sleep-host-memory" not in [f.code for f in big.all_findings()]
