@@ -110,7 +110,8 @@ def test_keep_alive_durations(written: object, seconds: float) -> None:
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        ("    keep_alive: 5m\n", "keep_alive applies only to on-demand services: add `load: on-demand`"),
+        ("    keep_alive: 10m\n", "keep_alive applies only to on-demand services: add `load: on-demand`"),
+        ("    priority: 2\n    unload: sleep\n", "priority, unload apply only to on-demand services"),
         ("    load: on-demand\n    keep_alive: soon\n", "expected a duration such as 30, 30s, 5m or 1h, 0 or forever"),
         ("    load: sometimes\n", "'always' or 'on-demand'"),
         ("    load: on-demand\n    unload: hibernate\n", "'stop' or 'sleep'"),

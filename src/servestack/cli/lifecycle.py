@@ -144,14 +144,17 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
 def plan_or_refuse(stack: Stack, *, force: bool = False, gpus: str | None = None) -> Plan:
     """The plan for this machine (simulators: for `gpus`); a plan with errors is refused unless `force`."""
     from servestack.cli.planning import plan_for_up
+    from servestack.engines import Parallelism, get_engine
     from servestack.gpus import parse_inventory
 
     if gpus is None:
         return plan_for_up(stack, force=force)
-    real = [name for name, service in stack.services.items() if service.engine != "sim"]
+    real = [
+        n for n, service in stack.services.items() if get_engine(service.engine).parallelism is not Parallelism.NONE
+    ]
     if real:
         raise StateError(
-            f"--gpus plans for GPUs this machine may not have, and {real[0]} runs a real engine "
+            f"--gpus plans for GPUs this machine may not have, and {real[0]} runs an engine that needs them "
             f"({stack.services[real[0]].engine})",
             fix="use --gpus only with simulated services (engine: sim); `servestack plan --gpus` plans any stack",
         )

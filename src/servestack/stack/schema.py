@@ -195,7 +195,8 @@ class Service(_Strict):
     def _loading_keys_need_on_demand(self) -> Service:
         if self.on_demand:
             return self
-        written = [key for key in ("keep_alive", "priority", "unload") if key in self.model_fields_set]
+        fields = type(self).model_fields
+        written = [key for key in ("keep_alive", "priority", "unload") if getattr(self, key) != fields[key].default]
         if written:
             verb = "applies" if len(written) == 1 else "apply"
             raise ValueError(f"{', '.join(written)} {verb} only to on-demand services: add `load: on-demand`")
