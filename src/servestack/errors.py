@@ -28,7 +28,8 @@
         ├── UpstreamError           502
         ├── UpstreamUnavailable     503  (retry_after while it is loading or restarting)
         │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
-        │   └── ModelFailed         503  gave up restarting; carries the last error
+        │   ├── ModelFailed         503  gave up restarting; carries the last error
+        │   └── ModelLoadFailed     503  an on-demand model did not load: names it, with the engine's last lines
         └── UpstreamTimeout         504
 
 Raise, never return, errors. Third-party exceptions are converted where they enter.
@@ -194,6 +195,10 @@ class ModelStopped(UpstreamUnavailable):
 
 class ModelFailed(UpstreamUnavailable):
     code = "model_failed"
+
+
+class ModelLoadFailed(UpstreamUnavailable):
+    code = "model_load_failed"
 
 
 class UpstreamTimeout(GatewayError):

@@ -19,6 +19,7 @@ SERVICE_KEYS = {
     "tp",
     "context_length",
     "memory_fraction",
+    "load",
     "weights_bytes",
     "kv_bytes_per_token",
     "kv_tokens",
@@ -33,7 +34,8 @@ SERVICE_KEYS = {
 def test_plan_json_schema() -> None:
     result = plan(SEEDS_000_001, "4xH200")
     data = json.loads(json.dumps(plan_to_dict(result)))  # JSON-safe
-    assert set(data) == {"schema", "ok", "inventory", "services", "findings"}
+    assert set(data) == {"schema", "ok", "inventory", "services", "findings", "residency"}
+    assert data["residency"]["on_demand"] == {} and data["residency"]["exclusions"] == []
     assert data["schema"] == PLAN_SCHEMA and data["ok"] is False
     assert [g["index"] for g in data["inventory"]["gpus"]] == [0, 1, 2, 3]
     deepseek = data["services"]["deepseek"]

@@ -31,6 +31,9 @@ def up(
     port: int | None = typer.Option(None, "--port", help="Gateway port (overrides gateway.port)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once ready."),
     force: bool = typer.Option(False, "--force", help="Start even when the plan has errors."),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="Plan for these GPUs (e.g. 4xH200) instead of this machine's: simulated services only."
+    ),
 ) -> None:
     """Start the stack's services and serve them behind the gateway, in the foreground.
 
@@ -42,9 +45,9 @@ def up(
     unknown = [name for name in services or [] if name not in stack.services]
     if unknown:
         raise StateError(f"no service {unknown[0]!r} in {label}", fix=f"services: {', '.join(stack.services)}")
-    plan = plan_or_refuse(stack, force=force)
+    plan = plan_or_refuse(stack, force=force, gpus=gpus)
     if detach:
-        _up_detached(services or [], file, host, port, force)
+        _up_detached(services or [], file, host, port, force, gpus)
         return
     from servestack.cli.progress import RichReporter
     from servestack.controller import Controller
@@ -63,7 +66,7 @@ def start(service: str = typer.Argument(..., help="Service name."), file: Path |
     config = settings()
     if not instance_running(config):
         console.print(f"nothing is running: starting servestack in the background with {service}")
-        up([service], file, None, None, detach=True, force=False)
+        up([service], file, None, None, detach=True, force=False, gpus=None)
         return
     with console.status(styled(f"starting {service}…")):
         service_action(config, service, "start")
@@ -88,6 +91,26 @@ def restart(service: str = typer.Argument(..., help="Service name.")) -> None:
     with console.status(styled(f"restarting {service}…")):
         service_action(settings(), service, "restart")
     console.print(styled(("✓", "green"), f" {service} restarted and ready"))
+
+
+@app.command()
+def load(service: str = typer.Argument(..., help="An on-demand service.")) -> None:
+    """Load an on-demand service now (evicting idle ones whose GPUs it needs, by the plan)."""
+    from servestack.controller.client import service_action
+
+    with console.status(styled(f"loading {service}…")):
+        service_action(settings(), service, "load")
+    console.print(styled(("✓", "green"), f" {service} is loaded"))
+
+
+@app.command()
+def unload(service: str = typer.Argument(..., help="An on-demand service.")) -> None:
+    """Unload an on-demand service (its requests in flight finish first); the next request loads it again."""
+    from servestack.controller.client import service_action
+
+    with console.status(styled(f"draining and unloading {service}…")):
+        service_action(settings(), service, "unload")
+    console.print(f"unloaded {service}")
 
 
 @app.command()
@@ -118,11 +141,24 @@ def _override_gateway(stack: Stack, host: str | None, port: int | None) -> Stack
     return stack.model_copy(update={"gateway": gateway})  # keeps the stack file's source map
 
 
-def plan_or_refuse(stack: Stack, *, force: bool = False) -> Plan:
-    """The plan for this machine; a plan with errors is refused unless `force`."""
+def plan_or_refuse(stack: Stack, *, force: bool = False, gpus: str | None = None) -> Plan:
+    """The plan for this machine (simulators: for `gpus`); a plan with errors is refused unless `force`."""
     from servestack.cli.planning import plan_for_up
+    from servestack.engines import Parallelism, get_engine
+    from servestack.gpus import parse_inventory
 
-    return plan_for_up(stack, force=force)
+    if gpus is None:
+        return plan_for_up(stack, force=force)
+    real = [
+        n for n, service in stack.services.items() if get_engine(service.engine).parallelism is not Parallelism.NONE
+    ]
+    if real:
+        raise StateError(
+            f"--gpus plans for GPUs this machine may not have, and {real[0]} runs an engine that needs them "
+            f"({stack.services[real[0]].engine})",
+            fix="use --gpus only with simulated services (engine: sim); `servestack plan --gpus` plans any stack",
+        )
+    return plan_for_up(stack, force=force, inventory=parse_inventory(gpus))
 
 
 async def _serve_until_signal(controller: Controller, services: list[str] | None) -> None:
@@ -135,7 +171,9 @@ async def _serve_until_signal(controller: Controller, services: list[str] | None
     await controller.run(stop, services)
 
 
-def _up_detached(services: list[str], file: Path | None, host: str | None, port: int | None, force: bool) -> None:
+def _up_detached(
+    services: list[str], file: Path | None, host: str | None, port: int | None, force: bool, gpus: str | None
+) -> None:
     from servestack.controller.client import instance_running
     from servestack.controller.instance import launch_detached, wait_detached
 
@@ -151,6 +189,8 @@ def _up_detached(services: list[str], file: Path | None, host: str | None, port:
         argv += ["--port", str(port)]
     if force:
         argv.append("--force")
+    if gpus is not None:
+        argv += ["--gpus", gpus]
     log_path = config.logs_dir / "servestack.log"
     proc = launch_detached(argv, log_path)
     with console.status("starting in the background…") as status:

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from servestack.cli.app import choose_stack, console, engine_environ, err_console, settings, styled
+from servestack.cli.coresidency import print_residency
 from servestack.cli.survey import Survey, resolve_models, survey_host
 from servestack.cli.when import format_time
 from servestack.engines import Parallelism, get_engine
@@ -119,6 +120,7 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     for sp in plan.services.values():
         out.print()
         out.print(_service_table(sp))
+    print_residency(out, plan)
     findings = plan.all_findings()
     if findings:
         out.print()

@@ -1,12 +1,15 @@
 """What `status` and `ps` show of the running instance, read from the state dir.
 
-Both only read JSON files; they import nothing of the planner, the engines or the gateway.
+Both read JSON files (and `ps` asks the control socket how on-demand services are used); they import
+nothing of the planner, the engines or the gateway. An on-demand service's state reads as its load
+state: unloaded, loading, loaded, draining.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -34,8 +37,16 @@ STATUS_STYLE = {
     ReplicaStatus.EXITED: "yellow",
     ReplicaStatus.STOPPING: "yellow",
     ReplicaStatus.STOPPED: "dim",
+    ReplicaStatus.DRAINING: "yellow",
+    ReplicaStatus.UNLOADED: "dim",
+    ReplicaStatus.SLEEPING: "dim",
 }
-SERVICE_STYLE = {"degraded": "yellow", **{status.value: style for status, style in STATUS_STYLE.items()}}
+LOAD_STYLE = {"unloaded": "dim", "loading": "yellow", "loaded": "green", "draining": "yellow"}
+SERVICE_STYLE = {
+    "degraded": "yellow",
+    **{status.value: style for status, style in STATUS_STYLE.items()},
+    **LOAD_STYLE,
+}
 RECENT_EVENTS = 8  # lines of history under the table
 NOTHING_RUNNING = "nothing is running (`servestack up` starts the stack)"
 
@@ -90,7 +101,7 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
         cells: list[str | Text] = [
             r.label,
             r.engine,
-            styled((r.status.value, STATUS_STYLE[r.status])),
+            styled(state_cell(r)),
             str(r.pid or "-"),
             str(r.port or "-"),
             ",".join(map(str, r.gpus)) or "cpu",
@@ -105,6 +116,15 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
             cells.insert(6, f"{used / 2**30:.1f} GiB" if used else "-")
         table.add_row(*cells)
     return table
+
+
+def state_cell(replica: ReplicaState) -> tuple[str, str]:
+    """The replica's state and its style: an on-demand one's load state (`unloaded (asleep)` when sleeping)."""
+    load = replica.load_state
+    if load is None or load not in LOAD_STYLE:
+        return replica.status.value, STATUS_STYLE[replica.status]
+    asleep = " (asleep)" if replica.status is ReplicaStatus.SLEEPING else ""
+    return load + asleep, LOAD_STYLE[load]
 
 
 def kv_tokens_cell(record: CalibrationRecord | None) -> str | Text:
@@ -180,7 +200,10 @@ def summarize(replicas: list[ReplicaState]) -> list[ServiceSummary]:
 
 
 def service_state(replicas: list[ReplicaState]) -> str:
-    """`ready` when every replica is; `degraded` when some are; else the first replica's status."""
+    """`ready` when every replica is; `degraded` when some are; else the first replica's status (an on-demand
+    service: its load state)."""
+    if replicas[0].load_state is not None:
+        return state_cell(replicas[0])[0]
     ready = sum(r.status is ReplicaStatus.READY for r in replicas)
     if ready == len(replicas):
         return "ready"
@@ -208,7 +231,11 @@ def show_status(as_json: bool) -> None:
         payload = {
             "running": running is not None,
             "instance": running.instance.model_dump(mode="json") if running else None,
-            "services": [r.model_dump(mode="json", exclude={"boot_id"}) for r in running.replicas] if running else [],
+            "services": [
+                {**r.model_dump(mode="json", exclude={"boot_id"}), "load": r.load_state} for r in running.replicas
+            ]
+            if running
+            else [],
         }
         console.print_json(orjson.dumps(payload).decode())
         return
@@ -222,27 +249,51 @@ def show_status(as_json: bool) -> None:
 
 def show_ps(as_json: bool) -> None:
     """`servestack ps`."""
+    from servestack.controller.client import on_demand_snapshot
+
     running = read_running()
     services = summarize(running.replicas) if running else []
+    use = {row["service"]: row for row in on_demand_snapshot(settings()) or []} if running else {}
     if as_json:
-        payload = {"running": running is not None, "services": [asdict(s) for s in services]}
-        console.print_json(orjson.dumps(payload).decode())
+        rows = [{**asdict(s), "on_demand": use.get(s.service)} for s in services]
+        console.print_json(orjson.dumps({"running": running is not None, "services": rows}).decode())
         return
     if running is None:
         console.print(NOTHING_RUNNING)
         return
     table = Table(box=None, header_style="bold")
-    for column in ("SERVICE", "STATE", "ENGINE", "READY", "GPUS", "PORTS", "UPTIME", "MODELS"):
+    columns = ["SERVICE", "STATE", "ENGINE", "READY", "GPUS", "PORTS", "UPTIME", "MODELS"]
+    if use:
+        columns[7:7] = ["CLAIMED", "IDLE", "UNLOADS IN", "REQUESTS"]
+    for column in columns:
         table.add_column(column)
     for s in services:
-        table.add_row(
+        cells: list[str | Text] = [
             s.service,
-            styled((s.state, SERVICE_STYLE[s.state])),
+            styled((s.state, SERVICE_STYLE.get(s.state.split()[0], ""))),
             s.engine,
             f"{s.ready}/{s.replicas}",
             ",".join(map(str, s.gpus)) or "cpu",
             ",".join(map(str, s.ports)),
             duration(s.uptime_seconds) if s.uptime_seconds is not None else "-",
             ", ".join(s.models),
-        )
+        ]
+        if use:
+            cells[7:7] = on_demand_cells(use.get(s.service))
+        table.add_row(*cells)
     console.print(table)
+
+
+def on_demand_cells(row: dict[str, Any] | None) -> list[str]:
+    """CLAIMED (GPU memory the plan gives it), IDLE, UNLOADS IN, REQUESTS (in flight / waiting)."""
+    if row is None:
+        return ["always", "-", "-", "-"]
+    loaded = row["state"] != "unloaded"
+    claimed = f"{row['claimed_bytes'] / 2**30:.1f} GiB" if loaded and row["claimed_bytes"] else "-"
+    idle = duration(row["idle_seconds"]) if row["idle_seconds"] is not None else "-"
+    unloads = row["unloads_in_seconds"]
+    if row["keep_alive_seconds"] is None and loaded:
+        unloads_in = "never"
+    else:
+        unloads_in = duration(unloads) if unloads is not None else "-"
+    return [claimed, idle, unloads_in, f"{row['in_flight']}/{row['waiting']}"]

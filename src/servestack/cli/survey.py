@@ -8,6 +8,7 @@ its engines allocated when they last started here (the calibration records in th
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from collections.abc import Mapping
 from enum import Enum
@@ -63,7 +64,16 @@ def survey_host(stack: Stack, unresolved: Mapping[str, Unresolved], survey: Surv
         _unlaunchable(stack),
         engine_versions=_engine_versions(stack, calibration),
         calibration=calibration,
+        memory_bytes=_host_memory(),
     )
+
+
+def _host_memory() -> int | None:
+    """This machine's memory (where sleeping engines keep their weights); None when the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _calibration(stack: Stack) -> dict[str, list[CalibrationRecord]]:

@@ -33,9 +33,22 @@ def service_action(settings: Settings, name: str, action: str) -> None:
     store = StateStore(settings.state_dir)
     if not instance_running(settings) or not store.control_socket.exists():
         raise StateError("nothing is running", fix=f"`servestack up -d {name}` starts it in the background")
-    status, payload = _post(str(store.control_socket), f"/services/{urllib.parse.quote(name, safe='')}/{action}")
+    path = f"/services/{urllib.parse.quote(name, safe='')}/{action}"
+    status, payload = _request(str(store.control_socket), "POST", path)
     if status != 200:
         raise _error_from(payload)
+
+
+def on_demand_snapshot(settings: Settings) -> list[dict[str, Any]] | None:
+    """What the running instance says of its on-demand services (load state, use); None when nothing runs."""
+    store = StateStore(settings.state_dir)
+    if not instance_running(settings) or not store.control_socket.exists():
+        return None
+    status, payload = _request(str(store.control_socket), "GET", "/on-demand")
+    if status != 200:
+        raise _error_from(payload)
+    services = payload.get("services")
+    return services if isinstance(services, list) else []
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -54,10 +67,10 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _post(socket_path: str, path: str) -> tuple[int, dict[str, Any]]:
+def _request(socket_path: str, method: str, path: str) -> tuple[int, dict[str, Any]]:
     connection = _UnixConnection(socket_path)
     try:
-        connection.request("POST", path)
+        connection.request(method, path)
         response = connection.getresponse()
         status, body = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:

@@ -1,4 +1,5 @@
-"""The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`.
+"""The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`,
+`load` and `unload`, and tells what on-demand services are loaded (`GET /on-demand`, for `ps`).
 
 A local HTTP API (aiohttp over a socket file readable by its owner only), so other shells can
 steer the instance without a network port. Answers are JSON; errors carry the message, the fix
@@ -24,9 +25,12 @@ class ServiceSteering(Protocol):
     async def start_service(self, name: str) -> None: ...
     async def stop_service(self, name: str) -> None: ...
     async def restart_service(self, name: str) -> None: ...
+    async def load_service(self, name: str) -> None: ...
+    async def unload_service(self, name: str) -> None: ...
+    def on_demand_snapshot(self) -> list[dict[str, object]]: ...
 
 
-ACTIONS = ("start", "stop", "restart")
+ACTIONS = ("start", "stop", "restart", "load", "unload")
 
 
 class ControlServer:
@@ -38,6 +42,7 @@ class ControlServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/services/{name}/{action}", self._service_action)
+        app.router.add_get("/on-demand", self._on_demand)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +64,8 @@ class ControlServer:
             "start": self.controller.start_service,
             "stop": self.controller.stop_service,
             "restart": self.controller.restart_service,
+            "load": self.controller.load_service,
+            "unload": self.controller.unload_service,
         }
         if action not in handlers:
             return web.json_response({"error": f"unknown action {action!r}"}, status=404)
@@ -67,6 +74,9 @@ class ControlServer:
         except ServestackError as error:
             return web.json_response(error_payload(error), status=409)
         return web.json_response({"ok": True, "service": name, "action": action})
+
+    async def _on_demand(self, request: web.Request) -> web.Response:
+        return web.json_response({"services": self.controller.on_demand_snapshot()})
 
 
 def error_payload(error: ServestackError) -> dict[str, object]:

@@ -2,7 +2,8 @@
 
 It is the only place that knows both: the supervisor reports replicas, the controller turns them
 into gateway endpoints. Engines are spawned first; the gateway opens a fraction of a second later,
-while they load, and answers 503 until one is ready.
+while they load, and answers 503 until one is ready. On-demand services are not started: they are
+listed as unloaded, and loaded, swapped and unloaded by requests (`ondemand.py`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import math
 import os
 import socket
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
+from servestack.controller.ondemand import OnDemand
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
 from servestack.gateway.listen import bind_socket
@@ -46,6 +49,9 @@ ENDPOINT_STATES = {
     ReplicaStatus.EXITED: EndpointState.STOPPED,
     ReplicaStatus.STOPPING: EndpointState.STOPPED,
     ReplicaStatus.STOPPED: EndpointState.STOPPED,
+    ReplicaStatus.DRAINING: EndpointState.DRAINING,
+    ReplicaStatus.UNLOADED: EndpointState.UNLOADED,
+    ReplicaStatus.SLEEPING: EndpointState.UNLOADED,
 }
 
 
@@ -81,11 +87,12 @@ class Controller:
         self.table = EndpointTable(plan.stack.routing)
         self._supervisor: Supervisor | None = None
         self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
+        self.on_demand = OnDemand(self, plan, swap_hold=plan.stack.gateway.swap_hold)
 
     async def run(self, stop: asyncio.Event, services: list[str] | None = None) -> None:
         """Start `services` (default: all), serve until `stop` is set, then stop every engine, whatever happens."""
         claim_instance(self.store)
-        names = services or list(self.plan.services)
+        names = [n for n in services or self.plan.services if n not in self.on_demand.slots]
         gateway = self.plan.stack.gateway
         async with contextlib.AsyncExitStack() as serving:  # closes last: engines stop before the gateway
             sock = bind_socket(gateway.host, gateway.port)  # a busy port is refused before any engine starts
@@ -101,7 +108,9 @@ class Controller:
                 self._supervisor = supervisor
                 # Engines are spawned first and the gateway opens while they load: a small model is
                 # ready in about a second, which the gateway's imports would otherwise add to.
-                startup = asyncio.ensure_future(asyncio.gather(*(self.start_service(n) for n in names)))
+                startup = asyncio.ensure_future(asyncio.gather(*(self._start_replicas(n) for n in names)))
+                self._list_unloaded(supervisor)
+                await self.on_demand.start()
                 try:
                     url = await self._open_gateway(sock, serving)
                     if await _first(startup, stop):
@@ -110,6 +119,7 @@ class Controller:
                 finally:
                     startup.cancel()
                     await asyncio.gather(startup, return_exceptions=True)
+                    await self.on_demand.stop()
                     self.reporter.stopping()
                     self._supervisor = None
 
@@ -122,7 +132,7 @@ class Controller:
         from servestack.gateway.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
-        app = build_gateway(self.table, gateway, self.settings)
+        app = build_gateway(self.table, gateway, self.settings, loader=self.on_demand if self.on_demand.slots else None)
         server = GatewayServer(
             app,
             gateway.host,
@@ -145,7 +155,24 @@ class Controller:
         return server.url
 
     async def start_service(self, name: str) -> None:
-        """Start every replica of `name` that is not running; block until they are ready."""
+        """Start every replica of `name` that is not running (load an on-demand one); block until they are ready."""
+        self._service_plan(name)
+        if name in self.on_demand.slots:
+            await self.on_demand.load_service(name)
+        else:
+            await self._start_replicas(name)
+
+    async def load_service(self, name: str) -> None:
+        """`servestack load`: an on-demand service, loaded now by the plan's rules."""
+        self._service_plan(name)
+        await self.on_demand.load_service(self._on_demand_name(name))
+
+    async def unload_service(self, name: str) -> None:
+        """`servestack unload`: an on-demand service, unloaded once its requests in flight are done."""
+        self._service_plan(name)
+        await self.on_demand.unload_service(self._on_demand_name(name))
+
+    async def _start_replicas(self, name: str) -> None:
         supervisor = self._require_supervisor()
         service_plan = self._service_plan(name)
         async with self._service_locks[name]:
@@ -173,6 +200,58 @@ class Controller:
         await self.stop_service(name)
         await self.start_service(name)
 
+    # What the on-demand loader asks for (ondemand.Engines).
+
+    async def load_replicas(self, name: str) -> str:
+        """Wake the service's sleeping replicas, else start them: `wake` or `cold`."""
+        supervisor = self._require_supervisor()
+        async with self._service_locks[name]:
+            asleep = [r for r in self._replicas(name) if r.state.status is ReplicaStatus.SLEEPING]
+            if asleep:
+                try:
+                    await asyncio.gather(*(supervisor.wake(r) for r in asleep))
+                    return "wake"
+                except EngineError:  # a wake that fails is a cold start
+                    await asyncio.gather(*(supervisor.stop(r, unloaded="did not wake") for r in asleep))
+        await self._start_replicas(name)
+        return "cold"
+
+    async def unload_replicas(self, name: str, why: str, *, sleep: bool) -> bool:
+        """Drain the service's replicas (no request is cut), then put them to sleep or stop them; True: asleep."""
+        supervisor = self._require_supervisor()
+        async with self._service_locks[name]:
+            replicas = [r for r in self._replicas(name) if r.state.status not in DOWN_STATUSES]
+            awake = [r for r in replicas if r.state.status is not ReplicaStatus.SLEEPING]
+            await asyncio.gather(*(self._drain(r, math.inf) for r in awake))
+            if sleep and awake:
+                try:
+                    await asyncio.gather(*(supervisor.sleep(r, why) for r in awake))
+                    return True
+                except EngineError:
+                    pass  # an engine that does not sleep is stopped
+            await asyncio.gather(*(supervisor.stop(r, unloaded=why) for r in replicas))
+            return False
+
+    def on_demand_snapshot(self) -> list[dict[str, object]]:
+        return self.on_demand.snapshot()
+
+    def service_ready(self, name: str) -> bool:
+        return any(r.state.status is ReplicaStatus.READY for r in self._replicas(name))
+
+    def _list_unloaded(self, supervisor: Supervisor) -> None:
+        """On-demand services start unloaded: the gateway knows their names, status shows them."""
+        for name in self.on_demand.slots:
+            service_plan = self.plan.services[name]
+            for index in range(service_plan.service.replicas):
+                supervisor.add_unloaded(supervisor.prepare(service_plan, index))
+
+    def _on_demand_name(self, name: str) -> str:
+        if name not in self.on_demand.slots:
+            raise StateError(
+                f"{name!r} is loaded all the time (load: always)", fix="`servestack stop` or `restart` steer it"
+            )
+        return name
+
     async def _start_one(self, supervisor: Supervisor, replica: Replica) -> None:
         try:
             seconds = await supervisor.start(replica, on_tick=self.reporter.replica_loading)
@@ -181,9 +260,10 @@ class Controller:
             raise
         self.reporter.replica_ready(replica, seconds)
 
-    async def _drain(self, replica: Replica) -> None:
-        """No new requests to `replica`; in-flight ones get `drain_timeout` to finish."""
-        await self.table.drain(replica.state.key, self.settings.drain_timeout)
+    async def _drain(self, replica: Replica, timeout: float | None = None) -> None:
+        """No new requests to `replica`; in-flight ones get `timeout` (default `drain_timeout`) to finish."""
+        self._require_supervisor().mark_draining(replica)
+        await self.table.drain(replica.state.key, self.settings.drain_timeout if timeout is None else timeout)
 
     def _replicas(self, name: str) -> list[Replica]:
         supervisor = self._require_supervisor()
@@ -220,8 +300,13 @@ class Controller:
                 dialect=engine.dialect,
                 native_routes=engine.native_routes,
                 model_format=model_format(replica.config.model),
+                on_demand=replica.state.on_demand,
             )
         )
+        if replica.state.on_demand and self._supervisor is not None:
+            running = any(r.state.status not in DOWN_STATUSES for r in self._replicas(replica.plan.name))
+            why = "stopped" if status is ReplicaStatus.STOPPED else "exited"
+            self.on_demand.replica_changed(replica.plan.name, running, why)
 
     def _uvicorn_level(self) -> str:
         return "warning" if self.settings.log_level == "info" else self.settings.log_level

@@ -124,4 +124,7 @@ def detached_failure(returncode: int | None, log_path: Path) -> ServestackError:
 
 
 def _all_ready(replicas: list[ReplicaState]) -> bool:
-    return bool(replicas) and all(r.status is ReplicaStatus.READY for r in replicas)
+    """Every replica ready, except on-demand ones, which start unloaded."""
+    return bool(replicas) and all(
+        r.status is ReplicaStatus.READY or (r.on_demand and r.status is ReplicaStatus.UNLOADED) for r in replicas
+    )

@@ -21,6 +21,7 @@ from servestack.stack import Service
 
 if TYPE_CHECKING:
     from servestack.engines.memory import MemoryRule
+    from servestack.engines.sleep import SleepMode
     from servestack.engines.startup import Silent, StartupLog
     from servestack.engines.tp import TpRule
 
@@ -174,6 +175,11 @@ class Engine(Protocol):
     @property
     def native_routes(self) -> tuple[str, ...]:
         """Engine-specific HTTP routes the gateway passes through to this engine's services."""
+        ...
+
+    @property
+    def sleep(self) -> SleepMode | None:
+        """How the engine frees its GPU memory while it keeps running (`engines/sleep.py`); None: it cannot."""
         ...
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

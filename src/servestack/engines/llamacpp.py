@@ -102,6 +102,7 @@ class LlamaCppPythonEngine:
     startup_log = LlamaCppStartupLog()
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    sleep = None  # no way to free its memory but to stop
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         found = []

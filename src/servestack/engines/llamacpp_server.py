@@ -96,6 +96,7 @@ class LlamaServerEngine:
     startup_log = LlamaCppStartupLog()
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    sleep = None  # no way to free its memory but to stop
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED, fix=UNSUPPORTED_FIX)

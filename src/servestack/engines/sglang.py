@@ -29,6 +29,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.sglang import SglangMemory
+from servestack.engines.sleep import HttpCall, SleepMode
 from servestack.engines.startup.sglang import SglangStartupLog
 from servestack.engines.tp import SHARDED
 from servestack.stack import Service
@@ -75,6 +76,12 @@ class SGLangEngine:
     startup_log = SglangStartupLog()
     dialect = OPENAI  # it takes today's request as it is (srt/entrypoints/openai/protocol.py)
     native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
+    # The memory saver releases weights and KV; the CPU backup (0.5.3+) keeps the weights to resume from.
+    sleep = SleepMode(
+        flags=("--enable-memory-saver", "--enable-weights-cpu-backup"),
+        sleep=HttpCall("POST", "/release_memory_occupation", {}),
+        wake=HttpCall("POST", "/resume_memory_occupation", {}),
+    )
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)

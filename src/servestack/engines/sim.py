@@ -4,7 +4,9 @@ Facts: it binds its port at once but listens only when "loaded" (`--slow-start`)
 refused connection means loading; with `--warmup` /health answers 503 for a while, like SGLang; then
 /health is 200. /metrics is always on, under vLLM's names. Latency and fault settings come from the
 service's `args` (`--prefill-rate 4000 --decode-rate 40 --error-rate 0.01 …`, see `servestack sim
---help`). It needs no GPU: `gpus`, `tp` and `memory_fraction` are accepted and have no effect.
+--help`). It needs no GPU: `gpus`, `tp` and `memory_fraction` are accepted and have no effect on it (the planner
+takes its `memory_fraction` as its claim of each GPU it names). With `--enable-sleep-mode` it answers
+vLLM's `/sleep` and `/wake_up`, a wake taking `--wake-time` where a start takes `--slow-start`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from servestack.engines.base import (
     Unchecked,
     first_version,
 )
+from servestack.engines.sleep import HttpCall, SleepMode
 from servestack.engines.startup import Silent
 from servestack.errors import EngineError
 from servestack.stack import Service
@@ -59,10 +62,16 @@ class SimEngine:
     flags = EngineFlags(context=CONTEXT, tp=None, fraction=None)
     parallelism = Parallelism.NONE
     tp_rules = ()
-    memory = Unchecked("the simulator puts no model on a GPU; its gpus, tp and memory_fraction have no effect")
+    memory = Unchecked(
+        "the simulator puts no model on a GPU; its memory_fraction is taken as its claim of each GPU it names "
+        "(to plan sharing and on-demand loading) and has no other effect"
+    )
     startup_log = Silent("the simulator allocates no KV cache and loads no weights")
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    sleep = SleepMode(  # vLLM's routes and flag (docs/sim.md): a wake takes --wake-time, a load --slow-start
+        flags=("--enable-sleep-mode",), sleep=HttpCall("POST", "/sleep?level=1"), wake=HttpCall("POST", "/wake_up")
+    )
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return []  # it runs anything: GPU settings have no effect

@@ -34,6 +34,7 @@ from servestack.engines.base import (
     unsupported,
 )
 from servestack.engines.memory.vllm import VllmMemory
+from servestack.engines.sleep import HttpCall, SleepMode
 from servestack.engines.startup.vllm import VllmStartupLog
 from servestack.engines.tp import SHARDED
 from servestack.stack import NativeRuntime, Service
@@ -88,6 +89,13 @@ class VllmEngine:
     startup_log = VllmStartupLog()
     dialect = OPENAI  # it takes today's request as it is (entrypoints/openai/chat_completion/protocol.py, 0.32)
     native_routes: tuple[str, ...] = ()
+    # Level 1 offloads the weights to host memory and drops the KV cache; the routes exist in dev mode only.
+    sleep = SleepMode(
+        flags=("--enable-sleep-mode",),
+        sleep=HttpCall("POST", "/sleep?level=1"),
+        wake=HttpCall("POST", "/wake_up"),
+        env=MappingProxyType({"VLLM_SERVER_DEV_MODE": "1"}),
+    )
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)

@@ -28,6 +28,7 @@ from servestack.gateway.dispatch import Dispatcher, Relay
 from servestack.gateway.endpoint import Endpoint, EndpointState
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
+from servestack.gateway.loading import LoadGate
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
@@ -44,7 +45,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 # A service's state in /health is its most hopeful replica's, in this order.
-HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "failed", "stopped")
+HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "unloaded", "failed", "stopped")
 # For each generation route: the field that must be present besides `model`.
 GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
 MODEL_ROUTE = "/v1/models/"  # + a model id, which may hold slashes (`Qwen/Qwen3-8B`)
@@ -67,12 +68,15 @@ class Gateway:
         pipeline: Pipeline | None = None,
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
+        gate: LoadGate | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
-        → served names; `routes`: more routes (admin, /metrics)."""
+        → served names; `routes`: more routes (admin, /metrics); `gate`: holds requests for on-demand
+        models while the controller loads them (loading.py)."""
         self.table = table
         self.upstream = upstream or Upstream()
-        self.dispatcher = Dispatcher(table, self.upstream)
+        self.gate = gate
+        self.dispatcher = Dispatcher(table, self.upstream, gate=gate)
         self.monitor = Monitor(table, deadline_interval=self.upstream.deadline_check_every)
         self.max_body_bytes = max_body_bytes
         self.pipeline = pipeline
@@ -210,8 +214,8 @@ class Gateway:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.
 
-        `status` is `ok` when every service is ready, `degraded` when some are not, `unavailable` when
-        none is (or the stack has none): a load balancer in front takes the gateway out only then.
+        `status` is `ok` when every service is ready (or unloaded, on demand), `degraded` when some are not,
+        `unavailable` when none is (or the stack has none): a load balancer in front takes the gateway out only then.
         """
         services: dict[str, str] = {}
         for endpoint in self.table.endpoints():
@@ -219,7 +223,8 @@ class Gateway:
             known = services.get(endpoint.service)
             if known is None or HEALTH_ORDER.index(state) < HEALTH_ORDER.index(known):
                 services[endpoint.service] = state
-        ready = sum(state == "ready" for state in services.values())
+        # An unloaded on-demand service answers too: its first request loads it.
+        ready = sum(state in ("ready", "unloaded") for state in services.values())
         status = "ok" if services and ready == len(services) else "degraded" if ready else "unavailable"
         await send_json(send, 200 if ready else 503, {"status": status, "services": services})
 

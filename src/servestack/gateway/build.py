@@ -22,6 +22,8 @@ from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.engine_metrics import EngineMetricsExport
 from servestack.gateway.keys import KeyStore
 from servestack.gateway.limits import KeyLimiter, ModelQueues
+from servestack.gateway.loading import Loader, LoadGate
+from servestack.gateway.loading_metrics import LoadingCollector
 from servestack.gateway.metrics import GatewayMetrics, TableCollector
 from servestack.gateway.pipeline import Pipeline
 from servestack.gateway.tracing import Tracing, build_tracer_provider
@@ -42,8 +44,9 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    loader: Loader | None = None,
 ) -> Gateway:
-    """The gateway for `config` in front of `table`'s endpoints."""
+    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -55,6 +58,11 @@ def build_gateway(
     if config.usage.enabled:
         ledger = UsageLedger(settings.usage_db, flush_interval=config.usage.flush_interval)
 
+    gate = None
+    if loader is not None:
+        gate = LoadGate(
+            loader, timeout=config.load_timeout, max_waiting=config.load_max_waiting, keepalive=config.load_keepalive
+        )
     routes: dict[tuple[str, str], Handler] = {}
     metrics = None
     if config.metrics.enabled:
@@ -62,6 +70,8 @@ def build_gateway(
         metrics = GatewayMetrics(registry, known=lambda m: m in table.models())  # registers itself
         registry.register(TableCollector(table, queues))
         registry.register(EngineMetricsExport(table))
+        if gate is not None:
+            registry.register(LoadingCollector(gate))
         routes[("GET", "/metrics")] = metrics_handler(registry)
     routes.update(AdminApi(keys, settings.usage_db if ledger is not None else None).routes())
 
@@ -91,6 +101,7 @@ def build_gateway(
         pipeline=pipeline,
         aliases=config.aliases,
         routes=routes,
+        gate=gate,
     )
 
 

@@ -21,6 +21,7 @@ from servestack.errors import GatewayError
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
+from servestack.gateway.loading import LoadGate
 from servestack.gateway.pool import Pool
 from servestack.gateway.prompt import GENERATION_PATHS, check_context
 from servestack.gateway.responses import Message, Send
@@ -42,6 +43,7 @@ class GatewayCore(Protocol):
     aliases: dict[str, str]
     max_body_bytes: int
     started_at: int
+    gate: LoadGate | None
 
     async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
         """Route `exchange` to a replica of its model, admitted and accounted for like any request."""
@@ -56,8 +58,10 @@ class Dispatcher:
         *,
         retries: int | None = None,
         budget: RetryBudget | None = None,
+        gate: LoadGate | None = None,
     ) -> None:
         routing = table.routing
+        self.gate = gate
         self.table = table
         self.upstream = upstream
         self.retries = routing.retries if retries is None else retries
@@ -74,11 +78,21 @@ class Dispatcher:
         """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had.
 
         A custom `relay` replaces the OpenAI one (it translates the answer itself); `prepare` adjusts
-        the exchange for each replica tried.
+        the exchange for each replica tried. A request for an on-demand model waits for its load first
+        (loading.py).
         """
         pool = self.table.pool(exchange.model)
         if pool.context_length is not None and exchange.path in GENERATION_PATHS:
             check_context(exchange.payload, exchange.prompt_size, pool.context_length)
+        if self.gate is None or not pool.on_demand:
+            await self._relay(pool, exchange, send, relay, prepare)
+            return
+        async with self.gate.held(pool, exchange, send) as held_send:
+            await self._relay(pool, exchange, held_send, relay, prepare)
+
+    async def _relay(
+        self, pool: Pool, exchange: Exchange, send: Send, relay: Relay | None, prepare: Prepare | None
+    ) -> None:
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
         watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed

@@ -37,6 +37,7 @@ class EndpointState(Enum):
     RESTARTING = "restarting"
     STOPPED = "stopped"
     FAILED = "failed"
+    UNLOADED = "unloaded"
 
     @property
     def passing(self) -> bool:
@@ -100,11 +101,12 @@ class Endpoint:
     window in tokens, when the plan knows it. What the engine adapter declares, the gateway reads here:
     `dialect` (what its server accepts of an OpenAI request, conform.py), `native_routes` (its own routes
     the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
+    `on_demand`: the controller loads it when a request asks for it (gateway/loading.py).
     """
 
     __slots__ = (
         "base_url", "context_length", "dialect", "engine", "health_url", "id", "last_error", "metric_names",
-        "metrics_url", "model_format", "models", "native_routes", "service", "state", "vitals",
+        "metrics_url", "model_format", "models", "native_routes", "on_demand", "service", "state", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -125,6 +127,7 @@ class Endpoint:
         dialect: Dialect = OPENAI,
         native_routes: tuple[str, ...] = (),
         model_format: str = "",
+        on_demand: bool = False,
     ) -> None:
         self.id = id
         self.service = service
@@ -140,6 +143,7 @@ class Endpoint:
         self.dialect = dialect
         self.native_routes = native_routes
         self.model_format = model_format
+        self.on_demand = on_demand
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -4,6 +4,11 @@ Generation routes are translated to the engines' OpenAI API (ollama_format.py) a
 same replica choice, keys, limits and accounting as OpenAI requests (`Gateway.forward`); the
 answers are translated back (ollama_relay.py). Errors on /api/* are Ollama's `{"error": "..."}`
 (rendered at the edge). Ollama clients like to add `:latest` to names: it is accepted.
+
+On-demand services follow Ollama's loading conventions (loading.py): a request's `keep_alive` sets how
+long its model stays loaded after it, `/api/generate` (or `/api/chat` with no messages) without a prompt
+loads the model, with `keep_alive: 0` unloads it, and `/api/ps` lists what is loaded with its memory
+and `expires_at`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from servestack import __version__
 from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.exchange import Exchange
-from servestack.gateway.ollama_format import chat_request, check_keep_alive, generate_request, iso, model_entry, now_iso
+from servestack.gateway.loading import keep_alive_seconds, on_demand_service
+from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
 from servestack.gateway.ollama_relay import Kind, OllamaRelay
 from servestack.gateway.pipeline import KEY_SCOPE, visible
 from servestack.gateway.request_ids import REQUEST_ID_SCOPE
@@ -57,12 +63,20 @@ class OllamaApi:
         await send_json(send, 200, {"models": [model_entry(n, e, started) for n, e in names.items()]})
 
     async def _ps(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ready = {m for e in self.gateway.table.endpoints() if e.ready for m in e.models}
+        ready = {m: e for e in self.gateway.table.endpoints() if e.ready for m in e.models}
+        gate = self.gateway.gate
         models = []
         for name, engine in self._names(scope).items():
-            if self.gateway.aliases.get(name, name) in ready:
-                models.append({**model_entry(name, engine, self.gateway.started_at), "expires_at": iso(FAR_FUTURE)})
-                models[-1]["size_vram"] = 0
+            endpoint = ready.get(self.gateway.aliases.get(name, name))
+            if endpoint is None:
+                continue
+            residence = gate.loader.residence(endpoint.service) if gate is not None else None
+            expires = residence.expires_at if residence is not None else None
+            entry = model_entry(name, engine, self.gateway.started_at)
+            entry["size"] = residence.size_bytes if residence is not None else 0
+            entry["expires_at"] = iso(expires if expires is not None else FAR_FUTURE)
+            entry["size_vram"] = residence.vram_bytes if residence is not None else 0
+            models.append(entry)
         await send_json(send, 200, {"models": models})
 
     async def _show(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,19 +105,36 @@ class OllamaApi:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, stream = await self._open(scope, receive)
+        if request.get("messages") == []:  # Ollama's way to load (or, with keep_alive 0, unload) a model
+            await self._load_or_unload(send, request, name, served, {"message": {"role": "assistant", "content": ""}})
+            return
         payload = chat_request(request, served, stream)
-        await self._forward(scope, send, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias)
+        await self._forward(scope, send, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias, request)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, stream = await self._open(scope, receive)
         if not request.get("prompt") and not request.get("images"):
-            # Ollama's way to load a model: an empty prompt answers at once.
-            self.gateway.table.pick(served)  # unknown → 404, not ready → 503
-            done = {"model": name, "created_at": now_iso(), "response": "", "done": True, "done_reason": "load"}
-            await send_json(send, 200, done)
+            await self._load_or_unload(send, request, name, served, {"response": ""})
             return
         path, payload = generate_request(request, served, stream)
-        await self._forward(scope, send, "/api/generate", payload, ("generate", path), name, alias)
+        await self._forward(scope, send, "/api/generate", payload, ("generate", path), name, alias, request)
+
+    async def _load_or_unload(
+        self, send: Send, request: dict[str, Any], name: str, served: str, empty: dict[str, Any]
+    ) -> None:
+        """An empty prompt loads the model (answered once it is loaded); with `keep_alive: 0` it unloads it."""
+        keep_alive = keep_alive_seconds(request["keep_alive"]) if request.get("keep_alive") is not None else None
+        pool = self.gateway.table.pool(served)  # unknown → 404
+        gate = self.gateway.gate
+        reason = "unload" if keep_alive == 0 else "load"
+        if gate is None or not pool.on_demand:
+            self.gateway.table.pick(served)  # not ready → 503; always services are never unloaded
+        elif reason == "unload":
+            await gate.loader.unload(on_demand_service(pool))
+        else:
+            await gate.load(pool, served, keep_alive)
+        done = {"model": name, "created_at": now_iso(), **empty, "done": True, "done_reason": reason}
+        await send_json(send, 200, done)
 
     async def _embed(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, _ = await self._open(scope, receive)
@@ -130,7 +161,8 @@ class OllamaApi:
         stream = request.get("stream", True)  # Ollama streams unless told not to
         if not isinstance(stream, bool):
             raise BadRequest("'stream' must be true or false", param="stream")
-        check_keep_alive(request)
+        if request.get("keep_alive") is not None:
+            keep_alive_seconds(request["keep_alive"])  # a 400 for a shape Ollama would refuse
         served, alias = self._resolve(name)
         return request, name, served, alias, stream
 
@@ -143,6 +175,7 @@ class OllamaApi:
         target: tuple[Kind, str],
         name: str,
         alias: str | None,
+        request: dict[str, Any] | None = None,
     ) -> None:
         kind, upstream_path = target
         stream = bool(payload.get("stream", False))
@@ -158,6 +191,8 @@ class OllamaApi:
             key=scope.get(KEY_SCOPE),
             alias=alias,
         )
+        if request is not None and request.get("keep_alive") is not None:
+            exchange.keep_alive = keep_alive_seconds(request["keep_alive"])
         relay = OllamaRelay(self.gateway.upstream, kind, name)
         await self.gateway.forward(exchange, send, relay=relay)
 

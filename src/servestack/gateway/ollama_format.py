@@ -9,7 +9,6 @@ as a JSON string in OpenAI. Durations in Ollama answers are nanoseconds.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +28,6 @@ OPTIONS = {
     "frequency_penalty": "frequency_penalty",
 }
 # Go's duration syntax, as Ollama parses `keep_alive` (a bare number is seconds).
-KEEP_ALIVE = re.compile(r"-?(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h)?)+")
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
 
 
@@ -77,22 +75,6 @@ def generate_request(request: dict[str, Any], model: str, stream: bool) -> tuple
     out = {"model": model, "messages": messages, "stream": stream}
     _common(request, out)
     return "/v1/chat/completions", out
-
-
-def check_keep_alive(request: dict[str, Any]) -> None:
-    """400 unless `keep_alive` is absent or has Ollama's shape: seconds (a number; negative: forever) or a
-    duration (`5m`, `1h30m`, `-1`). What it asks for — how long the model stays loaded after the request —
-    is left to the engine lifecycle (models behind servestack stay loaded until they are stopped), so it is
-    accepted and not acted on here.
-    """
-    value = request.get("keep_alive")
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return
-    if not isinstance(value, str) or not KEEP_ALIVE.fullmatch(value.strip()):
-        raise BadRequest(
-            f"keep_alive must be a duration such as '5m', '1h30m' or '-1', or a number of seconds (got {value!r})",
-            param="keep_alive",
-        )
 
 
 def _common(request: dict[str, Any], out: dict[str, Any]) -> None:

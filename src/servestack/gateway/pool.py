@@ -31,6 +31,7 @@ class Pool:
         self.endpoints: list[Endpoint] = []
         # The largest context window of the pool's endpoints; None when any is unknown (nothing is checked).
         self.context_length: int | None = None
+        self.on_demand = False  # some endpoint is loaded on demand: requests go through the load gate
 
     def put(self, endpoint: Endpoint) -> None:
         """Add the endpoint, or replace the one with its id (keeping its place)."""
@@ -47,6 +48,7 @@ class Pool:
         self._update_context()
 
     def _update_context(self) -> None:
+        self.on_demand = any(e.on_demand for e in self.endpoints)
         windows = [e.context_length for e in self.endpoints]
         self.context_length = None if None in windows or not windows else max(w for w in windows if w is not None)
 

@@ -14,6 +14,7 @@ from servestack.modelinfo import ModelFacts
 from servestack.plan.calibration import CalibrationRecord, predicted_of
 from servestack.plan.fit import Fit
 from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan
+from servestack.plan.residency import Residency
 from servestack.stack import Stack
 
 PLAN_SCHEMA = "servestack.plan/1"
@@ -27,6 +28,22 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "inventory": inventory_to_dict(plan.inventory),
         "services": {name: _service(sp) for name, sp in plan.services.items()},
         "findings": [_finding(f, plan.stack) for f in plan.all_findings()],
+        "residency": residency_to_dict(plan.residency) if plan.residency is not None else None,
+    }
+
+
+def residency_to_dict(residency: Residency) -> dict[str, Any]:
+    """Which on-demand services can be loaded together, and the pairs that exclude each other (and why)."""
+    return {
+        "on_demand": {
+            name: {str(g): share for g, share in shares.items()} for name, shares in residency.shares.items()
+        },
+        "groups": [list(group) for group in residency.groups()],
+        "exclusions": [
+            {"services": list(c.services), "gpu": c.gpu, "total": round(c.total, 4), "why": c.describe()}
+            for c in residency.exclusions()
+        ],
+        "sleep_host_bytes": dict(residency.sleep_host_bytes),
     }
 
 
@@ -56,6 +73,7 @@ def _service(sp: ServicePlan) -> dict[str, Any]:
         "tp": sp.config.tp,
         "context_length": sp.config.context_length,
         "memory_fraction": sp.config.memory_fraction,
+        "load": sp.service.load,
         "weights_bytes": sp.weights_bytes,
         "kv_bytes_per_token": sp.kv_bytes_per_token,
         "kv_tokens": sp.kv_tokens,

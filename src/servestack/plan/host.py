@@ -38,6 +38,7 @@ class HostFacts:
     engine_versions: Mapping[str, str] = field(default_factory=dict)
     # service → what its engine allocated at its starts here (`plan/calibration.py`), oldest first
     calibration: Mapping[str, Sequence[CalibrationRecord]] = field(default_factory=dict)
+    memory_bytes: int | None = None  # host memory (sleeping engines keep their weights there); None: unknown
 
     def is_missing(self, path: str) -> bool:
         return path in self.missing_paths or path in self.unresolved

@@ -10,6 +10,7 @@ from servestack.plan.host import HostFacts, host_findings
 from servestack.plan.measured import calibrated
 from servestack.plan.model import Plan, ServicePlan
 from servestack.plan.ports import port_findings
+from servestack.plan.residency import make_residency, residency_findings
 from servestack.plan.service import ServiceInput, plan_service
 from servestack.plan.sharing import sharing_findings
 from servestack.stack import Stack
@@ -46,5 +47,11 @@ def make_plan(
         taken = set(planned.all_gpus)
         free = [gpu for gpu in free if gpu.index not in taken]
         services[name] = planned
-    findings = [*host_findings(stack, host), *port_findings(stack), *sharing_findings(services, inventory)]
-    return Plan(stack=stack, services=services, findings=findings, inventory=inventory)
+    residency = make_residency(services, inventory)
+    findings = [
+        *host_findings(stack, host),
+        *port_findings(stack),
+        *sharing_findings(services, inventory),
+        *residency_findings(residency, services, host.memory_bytes),
+    ]
+    return Plan(stack=stack, services=services, findings=findings, inventory=inventory, residency=residency)

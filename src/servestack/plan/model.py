@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from servestack.engines import EngineConfig
 from servestack.engines.memory import GpuMemory
 from servestack.gpus import Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.plan.calibration import CalibrationRecord
+
+if TYPE_CHECKING:
+    from servestack.plan.residency import Residency
 from servestack.stack import KeyPath, Service, Stack
 
 __all__ = ["Decision", "Finding", "GpuMemory", "Plan", "ServicePlan", "Severity", "Verdict", "setting_key"]
@@ -114,6 +118,7 @@ class Plan:
     services: dict[str, ServicePlan]
     findings: list[Finding] = field(default_factory=list)
     inventory: Inventory = field(default_factory=Inventory.cpu)
+    residency: Residency | None = None  # which on-demand services can be loaded together (residency.py)
 
     @property
     def errors(self) -> list[Finding]:

@@ -3,7 +3,8 @@
 Each engine claims a share of every GPU it runs on (vLLM, SGLang and mistral.rs their memory
 fraction; llama.cpp its weights, KV and buffers). Shares over 1.0 cannot all be honoured; shares that
 fit but leave no room for each process's CUDA context are over capacity. Either is an error naming
-every service on the GPU.
+every service on the GPU. Only `always` services are summed here: on-demand services are loaded
+when asked for, and which of them may be loaded together is the residency's question (residency.py).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ Claim = tuple[str, float]  # (service, share of the GPU)
 
 def sharing_findings(services: Mapping[str, ServicePlan], inventory: Inventory) -> list[Finding]:
     findings: list[Finding] = []
+    always = {name: sp for name, sp in services.items() if not sp.service.on_demand}
     for gpu in inventory.gpus:
-        claims = [(name, share) for name, sp in services.items() if (share := _share(sp, gpu)) is not None]
+        claims = [(name, share) for name, sp in always.items() if (share := gpu_share(sp, gpu)) is not None]
         if len(claims) < 2:
             continue
         findings += _check(gpu, claims, services)
     return findings
 
 
-def _share(plan: ServicePlan, gpu: Gpu) -> float | None:
+def gpu_share(plan: ServicePlan, gpu: Gpu) -> float | None:
+    """The share of `gpu` the service claims (None: it does not run on it, or claims nothing known)."""
     if gpu.index not in plan.all_gpus:
         return None
     if plan.memory is not None:

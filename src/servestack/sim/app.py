@@ -7,6 +7,8 @@
     GET  /version                                {"version": ...}
     GET  /sim/state                              queue, batch, KV and prefix-cache figures (JSON)
     GET  /sim/faults, POST /sim/faults           read or change the faults in force (JSON)
+    POST /sleep?level=1, POST /wake_up           vLLM's sleep mode (with --enable-sleep-mode): asleep, generation
+    GET  /is_sleeping                            answers 503; a wake takes --wake-time seconds
 
 Every answer carries `x-sim-replica: NAME`; generation answers also name the replica in
 `system_fingerprint` (`sim:NAME`), which survives proxies that drop unknown headers.
@@ -14,6 +16,7 @@ Every answer carries `x-sim-replica: NAME`; generation answers also name the rep
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import secrets
@@ -52,6 +55,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class EnginePhase(Enum):
     WARMING_UP = "warming_up"
     READY = "ready"
+    SLEEPING = "sleeping"
 
 
 class SimApp:
@@ -89,6 +93,10 @@ class SimApp:
             ("GET", "/sim/faults"): self._get_faults,
             ("POST", "/sim/faults"): self._set_faults,
         }
+        if config.enable_sleep_mode:
+            self._routes[("POST", "/sleep")] = self._sleep
+            self._routes[("POST", "/wake_up")] = self._wake_up
+            self._routes[("GET", "/is_sleeping")] = self._is_sleeping
 
     def name_replica(self, name: str) -> None:
         self.replica = name
@@ -110,8 +118,8 @@ class SimApp:
         request = parse_request(Route(scope["path"]), await read_body(receive))
         if request.model is not None and request.model not in self.config.models:
             raise ModelNotFound(f"The model `{request.model}` does not exist.", param="model")
-        if self.phase is EnginePhase.WARMING_UP:
-            raise UpstreamUnavailable("the simulated engine is warming up")
+        if self.phase is not EnginePhase.READY:
+            raise UpstreamUnavailable(f"the simulated engine is {self.phase.value.replace('_', ' ')}")
         action = self.faults.on_request()
         if action is FaultAction.FAIL:
             raise GatewayError(f"simulated engine failure (error_rate={self.faults.faults.error_rate})")
@@ -135,7 +143,7 @@ class SimApp:
         await send_json(send, 200, {"object": "list", "data": data}, self._headers)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = 200 if self.phase is EnginePhase.READY else 503
+        status = 503 if self.phase is EnginePhase.WARMING_UP else 200  # asleep, vLLM's engine is still alive
         await send_bytes(send, status, b"", self._headers)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,6 +167,22 @@ class SimApp:
             "sim_time": self.clock.now(),
         }
         await send_json(send, 200, state, self._headers)
+
+    async def _sleep(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Level 1 or 2: the weights would go to host memory (or be dropped) and the KV cache freed."""
+        if self.phase is EnginePhase.READY:
+            self.phase = EnginePhase.SLEEPING
+        await send_bytes(send, 200, b"", self._headers)
+
+    async def _wake_up(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answers once awake, as vLLM does: after `wake_time` seconds of copying weights back."""
+        if self.phase is EnginePhase.SLEEPING:
+            await asyncio.sleep(self.config.wake_time)
+            self.phase = EnginePhase.READY
+        await send_bytes(send, 200, b"", self._headers)
+
+    async def _is_sleeping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"is_sleeping": self.phase is EnginePhase.SLEEPING}, self._headers)
 
     async def _get_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, self.faults.faults.as_dict(), self._headers)

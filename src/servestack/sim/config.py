@@ -2,8 +2,8 @@
 
 Every setting is one dataclass field whose metadata holds its flag and help text; the argparse
 parser is built from those fields, so the flags and the settings cannot drift apart. Latency
-settings are in simulated seconds (scaled by `time_scale`); fault timings (`slow_start`, `warmup`,
-`crash_after_seconds`) are wall-clock seconds, since they are about the process, not the model.
+settings are in simulated seconds (scaled by `time_scale`); fault and load timings (`slow_start`, `warmup`,
+`crash_after_seconds`, `wake_time`) are wall-clock seconds, since they are about the process, not the model.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class SimConfig:
     slow_start: float = _opt(0.0, "keep the port bound but not listening for S seconds (connection refused)")
     warmup: float = _opt(0.0, "after listening, answer /health and requests with 503 for S seconds")
     seed: int = _opt(0, "seed for the error draws and the generated words")
+    enable_sleep_mode: bool = _opt(False, "serve vLLM's POST /sleep, POST /wake_up and GET /is_sleeping")
+    wake_time: float = _opt(0.5, "wall seconds a /wake_up takes (a cold start takes --slow-start)")
 
     def __post_init__(self) -> None:
         problems = [message for ok, message in self._checks() if not ok]
@@ -65,6 +67,7 @@ class SimConfig:
             (self.crash_after_requests is None or self.crash_after_requests >= 0, "crash-after-requests must be >= 0"),
             (self.crash_after_seconds is None or self.crash_after_seconds > 0, "crash-after-seconds must be > 0"),
             (self.slow_start >= 0 and self.warmup >= 0, "slow-start and warmup must be >= 0"),
+            (self.wake_time >= 0, "wake-time must be >= 0"),
         ]
 
     @property

@@ -12,6 +12,7 @@ from servestack.stack.gateway_schema import (
 )
 from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack, read_dotenv
 from servestack.stack.models import resolve_model
+from servestack.stack.ondemand_schema import FOREVER, format_duration, parse_duration
 from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.schema import (
     ApptainerRuntime,
@@ -31,6 +32,7 @@ from servestack.stack.schema import (
 from servestack.stack.source import KeyPath, SourceMap
 
 __all__ = [
+    "FOREVER",
     "ApptainerRuntime",
     "AuthConfig",
     "ContainerRuntime",
@@ -56,10 +58,12 @@ __all__ = [
     "TracingConfig",
     "UsageConfig",
     "default_stack_text",
+    "format_duration",
     "is_reference",
     "load_default_stack",
     "load_stack",
     "local_paths",
+    "parse_duration",
     "parse_stack",
     "read_dotenv",
     "resolve_model",

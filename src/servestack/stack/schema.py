@@ -21,12 +21,15 @@ from servestack.stack.gateway_schema import (
     TracingConfig,
     UsageConfig,
 )
+from servestack.stack.ondemand_schema import Duration, KeepAlive, PositiveDuration
 from servestack.stack.source import KeyPath, SourceMap
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 EngineName = Literal["llamacpp", "llama-server", "vllm", "sglang", "mistralrs", "mistralrs-server", "sim"]
 RestartPolicy = Literal["always", "on-failure", "never"]
+LoadPolicy = Literal["always", "on-demand"]
+UnloadMode = Literal["stop", "sleep"]
 DType = Literal["auto", "bfloat16", "float16", "float32"]
 KvCacheDType = Literal["auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "q8_0", "q4_0"]
 QUANTIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -185,6 +188,34 @@ class Service(_Strict):
     restart: RestartPolicy = Field(
         default="on-failure", description="Bring the engine back when it exits: always, on-failure, never."
     )
+    load: LoadPolicy = Field(
+        default="always", description="always: started with the stack; on-demand: loaded by its first request."
+    )
+    keep_alive: KeepAlive = Field(
+        default=300.0,
+        description="How long an idle on-demand service stays loaded: 5m, 30s, 0 (unload at once), forever.",
+    )
+    priority: int = Field(default=0, description="On-demand services with a higher priority are evicted last.")
+    unload: UnloadMode = Field(
+        default="stop",
+        description="How an on-demand service is unloaded: stop the engine, or sleep (the engine keeps running, "
+        "its weights in host memory; vLLM and SGLang).",
+    )
+
+    @property
+    def on_demand(self) -> bool:
+        return self.load == "on-demand"
+
+    @model_validator(mode="after")
+    def _loading_keys_need_on_demand(self) -> Service:
+        if self.on_demand:
+            return self
+        fields = type(self).model_fields
+        written = [key for key in ("keep_alive", "priority", "unload") if getattr(self, key) != fields[key].default]
+        if written:
+            verb = "applies" if len(written) == 1 else "apply"
+            raise ValueError(f"{', '.join(written)} {verb} only to on-demand services: add `load: on-demand`")
+        return self
 
     @field_validator("served_names")
     @classmethod
@@ -231,6 +262,22 @@ class GatewayConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tracing: TracingConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    load_timeout: PositiveDuration = Field(
+        default=600.0, description="How long a request may wait for its on-demand model to load; then 503."
+    )
+    load_max_waiting: Annotated[int, Field(ge=1)] = Field(
+        default=100, description="Requests that may wait for one service to load; past it 503 with Retry-After."
+    )
+    swap_hold: Duration = Field(
+        default=30.0,
+        description="When on-demand services that cannot be loaded together both have traffic, the loaded one "
+        "keeps serving until its requests run out or another's request has waited this long; then they swap.",
+    )
+    load_keepalive: PositiveDuration = Field(
+        default=10.0,
+        description="An OpenAI stream waiting for its model to load gets an SSE comment line this often, so "
+        "proxies and clients keep the connection open.",
+    )
 
 
 PolicyName = Literal["round_robin", "least_load", "cache_aware", "ttft_cost"]

@@ -64,3 +64,13 @@ def start_failed(error: str, outcome: str | None, restart: int, log_tail: list[s
 
 def stopped() -> ReplicaEvent:
     return ReplicaEvent(time=time.time(), kind=EventKind.STOPPED, message="stopped")
+
+
+def unloaded(why: str, *, asleep: bool = False) -> ReplicaEvent:
+    """`unloaded (idle for 5m)`; asleep: `asleep (evicted for chat): GPU memory released`."""
+    message = f"asleep ({why}): GPU memory released" if asleep else f"unloaded ({why})"
+    return ReplicaEvent(time=time.time(), kind=EventKind.UNLOADED, message=message)
+
+
+def woke(seconds: float) -> ReplicaEvent:
+    return ReplicaEvent(time=time.time(), kind=EventKind.WOKE, message=f"woke in {seconds:.1f}s")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from servestack.engines import EngineCommand, EngineConfig, get_engine
+from servestack.engines.sleep import with_sleep_mode
 from servestack.runtimes import Launch, get_runtime, hub_token_env
 from servestack.stack import Service
 from servestack.supervisor.lineage import MARK_VARIABLE
@@ -43,7 +44,7 @@ def build_launch(
     """
     engine = get_engine(service.engine)
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
-    command = engine.command(service, runtime.inside(config))
+    command = with_sleep_mode(engine.sleep, service, engine.command(service, runtime.inside(config)))
     return runtime.wrap(command, config, engine_env(service, environ), name=name, forward=MARKED)
 
 

@@ -38,10 +38,15 @@ class ReplicaStatus(Enum):
     EXITED = "exited"  # ended on its own with code 0 and its policy does not restart that
     STOPPING = "stopping"
     STOPPED = "stopped"  # stopped on request
+    DRAINING = "draining"  # takes no new requests; the ones in flight finish, then it is stopped or put to sleep
+    UNLOADED = "unloaded"  # an on-demand engine stopped when idle or evicted: the next request loads it
+    SLEEPING = "sleeping"  # an on-demand engine asleep: its process runs, its GPU memory is released
 
 
-# Statuses in which no process of the replica runs and none is coming (a user's `start` is needed).
-DOWN_STATUSES = frozenset({ReplicaStatus.FAILED, ReplicaStatus.EXITED, ReplicaStatus.STOPPED})
+# Statuses in which no process of the replica runs and none is coming by itself (a start or a request is needed).
+DOWN_STATUSES = frozenset({ReplicaStatus.FAILED, ReplicaStatus.EXITED, ReplicaStatus.STOPPED, ReplicaStatus.UNLOADED})
+# Statuses in which an on-demand replica holds no GPU memory beyond (asleep) a CUDA context.
+UNLOADED_STATUSES = DOWN_STATUSES | {ReplicaStatus.SLEEPING}
 
 
 class EventKind(Enum):
@@ -50,6 +55,8 @@ class EventKind(Enum):
     START_FAILED = "start failed"  # the process exited, reported a failure, or timed out before ready
     EXITED = "exited"  # a ready process ended
     STOPPED = "stopped"
+    UNLOADED = "unloaded"  # stopped or put to sleep by the controller (idle, evicted, asked)
+    WOKE = "woke"
 
 
 class ReplicaEvent(BaseModel):
@@ -95,6 +102,14 @@ class ReplicaState(BaseModel):
     boot_id: str = ""
     events: list[ReplicaEvent] = []  # oldest first, at most EVENTS_KEPT
     calibration: CalibrationRecord | None = None  # what the engine allocated at this start, once ready
+    on_demand: bool = False  # loaded by requests (`load: on-demand`): status shows loading, loaded, unloaded
+
+    @property
+    def load_state(self) -> str | None:
+        """An on-demand replica's state as `status` tells it: unloaded, loading, loaded, draining (None: always)."""
+        if not self.on_demand:
+            return None
+        return LOAD_STATES.get(self.status, self.status.value)
 
     @property
     def key(self) -> str:
@@ -120,6 +135,16 @@ class ReplicaState(BaseModel):
         if self.status is not ReplicaStatus.READY or self.started_at is None:
             return None
         return (now or time.time()) - self.started_at
+
+
+LOAD_STATES = {
+    ReplicaStatus.STARTING: "loading",
+    ReplicaStatus.READY: "loaded",
+    ReplicaStatus.DRAINING: "draining",
+    ReplicaStatus.STOPPING: "draining",
+    ReplicaStatus.UNLOADED: "unloaded",
+    ReplicaStatus.SLEEPING: "unloaded",
+}
 
 
 class Calibrations(BaseModel):

@@ -30,6 +30,7 @@ from servestack.supervisor.preflight import check_flags
 from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
 from servestack.supervisor.restart import Backoff, RestartTracker
+from servestack.supervisor.sleeping import call_engine
 from servestack.supervisor.state import (
     DOWN_STATUSES,
     ReplicaEvent,
@@ -142,6 +143,7 @@ class Supervisor:
             log_path=str(self.settings.logs_dir / f"{plan.name}.{index}.log"),
             command=launch.display(),
             boot_id=current_boot_id(),
+            on_demand=plan.service.on_demand,
         )
         previous = self.replicas.get(state.key)
         if previous is not None:  # started again: its history goes on
@@ -149,6 +151,11 @@ class Supervisor:
         return Replica(
             plan=plan, index=index, engine=engine, config=config, launch=launch, state=state, driver_cuda=driver
         )
+
+    def add_unloaded(self, replica: Replica) -> None:
+        """Record an on-demand replica that is not loaded (no process): status lists it, the gateway knows its names."""
+        self.replicas[replica.state.key] = replica
+        self._update(replica, status=ReplicaStatus.UNLOADED)
 
     async def start(self, replica: Replica, on_tick: TickListener | None = None) -> float:
         """Start `replica` and block until it is ready; return seconds to ready.
@@ -158,7 +165,9 @@ class Supervisor:
         """
         self._watchdog.ensure_started()
         self.replicas[replica.state.key] = replica
-        replica.restarts = RestartTracker(replica.plan.service.restart, self.backoff, self.clock)
+        # An on-demand engine that dies is not restarted: it reads as failed, and the next request loads it.
+        policy = "never" if replica.plan.service.on_demand else replica.plan.service.restart
+        replica.restarts = RestartTracker(policy, self.backoff, self.clock)
         try:
             await self._check_flags_once(replica)
             seconds = await self._launch(replica, on_tick)
@@ -171,8 +180,12 @@ class Supervisor:
         replica.watcher = asyncio.create_task(self._watch(replica))
         return seconds
 
-    async def stop(self, replica: Replica) -> None:
-        """Stop a replica for good (no restart); its whole process group goes."""
+    async def stop(self, replica: Replica, *, unloaded: str | None = None) -> None:
+        """Stop a replica for good (no restart); its whole process group goes.
+
+        `unloaded` says why an on-demand replica is stopped (`idle for 5m`): it then reads as unloaded,
+        not stopped, so that the next request loads it again.
+        """
         if replica.watcher:
             replica.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,9 +196,45 @@ class Supervisor:
                 await replica.process.stop(self.settings.stop_timeout)
             return
         if replica.process:
-            self._update(replica, status=ReplicaStatus.STOPPING)
+            if unloaded is None:  # an unloading replica reads as draining until it is gone (and may load again)
+                self._update(replica, status=ReplicaStatus.STOPPING)
             await replica.process.stop(self.settings.stop_timeout)
-        self._update(replica, history.stopped(), status=ReplicaStatus.STOPPED, pid=None)
+        if unloaded is not None:
+            self._update(replica, history.unloaded(unloaded), status=ReplicaStatus.UNLOADED, pid=None)
+        else:
+            self._update(replica, history.stopped(), status=ReplicaStatus.STOPPED, pid=None)
+
+    def mark_draining(self, replica: Replica) -> None:
+        """The replica takes no new requests while its in-flight ones finish (it is about to stop or sleep)."""
+        if replica.state.status is ReplicaStatus.READY:
+            self._update(replica, status=ReplicaStatus.DRAINING)
+
+    async def sleep(self, replica: Replica, why: str) -> None:
+        """Put a running replica to sleep (its engine's sleep mode): the process stays, its GPU memory is released.
+
+        EngineError when the engine has no sleep mode or refuses; the replica is then left as it was.
+        """
+        mode = replica.engine.sleep
+        if mode is None or replica.process is None:
+            raise EngineError(f"{replica.engine.display_name} cannot sleep")
+        await call_engine(self._probe_session(), replica.base_url, mode.sleep, timeout=self.settings.stop_timeout)
+        self._update(replica, history.unloaded(why, asleep=True), status=ReplicaStatus.SLEEPING)
+
+    async def wake(self, replica: Replica) -> float:
+        """Wake a sleeping replica and return the seconds it took; EngineError when it does not wake."""
+        mode = replica.engine.sleep
+        if mode is None or replica.state.status is not ReplicaStatus.SLEEPING:
+            raise EngineError(f"{replica.state.label} is not asleep")
+        started = time.monotonic()
+        self._update(replica, status=ReplicaStatus.STARTING)
+        try:
+            await call_engine(self._probe_session(), replica.base_url, mode.wake, timeout=self.settings.ready_timeout)
+        except EngineError:
+            self._update(replica, status=ReplicaStatus.SLEEPING)
+            raise
+        seconds = time.monotonic() - started
+        self._update(replica, history.woke(seconds), status=ReplicaStatus.READY, ready_at=time.time())
+        return seconds
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(r) for r in self.replicas.values()))
@@ -253,7 +302,7 @@ class Supervisor:
         assert replica.process is not None and replica.restarts is not None
         error = engine_died(replica.engine, replica.process)
         tail = error.log_tail[-history.EXIT_TAIL_LINES :]
-        outcome, status = _outcome(replica.restarts, delay, code)
+        outcome, status = _outcome(replica.restarts, delay, code, on_demand=replica.state.on_demand)
         event = history.exited(code, outcome, replica.state.restarts, tail)
         # A clean exit that is not restarted is reported, but it is no error.
         last_error = (
@@ -295,12 +344,16 @@ class Supervisor:
             self.on_event(replica, event)
 
 
-def _outcome(tracker: RestartTracker, delay: float | None, code: int | None = None) -> tuple[str, ReplicaStatus]:
+def _outcome(
+    tracker: RestartTracker, delay: float | None, code: int | None = None, *, on_demand: bool = False
+) -> tuple[str, ReplicaStatus]:
     """What follows an exit (with `code`, when a ready engine ended), in words, and the status it leaves."""
     if delay is not None:
         return f"restarting in {delay:g}s", ReplicaStatus.RESTARTING
     if tracker.gave_up:
         return f"gave up: {tracker.gave_up}", ReplicaStatus.FAILED
+    if on_demand:
+        return "not restarted (on-demand: the next request loads it)", ReplicaStatus.FAILED
     return f"not restarted (restart: {tracker.policy})", ReplicaStatus.EXITED if code == 0 else ReplicaStatus.FAILED
 
 
