@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.deadline import LATE, STALLED, FirstByteDeadline, auto_budget
-from servestack.gateway.exchange import Exchange
+from servestack.gateway.relay.deadline import LATE, STALLED, FirstByteDeadline, auto_budget
+from servestack.gateway.relay.exchange import Exchange
 
 pytestmark = pytest.mark.anyio
 

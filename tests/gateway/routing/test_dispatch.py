@@ -9,11 +9,11 @@ import pytest
 
 from servestack.errors import UpstreamError, UpstreamUnavailable
 from servestack.gateway import Endpoint, EndpointTable
-from servestack.gateway.dispatch import Dispatcher
-from servestack.gateway.exchange import Exchange
-from servestack.gateway.retry import RetryBudget
-from servestack.gateway.routing import TtftCost
-from servestack.gateway.upstream import Upstream
+from servestack.gateway.fleet.routing import TtftCost
+from servestack.gateway.relay.dispatch import Dispatcher
+from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.retry import RetryBudget
+from servestack.gateway.relay.upstream import Upstream
 from servestack.stack import Routing
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ import pytest
 
 from servestack.errors import ModelNotFound, UpstreamUnavailable
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
-from servestack.gateway.breaker import BreakerState
-from servestack.gateway.routing import CacheAware, RouteRequest
+from servestack.gateway.fleet.breaker import BreakerState
+from servestack.gateway.fleet.routing import CacheAware, RouteRequest
 from servestack.stack import Routing
 
 PROMPT = RouteRequest({"prompt": "a long shared prefix " * 50})
