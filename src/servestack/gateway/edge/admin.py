@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from servestack.asgi import Handler, Receive, Scope, Send, query, read_json, send_bytes, send_json
 from servestack.errors import (
     AdminKeyRequired,
     AuthenticationFailed,
@@ -33,11 +34,8 @@ from servestack.errors import (
 from servestack.gateway.admission.auth import KeyRing
 from servestack.gateway.admission.keys import ApiKey, KeyStore
 from servestack.gateway.edge.pipeline import KEY_SCOPE
-from servestack.gateway.requests import query, read_json
-from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
 from servestack.gateway.telemetry.usage import GroupBy, UsageLedger
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_ADMIN_BODY = 64 * 1024
 MAX_LIMIT = 2**53  # SQLite stores 64-bit integers; limits beyond this mean nothing anyway
 

@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import orjson
 
+from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body, send_error, send_json
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
 from servestack.gateway.edge.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.edge.protocol import CLIENT_GONE, TASK_SCOPE
@@ -35,13 +36,10 @@ from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.loading import LoadGate
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE, RequestIds, echoing
 from servestack.gateway.relay.upstream import Upstream
-from servestack.gateway.requests import parse_object, read_body
-from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
 from servestack.gateway.sglang.routes import SglangApi
 
 log = logging.getLogger("servestack.gateway")
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 # A service's state in /health is its most hopeful replica's, in this order.

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
+from servestack.asgi import Scope
 from servestack.errors import GatewayError, ModelNotAllowed
 from servestack.gateway.admission.auth import KeyRing
 from servestack.gateway.admission.keys import ApiKey
@@ -25,7 +26,6 @@ from servestack.gateway.edge.protocol import CLIENT_GONE
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.openai.usage import estimate_completion_tokens, estimate_prompt_tokens, usage_of
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.responses import Scope
 from servestack.gateway.telemetry.access_log import AccessLog
 from servestack.gateway.telemetry.metrics import GatewayMetrics, _Series
 from servestack.gateway.telemetry.tracing import Tracing

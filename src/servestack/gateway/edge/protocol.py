@@ -43,8 +43,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from servestack.asgi import openai_error
 from servestack.errors import HeadersTooLarge
-from servestack.gateway.responses import openai_error
 
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
 TASK_SCOPE = "servestack.task"  # where the app leaves the task that serves the request, in its ASGI scope

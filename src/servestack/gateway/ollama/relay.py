@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
+from servestack.asgi import Send, send_json
 from servestack.errors import GatewayError, UpstreamError
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.ollama.format import done_reason, now_iso, ollama_tool_calls, stats
@@ -23,7 +24,6 @@ from servestack.gateway.openai.usage import estimate_prompt_tokens
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.upstream import Upstream, _upstream_error, upstream_headers
-from servestack.gateway.responses import Send, send_json
 
 Kind = Literal["chat", "generate", "embed", "embeddings"]
 NDJSON = [(b"content-type", b"application/x-ndjson")]

@@ -13,10 +13,10 @@ and `expires_at`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from servestack import __version__
+from servestack.asgi import Handler, Receive, Scope, Send, read_json, send_bytes, send_json
 from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.edge.pipeline import KEY_SCOPE, visible
 from servestack.gateway.ollama.format import chat_request, generate_request, iso, model_entry, now_iso
@@ -25,10 +25,7 @@ from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.loading import keep_alive_seconds, on_demand_service
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
-from servestack.gateway.requests import read_json
-from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_json
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 # The Ollama API version servestack speaks (clients check it to enable features), not servestack's own.
 OLLAMA_API_VERSION = "0.12.0"
 FAR_FUTURE = 4102444800.0  # 2100-01-01: engines behind servestack are not unloaded on a timer

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from servestack.asgi import Message, Send
 from servestack.errors import GatewayError
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.fleet.pool import Pool
@@ -27,7 +28,6 @@ from servestack.gateway.relay.loading import LoadGate
 from servestack.gateway.relay.prompt import GENERATION_PATHS, check_context
 from servestack.gateway.relay.retry import RetryBudget
 from servestack.gateway.relay.upstream import Upstream
-from servestack.gateway.responses import Message, Send
 
 # Relays other than the OpenAI one (Ollama's translation, SGLang's /generate) and the pipeline's
 # per-replica preparation of an exchange.

@@ -34,11 +34,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from servestack.asgi import Message, Send, sse_error_event
 from servestack.errors import BadRequest, GatewayError, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.responses import Message, Send, sse_error_event
 from servestack.gateway.telemetry.metrics import Histogram
 
 OPENAI_STREAMS = frozenset({"/v1/chat/completions", "/v1/completions"})

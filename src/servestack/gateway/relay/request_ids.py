@@ -14,9 +14,9 @@ import os
 import uuid
 from collections.abc import Iterable
 
+from servestack.asgi import Message, Send
 from servestack.dialect import Dialect
 from servestack.errors import BadRequest
-from servestack.gateway.responses import Message, Send
 
 HEADER = b"x-request-id"
 REQUEST_ID_SCOPE = "servestack.request_id"  # where the edge leaves the id in the ASGI scope

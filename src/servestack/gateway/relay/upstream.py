@@ -15,6 +15,7 @@ import asyncio
 import time
 from typing import Literal
 
+from servestack.asgi import Send, send_bytes, sse_error_event
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
@@ -22,7 +23,6 @@ from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.http1 import ConnectError, Http1Pool, Response
 from servestack.gateway.relay.request_ids import for_engine
-from servestack.gateway.responses import Send, send_bytes, sse_error_event
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's

@@ -8,18 +8,14 @@ byte; keys, limits and accounting apply as on every route.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
+from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body
 from servestack.errors import BadRequest
 from servestack.gateway.edge.pipeline import KEY_SCOPE
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
-from servestack.gateway.requests import parse_object, read_body
-from servestack.gateway.responses import Receive, Scope, Send
 
-Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 ROUTE = "/generate"
 
 

@@ -1,20 +1,31 @@
-"""Reading a request body and its JSON on a raw ASGI `receive`.
+"""Raw ASGI plumbing shared by the gateway and the simulator: reading bodies and their JSON, writing
+JSON, bytes and errors in OpenAI's (or Ollama's) shape.
 
-A body is parsed once (orjson) and refused when it nests deeper than `MAX_JSON_DEPTH`: orjson reads
-up to 1,024 levels but writes only 255, and the gateway re-encodes some bodies (aliases, stream
-usage, Ollama's translation), so anything it accepts must be writable again with room to wrap it.
+Both are plain ASGI callables under uvicorn (httptools, uvloop) rather than a framework's: the request
+path stays a dict lookup and a few sends. A body is parsed once (orjson) and refused when it nests
+deeper than `MAX_JSON_DEPTH`: orjson reads up to 1,024 levels but writes only 255, and the gateway
+re-encodes some bodies (aliases, stream usage, Ollama's translation), so anything it accepts must be
+writable again with room to wrap it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
-from servestack.errors import BadRequest, PayloadTooLarge
-from servestack.gateway.responses import Receive, Scope
+from servestack.errors import BadRequest, GatewayError, PayloadTooLarge
 
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+Scope = MutableMapping[str, Any]
+Headers = Sequence[tuple[bytes, bytes]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_HEADERS = ((b"content-type", b"application/json"),)
 MAX_JSON_DEPTH = 128
 
 
@@ -76,8 +87,28 @@ def query(scope: Scope) -> dict[str, str]:
     return {name: values[-1] for name, values in parse_qs(raw).items()}
 
 
-def header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*headers, (b"content-length", b"%d" % len(body))]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, payload: object, headers: Headers = ()) -> None:
+    await send_bytes(send, status, orjson.dumps(payload), [*JSON_HEADERS, *headers])
+
+
+def openai_error(error: GatewayError) -> dict[str, object]:
+    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+
+
+async def send_error(send: Send, error: GatewayError, *, ollama: bool = False, headers: Headers = ()) -> None:
+    """The error as OpenAI's JSON, or Ollama's `{"error": "..."}` (on /api/*); Retry-After when it has one."""
+    if error.retry_after is not None:
+        headers = [*headers, (b"retry-after", str(max(1, round(error.retry_after))).encode())]
+    await send_json(send, error.status, {"error": error.message} if ollama else openai_error(error), headers)
+
+
+def sse_error_event(error: GatewayError) -> bytes:
+    """An error as one server-sent event, for failures after a stream has started."""
+    return b"data: " + orjson.dumps(openai_error(error)) + b"\n\n"
