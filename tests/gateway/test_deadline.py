@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.relay.deadline import LATE, STALLED, FirstByteDeadline, auto_budget
+from servestack.gateway.fleet.monitor import STALLED
+from servestack.gateway.relay.deadline import LATE, FirstByteDeadline, auto_budget
 from servestack.gateway.relay.exchange import Exchange
 
 pytestmark = pytest.mark.anyio

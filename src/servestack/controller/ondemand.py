@@ -39,7 +39,8 @@ from typing import Any, Protocol
 
 from servestack.controller.eviction import Candidate, choose_victims
 from servestack.errors import EngineError, ModelLoadFailed, ServestackError, StateError, UpstreamUnavailable
-from servestack.gateway.relay.loading import LoadStats, Residence
+from servestack.gateway.relay.loading import Residence
+from servestack.gateway.telemetry.loading_metrics import LoadStats
 from servestack.plan import Plan, ServicePlan
 from servestack.plan.residency import Residency
 from servestack.stack import FOREVER

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from servestack.gateway.admission.keys import ADMIN, ApiKey, KeyStore
 log = logging.getLogger("servestack.gateway")
 T = TypeVar("T")
 
+KEY_SCOPE = "servestack.key"  # where the edge leaves the caller's key in the ASGI scope
 MISSING = "You didn't provide an API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"
 INVALID = "Incorrect API key provided"  # never echo the key back: it would land in client logs
 EXPIRED = "This API key has expired"
@@ -135,3 +136,8 @@ def presented_secret(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         elif name == b"x-api-key":
             return value.strip() or None
     return None
+
+
+def visible(key: ApiKey | None, name: str, aliases: Mapping[str, str]) -> bool:
+    """Whether a model listing shows `name` to the holder of `key` (keys see the models they may use)."""
+    return key is None or key.models is None or name in key.models or aliases.get(name, name) in key.models

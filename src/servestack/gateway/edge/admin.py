@@ -31,9 +31,8 @@ from servestack.errors import (
     PermissionDenied,
     StateError,
 )
-from servestack.gateway.admission.auth import KeyRing
+from servestack.gateway.admission.auth import KEY_SCOPE, KeyRing
 from servestack.gateway.admission.keys import ApiKey, KeyStore
-from servestack.gateway.edge.pipeline import KEY_SCOPE
 from servestack.gateway.telemetry.usage import GroupBy, UsageLedger
 
 MAX_ADMIN_BODY = 64 * 1024

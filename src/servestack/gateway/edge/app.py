@@ -23,7 +23,8 @@ import orjson
 
 from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body, send_error, send_json
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
-from servestack.gateway.edge.pipeline import KEY_SCOPE, Pipeline, visible
+from servestack.gateway.admission.auth import KEY_SCOPE, visible
+from servestack.gateway.edge.pipeline import Pipeline
 from servestack.gateway.edge.protocol import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState

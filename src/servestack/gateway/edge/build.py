@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +25,7 @@ from servestack.gateway.relay.loading import Loader, LoadGate
 from servestack.gateway.relay.upstream import Upstream
 from servestack.gateway.telemetry.access_log import AccessLog
 from servestack.gateway.telemetry.engine_metrics import EngineMetricsExport
-from servestack.gateway.telemetry.loading_metrics import LoadingCollector
+from servestack.gateway.telemetry.loading_metrics import LoadingCollector, LoadStats
 from servestack.gateway.telemetry.metrics import GatewayMetrics, TableCollector
 from servestack.gateway.telemetry.tracing import Tracing, build_tracer_provider
 from servestack.gateway.telemetry.usage import UsageLedger
@@ -36,6 +36,12 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 
+class MeteredLoader(Loader, Protocol):
+    """The controller's loader, with the statistics /metrics reports."""
+
+    stats: LoadStats
+
+
 def build_gateway(
     table: EndpointTable,
     config: GatewayConfig,
@@ -44,7 +50,7 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
-    loader: Loader | None = None,
+    loader: MeteredLoader | None = None,
 ) -> Gateway:
     """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
@@ -61,7 +67,11 @@ def build_gateway(
     gate = None
     if loader is not None:
         gate = LoadGate(
-            loader, timeout=config.load_timeout, max_waiting=config.load_max_waiting, keepalive=config.load_keepalive
+            loader,
+            timeout=config.load_timeout,
+            max_waiting=config.load_max_waiting,
+            keepalive=config.load_keepalive,
+            on_wait=loader.stats.request_waited,
         )
     routes: dict[tuple[str, str], Handler] = {}
     metrics = None
@@ -70,8 +80,8 @@ def build_gateway(
         metrics = GatewayMetrics(registry, known=lambda m: m in table.models())  # registers itself
         registry.register(TableCollector(table, queues))
         registry.register(EngineMetricsExport(table))
-        if gate is not None:
-            registry.register(LoadingCollector(gate))
+        if gate is not None and loader is not None:
+            registry.register(LoadingCollector(gate, loader.stats))
         routes[("GET", "/metrics")] = metrics_handler(registry)
     routes.update(AdminApi(keys, settings.usage_db if ledger is not None else None).routes())
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from servestack.asgi import Scope
 from servestack.errors import GatewayError, ModelNotAllowed
-from servestack.gateway.admission.auth import KeyRing
+from servestack.gateway.admission.auth import KEY_SCOPE, KeyRing
 from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.admission.limits import KeyLimiter, ModelQueue, ModelQueues
 from servestack.gateway.edge.protocol import CLIENT_GONE
@@ -31,7 +31,6 @@ from servestack.gateway.telemetry.metrics import GatewayMetrics, _Series
 from servestack.gateway.telemetry.tracing import Tracing
 from servestack.gateway.telemetry.usage import UsageLedger
 
-KEY_SCOPE = "servestack.key"  # where `authenticate` leaves the caller's key in the ASGI scope
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 
 
@@ -209,11 +208,6 @@ class Admission:
         if self.queue is not None:
             self.queue.release(now - self.queued_at)
         pipeline.finish(exchange, self.series, self.limited)
-
-
-def visible(key: ApiKey | None, name: str, aliases: Mapping[str, str]) -> bool:
-    """Whether a model listing shows `name` to the holder of `key` (keys see the models they may use)."""
-    return key is None or key.models is None or name in key.models or aliases.get(name, name) in key.models
 
 
 def _allowed(key: ApiKey, exchange: Exchange) -> bool:

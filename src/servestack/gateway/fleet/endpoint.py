@@ -13,13 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from servestack.dialect import OPENAI, Dialect
 from servestack.gateway.fleet.breaker import CircuitBreaker
-
-if TYPE_CHECKING:
-    from servestack.gateway.relay.deadline import FirstByteDeadline
 
 NO_NAMES: Mapping[str, str] = MappingProxyType({})
 
@@ -58,6 +55,19 @@ class EngineLoad:
 IDLE = EngineLoad()
 
 
+class Waiter(Protocol):
+    """A request waiting for the endpoint's answer to begin (the relay's first-byte deadline).
+
+    The monitor's sweep calls `check` on each; a stalled replica `expire`s those another replica could take.
+    """
+
+    retryable: bool
+
+    def check(self, now: float) -> None: ...
+
+    def expire(self, reason: str) -> None: ...
+
+
 class Vitals:
     """What the gateway observes about one endpoint."""
 
@@ -71,7 +81,7 @@ class Vitals:
         self.metrics: str | None = None
         self.draining = False
         self.progress = 0  # counts answers and stream chunks received from the engine: it is not wedged
-        self.waiting: set[FirstByteDeadline] = set()  # requests waiting for their answer to begin
+        self.waiting: set[Waiter] = set()  # requests waiting for their answer to begin
         self._idle: asyncio.Event | None = None
 
     def finished_one(self) -> None:

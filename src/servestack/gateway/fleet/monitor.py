@@ -11,7 +11,7 @@ requests, so a slow probe alone is not taken for a wedge.
 The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
 endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
 for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
-known queue. The deadline loop ends the first-byte deadlines that are due (deadline.py), so
+known queue. The deadline loop ends the first-byte deadlines that are due (relay/deadline.py), so
 requests need no timer of their own. Each loop waits `interval` after a round, so a slow engine
 cannot make rounds pile up.
 """
@@ -30,12 +30,12 @@ from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.fleet.gauges import read_gauges
 from servestack.gateway.fleet.table import EndpointTable
-from servestack.gateway.relay.deadline import STALLED
 
 log = logging.getLogger(__name__)
 
 LOAD_GAUGES = ("waiting", "running", "kv_usage")
 MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
+STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
 
 
 class Monitor:

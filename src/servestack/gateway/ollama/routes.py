@@ -18,7 +18,7 @@ from typing import Any
 from servestack import __version__
 from servestack.asgi import Handler, Receive, Scope, Send, read_json, send_bytes, send_json
 from servestack.errors import BadRequest, ModelNotFound
-from servestack.gateway.edge.pipeline import KEY_SCOPE, visible
+from servestack.gateway.admission.auth import KEY_SCOPE, visible
 from servestack.gateway.ollama.format import chat_request, generate_request, iso, model_entry, now_iso
 from servestack.gateway.ollama.relay import Kind, OllamaRelay
 from servestack.gateway.relay.dispatch import GatewayCore

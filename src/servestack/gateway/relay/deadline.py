@@ -16,7 +16,7 @@ connection's idle timeout (`gateway.timeouts.idle`) still bounds the wait.
 A deadline that comes raises TimeoutError out of its `async with` block (which the relay answers as
 504, or retries on another replica). The monitor can also end it early: a replica whose health probe
 times out while it sends nothing is stalled, and the requests waiting on it that could go to another
-replica (`retryable`) expire at once (monitor.py).
+replica (`retryable`) expire at once (fleet/monitor.py).
 
 Per request this is a small record in a set on the endpoint's vitals: no timer, no task.
 """
@@ -38,7 +38,6 @@ SECONDS_PER_PROMPT_CHAR = 0.01  # ~25 tokens/s of prefill: slower than a 7B mode
 SECONDS_PER_OUTPUT_TOKEN = 0.25  # 4 tokens/s of decoding
 DEFAULT_OUTPUT_TOKENS = 4096  # when neither the request nor the plan says
 LATE = "did not begin its answer in time (gateway.timeouts.first_byte)"
-STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
 
 
 def auto_budget(exchange: Exchange, endpoint: Endpoint) -> float:

@@ -31,7 +31,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from servestack.asgi import Message, Send, sse_error_event
@@ -39,11 +39,9 @@ from servestack.errors import BadRequest, GatewayError, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.telemetry.metrics import Histogram
 
 OPENAI_STREAMS = frozenset({"/v1/chat/completions", "/v1/completions"})
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 FOREVER = math.inf
 _GO_DURATION = re.compile(r"^(-)?((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+)$")
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns)")
@@ -59,27 +57,8 @@ class Residence:
     expires_at: float | None  # wall-clock time; None: never (an always service, or keep_alive forever)
 
 
-@dataclass
-class LoadStats:
-    """The controller's loads and unloads, read by /metrics (`loading_metrics.py`)."""
-
-    loads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, how: cold | wake | failed) → count
-    unloads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, why: idle | evicted | …) → count
-    load_seconds: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (service, how)
-    states: dict[str, str] = field(default_factory=dict)  # service → unloaded | loading | loaded | draining
-
-    def loaded(self, service: str, how: str, seconds: float) -> None:
-        self.loads[(service, how)] = self.loads.get((service, how), 0) + 1
-        self.load_seconds.setdefault((service, how), Histogram(WAIT_BUCKETS)).observe(seconds)
-
-    def unloaded(self, service: str, why: str) -> None:
-        self.unloads[(service, why)] = self.unloads.get((service, why), 0) + 1
-
-
 class Loader(Protocol):
     """What the controller does for the gateway: load on demand, and learn which services are in use."""
-
-    stats: LoadStats
 
     def claim(self, service: str) -> None:
         """A request for `service` arrived: it may not be evicted until the request is released."""
@@ -112,15 +91,17 @@ class LoadGate:
         timeout: float,
         max_waiting: int,
         keepalive: float,
+        on_wait: Callable[[str, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`on_wait(model, seconds)` hears how long each request waited for its model to load."""
         self.loader = loader
         self.timeout = timeout
         self.max_waiting = max_waiting
         self.keepalive = keepalive
         self.clock = clock
-        self.waiting: dict[str, int] = {}
-        self.waited: dict[str, Histogram] = {}  # per model: seconds requests waited for a load
+        self.on_wait = on_wait
+        self.waiting: dict[str, int] = {}  # per service: requests waiting for its load now
 
     @contextlib.asynccontextmanager
     async def held(self, pool: Pool, exchange: Exchange, send: Send) -> AsyncIterator[Send]:
@@ -167,7 +148,8 @@ class LoadGate:
             self.waiting[service] -= 1
             if kept is not None:
                 kept.stop()
-            self.waited.setdefault(exchange.model, Histogram(WAIT_BUCKETS)).observe(self.clock() - started)
+            if self.on_wait is not None:
+                self.on_wait(exchange.model, self.clock() - started)
         return kept if kept is not None and kept.began else send
 
     async def _ensure(self, service: str, model: str) -> None:

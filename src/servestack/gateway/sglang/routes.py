@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body
 from servestack.errors import BadRequest
-from servestack.gateway.edge.pipeline import KEY_SCOPE
+from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange

@@ -1,4 +1,5 @@
-"""Prometheus metrics of on-demand loading, read at scrape time from the load gate and the loader's stats.
+"""Prometheus metrics of on-demand loading: what the controller and the load gate report (`LoadStats`),
+read at scrape time.
 
 servestack_model_loads_total{service,how}             loads (cold: the engine started; wake: woken from sleep)
 servestack_model_unloads_total{service,reason}        unloads (idle, evicted, swapped, asked, failed)
@@ -11,22 +12,48 @@ servestack_model_load_waiting{service}                requests waiting for a loa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from servestack.gateway.relay.loading import LoadGate
+from servestack.gateway.telemetry.metrics import Histogram
 
 LOAD_STATES = ("unloaded", "loading", "loaded", "draining")
+WAIT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+@dataclass
+class LoadStats:
+    """The controller's loads and unloads, and the load gate's waits."""
+
+    loads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, how: cold | wake | failed) → count
+    unloads: dict[tuple[str, str], int] = field(default_factory=dict)  # (service, why: idle | evicted | …) → count
+    load_seconds: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (service, how)
+    states: dict[str, str] = field(default_factory=dict)  # service → unloaded | loading | loaded | draining
+    waited: dict[str, Histogram] = field(default_factory=dict)  # model → seconds requests waited for its load
+
+    def loaded(self, service: str, how: str, seconds: float) -> None:
+        self.loads[(service, how)] = self.loads.get((service, how), 0) + 1
+        self.load_seconds.setdefault((service, how), Histogram(WAIT_BUCKETS)).observe(seconds)
+
+    def request_waited(self, model: str, seconds: float) -> None:
+        """A request for `model` waited `seconds` for its load (the load gate's `on_wait`)."""
+        self.waited.setdefault(model, Histogram(WAIT_BUCKETS)).observe(seconds)
+
+    def unloaded(self, service: str, why: str) -> None:
+        self.unloads[(service, why)] = self.unloads.get((service, why), 0) + 1
 
 
 class LoadingCollector(Collector):
-    def __init__(self, gate: LoadGate) -> None:
+    def __init__(self, gate: LoadGate, stats: LoadStats) -> None:
         self.gate = gate
+        self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.gate.loader.stats
+        stats = self.stats
         loads = CounterMetricFamily("servestack_model_loads", "On-demand loads.", labels=["service", "how"])
         for (service, how), count in list(stats.loads.items()):
             loads.add_metric([service, how], count)
@@ -46,7 +73,7 @@ class LoadingCollector(Collector):
         waited = HistogramMetricFamily(
             "servestack_model_load_wait_seconds", "Seconds requests waited for their model to load.", labels=["model"]
         )
-        for model, histogram in list(self.gate.waited.items()):
+        for model, histogram in list(stats.waited.items()):
             waited.add_metric([model], buckets=histogram.cumulative(), sum_value=histogram.sum)
         yield waited
         loaded = GaugeMetricFamily(
