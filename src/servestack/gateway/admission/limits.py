@@ -176,11 +176,9 @@ class ModelQueues:
         self,
         default: QueueConfig | None,
         per_model: Mapping[str, QueueConfig],
-        known: Callable[[str], bool],
     ) -> None:
         self.default = default
         self.per_model = dict(per_model)
-        self.known = known
         self._queues: dict[str, ModelQueue] = {}
 
     def get(self, model: str) -> ModelQueue | None:
@@ -188,7 +186,7 @@ class ModelQueues:
         if queue is not None:
             return queue
         config = self.per_model.get(model, self.default)
-        if config is None or not self.known(model):  # unknown names are answered 404 later, never queued
+        if config is None:
             return None
         queue = self._queues[model] = ModelQueue(config.max_concurrent, config.max_waiting, config.timeout)
         return queue

@@ -1,14 +1,16 @@
 """The gateway: one ASGI app in front of every engine.
 
 Kept as a plain ASGI callable on purpose: the request path is a dict lookup, one JSON parse of the
-body (only `model` and `stream` are read), and a byte-for-byte relay unless the engine behind needs
-the request in another shape (attempt.py). Every answer carries the request's id (the client's
-`X-Request-Id`, or one made here: request_ids.py). Errors are GatewayError
-subclasses, rendered in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*. Any
-other exception is a bug: it is logged with its traceback and answered as a 500 in the same shape,
-never as the server's plain text. A request whose client disconnected is cancelled by the server's
-protocol (protocol.py) and ends here quietly. Keys, limits, usage, metrics and tracing wrap
-`forward` when a `Pipeline` is given (pipeline.py).
+body in its surface (openai/, ollama/, sglang/), and a byte-for-byte relay unless the engine behind
+needs the request in another shape. Every answer carries the request's id (the client's
+`X-Request-Id`, or one made here: relay/request_ids.py). Errors are GatewayError subclasses, rendered
+in one place: OpenAI-style JSON, or Ollama's `{"error": ...}` on /api/*. Any other exception is a bug:
+it is logged with its traceback and answered as a 500 in the same shape, never as the server's plain
+text. A request whose client disconnected is cancelled by the server's protocol (protocol.py) and
+ends here quietly.
+
+Each surface resolves the request's model to its pool (`resolve`) and hands the exchange to `forward`:
+keys, limits, usage, metrics and tracing wrap the dispatch when a `Pipeline` is given (pipeline.py).
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ import logging
 import time
 from collections.abc import Mapping
 
-import orjson
-
-from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body, send_error, send_json
+from servestack.asgi import Handler, Receive, Scope, Send, send_error, send_json
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
-from servestack.gateway.admission.auth import KEY_SCOPE, visible
+from servestack.gateway.admission.auth import visible
+from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.edge.pipeline import Pipeline
 from servestack.gateway.edge.protocol import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.monitor import Monitor
+from servestack.gateway.fleet.names import ModelNames, Target
 from servestack.gateway.fleet.table import EndpointTable
 from servestack.gateway.ollama.routes import OllamaApi
-from servestack.gateway.openai.attempt import prepare_attempt
+from servestack.gateway.openai.routes import OpenAiApi
 from servestack.gateway.relay.dispatch import Dispatcher, Relay
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.loading import LoadGate
@@ -41,20 +43,9 @@ from servestack.gateway.sglang.routes import SglangApi
 
 log = logging.getLogger("servestack.gateway")
 
-
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 # A service's state in /health is its most hopeful replica's, in this order.
 HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "unloaded", "failed", "stopped")
-# For each generation route: the field that must be present besides `model`.
-GENERATION_ROUTES = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
-MODEL_ROUTE = "/v1/models/"  # + a model id, which may hold slashes (`Qwen/Qwen3-8B`)
-# OpenAI routes servestack does not serve, and what to use instead.
-NOT_SERVED = {
-    "/v1/responses": (
-        "the Responses API (/v1/responses) is not served here: the engines behind servestack are reached "
-        "through /v1/chat/completions (also /v1/completions, /v1/embeddings and Ollama's /api/chat)"
-    ),
-}
 
 
 class Gateway:
@@ -71,26 +62,24 @@ class Gateway:
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
         → served names; `routes`: more routes (admin, /metrics); `gate`: holds requests for on-demand
-        models while the controller loads them (loading.py)."""
+        models while the controller loads them (relay/loading.py)."""
         self.table = table
+        self.names = ModelNames(table, aliases)
         self.upstream = upstream or Upstream()
         self.gate = gate
-        self.dispatcher = Dispatcher(table, self.upstream, gate=gate)
+        self.dispatcher = Dispatcher(table, gate=gate)
         self.monitor = Monitor(table, deadline_interval=self.upstream.deadline_check_every)
         self.max_body_bytes = max_body_bytes
         self.pipeline = pipeline
-        self.aliases = dict(aliases or {})
+        self.counts_tokens = pipeline is not None and pipeline.counts_tokens
         self.started_at = int(time.time())
         self.request_ids = RequestIds()
-        self._routes: dict[tuple[str, str], Handler] = {
-            ("GET", "/health"): self._health,
-            ("GET", "/v1/models"): self._models,
-        }
-        for path in GENERATION_ROUTES:
-            self._routes[("POST", path)] = self._generate
-        self._routes.update(OllamaApi(self).routes())
-        self._routes.update(SglangApi(self).routes())
+        openai = OpenAiApi(self)
+        self._routes: dict[tuple[str, str], Handler] = {("GET", "/health"): self._health}
+        for surface in (openai, OllamaApi(self), SglangApi(self)):
+            self._routes.update(surface.routes())
         self._routes.update(routes or {})
+        self._prefixes = openai.prefixes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -107,12 +96,7 @@ class Gateway:
                     raise refused
                 if self.pipeline is not None and scope["path"] != "/health":
                     self.pipeline.authenticate(scope)
-                handler = self._routes.get((scope["method"], scope["path"]))
-                if handler is None and scope["method"] == "GET" and scope["path"].startswith(MODEL_ROUTE):
-                    handler = self._model
-                if handler is None:
-                    raise self._no_route(scope)
-                await handler(scope, receive, send)
+                await self._handler(scope)(scope, receive, send)
             except GatewayError as error:
                 await _answer_error(scope, send, error)
             except asyncio.CancelledError as cancelled:
@@ -124,6 +108,18 @@ class Gateway:
                 await _answer_error(scope, send, InternalError("the gateway failed unexpectedly (see its log)"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _handler(self, scope: Scope) -> Handler:
+        method, path = scope["method"], scope["path"]
+        handler = self._routes.get((method, path))
+        if handler is not None:
+            return handler
+        for (prefix_method, prefix), handler in self._prefixes.items():
+            if method == prefix_method and path.startswith(prefix):
+                return handler
+        if any(p == path for _, p in self._routes):
+            raise MethodNotAllowed(f"method {method} is not allowed on {path}")
+        raise NotFound(f"no route {method} {path}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -141,74 +137,34 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await read_body(receive, self.max_body_bytes)
-        request = parse_object(body)
-        model = request.get("model")
-        if not isinstance(model, str) or not model:
-            raise BadRequest("you must provide a model parameter", param="model")
-        required = GENERATION_ROUTES[scope["path"]]
-        if required not in request:
-            raise BadRequest(f"Missing required parameter: '{required}'", param=required)
-        stream = request.get("stream", False)
-        if not isinstance(stream, bool):
-            raise BadRequest("'stream' must be true or false", param="stream")
-        alias = None
-        if (target := self.aliases.get(model)) is not None:  # the engine knows only its served names
-            alias, model, request["model"] = model, target, target
-            body = orjson.dumps(request)
-        exchange = Exchange(
-            path=scope["path"],
-            model=model,
-            stream=stream,
-            body=body,
-            payload=request,
-            headers=scope["headers"],
-            request_id=scope[REQUEST_ID_SCOPE],
-        )
-        exchange.key, exchange.alias = scope.get(KEY_SCOPE), alias
-        await self.forward(exchange, send)
+    def resolve(self, scope: Scope, name: str, *, stream: bool) -> Target:
+        """The pool a request for model `name` goes to; a 404 (accounted for by the pipeline) when nobody serves it."""
+        try:
+            return self.names.resolve(name)
+        except ModelNotFound as error:
+            if self.pipeline is not None:
+                self.pipeline.refused(scope, error, model=name, stream=stream)
+            raise
 
-    async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
-        """Route `exchange` to a replica and relay it there (retrying early failures elsewhere), admitted
-        and accounted for by the pipeline. `relay` replaces the OpenAI relay (Ollama, SGLang /generate)."""
-        if self.pipeline is None:
-            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self._prepare)
+    def visible_models(self, key: ApiKey | None) -> list[str]:
+        return [name for name in self.names.listed() if visible(key, name, self.names.aliases)]
+
+    async def forward(self, exchange: Exchange, send: Send, relay: Relay) -> None:
+        """Route `exchange` to a replica of its pool and relay it there with `relay` (retrying early
+        failures elsewhere), admitted and accounted for by the pipeline."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            await self.dispatcher.dispatch(exchange, send, relay)
             return
-        admission = self.pipeline.admit(exchange)  # 403/429 raise here
+        admission = pipeline.admit(exchange)  # 403/429 raise here
         try:
             if admission.waits is not None:
                 await admission.turn()
-            await self.dispatcher.relay(exchange, send, relay=relay, prepare=self._prepare)
+            await self.dispatcher.dispatch(exchange, send, relay, prepare=pipeline.prepare)
         except BaseException as error:
             admission.done(error)
             raise
         admission.done(None)
-
-    def _prepare(self, exchange: Exchange, endpoint: Endpoint) -> None:
-        """Shape `exchange` for `endpoint` (its engine's dialect, stream usage), then let the pipeline account."""
-        pipeline = self.pipeline
-        prepare_attempt(exchange, endpoint, count_tokens=pipeline is not None and pipeline.counts_tokens)
-        if pipeline is not None:
-            pipeline.prepare(exchange, endpoint)
-
-    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        data = [self._model_entry(name) for name in self._visible_models(scope)]
-        await send_json(send, 200, {"object": "list", "data": data})
-
-    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`GET /v1/models/{id}`: one served name or alias (404 for a name the caller cannot see)."""
-        name = scope["path"].removeprefix(MODEL_ROUTE)
-        if name not in self._visible_models(scope):
-            raise ModelNotFound(f"The model '{name}' does not exist", param="model")
-        await send_json(send, 200, self._model_entry(name))
-
-    def _visible_models(self, scope: Scope) -> list[str]:
-        key = scope.get(KEY_SCOPE)
-        return [name for name in [*self.table.models(), *self.aliases] if visible(key, name, self.aliases)]
-
-    def _model_entry(self, name: str) -> dict[str, object]:
-        return {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.
@@ -226,14 +182,6 @@ class Gateway:
         ready = sum(state in ("ready", "unloaded") for state in services.values())
         status = "ok" if services and ready == len(services) else "degraded" if ready else "unavailable"
         await send_json(send, 200 if ready else 503, {"status": status, "services": services})
-
-    def _no_route(self, scope: Scope) -> GatewayError:
-        path, method = scope["path"], scope["method"]
-        if path in NOT_SERVED:
-            return NotFound(NOT_SERVED[path])
-        if any(p == path for _, p in self._routes):
-            return MethodNotAllowed(f"method {method} is not allowed on {path}")
-        return NotFound(f"no route {method} {path}")
 
 
 async def _answer_error(scope: Scope, send: Send, error: GatewayError) -> None:

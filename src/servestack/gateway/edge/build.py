@@ -59,7 +59,7 @@ def build_gateway(
         keys = KeyRing(KeyStore(settings.keys_db), required=config.auth.enabled, admin_secret=admin_secret)
     queues = None
     if config.limits.queue is not None or config.limits.model_queues:
-        queues = ModelQueues(config.limits.queue, config.limits.model_queues, known=lambda m: m in table.models())
+        queues = ModelQueues(config.limits.queue, config.limits.model_queues)
     ledger = None
     if config.usage.enabled:
         ledger = UsageLedger(settings.usage_db, flush_interval=config.usage.flush_interval)
@@ -77,7 +77,7 @@ def build_gateway(
     metrics = None
     if config.metrics.enabled:
         registry = registry or CollectorRegistry()
-        metrics = GatewayMetrics(registry, known=lambda m: m in table.models())  # registers itself
+        metrics = GatewayMetrics(registry)  # registers itself
         registry.register(TableCollector(table, queues))
         registry.register(EngineMetricsExport(table))
         if gate is not None and loader is not None:

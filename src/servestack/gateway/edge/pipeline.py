@@ -1,14 +1,15 @@
 """The production pipeline around every relayed request: admit it, then account for it.
 
-    authenticate (app edge)  →  admit: model allowed? key limits, spans opened; the model's queue
+    authenticate (app edge)  →  the surface resolves the model to its pool (refused: a 404, accounted for)
+                             →  admit: model allowed? key limits, spans opened; the model's queue
                              →  prepare(endpoint): the upstream span and its traceparent
-                             →  relay (upstream.py / ollama.py)
-                             →  finish: tokens, key budget, ledger row, metrics, log line, spans
+                             →  relay (openai/relay.py, ollama/relay.py: token counts read off the answer)
+                             →  finish: key budget, ledger row, metrics, log line, spans
 
 Every part is optional (None when the stack file switches it off), and every per-request step is
 O(1) in memory: no database, no network, no re-encoding (the body is the engine's business:
-attempt.py). Background work — committing usage rows, reloading
-keys, scraping engines, flushing logs — runs in tasks started with the gateway.
+openai/attempt.py). Background work — committing usage rows, reloading keys, scraping engines,
+flushing logs — runs in tasks started with the gateway.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.admission.limits import KeyLimiter, ModelQueue, ModelQueues
 from servestack.gateway.edge.protocol import CLIENT_GONE
 from servestack.gateway.fleet.endpoint import Endpoint
-from servestack.gateway.openai.usage import estimate_completion_tokens, estimate_prompt_tokens, usage_of
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
 from servestack.gateway.telemetry.access_log import AccessLog
 from servestack.gateway.telemetry.metrics import GatewayMetrics, _Series
 from servestack.gateway.telemetry.tracing import Tracing
@@ -78,11 +79,21 @@ class Pipeline:
         try:
             scope[KEY_SCOPE] = self.keys.authenticate(scope["headers"])
         except GatewayError as error:
-            if self.metrics is not None:
-                self.metrics.auth_failures += 1
-            if self.access_log is not None:
-                self.access_log.refused(scope["method"], scope["path"], error)
+            self.refused(scope, error)
             raise
+
+    def refused(self, scope: Scope, error: GatewayError, *, model: str | None = None, stream: bool = False) -> None:
+        """Account for a request turned away before admission: a missing or bad key (no `model`), or a
+        `model` nobody serves (counted under model="unknown", with a ledger row)."""
+        if self.metrics is not None:
+            self.metrics.refused(error.status, unknown_model=model is not None)
+        key: ApiKey | None = scope.get(KEY_SCOPE)
+        request_id = scope.get(REQUEST_ID_SCOPE, "")
+        if self.ledger is not None and model is not None:
+            row = (model, None, None, scope["path"], int(stream), error.status, None, None, 0, None, None)
+            self.ledger.append((self.wall_clock(), request_id, *_key_columns(key), *row))
+        if self.access_log is not None:
+            self.access_log.refused(scope["method"], scope["path"], error, request_id=request_id, key=key, model=model)
 
     def admit(self, exchange: Exchange) -> Admission:
         """Check the key's model and limits (a refusal is accounted for, then raised).
@@ -104,7 +115,7 @@ class Pipeline:
             self.tracing.upstream(exchange, endpoint)
 
     def finish(self, exchange: Exchange, series: _Series | None, limited: bool) -> None:
-        tokens = self._count_tokens(exchange) if self.counts_tokens else 0
+        tokens = (exchange.prompt_tokens or 0) + (exchange.completion_tokens or 0)
         if limited and self.limiter is not None and exchange.key is not None:
             self.limiter.release(exchange.key, tokens)
         if self.metrics is not None:
@@ -116,28 +127,12 @@ class Pipeline:
         if self.tracing is not None:
             self.tracing.finish(exchange)
 
-    def _count_tokens(self, exchange: Exchange) -> int:
-        prompt, completion = exchange.prompt_tokens, exchange.completion_tokens
-        if prompt is None and completion is None and exchange.status == 200:
-            if exchange.tap is not None:
-                prompt, completion = exchange.tap.usage()
-                if prompt is None and completion is None:
-                    prompt = estimate_prompt_tokens(exchange.payload)
-                    completion = estimate_completion_tokens(exchange.tap.events, exchange.path)
-                    exchange.usage_estimated = True
-            elif exchange.response is not None:
-                prompt, completion = usage_of(exchange.response)
-            exchange.prompt_tokens, exchange.completion_tokens = prompt, completion
-        return (prompt or 0) + (completion or 0)
-
     def _row(self, exchange: Exchange) -> tuple[object, ...]:
-        key: ApiKey | None = exchange.key
         endpoint = exchange.endpoint
         return (
             self.wall_clock(),
             exchange.request_id,
-            key.id if key is not None else None,
-            key.name if key is not None else None,
+            *_key_columns(exchange.key),
             exchange.model,
             exchange.alias,
             endpoint.id if endpoint is not None else None,
@@ -212,3 +207,7 @@ class Admission:
 
 def _allowed(key: ApiKey, exchange: Exchange) -> bool:
     return key.allows(exchange.model) or (exchange.alias is not None and key.allows(exchange.alias))
+
+
+def _key_columns(key: ApiKey | None) -> tuple[str | None, str | None]:
+    return (key.id, key.name) if key is not None else (None, None)

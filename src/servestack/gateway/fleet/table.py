@@ -55,16 +55,16 @@ class EndpointTable:
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._endpoints.get(endpoint_id)
 
+    def find(self, model: str) -> Pool | None:
+        """The pool serving the served name `model`, if any (clients' names resolve in names.py)."""
+        return self._pools.get(model)
+
     def pool(self, model: str) -> Pool:
-        """The pool serving `model`; raises ModelNotFound."""
+        """The pool serving the served name `model`; raises ModelNotFound."""
         pool = self._pools.get(model)
         if pool is None:
             raise ModelNotFound(f"The model '{model}' does not exist", param="model")
         return pool
-
-    def pick(self, model: str) -> Endpoint:
-        """A ready endpoint serving `model`, chosen by its pool's policy (no request to route by)."""
-        return self.pool(model).pick()
 
     def models(self) -> list[str]:
         return list(self._pools)

@@ -9,6 +9,8 @@ as a JSON string in OpenAI. Durations in Ollama answers are nanoseconds.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,10 @@ OPTIONS = {
     "frequency_penalty": "frequency_penalty",
 }
 # Go's duration syntax, as Ollama parses `keep_alive` (a bare number is seconds).
+_GO_DURATION = re.compile(r"^(-)?((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+)$")
+_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns)")
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+FOREVER = math.inf
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
 
 
@@ -182,3 +188,20 @@ def model_entry(name: str, model_format: str, modified_at: float) -> dict[str, A
             "quantization_level": "",
         },
     }
+
+
+def keep_alive_seconds(value: object) -> float:
+    """Ollama's `keep_alive`: seconds as a number, or a Go duration (`5m`, `1h30m`, `0`); negative: forever."""
+    if isinstance(value, bool):
+        raise BadRequest("keep_alive must be a duration such as 5m, or a number of seconds", param="keep_alive")
+    if isinstance(value, int | float):
+        return FOREVER if value < 0 else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("0", "-1"):
+            return 0.0 if text == "0" else FOREVER
+        match = _GO_DURATION.match(text)
+        if match is not None:
+            seconds = sum(float(n) * _GO_UNITS[unit] for n, unit in _GO_PART.findall(match.group(2)))
+            return FOREVER if match.group(1) else seconds
+    raise BadRequest(f"keep_alive {value!r} is not a duration (e.g. 5m, 1h, 0, -1)", param="keep_alive")

@@ -1,11 +1,12 @@
-"""Relaying an Ollama request through an engine's OpenAI API and answering in Ollama's format.
+"""Answering an Ollama request from an engine's OpenAI answer, in Ollama's format.
 
-Whole answers become one JSON object; streams become NDJSON, one line per content delta and a
-final `done: true` line with token counts and durations. The request's body for the engine is made
-for each replica tried (attempt.py: conformed to its dialect, and asking for a usage chunk when the
-engine can send one); without one the counts are estimated and the exchange is flagged. Errors before
-the answer starts raise (engine_errors.py maps the engine's; the edge renders `{"error": ...}`);
-errors after it are sent as a last `{"error": ...}` line, as Ollama does.
+The call itself is the relay's (`Upstream.call`: headers, in-flight count, deadline, error mapping);
+this module only translates. Whole answers become one JSON object; streams become NDJSON, one line
+per content delta and a final `done: true` line with token counts and durations. The request's body
+for the engine is made for each replica tried (openai/attempt.py: conformed to its dialect, and asking
+for a usage chunk when the engine can send one); without one the counts are estimated and the exchange
+is flagged. Errors before the answer starts raise (the edge renders `{"error": ...}`); errors after it
+are sent as a last `{"error": ...}` line, as Ollama does.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from servestack.asgi import Send, send_json
 from servestack.errors import GatewayError, UpstreamError
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.ollama.format import done_reason, now_iso, ollama_tool_calls, stats
+from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.usage import estimate_prompt_tokens
-from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.upstream import Upstream, _upstream_error, upstream_headers
+from servestack.gateway.relay.upstream import Upstream
 
 Kind = Literal["chat", "generate", "embed", "embeddings"]
 NDJSON = [(b"content-type", b"application/x-ndjson")]
@@ -49,37 +50,17 @@ class OllamaRelay:
         self.model_name = model_name  # the name the client used, echoed in answers
 
     async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
-        exchange.endpoint = endpoint
-        headers = upstream_headers(exchange, endpoint)
-        endpoint.in_flight += 1
-        try:
-            if exchange.stream:
-                await self._stream(exchange, endpoint, headers, send)
-            else:
-                await self._whole(exchange, endpoint, headers, send)
-        finally:
-            endpoint.in_flight -= 1
-            exchange.finished_at = time.monotonic()
-
-    async def _whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + exchange.upstream_path
-        first_byte = self.upstream.first_byte_deadline(exchange, endpoint)
-        try:
-            async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
-                body = await resp.read()
-                endpoint.vitals.progress += 1
-                exchange.first_byte_at = time.monotonic()
-                status = resp.status
-        except Exception as exc:
-            raise _upstream_error(endpoint, exc, first_byte) from exc
-        if status != 200:
-            raise engine_error(endpoint, status, body, exchange.request_id)
-        exchange.status = 200
-        answer = _json_object(body)
-        usage = answer.get("usage") or {}
+        prepare_attempt(exchange, endpoint, count_tokens=False)  # a translated stream always asks for usage
+        if exchange.stream:
+            await self._stream(exchange, endpoint, send)
+            return
+        async with self.upstream.call(exchange, endpoint) as answer:
+            body = await answer.read()
+        answer_json = _json_object(body)
+        usage = answer_json.get("usage") or {}
         exchange.prompt_tokens = usage.get("prompt_tokens")
         exchange.completion_tokens = usage.get("completion_tokens")
-        await send_json(send, 200, self._whole_answer(exchange, answer))
+        await send_json(send, 200, self._whole_answer(exchange, answer_json))
 
     def _whole_answer(self, exchange: Exchange, answer: dict[str, Any]) -> dict[str, Any]:
         total = time.monotonic() - exchange.started
@@ -112,25 +93,15 @@ class OllamaRelay:
         out.update(stats(exchange.prompt_tokens, exchange.completion_tokens, total, exchange.ttft, streamed=False))
         return out
 
-    async def _stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + exchange.upstream_path
-        vitals = endpoint.vitals
+    async def _stream(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         state = _Stream()
         started = False
-        first_byte = self.upstream.first_byte_deadline(exchange, endpoint)
         try:
-            async with first_byte, self.upstream.session.post(url, data=exchange.body, headers=headers) as resp:
-                if resp.status != 200:
-                    raise engine_error(endpoint, resp.status, await resp.read(), exchange.request_id)
-                exchange.status = 200
+            async with self.upstream.call(exchange, endpoint) as answer:
                 await send({"type": "http.response.start", "status": 200, "headers": NDJSON})
                 started = True
                 pending = b""
-                async for chunk in resp.content.iter_any():
-                    vitals.progress += 1
-                    if exchange.first_byte_at is None:
-                        first_byte.started()
-                        exchange.first_byte_at = time.monotonic()
+                async for chunk in answer.chunks():
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
                     out = b"".join(self._line(line, state) for line in lines)
@@ -139,13 +110,7 @@ class OllamaRelay:
         except GatewayError as error:
             if not started:
                 raise
-            await self._send_error_line(send, error)
-            return
-        except Exception as exc:
-            failure = _upstream_error(endpoint, exc, first_byte)
-            if not started:
-                raise failure from exc
-            await self._send_error_line(send, UpstreamError(f"the engine failed mid-stream: {failure.message}"))
+            await self._send_error_line(send, UpstreamError(f"{error.message} (mid-stream)"))
             return
         self._count(exchange, state)
         final = self._final_line(exchange, state)

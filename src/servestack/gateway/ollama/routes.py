@@ -1,11 +1,11 @@
 """Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version.
 
-Generation routes are translated to the engines' OpenAI API (ollama_format.py) and go through the
-same replica choice, keys, limits and accounting as OpenAI requests (`Gateway.forward`); the
-answers are translated back (ollama_relay.py). Errors on /api/* are Ollama's `{"error": "..."}`
-(rendered at the edge). Ollama clients like to add `:latest` to names: it is accepted.
+Generation routes are translated to the engines' OpenAI API (format.py) and go through the same
+replica choice, keys, limits and accounting as OpenAI requests (`GatewayCore.forward`); the answers
+are translated back (relay.py). Errors on /api/* are Ollama's `{"error": "..."}` (rendered at the
+edge). Ollama clients like to add `:latest` to names: the gateway's name resolution accepts it.
 
-On-demand services follow Ollama's loading conventions (loading.py): a request's `keep_alive` sets how
+On-demand services follow Ollama's loading conventions (relay/loading.py): a request's `keep_alive` sets how
 long its model stays loaded after it, `/api/generate` (or `/api/chat` with no messages) without a prompt
 loads the model, with `keep_alive: 0` unloads it, and `/api/ps` lists what is loaded with its memory
 and `expires_at`.
@@ -18,13 +18,20 @@ from typing import Any
 from servestack import __version__
 from servestack.asgi import Handler, Receive, Scope, Send, read_json, send_bytes, send_json
 from servestack.errors import BadRequest, ModelNotFound
-from servestack.gateway.admission.auth import KEY_SCOPE, visible
-from servestack.gateway.ollama.format import chat_request, generate_request, iso, model_entry, now_iso
+from servestack.gateway.admission.auth import KEY_SCOPE
+from servestack.gateway.fleet.names import Target
+from servestack.gateway.ollama.format import (
+    chat_request,
+    generate_request,
+    iso,
+    keep_alive_seconds,
+    model_entry,
+    now_iso,
+)
 from servestack.gateway.ollama.relay import Kind, OllamaRelay
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.loading import keep_alive_seconds, on_demand_service
-from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
+from servestack.gateway.relay.loading import on_demand_service
 
 # The Ollama API version servestack speaks (clients check it to enable features), not servestack's own.
 OLLAMA_API_VERSION = "0.12.0"
@@ -64,7 +71,7 @@ class OllamaApi:
         gate = self.gateway.gate
         models = []
         for name, engine in self._names(scope).items():
-            endpoint = ready.get(self.gateway.aliases.get(name, name))
+            endpoint = ready.get(self.gateway.names.served(name)[0])
             if endpoint is None:
                 continue
             residence = gate.loader.residence(endpoint.service) if gate is not None else None
@@ -81,7 +88,7 @@ class OllamaApi:
         name = request.get("model") or request.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest("model is required", param="model")
-        served, _ = self._resolve(name)
+        served, _ = self.gateway.names.served(name)
         engines = self._names(scope)
         if served not in engines:
             raise ModelNotFound(f"model '{name}' not found")
@@ -101,56 +108,55 @@ class OllamaApi:
         )
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request, name, served, alias, stream = await self._open(scope, receive)
+        request, name, target, stream = await self._open(scope, receive)
         if request.get("messages") == []:  # Ollama's way to load (or, with keep_alive 0, unload) a model
-            await self._load_or_unload(send, request, name, served, {"message": {"role": "assistant", "content": ""}})
+            await self._load_or_unload(send, request, name, target, {"message": {"role": "assistant", "content": ""}})
             return
-        payload = chat_request(request, served, stream)
-        await self._forward(scope, send, "/api/chat", payload, ("chat", "/v1/chat/completions"), name, alias, request)
+        payload = chat_request(request, target.pool.model, stream)
+        await self._forward(scope, send, payload, ("chat", "/v1/chat/completions"), name, target, request)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request, name, served, alias, stream = await self._open(scope, receive)
+        request, name, target, stream = await self._open(scope, receive)
         if not request.get("prompt") and not request.get("images"):
-            await self._load_or_unload(send, request, name, served, {"response": ""})
+            await self._load_or_unload(send, request, name, target, {"response": ""})
             return
-        path, payload = generate_request(request, served, stream)
-        await self._forward(scope, send, "/api/generate", payload, ("generate", path), name, alias, request)
+        path, payload = generate_request(request, target.pool.model, stream)
+        await self._forward(scope, send, payload, ("generate", path), name, target, request)
 
     async def _load_or_unload(
-        self, send: Send, request: dict[str, Any], name: str, served: str, empty: dict[str, Any]
+        self, send: Send, request: dict[str, Any], name: str, target: Target, empty: dict[str, Any]
     ) -> None:
         """An empty prompt loads the model (answered once it is loaded); with `keep_alive: 0` it unloads it."""
         keep_alive = keep_alive_seconds(request["keep_alive"]) if request.get("keep_alive") is not None else None
-        pool = self.gateway.table.pool(served)  # unknown → 404
-        gate = self.gateway.gate
+        pool, gate = target.pool, self.gateway.gate
         reason = "unload" if keep_alive == 0 else "load"
         if gate is None or not pool.on_demand:
-            self.gateway.table.pick(served)  # not ready → 503; always services are never unloaded
+            pool.pick()  # not ready → 503; always services are never unloaded
         elif reason == "unload":
             await gate.loader.unload(on_demand_service(pool))
         else:
-            await gate.load(pool, served, keep_alive)
+            await gate.load(pool, pool.model, keep_alive)
         done = {"model": name, "created_at": now_iso(), **empty, "done": True, "done_reason": reason}
         await send_json(send, 200, done)
 
     async def _embed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request, name, served, alias, _ = await self._open(scope, receive)
+        request, name, target, _ = await self._open(scope, receive)
         text = request.get("input")
         if not isinstance(text, str | list):
             raise BadRequest("'input' must be a string or a list of strings", param="input")
-        payload: dict[str, Any] = {"model": served, "input": text}
+        payload: dict[str, Any] = {"model": target.pool.model, "input": text}
         if isinstance(request.get("dimensions"), int):
             payload["dimensions"] = request["dimensions"]
-        await self._forward(scope, send, "/api/embed", payload, ("embed", "/v1/embeddings"), name, alias)
+        await self._forward(scope, send, payload, ("embed", "/v1/embeddings"), name, target)
 
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request, name, served, alias, _ = await self._open(scope, receive)
-        payload = {"model": served, "input": request.get("prompt") or ""}
+        request, name, target, _ = await self._open(scope, receive)
+        payload = {"model": target.pool.model, "input": request.get("prompt") or ""}
         route: tuple[Kind, str] = ("embeddings", "/v1/embeddings")
-        await self._forward(scope, send, "/api/embeddings", payload, route, name, alias)
+        await self._forward(scope, send, payload, route, name, target)
 
-    async def _open(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], str, str, str | None, bool]:
-        """(request, name as sent, served model, alias or None, stream) of a generation request."""
+    async def _open(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], str, Target, bool]:
+        """(request, name as sent, where it goes, stream) of a generation request."""
         request = await read_json(receive, self.gateway.max_body_bytes)
         name = request.get("model")
         if not isinstance(name, str) or not name:
@@ -160,52 +166,33 @@ class OllamaApi:
             raise BadRequest("'stream' must be true or false", param="stream")
         if request.get("keep_alive") is not None:
             keep_alive_seconds(request["keep_alive"])  # a 400 for a shape Ollama would refuse
-        served, alias = self._resolve(name)
-        return request, name, served, alias, stream
+        return request, name, self.gateway.resolve(scope, name, stream=stream), stream
 
     async def _forward(
         self,
         scope: Scope,
         send: Send,
-        route: str,
         payload: dict[str, Any],
-        target: tuple[Kind, str],
+        route: tuple[Kind, str],
         name: str,
-        alias: str | None,
+        target: Target,
         request: dict[str, Any] | None = None,
     ) -> None:
-        kind, upstream_path = target
-        stream = bool(payload.get("stream", False))
-        exchange = Exchange(
-            path=route,
-            model=str(payload["model"]),
-            stream=stream,
-            body=b"",  # the translation is encoded for each replica tried (attempt.py)
+        kind, upstream_path = route
+        exchange = Exchange.of(
+            scope,
+            target,
+            stream=bool(payload.get("stream", False)),
+            body=b"",  # the translation is encoded for each replica tried (openai/attempt.py)
             payload=payload,
-            headers=scope["headers"],
-            request_id=scope[REQUEST_ID_SCOPE],
             upstream_path=upstream_path,
-            key=scope.get(KEY_SCOPE),
-            alias=alias,
         )
         if request is not None and request.get("keep_alive") is not None:
             exchange.keep_alive = keep_alive_seconds(request["keep_alive"])
-        relay = OllamaRelay(self.gateway.upstream, kind, name)
-        await self.gateway.forward(exchange, send, relay=relay)
-
-    def _resolve(self, name: str) -> tuple[str, str | None]:
-        known = self.gateway.table.models()
-        aliases = self.gateway.aliases
-        if name not in known and name not in aliases and name.endswith(":latest"):
-            name = name.removesuffix(":latest")
-        target = aliases.get(name)
-        return (target, name) if target is not None else (name, None)
+        await self.gateway.forward(exchange, send, OllamaRelay(self.gateway.upstream, kind, name))
 
     def _names(self, scope: Scope) -> dict[str, str]:
         """Every name the caller may use (served names and aliases) → the format of the model behind it."""
-        engines = {m: e.model_format for e in self.gateway.table.endpoints() for m in e.models}
-        for alias, target in self.gateway.aliases.items():
-            if target in engines:
-                engines[alias] = engines[target]
-        key, aliases = scope.get(KEY_SCOPE), self.gateway.aliases
-        return {name: engine for name, engine in engines.items() if visible(key, name, aliases)}
+        formats = {m: e.model_format for e in self.gateway.table.endpoints() for m in e.models}
+        visible = self.gateway.visible_models(scope.get(KEY_SCOPE))
+        return {name: formats[served] for name in visible if (served := self.gateway.names.served(name)[0]) in formats}

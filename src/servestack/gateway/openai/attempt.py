@@ -24,32 +24,35 @@ STREAM_USAGE_PATHS = frozenset({CHAT, COMPLETIONS})
 NATIVE_STREAM_PATHS = frozenset({"/generate"})  # SGLang's: its chunks carry `meta_info` counts
 
 
-def prepare_attempt(exchange: Exchange, endpoint: Endpoint, *, count_tokens: bool) -> None:
-    """Set `exchange.body` (and `tap`) for sending it to `endpoint`; 400 for what its engine cannot do."""
+def prepare_attempt(exchange: Exchange, endpoint: Endpoint, *, count_tokens: bool) -> StreamTap | None:
+    """Set `exchange.body` for sending it to `endpoint` (400 for what its engine cannot do); the tap a
+    byte-for-byte relay reads the stream's usage with, or None when none is needed."""
     sent = conform(exchange.payload, exchange.upstream_path, endpoint.dialect, exchange.model)
-    exchange.tap = None
+    tap = None
     if exchange.stream and exchange.upstream_path in STREAM_USAGE_PATHS:
-        sent = _stream_usage(exchange, endpoint.dialect, sent, count_tokens)
+        sent, tap = _stream_usage(exchange, endpoint.dialect, sent, count_tokens)
     elif exchange.stream and count_tokens and exchange.path in NATIVE_STREAM_PATHS:
-        exchange.tap = StreamTap(drop_usage_event=False)
+        tap = StreamTap(drop_usage_event=False)
     if sent is not exchange.payload or not exchange.client_body:
         exchange.body = orjson.dumps(sent)
     else:
         exchange.body = exchange.client_body
+    return tap
 
 
-def _stream_usage(exchange: Exchange, dialect: Dialect, sent: dict[str, Any], count_tokens: bool) -> dict[str, Any]:
-    """The request with `include_usage` when it must be asked for; sets the exchange's tap."""
+def _stream_usage(
+    exchange: Exchange, dialect: Dialect, sent: dict[str, Any], count_tokens: bool
+) -> tuple[dict[str, Any], StreamTap | None]:
+    """The request with `include_usage` when it must be asked for, and the stream's tap."""
     translated = exchange.upstream_path != exchange.path  # Ollama's relay reads the counts itself: no tap
     options = sent.get("stream_options")
     asked = isinstance(options, dict) and options.get("include_usage") is True
     if not dialect.stream_usage:
-        if not translated and (asked or count_tokens):
-            counted = CountedUsage(estimate_prompt_tokens(sent), chat=exchange.upstream_path == CHAT) if asked else None
-            exchange.tap = StreamTap(drop_usage_event=False, counted_usage=counted)
-        return sent
-    if not translated and count_tokens:
-        exchange.tap = StreamTap(drop_usage_event=not asked)
+        if translated or not (asked or count_tokens):
+            return sent, None
+        counted = CountedUsage(estimate_prompt_tokens(sent), chat=exchange.upstream_path == CHAT) if asked else None
+        return sent, StreamTap(drop_usage_event=False, counted_usage=counted)
+    tap = StreamTap(drop_usage_event=not asked) if not translated and count_tokens else None
     if asked or not (count_tokens or translated):
-        return sent
-    return {**sent, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+        return sent, tap
+    return {**sent, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}, tap

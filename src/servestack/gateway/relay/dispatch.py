@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from servestack.asgi import Message, Send
+from servestack.asgi import Message, Scope, Send
 from servestack.errors import GatewayError
+from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.fleet.names import ModelNames, Target
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.fleet.routing import Attempt, RouteRequest
 from servestack.gateway.fleet.table import EndpointTable
@@ -29,24 +31,33 @@ from servestack.gateway.relay.prompt import GENERATION_PATHS, check_context
 from servestack.gateway.relay.retry import RetryBudget
 from servestack.gateway.relay.upstream import Upstream
 
-# Relays other than the OpenAI one (Ollama's translation, SGLang's /generate) and the pipeline's
-# per-replica preparation of an exchange.
+# A surface's way to get its answer from one replica and translate it for the client (openai/relay.py,
+# ollama/relay.py), and the pipeline's per-replica preparation of an exchange.
 Relay = Callable[[Exchange, Endpoint, Send], Awaitable[None]]
 Prepare = Callable[[Exchange, Endpoint], None]
 
 
 class GatewayCore(Protocol):
-    """What the extra API surfaces (Ollama, SGLang's /generate) use of the gateway app."""
+    """What the API surfaces (OpenAI, Ollama, SGLang's /generate) use of the gateway app."""
 
     table: EndpointTable
+    names: ModelNames
     upstream: Upstream
-    aliases: dict[str, str]
     max_body_bytes: int
     started_at: int
     gate: LoadGate | None
+    counts_tokens: bool  # the relays read token usage off answers (usage ledger, metrics, limits, tracing)
 
-    async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
-        """Route `exchange` to a replica of its model, admitted and accounted for like any request."""
+    def resolve(self, scope: Scope, name: str, *, stream: bool) -> Target:
+        """The pool a request for model `name` goes to; a 404 (accounted for) when nobody serves it."""
+        ...
+
+    def visible_models(self, key: ApiKey | None) -> list[str]:
+        """The served names and aliases the holder of `key` may see."""
+        ...
+
+    async def forward(self, exchange: Exchange, send: Send, relay: Relay) -> None:
+        """Admit `exchange`, relay it to a replica of its pool with `relay`, and account for it."""
         ...
 
 
@@ -54,7 +65,6 @@ class Dispatcher:
     def __init__(
         self,
         table: EndpointTable,
-        upstream: Upstream,
         *,
         retries: int | None = None,
         budget: RetryBudget | None = None,
@@ -62,26 +72,16 @@ class Dispatcher:
     ) -> None:
         routing = table.routing
         self.gate = gate
-        self.table = table
-        self.upstream = upstream
         self.retries = routing.retries if retries is None else retries
         self.budget = budget or RetryBudget(routing.retry_budget, clock=table.clock)
 
-    async def relay(
-        self,
-        exchange: Exchange,
-        send: Send,
-        *,
-        relay: Relay | None = None,
-        prepare: Prepare | None = None,
-    ) -> None:
-        """Relay `exchange` to a replica of its model; raises GatewayError when no answer can be had.
+    async def dispatch(self, exchange: Exchange, send: Send, relay: Relay, *, prepare: Prepare | None = None) -> None:
+        """Relay `exchange` to a replica of its pool with `relay`; raises GatewayError when no answer can be had.
 
-        A custom `relay` replaces the OpenAI one (it translates the answer itself); `prepare` adjusts
-        the exchange for each replica tried. A request for an on-demand model waits for its load first
-        (loading.py).
+        `prepare` runs for each replica tried, before `relay`. A request for an on-demand model waits
+        for its load first (loading.py).
         """
-        pool = self.table.pool(exchange.model)
+        pool = exchange.pool
         if pool.context_length is not None and exchange.path in GENERATION_PATHS:
             check_context(exchange.payload, exchange.prompt_size, pool.context_length)
         if self.gate is None or not pool.on_demand:
@@ -90,9 +90,7 @@ class Dispatcher:
         async with self.gate.held(pool, exchange, send) as held_send:
             await self._relay(pool, exchange, held_send, relay, prepare)
 
-    async def _relay(
-        self, pool: Pool, exchange: Exchange, send: Send, relay: Relay | None, prepare: Prepare | None
-    ) -> None:
+    async def _relay(self, pool: Pool, exchange: Exchange, send: Send, relay: Relay, prepare: Prepare | None) -> None:
         self.budget.deposit()
         request = RouteRequest(exchange.payload)
         watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
@@ -111,9 +109,11 @@ class Dispatcher:
             exchange.retryable = self._may_retry(pool, tried)
             relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
             try:
-                if prepare is not None:  # may refuse what this replica's engine cannot do (400)
+                if prepare is not None:
                     prepare(exchange, attempt.endpoint)
-                await (relay or self.upstream.relay)(exchange, attempt.endpoint, relay_to)
+                await relay(
+                    exchange, attempt.endpoint, relay_to
+                )  # may refuse what this replica's engine cannot do (400)
             except GatewayError as error:
                 pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
                 exchange.error = error

@@ -1,7 +1,8 @@
 """One request's journey through the gateway, as a per-request state object.
 
-Created when a generation request is parsed, filled in by the relay (which endpoint, status, first
-byte), and read afterwards by whoever accounts for the request (usage, metrics, tracing).
+Made by a surface once the request is parsed and its model resolved to a pool (`Exchange.of`), filled
+in by the relay (which endpoint, status, first byte, token counts), and read afterwards by whoever
+accounts for the request (usage, metrics, tracing, the access log).
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from servestack.asgi import Scope
 from servestack.errors import GatewayError
+from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.fleet.endpoint import Endpoint
-from servestack.gateway.openai.usage import StreamTap
+from servestack.gateway.fleet.names import Target
+from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.relay.prompt import PromptSize, measure_prompt
+from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
 
 
-@dataclass
+@dataclass(eq=False)
 class Exchange:
     path: str
-    model: str
+    pool: Pool  # the pool of the served name the request resolved to
     stream: bool
     body: bytes  # what goes to the engine: the client's bytes, unless the engine needs the request changed
     payload: dict[str, Any]  # the client's request (parsed once; for Ollama's routes, its OpenAI translation)
@@ -35,11 +40,9 @@ class Exchange:
     first_byte_at: float | None = None
     finished_at: float | None = None
     error: GatewayError | None = None
-    # Set by the production pipeline (pipeline.py) when it is on:
-    key: ApiKey | None = None
+    key: ApiKey | None = None  # the caller's key, when keys are on
     alias: str | None = None  # the name the client asked for, when it was an alias of `model`
-    tap: StreamTap | None = None  # reads token usage off a stream as the relay forwards it
-    response: bytes | None = None  # a whole (non-streamed) answer, as relayed
+    # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     usage_estimated: bool = False
@@ -51,6 +54,25 @@ class Exchange:
     def __post_init__(self) -> None:
         self.client_body = self.body
         self.upstream_path = self.upstream_path or self.path
+
+    @classmethod
+    def of(cls, scope: Scope, target: Target, **fields: Any) -> Exchange:
+        """The exchange of the request in `scope` (its route, headers, id and caller's key, as the edge left
+        them) going to `target`; `fields` give the rest (`stream`, `body`, `payload`, ...)."""
+        fields.setdefault("path", scope["path"])
+        return cls(
+            pool=target.pool,
+            alias=target.alias,
+            headers=scope["headers"],
+            request_id=scope[REQUEST_ID_SCOPE],
+            key=scope.get(KEY_SCOPE),
+            **fields,
+        )
+
+    @property
+    def model(self) -> str:
+        """The served name the request goes to (an alias resolved)."""
+        return self.pool.model
 
     @property
     def prompt_size(self) -> PromptSize:

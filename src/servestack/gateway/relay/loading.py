@@ -27,25 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from servestack.asgi import Message, Send, sse_error_event
-from servestack.errors import BadRequest, GatewayError, UpstreamUnavailable
+from servestack.errors import GatewayError, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.relay.exchange import Exchange
 
 OPENAI_STREAMS = frozenset({"/v1/chat/completions", "/v1/completions"})
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-FOREVER = math.inf
-_GO_DURATION = re.compile(r"^(-)?((?:\d+(?:\.\d+)?(?:h|m|s|ms|us|µs|ns))+)$")
-_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms|us|µs|ns)")
-_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
 @dataclass(frozen=True)
@@ -226,20 +220,3 @@ class _KeptAlive:
             error = GatewayError(message["body"].decode("utf-8", "replace")[:500])
             message = {**message, "body": sse_error_event(error)}
         await self._send(message)
-
-
-def keep_alive_seconds(value: object) -> float:
-    """Ollama's `keep_alive`: seconds as a number, or a Go duration (`5m`, `1h30m`, `0`); negative: forever."""
-    if isinstance(value, bool):
-        raise BadRequest("keep_alive must be a duration such as 5m, or a number of seconds", param="keep_alive")
-    if isinstance(value, int | float):
-        return FOREVER if value < 0 else float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("0", "-1"):
-            return 0.0 if text == "0" else FOREVER
-        match = _GO_DURATION.match(text)
-        if match is not None:
-            seconds = sum(float(n) * _GO_UNITS[unit] for n, unit in _GO_PART.findall(match.group(2)))
-            return FOREVER if match.group(1) else seconds
-    raise BadRequest(f"keep_alive {value!r} is not a duration (e.g. 5m, 1h, 0, -1)", param="keep_alive")

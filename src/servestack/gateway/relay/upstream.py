@@ -1,21 +1,32 @@
-"""Relaying one request to an engine and its answer back, bytes untouched.
+"""The gateway's one client to the engines, and its one seam: opening an engine call.
 
-One pool of keep-alive connections (`http1.Http1Pool`) serves every request. Non-streaming answers
-are read whole and sent with their status and content type; streams are relayed chunk by chunk as
-they arrive. An engine's error answer is not relayed but raised in the gateway's terms
-(engine_errors.py), and a stream that ends before its first byte is the engine's failure. The wait
-for an answer to begin is bounded by the first-byte deadline (deadline.py); every answer and chunk
-received counts as the engine's progress. A client that disconnects has its request cancelled by
-the server (protocol.py), which closes the engine connection so the engine stops generating.
+Every surface (OpenAI's byte-for-byte relay, Ollama's translation, SGLang's /generate) gets its answer
+the same way:
+
+    async with upstream.call(exchange, endpoint) as answer:   # the request is sent, the head is in
+        body = await answer.read()                            # or: async for chunk in answer.chunks()
+        ...translate and send...
+
+`call` does what every surface needs and none should repeat: the request's headers (the client's
+that matter, its id in the form the engine takes), the endpoint's in-flight count, the first-byte
+deadline (deadline.py), and the mapping of failures to the gateway's errors. An engine's error answer
+(4xx/5xx) is raised as what its status means (engine_errors.py) before the block runs; a failure to
+connect, a deadline, or an answer cut short, inside the block or before it, leaves the block as
+UpstreamUnavailable, UpstreamTimeout or UpstreamError. Until a surface has sent the client anything,
+such a GatewayError may be retried on another replica (the dispatcher decides). Each answer and chunk
+received counts as the engine's progress (a wedged engine sends none). One pool of keep-alive
+connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
+cancelled by the server (edge/protocol.py), which closes the engine connection so the engine stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Literal
 
-from servestack.asgi import Send, send_bytes, sse_error_event
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
@@ -26,6 +37,49 @@ from servestack.gateway.relay.request_ids import for_engine
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
+
+
+class Answer:
+    """An engine's answer whose head has arrived: its status and headers, then its body, whole or in chunks."""
+
+    __slots__ = ("_deadline", "_exchange", "_response", "_vitals")
+
+    def __init__(self, response: Response, exchange: Exchange, endpoint: Endpoint, deadline: Deadline) -> None:
+        self._response = response
+        self._exchange = exchange
+        self._vitals = endpoint.vitals
+        self._deadline = deadline
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    def relayed_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers a byte-for-byte relay passes on to the client."""
+        headers = self._response.headers
+        return [
+            (name.lower().encode(), value.encode("latin-1"))
+            for name in RELAYED_RESPONSE_HEADERS
+            if (value := headers.get(name)) is not None
+        ]
+
+    async def read(self) -> bytes:
+        """The whole body; the answer has begun once it is in (the first-byte deadline no longer applies)."""
+        body = await self._response.read()
+        self._vitals.progress += 1
+        self._deadline.started()
+        self._exchange.first_byte_at = time.monotonic()
+        return body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; the answer begins with its first chunk."""
+        vitals = self._vitals
+        async for chunk in self._response.iter_any():
+            vitals.progress += 1
+            if self._exchange.first_byte_at is None:
+                self._deadline.started()
+                self._exchange.first_byte_at = time.monotonic()
+            yield chunk
 
 
 class Upstream:
@@ -69,78 +123,30 @@ class Upstream:
             await self._session.close()
             self._session = None
 
-    async def relay(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
-        """Send the exchange's body to `endpoint` and relay the answer to `send`.
+    @contextlib.asynccontextmanager
+    async def call(self, exchange: Exchange, endpoint: Endpoint) -> AsyncIterator[Answer]:
+        """Send `exchange.body` to `endpoint` at `exchange.upstream_path`; the answer once its head is in.
 
-        A GatewayError raised from here means nothing was sent to the client yet, so the request
-        may be tried elsewhere (the dispatcher decides: an engine failure may, a 4xx may not).
+        Raises GatewayError for an engine's error answer and for any failure to get the answer (see above).
         """
-        headers = upstream_headers(exchange, endpoint)
         exchange.endpoint = endpoint
+        url = endpoint.base_url + exchange.upstream_path
+        headers = upstream_headers(exchange, endpoint)
+        first_byte = self.first_byte_deadline(exchange, endpoint)
         endpoint.in_flight += 1
         try:
-            if exchange.stream:
-                await self._relay_stream(exchange, endpoint, headers, send)
-            else:
-                await self._relay_whole(exchange, endpoint, headers, send)
-        finally:
-            endpoint.in_flight -= 1
-            exchange.finished_at = time.monotonic()
-
-    async def _relay_whole(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + exchange.path
-        first_byte = self.first_byte_deadline(exchange, endpoint)
-        try:
-            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as resp:
-                payload = await resp.read()
-                endpoint.vitals.progress += 1
-                exchange.status = resp.status
-                exchange.first_byte_at = time.monotonic()
-                exchange.response = payload
-                relayed = _relayed_headers(resp)
-        except Exception as exc:
-            raise _upstream_error(endpoint, exc, first_byte) from exc
-        if resp.status >= 400:
-            raise engine_error(endpoint, resp.status, payload, exchange.request_id)
-        await send_bytes(send, resp.status, payload, relayed)
-
-    async def _relay_stream(self, exchange: Exchange, endpoint: Endpoint, headers: dict[str, str], send: Send) -> None:
-        url = endpoint.base_url + exchange.path
-        vitals = endpoint.vitals
-        first_byte = self.first_byte_deadline(exchange, endpoint)
-        started = False
-        try:
-            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as resp:
-                exchange.status = resp.status
-                if resp.status >= 400:
-                    raise engine_error(endpoint, resp.status, await resp.read(), exchange.request_id)
-                # The answer starts with its first chunk: until then a failure can still be retried.
-                start = {"type": "http.response.start", "status": resp.status, "headers": _relayed_headers(resp)}
-                tap = exchange.tap  # reads token usage; holds back a partial event until its end arrives
-                async for chunk in resp.content.iter_any():
-                    vitals.progress += 1
-                    if not started:
-                        first_byte.started()
-                        exchange.first_byte_at = time.monotonic()
-                        await send(start)
-                        started = True
-                    if tap is not None and not (chunk := tap.feed(chunk)):
-                        continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if not started:  # llama-cpp-python does this when its generator fails on the request
-                    raise UpstreamError(f"the engine for {endpoint.service!r} ended its stream without an answer")
-                if tap is not None and (rest := tap.close()):
-                    await send({"type": "http.response.body", "body": rest, "more_body": True})
+            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as response:
+                exchange.status = response.status
+                if response.status >= 400:
+                    raise engine_error(endpoint, response.status, await response.read(), exchange.request_id)
+                yield Answer(response, exchange, endpoint, first_byte)
         except GatewayError:
             raise
         except Exception as exc:
-            if not started:
-                raise _upstream_error(endpoint, exc, first_byte) from exc
-            # Headers are gone: the error can only travel as a last event of the stream.
-            error = UpstreamError(f"the engine for {endpoint.service!r} failed mid-stream: {_describe(exc)}")
-            exchange.error = error
-            await send({"type": "http.response.body", "body": sse_error_event(error), "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+            raise _upstream_error(endpoint, exc, first_byte) from exc
+        finally:
+            endpoint.in_flight -= 1
+            exchange.finished_at = time.monotonic()
 
 
 def upstream_headers(exchange: Exchange, endpoint: Endpoint) -> dict[str, str]:
@@ -154,15 +160,7 @@ def upstream_headers(exchange: Exchange, endpoint: Endpoint) -> dict[str, str]:
     return headers
 
 
-def _relayed_headers(resp: Response) -> list[tuple[bytes, bytes]]:
-    return [
-        (name.lower().encode(), value.encode("latin-1"))
-        for name in RELAYED_RESPONSE_HEADERS
-        if (value := resp.headers.get(name)) is not None
-    ]
-
-
-def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline = NO_DEADLINE) -> GatewayError:
+def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline) -> GatewayError:
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
     if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)

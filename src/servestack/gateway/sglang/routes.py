@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body
 from servestack.errors import BadRequest
-from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.openai.relay import OpenAiRelay
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
 
 ROUTE = "/generate"
 
@@ -22,6 +21,7 @@ ROUTE = "/generate"
 class SglangApi:
     def __init__(self, gateway: GatewayCore) -> None:
         self.gateway = gateway
+        self._bytes = OpenAiRelay(gateway.upstream, counts_tokens=gateway.counts_tokens)  # relayed as they come
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {("POST", ROUTE): self._generate}
@@ -37,19 +37,9 @@ class SglangApi:
         stream = request.get("stream", False)
         if not isinstance(stream, bool):
             raise BadRequest("'stream' must be true or false", param="stream")
-        target = self.gateway.aliases.get(name)
-        exchange = Exchange(
-            path=ROUTE,
-            model=target or name,
-            stream=stream,
-            body=body,
-            payload=request,
-            headers=scope["headers"],
-            request_id=scope[REQUEST_ID_SCOPE],
-            key=scope.get(KEY_SCOPE),
-            alias=name if target else None,
-        )
-        await self.gateway.forward(exchange, send, relay=self._relay)
+        target = self.gateway.resolve(scope, name, stream=stream)
+        exchange = Exchange.of(scope, target, stream=stream, body=body, payload=request)
+        await self.gateway.forward(exchange, send, self._relay)
 
     async def _relay(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
         if ROUTE not in endpoint.native_routes:
@@ -58,7 +48,7 @@ class SglangApi:
                 f"{endpoint.engine or 'another'} engine: use /v1/completions",
                 param="model",
             )
-        await self.gateway.upstream.relay(exchange, endpoint, send)
+        await self._bytes(exchange, endpoint, send)
 
     def _only_model(self) -> str:
         services = {

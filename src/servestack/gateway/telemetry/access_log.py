@@ -18,6 +18,7 @@ from typing import BinaryIO
 import orjson
 
 from servestack.errors import GatewayError
+from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.relay.exchange import Exchange
 
 FLUSH_SECONDS = 1.0
@@ -60,17 +61,31 @@ class AccessLog:
             line["error"] = exchange.error.message
         self._lines.append(orjson.dumps(line) + b"\n")
 
-    def refused(self, method: str, path: str, error: GatewayError) -> None:
-        """A request turned away before it became an exchange (a missing or wrong key)."""
-        line = {
+    def refused(
+        self,
+        method: str,
+        path: str,
+        error: GatewayError,
+        *,
+        request_id: str = "",
+        key: ApiKey | None = None,
+        model: str | None = None,
+    ) -> None:
+        """A request turned away before it was admitted (a missing or wrong key, a model nobody serves)."""
+        line: dict[str, object] = {
             "ts": time.time(),
             "level": "info",
             "event": "request",
+            "request_id": request_id,
             "method": method,
             "path": path,
             "status": error.status,
             "error": error.message,
         }
+        if key is not None:
+            line["key"], line["key_id"] = key.name, key.id
+        if model is not None:
+            line["model"] = model
         self._lines.append(orjson.dumps(line) + b"\n")
 
     def event(self, level: str, logger: str, message: str) -> None:

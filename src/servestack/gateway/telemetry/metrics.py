@@ -10,7 +10,7 @@ queue depth are read from the endpoint table at scrape time, so they cost nothin
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -68,20 +68,25 @@ class _Series:
 class GatewayMetrics(Collector):
     """Request metrics by model; registered in (and served from) the gateway's own registry."""
 
-    def __init__(self, registry: CollectorRegistry, *, known: Callable[[str], bool]) -> None:
-        self.known = known
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.auth_failures = 0
         self._series: dict[str, _Series] = {}
         registry.register(self)
 
     def series(self, model: str) -> _Series:
+        """The numbers of a served model (names are resolved before admission: only served names come here)."""
         series = self._series.get(model)
         if series is None:
-            label = model if self.known(model) else UNKNOWN_MODEL
-            series = self._series.get(label)
-            if series is None:
-                series = self._series[label] = _Series(label)
+            series = self._series[model] = _Series(model)
         return series
+
+    def refused(self, status: int, *, unknown_model: bool) -> None:
+        """A request turned away before admission: a bad key, or a model nobody serves (model="unknown")."""
+        if not unknown_model:
+            self.auth_failures += 1
+            return
+        statuses = self.series(UNKNOWN_MODEL).statuses
+        statuses[status] = statuses.get(status, 0) + 1
 
     def observe(self, exchange: Exchange, series: _Series, *, in_flight: bool = True) -> None:
         """Account for a finished exchange; `in_flight`: the caller had counted it as in flight."""
