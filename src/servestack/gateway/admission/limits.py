@@ -1,4 +1,4 @@
-"""Per-key limits (requests/min, tokens/min, concurrent) and per-model bounded queues.
+"""Per-key limits: requests per minute, tokens per minute, requests at once.
 
 Request and token limits are sliding windows over the last 60 seconds. Requests are counted
 exactly — each start kept as a timestamp — up to 6,000 per minute (the 51st request of a key
@@ -12,15 +12,13 @@ refuses new requests once the window is over budget rather than cutting an answe
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from servestack.errors import RateLimited, UpstreamUnavailable
+from servestack.errors import RateLimited
 from servestack.gateway.admission.keys import ApiKey
-from servestack.stack import QueueConfig
 
 WINDOW = 60.0
 EXACT_RPM = 6000  # up to this many requests per minute, every start is kept
@@ -113,83 +111,3 @@ class KeyLimiter:
 
 def _ceil(seconds: float) -> float:
     return float(max(1, math.ceil(seconds)))
-
-
-class ModelQueue:
-    """At most `max_concurrent` requests upstream for one model; up to `max_waiting` wait in order."""
-
-    def __init__(self, max_concurrent: int, max_waiting: int, timeout: float) -> None:
-        self.max_concurrent = max_concurrent
-        self.max_waiting = max_waiting
-        self.timeout = timeout
-        self.active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._mean_seconds = 1.0  # moving average of time held, for Retry-After
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self, model: str) -> None:
-        if self.active < self.max_concurrent and not self._waiters:
-            self.active += 1
-            return
-        if len(self._waiters) >= self.max_waiting:
-            raise UpstreamUnavailable(
-                f"The queue for model '{model}' is full ({self.max_waiting} waiting)", retry_after=self._retry_after()
-            )
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
-        except BaseException as exc:  # the wait timed out, or the client went away
-            if waiter.done() and not waiter.cancelled():
-                self.release(0.0)  # the slot was handed over just as we gave up: pass it on
-            else:
-                waiter.cancel()
-                self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise UpstreamUnavailable(
-                    f"Model '{model}' is busy: no turn within {self.timeout:g}s", retry_after=self._retry_after()
-                ) from None
-            raise
-
-    def release(self, held_seconds: float) -> None:
-        if held_seconds:
-            self._mean_seconds += (held_seconds - self._mean_seconds) * 0.1
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes straight to the next waiter
-                return
-        self.active -= 1
-
-    def _retry_after(self) -> float:
-        per_slot = self._mean_seconds * (len(self._waiters) + 1) / self.max_concurrent
-        return float(max(1, math.ceil(per_slot)))
-
-
-class ModelQueues:
-    """One `ModelQueue` per model, made on first use from the default or the model's own settings."""
-
-    def __init__(
-        self,
-        default: QueueConfig | None,
-        per_model: Mapping[str, QueueConfig],
-    ) -> None:
-        self.default = default
-        self.per_model = dict(per_model)
-        self._queues: dict[str, ModelQueue] = {}
-
-    def get(self, model: str) -> ModelQueue | None:
-        queue = self._queues.get(model)
-        if queue is not None:
-            return queue
-        config = self.per_model.get(model, self.default)
-        if config is None:
-            return None
-        queue = self._queues[model] = ModelQueue(config.max_concurrent, config.max_waiting, config.timeout)
-        return queue
-
-    def items(self) -> list[tuple[str, ModelQueue]]:
-        return list(self._queues.items())

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from servestack.gateway.admission.auth import KeyRing
 from servestack.gateway.admission.keys import KeyStore
-from servestack.gateway.admission.limits import KeyLimiter, ModelQueues
+from servestack.gateway.admission.limits import KeyLimiter
+from servestack.gateway.admission.queues import ModelQueues
 from servestack.gateway.edge.admin import AdminApi, metrics_handler
 from servestack.gateway.edge.app import Gateway, Handler
 from servestack.gateway.edge.pipeline import Pipeline

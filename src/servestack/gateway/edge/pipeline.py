@@ -22,7 +22,8 @@ from servestack.asgi import Scope
 from servestack.errors import GatewayError, ModelNotAllowed
 from servestack.gateway.admission.auth import KEY_SCOPE, KeyRing
 from servestack.gateway.admission.keys import ApiKey
-from servestack.gateway.admission.limits import KeyLimiter, ModelQueue, ModelQueues
+from servestack.gateway.admission.limits import KeyLimiter
+from servestack.gateway.admission.queues import ModelQueue, ModelQueues
 from servestack.gateway.edge.protocol import CLIENT_GONE
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.exchange import Exchange

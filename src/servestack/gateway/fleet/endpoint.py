@@ -2,7 +2,7 @@
 gateway observes of it (`Vitals`: requests in flight, circuit breaker, engine load, last metrics scrape,
 whether it is sending anything).
 
-Kept apart from the table (endpoints.py) so that routing policies and pools can name it without
+Kept apart from the table (table.py) so that routing policies and pools can name it without
 depending on the table that holds them.
 """
 
@@ -109,9 +109,9 @@ class Endpoint:
     `metrics_url` is scraped, its samples read under `metric_names` (common name → the engine's
     Prometheus name: `waiting`, `running`, `kv_usage`). `context_length` is the engine's context
     window in tokens, when the plan knows it. What the engine adapter declares, the gateway reads here:
-    `dialect` (what its server accepts of an OpenAI request, conform.py), `native_routes` (its own routes
+    `dialect` (what its server accepts of an OpenAI request, openai/conform.py), `native_routes` (its own routes
     the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
-    `on_demand`: the controller loads it when a request asks for it (gateway/loading.py).
+    `on_demand`: the controller loads it when a request asks for it (relay/loading.py).
     """
 
     __slots__ = (

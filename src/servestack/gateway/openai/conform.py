@@ -16,7 +16,7 @@ cannot do at all is refused here with a 400 naming the parameter, never silently
     tool_choice "required"    → the one tool's name where "required" is ignored (400 with several tools)
 
 Each rule reads only the dialect's fields: no engine is named here. The rules see the request as the
-OpenAI routes get it, and as the Ollama routes translate it (ollama_format.py).
+OpenAI routes get it, and as the Ollama routes translate it (ollama/format.py).
 """
 
 from __future__ import annotations

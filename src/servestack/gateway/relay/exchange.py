@@ -47,7 +47,7 @@ class Exchange:
     completion_tokens: int | None = None
     usage_estimated: bool = False
     spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
-    keep_alive: float | None = None  # Ollama's per-request keep_alive in seconds (on-demand services; loading.py)
+    keep_alive: float | None = None  # Ollama's per-request keep_alive in seconds (on-demand services)
     _prompt_size: PromptSize | None = field(default=None, repr=False)
     client_body: bytes = field(default=b"", repr=False)  # the body as the client sent it
 

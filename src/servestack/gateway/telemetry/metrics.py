@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from servestack.gateway.admission.limits import ModelQueues
+from servestack.gateway.admission.queues import ModelQueues
 from servestack.gateway.fleet.table import EndpointTable
 from servestack.gateway.relay.exchange import Exchange
 
