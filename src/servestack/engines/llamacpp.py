@@ -102,6 +102,7 @@ class LlamaCppPythonEngine:
     startup_log = LlamaCppStartupLog()
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ("gguf",)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         found = []

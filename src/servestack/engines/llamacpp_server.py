@@ -96,6 +96,7 @@ class LlamaServerEngine:
     startup_log = LlamaCppStartupLog()
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ("gguf",)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED, fix=UNSUPPORTED_FIX)

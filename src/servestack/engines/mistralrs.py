@@ -109,6 +109,7 @@ class MistralRsEngine:
     startup_log = MistralRsStartupLog()
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
@@ -162,6 +163,7 @@ class MistralRsServerEngine:
     startup_log = MistralRsStartupLog()
     dialect = SERVER_DIALECT
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

@@ -75,6 +75,7 @@ class SGLangEngine:
     startup_log = SglangStartupLog()
     dialect = OPENAI  # it takes today's request as it is (srt/entrypoints/openai/protocol.py)
     native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)

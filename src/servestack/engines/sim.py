@@ -63,6 +63,7 @@ class SimEngine:
     startup_log = Silent("the simulator allocates no KV cache and loads no weights")
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ()  # it loads no weights: its `model` is a name
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return []  # it runs anything: GPU settings have no effect

@@ -88,6 +88,7 @@ class VllmEngine:
     startup_log = VllmStartupLog()
     dialect = OPENAI  # it takes today's request as it is (entrypoints/openai/chat_completion/protocol.py, 0.32)
     native_routes: tuple[str, ...] = ()
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)
