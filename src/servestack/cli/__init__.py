@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "keys",
     "lifecycle",
     "logs",
+    "models",
     "plan",
     "pull",
     "sim",

@@ -38,6 +38,15 @@ def service_action(settings: Settings, name: str, action: str) -> None:
         raise _error_from(payload)
 
 
+def remove_model(settings: Settings, model: str) -> dict[str, Any]:
+    """Ask the running instance to remove a model's files (it refuses while one of its services uses it)."""
+    store = StateStore(settings.state_dir)
+    status, payload = _post(str(store.control_socket), "/models/remove", {"model": model})
+    if status != 200:
+        raise _error_from(payload)
+    return payload
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         # No timeout: starting an engine takes as long as its load; the instance enforces its own.
@@ -54,10 +63,13 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _post(socket_path: str, path: str) -> tuple[int, dict[str, Any]]:
+def _post(socket_path: str, path: str, request: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     connection = _UnixConnection(socket_path)
     try:
-        connection.request("POST", path)
+        if request is None:
+            connection.request("POST", path)
+        else:
+            connection.request("POST", path, json.dumps(request), {"Content-Type": "application/json"})
         response = connection.getresponse()
         status, body = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:

@@ -1,4 +1,5 @@
-"""The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`.
+"""The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`, and
+`rm` of a model (which it refuses while one of its services uses the model).
 
 A local HTTP API (aiohttp over a socket file readable by its owner only), so other shells can
 steer the instance without a network port. Answers are JSON; errors carry the message, the fix
@@ -24,6 +25,7 @@ class ServiceSteering(Protocol):
     async def start_service(self, name: str) -> None: ...
     async def stop_service(self, name: str) -> None: ...
     async def restart_service(self, name: str) -> None: ...
+    async def remove_model(self, name: str) -> dict[str, object]: ...
 
 
 ACTIONS = ("start", "stop", "restart")
@@ -38,6 +40,7 @@ class ControlServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/services/{name}/{action}", self._service_action)
+        app.router.add_post("/models/remove", self._remove_model)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,13 @@ class ControlServer:
         except ServestackError as error:
             return web.json_response(error_payload(error), status=409)
         return web.json_response({"ok": True, "service": name, "action": action})
+
+    async def _remove_model(self, request: web.Request) -> web.Response:
+        try:
+            removed = await self.controller.remove_model(str((await request.json()).get("model", "")))
+        except ServestackError as error:
+            return web.json_response(error_payload(error), status=409)
+        return web.json_response({"ok": True, **removed})
 
 
 def error_payload(error: ServestackError) -> dict[str, object]:

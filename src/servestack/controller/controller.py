@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
+from servestack.controller.models import InstanceModels
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
 from servestack.gateway.listen import bind_socket
@@ -80,6 +81,7 @@ class Controller:
         self.store = StateStore(settings.state_dir)
         self.table = EndpointTable(plan.stack.routing)
         self._supervisor: Supervisor | None = None
+        self.models = InstanceModels(plan, settings, environ or {}, running=self._running_services)
         self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
 
     async def run(self, stop: asyncio.Event, services: list[str] | None = None) -> None:
@@ -122,7 +124,7 @@ class Controller:
         from servestack.gateway.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
-        app = build_gateway(self.table, gateway, self.settings)
+        app = build_gateway(self.table, gateway, self.settings, models=self.models)
         server = GatewayServer(
             app,
             gateway.host,
@@ -173,6 +175,16 @@ class Controller:
         await self.stop_service(name)
         await self.start_service(name)
 
+    async def remove_model(self, name: str) -> dict[str, object]:
+        """Remove a model's files unless a running service uses it (`servestack rm` while this instance runs)."""
+        removed = await self.models.remove(name)
+        return {"model": removed.name, "location": str(removed.location), "bytes": removed.size}
+
+    def _running_services(self) -> set[str]:
+        if self._supervisor is None:
+            return set()
+        return {r.plan.name for r in self._supervisor.replicas.values() if r.state.status not in DOWN_STATUSES}
+
     async def _start_one(self, supervisor: Supervisor, replica: Replica) -> None:
         try:
             seconds = await supervisor.start(replica, on_tick=self.reporter.replica_loading)
@@ -220,6 +232,7 @@ class Controller:
                 dialect=engine.dialect,
                 native_routes=engine.native_routes,
                 model_format=model_format(replica.config.model),
+                defaults=replica.plan.service.defaults.as_request(),
             )
         )
 

@@ -23,6 +23,7 @@ from servestack.gateway.engine_metrics import EngineMetricsExport
 from servestack.gateway.keys import KeyStore
 from servestack.gateway.limits import KeyLimiter, ModelQueues
 from servestack.gateway.metrics import GatewayMetrics, TableCollector
+from servestack.gateway.model_admin import ModelAdmin
 from servestack.gateway.pipeline import Pipeline
 from servestack.gateway.tracing import Tracing, build_tracer_provider
 from servestack.gateway.upstream import Upstream
@@ -42,8 +43,10 @@ def build_gateway(
     registry: CollectorRegistry | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    models: ModelAdmin | None = None,
 ) -> Gateway:
-    """The gateway for `config` in front of `table`'s endpoints."""
+    """The gateway for `config` in front of `table`'s endpoints (`models`: the running instance's model
+    management, model_admin.py)."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -91,6 +94,7 @@ def build_gateway(
         pipeline=pipeline,
         aliases=config.aliases,
         routes=routes,
+        models=models,
     )
 
 

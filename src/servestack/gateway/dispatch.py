@@ -21,6 +21,7 @@ from servestack.errors import GatewayError
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
+from servestack.gateway.model_admin import ModelAdmin
 from servestack.gateway.pool import Pool
 from servestack.gateway.prompt import GENERATION_PATHS, check_context
 from servestack.gateway.responses import Message, Send
@@ -42,6 +43,7 @@ class GatewayCore(Protocol):
     aliases: dict[str, str]
     max_body_bytes: int
     started_at: int
+    models: ModelAdmin | None
 
     async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
         """Route `exchange` to a replica of its model, admitted and accounted for like any request."""

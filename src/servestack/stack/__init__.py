@@ -13,6 +13,7 @@ from servestack.stack.gateway_schema import (
 from servestack.stack.loader import default_stack_text, load_default_stack, load_stack, parse_stack, read_dotenv
 from servestack.stack.models import resolve_model
 from servestack.stack.paths import LocalPath, is_reference, local_paths
+from servestack.stack.request_defaults import RequestDefaults
 from servestack.stack.schema import (
     ApptainerRuntime,
     ContainerRuntime,
@@ -46,6 +47,7 @@ __all__ = [
     "PixiEnvironment",
     "PodmanRuntime",
     "QueueConfig",
+    "RequestDefaults",
     "RestartPolicy",
     "Routing",
     "RuntimeSpec",
