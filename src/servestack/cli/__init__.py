@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 COMMAND_MODULES = (
     "basics",
     "bench",
+    "bundle",
     "images",
     "inspect",
     "keys",
