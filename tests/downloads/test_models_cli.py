@@ -72,6 +72,8 @@ def test_rm_removes_one_quant_then_the_repository_and_refuses_what_it_cannot(mac
     repo_dir = machine.cache / "models--org--tiny-GGUF"
     blob = (machine.snapshot(gguf_repo()) / "tiny-Q8_0.gguf").resolve()
 
+    both = machine.run("rm", "org/tiny-GGUF")
+    assert both.code == 1 and "'org/tiny-GGUF' names 2 models: org/tiny-GGUF:Q4_K_M, org/tiny-GGUF:Q8_0" in both.err
     one = machine.run("rm", "org/tiny-GGUF:Q8_0")
     assert one.code == 0, one.output
     assert "removed org/tiny-GGUF:Q8_0 (90.0 kB)" in one.out
