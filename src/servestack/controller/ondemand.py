@@ -104,7 +104,7 @@ class Slot:
 
 
 class OnDemand:
-    """Decides what is loaded; the gateway calls it through the `Loader` protocol (gateway/loading.py)."""
+    """Decides what is loaded; the gateway calls it through the `Loader` protocol (gateway/relay/loading.py)."""
 
     def __init__(
         self,
@@ -129,7 +129,7 @@ class OnDemand:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    # --- the Loader protocol (gateway/loading.py)
+    # --- the Loader protocol (gateway/relay/loading.py)
 
     def claim(self, service: str) -> None:
         self.slots[service].claims += 1

@@ -32,6 +32,8 @@ from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.monitor import Monitor
 from servestack.gateway.fleet.names import ModelNames, Target
 from servestack.gateway.fleet.table import EndpointTable
+from servestack.gateway.ollama.admin import ModelAdmin
+from servestack.gateway.ollama.models import OllamaModelsApi
 from servestack.gateway.ollama.routes import OllamaApi
 from servestack.gateway.openai.routes import OpenAiApi
 from servestack.gateway.relay.dispatch import Dispatcher, Relay
@@ -59,10 +61,12 @@ class Gateway:
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
         gate: LoadGate | None = None,
+        models: ModelAdmin | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
         → served names; `routes`: more routes (admin, /metrics); `gate`: holds requests for on-demand
-        models while the controller loads them (relay/loading.py)."""
+        models while the controller loads them (relay/loading.py); `models`: the running instance's model
+        management (ollama/admin.py)."""
         self.table = table
         self.names = ModelNames(table, aliases)
         self.upstream = upstream or Upstream()
@@ -76,7 +80,8 @@ class Gateway:
         self.request_ids = RequestIds()
         openai = OpenAiApi(self)
         self._routes: dict[tuple[str, str], Handler] = {("GET", "/health"): self._health}
-        for surface in (openai, OllamaApi(self), SglangApi(self)):
+        keys = pipeline.keys if pipeline is not None else None
+        for surface in (openai, OllamaApi(self, models), OllamaModelsApi(self, models, keys), SglangApi(self)):
             self._routes.update(surface.routes())
         self._routes.update(routes or {})
         self._prefixes = openai.prefixes()

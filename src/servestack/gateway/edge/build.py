@@ -22,6 +22,7 @@ from servestack.gateway.edge.admin import AdminApi, metrics_handler
 from servestack.gateway.edge.app import Gateway, Handler
 from servestack.gateway.edge.pipeline import Pipeline
 from servestack.gateway.fleet.table import EndpointTable
+from servestack.gateway.ollama.admin import ModelAdmin
 from servestack.gateway.relay.loading import Loader, LoadGate
 from servestack.gateway.relay.upstream import Upstream
 from servestack.gateway.telemetry.access_log import AccessLog
@@ -52,8 +53,10 @@ def build_gateway(
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
     loader: MeteredLoader | None = None,
+    models: ModelAdmin | None = None,
 ) -> Gateway:
-    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services."""
+    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services,
+    `models` is the running instance's model management (ollama/admin.py)."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -113,6 +116,7 @@ def build_gateway(
         aliases=config.aliases,
         routes=routes,
         gate=gate,
+        models=models,
     )
 
 

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from servestack.dialect import OPENAI, Dialect
 from servestack.gateway.fleet.breaker import CircuitBreaker
 
 NO_NAMES: Mapping[str, str] = MappingProxyType({})
+NO_DEFAULTS: Mapping[str, Any] = MappingProxyType({})
 
 
 class EndpointState(Enum):
@@ -112,11 +113,13 @@ class Endpoint:
     `dialect` (what its server accepts of an OpenAI request, openai/conform.py), `native_routes` (its own routes
     the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
     `on_demand`: the controller loads it when a request asks for it (relay/loading.py).
+    `defaults` are the service's request defaults (openai/defaults.py).
     """
 
     __slots__ = (
-        "base_url", "context_length", "dialect", "engine", "health_url", "id", "last_error", "metric_names",
-        "metrics_url", "model_format", "models", "native_routes", "on_demand", "service", "state", "vitals",
+        "base_url", "context_length", "defaults", "dialect", "engine", "health_url", "id", "last_error",
+        "metric_names", "metrics_url", "model_format", "models", "native_routes", "on_demand", "service",
+        "state", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -138,6 +141,7 @@ class Endpoint:
         native_routes: tuple[str, ...] = (),
         model_format: str = "",
         on_demand: bool = False,
+        defaults: Mapping[str, Any] = NO_DEFAULTS,
     ) -> None:
         self.id = id
         self.service = service
@@ -154,6 +158,7 @@ class Endpoint:
         self.native_routes = native_routes
         self.model_format = model_format
         self.on_demand = on_demand
+        self.defaults = defaults
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -1,4 +1,5 @@
-"""Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version.
+"""Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version
+(model management, /api/pull, /api/delete, /api/copy: models.py).
 
 Generation routes are translated to the engines' OpenAI API (format.py) and go through the same
 replica choice, keys, limits and accounting as OpenAI requests (`GatewayCore.forward`); the answers
@@ -20,6 +21,7 @@ from servestack.asgi import Handler, Receive, Scope, Send, read_json, send_bytes
 from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.fleet.names import Target
+from servestack.gateway.ollama.admin import ModelAdmin
 from servestack.gateway.ollama.format import (
     chat_request,
     generate_request,
@@ -28,6 +30,7 @@ from servestack.gateway.ollama.format import (
     model_entry,
     now_iso,
 )
+from servestack.gateway.ollama.models import show_answer
 from servestack.gateway.ollama.relay import Kind, OllamaRelay
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
@@ -39,8 +42,9 @@ FAR_FUTURE = 4102444800.0  # 2100-01-01: engines behind servestack are not unloa
 
 
 class OllamaApi:
-    def __init__(self, gateway: GatewayCore) -> None:
+    def __init__(self, gateway: GatewayCore, admin: ModelAdmin | None = None) -> None:
         self.gateway = gateway
+        self.admin = admin
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -93,19 +97,8 @@ class OllamaApi:
         if served not in engines:
             raise ModelNotFound(f"model '{name}' not found")
         entry = model_entry(name, engines[served], self.gateway.started_at)
-        await send_json(
-            send,
-            200,
-            {
-                "modelfile": f"# served by servestack through {engines[served] or 'an engine'}\nFROM {served}\n",
-                "parameters": "",
-                "template": "",
-                "details": entry["details"],
-                "model_info": {},
-                "capabilities": ["completion"],
-                "modified_at": entry["modified_at"],
-            },
-        )
+        answer = show_answer(name, served, engines[served], entry, self.admin, self.gateway.table)
+        await send_json(send, 200, answer)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, target, stream = await self._open(scope, receive)

@@ -14,6 +14,7 @@ import orjson
 from servestack.asgi import Handler, Receive, Scope, Send, parse_object, read_body, send_json
 from servestack.errors import BadRequest, ModelNotFound, NotFound
 from servestack.gateway.admission.auth import KEY_SCOPE
+from servestack.gateway.openai.defaults import served_defaults
 from servestack.gateway.openai.relay import OpenAiRelay
 from servestack.gateway.relay.dispatch import GatewayCore
 from servestack.gateway.relay.exchange import Exchange
@@ -81,4 +82,12 @@ class OpenAiApi:
         raise NotFound(NOT_SERVED[scope["path"]])
 
     def _model_entry(self, name: str) -> dict[str, object]:
-        return {"id": name, "object": "model", "created": self.gateway.started_at, "owned_by": "servestack"}
+        entry: dict[str, object] = {
+            "id": name,
+            "object": "model",
+            "created": self.gateway.started_at,
+            "owned_by": "servestack",
+        }
+        if defaults := served_defaults(self.gateway.table, self.gateway.names.served(name)[0]):
+            entry["defaults"] = dict(defaults)  # the service's `defaults:`, given to requests that omit them
+        return entry
