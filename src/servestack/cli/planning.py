@@ -119,7 +119,7 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     out.print(f"stack: {label}\nGPUs: {plan.inventory.describe()}", style="dim")
     for sp in plan.services.values():
         out.print()
-        out.print(_service_table(sp))
+        out.print(_service_table(sp, plan.inventory))
     print_residency(out, plan)
     findings = plan.all_findings()
     if findings:
@@ -137,7 +137,8 @@ def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str |
     state_dir = settings().state_dir
     for sp in plan.services.values():
         console.print(styled("\n", (sp.name, "bold"), " ", ("command", "dim")))
-        config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
+        config = replace(sp.config, gpus=sp.gpus_of(0))
+        config = config if config.port else replace(config, port=free_port(config.host))
         name = container_name(state_dir, sp.name, 0)
         try:
             launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda, name=name)
@@ -172,7 +173,7 @@ def _where(finding: Finding, stack: Stack) -> str:
     return stack.locate(finding.key) if finding.key else finding.service or ""
 
 
-def _service_table(sp: ServicePlan) -> Table:
+def _service_table(sp: ServicePlan, inventory: Inventory) -> Table:
     style = VERDICT_STYLE[sp.verdict]
     title = styled((sp.name, "bold"), f" · {sp.service.engine} · {sp.service.model} · ", (sp.verdict.value, style))
     table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
@@ -181,7 +182,7 @@ def _service_table(sp: ServicePlan) -> Table:
     memory = sp.memory
     if sp.facts is not None:
         table.add_row("model", _describe_facts(sp.facts))
-    table.add_row("GPUs", _gpus_cell(sp))
+    table.add_row("GPUs", _gpus_cell(sp, inventory))
     table.add_row("TP", str(sp.config.tp))
     if memory is not None:
         fraction = f", memory fraction {memory.fraction}" if memory.fraction is not None else ""
@@ -281,7 +282,9 @@ def _gpu_span(indices: list[int]) -> str:
     return ",".join(map(str, indices))
 
 
-def _gpus_cell(sp: ServicePlan) -> str:
+def _gpus_cell(sp: ServicePlan, inventory: Inventory) -> str:
+    if sp.places:
+        return "\n".join(f"#{i}: {_place_cell(sp, i, inventory)}" for i in range(len(sp.places)))
     if sp.replica_gpus:
         return "  ".join(f"#{i}: {','.join(map(str, block))}" for i, block in enumerate(sp.replica_gpus))
     if sp.config.gpus:
@@ -289,6 +292,17 @@ def _gpus_cell(sp: ServicePlan) -> str:
     if sp.service.gpus:  # pinned but not placed: the findings say why
         return ",".join(map(str, sp.service.gpus)) + " (not placed)"
     return "cpu"
+
+
+def _place_cell(sp: ServicePlan, replica: int, inventory: Inventory) -> str:
+    """`node w1: GPUs 0,1 (2× H100-80GB, 79.6 GiB each)`; `any node: cpu`."""
+    place = sp.places[replica]
+    node = f"node {inventory.node_name(place.node)}" if place.node else "any node"
+    if not place.gpus:
+        return f"{node}: cpu"
+    gpus = [g for i in (sp.replica_gpus[replica] if sp.replica_gpus else sp.config.gpus) if (g := inventory.gpu(i))]
+    sizes = sorted({f"{g.name}, {_gib(g.total_bytes)}" for g in gpus})
+    return f"{node}: GPUs {','.join(map(str, place.gpus))} ({len(gpus)}× {' / '.join(sizes)} each)"
 
 
 def _describe_facts(facts: ModelFacts) -> str:

@@ -16,6 +16,7 @@ from servestack.stack.ondemand_schema import FOREVER, format_duration, parse_dur
 from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.schema import (
     ApptainerRuntime,
+    ClusterConfig,
     ContainerRuntime,
     CudaVersion,
     DockerRuntime,
@@ -35,6 +36,7 @@ __all__ = [
     "FOREVER",
     "ApptainerRuntime",
     "AuthConfig",
+    "ClusterConfig",
     "ContainerRuntime",
     "CudaVersion",
     "DockerRuntime",
