@@ -7,6 +7,7 @@
     ├── InventoryError                   a GPU spec that cannot be parsed (`--gpus 4xH9000`)
     ├── EngineError                      an engine that cannot be started or died (carries its log tail)
     ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
+    ├── ClusterError                     a Ray cluster that cannot be reached, or has no room for a replica
     ├── DownloadError                    weights or images that could not be fetched
     ├── SettingsError                    a SERVESTACK_* variable whose value cannot be used
     ├── StateError                       the state dir: nothing running, a stale or foreign instance
@@ -76,6 +77,10 @@ class EngineError(ServestackError):
 
 class RuntimeUnavailable(ServestackError):
     """The runtime a service asks for (a binary, venv, container tool) is not available."""
+
+
+class ClusterError(ServestackError):
+    """The stack's Ray cluster cannot be reached or used, or has no room for a replica."""
 
 
 class DownloadError(ServestackError):

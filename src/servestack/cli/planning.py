@@ -1,6 +1,7 @@
 """The work behind `plan`, and the planning step of `up`: facts are read here (GGUF / config.json /
-safetensors headers, the HF cache, the catalog), the inventory comes from NVML, or `--gpus`, and this
-machine is looked at for what the stack needs of it (`cli/survey.py`) before anything starts.
+safetensors headers, the HF cache, the catalog), the inventory comes from NVML, the stack's Ray cluster,
+or `--gpus`, and this machine is looked at for what the stack needs of it (`cli/survey.py`) before
+anything starts.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def run_plan(
 ) -> None:
     """`servestack plan`: print the plan (or the TP exploration); exit 1 when it has errors."""
     stack, label = choose_stack(file)
-    inventory = parse_inventory(gpus) if gpus else detect_inventory()
+    inventory = parse_inventory(gpus) if gpus else machine_inventory(stack)
     models, unresolved = resolve_models(stack)
     facts = gather_facts(stack, models)
     if explore is not None:
@@ -78,10 +79,10 @@ def run_plan(
 
 
 def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
-    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths, engine ports and programs;
-    errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU) or its cluster's, paths, engine ports and
+    programs; errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
     models, unresolved = resolve_models(stack)
-    inventory = inventory if inventory is not None else detect_inventory()
+    inventory = inventory if inventory is not None else machine_inventory(stack)
     host = survey_host(stack, unresolved, Survey.UP)
     plan = make_plan(stack, inventory, gather_facts(stack, models), models=models, host=host)
     if not plan.errors:
@@ -95,6 +96,17 @@ def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None
         "the stack cannot run:\n  " + "\n  ".join(lines),
         fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
     )
+
+
+def machine_inventory(stack: Stack) -> Inventory:
+    """The GPUs the stack runs on: its Ray cluster's nodes (it stays joined: `up` runs on that connection),
+    else this machine's."""
+    if stack.cluster is None:
+        return detect_inventory()
+    from servestack.cluster import RayCluster
+
+    with err_console.status(f"reading the Ray cluster at {stack.cluster.address}…"):
+        return RayCluster.connect(stack.cluster).inventory()
 
 
 def gather_facts(
