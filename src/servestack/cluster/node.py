@@ -12,6 +12,8 @@ children:
   this actor's mark (`lineage.py`);
 - the actor watches its own parent, the node's raylet: when the raylet dies the node counts as dead to
   the cluster, so the actor exits at once, and its watchdog stops the engine;
+- the port it gives its engine is claimed (a file naming the launcher, under the node's directory) from
+  the moment it is chosen: launchers choose at the same moment, and an engine binds its port only later;
 - when a launcher starts, it first reaps the engines of launchers on this node that are dead already
   (their mark names a dead owner): what a launcher and its watchdog killed together left behind.
 
@@ -22,20 +24,23 @@ reserves no GPUs through Ray again (its tensor parallelism is its own multiproce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from servestack.errors import ClusterError
 from servestack.runtimes import Launch
-from servestack.sockets import bound_tcp_socket
 from servestack.supervisor.lineage import Mark, orphaned_groups, stop_groups
 from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.state import pid_alive
+from servestack.supervisor.supervisor import free_port
 from servestack.supervisor.watchdog import Watchdog
 
 PARENT_POLL_SECONDS = 0.5
+PORT_ATTEMPTS = 50
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -54,6 +59,7 @@ class NodeLauncher:
         self.reaped = sorted(orphaned_groups(self.root))
         stop_groups(self.reaped, stop_timeout)
         _remove_dead_logs(self.root / "logs")
+        remove_dead_claims(self.root / "ports")
         self.mark = Mark.of(self.root)
         self.watchdog = Watchdog(self.mark, stop_timeout, self.root / "watchdog.log")
         self.watchdog.ensure_started()
@@ -69,8 +75,7 @@ class NodeLauncher:
             self.parent_watch = asyncio.get_running_loop().create_task(self._watch_parent())
         address = ray.util.get_node_ip_address()
         if port is None:
-            with bound_tcp_socket(address, 0) as sock:
-                port = int(sock.getsockname()[1])
+            port = claim_port(self.root / "ports", address, os.getpid())
         return {
             "node": ray.get_runtime_context().get_node_id(),
             "address": address,
@@ -125,6 +130,32 @@ def _remove_dead_logs(logs: Path) -> None:
         pid = path.suffixes[-2].lstrip(".") if len(path.suffixes) > 1 else ""
         if pid.isdigit() and not pid_alive(int(pid)):
             path.unlink(missing_ok=True)
+
+
+def claim_port(claims: Path, address: str, owner: int) -> int:
+    """A port free on `address` that no live launcher on this machine holds: launchers pick ports at the same
+    moment and their engines bind them later, so a port is claimed by a file naming its owner, whose claim
+    ends with it (`remove_dead_claims`)."""
+    claims.mkdir(parents=True, exist_ok=True)
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port(address)
+        try:
+            fd = os.open(claims / str(port), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # another launcher's engine is about to bind it
+        with os.fdopen(fd, "w") as claim:
+            claim.write(str(owner))
+        return port
+    raise ClusterError(f"no free port on {address} after {PORT_ATTEMPTS} tries: every one was claimed")
+
+
+def remove_dead_claims(claims: Path) -> None:
+    """Port claims of launchers that are gone (an empty one is being written)."""
+    for path in claims.glob("*"):
+        with contextlib.suppress(OSError):
+            owner = path.read_text()
+            if owner.isdigit() and not pid_alive(int(owner)):
+                path.unlink()
 
 
 def probe_gpus() -> dict[str, Any] | None:
