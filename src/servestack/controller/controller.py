@@ -23,7 +23,7 @@ from servestack.controller.models import InstanceModels
 from servestack.controller.ondemand import OnDemand
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
-from servestack.gateway.listen import bind_socket
+from servestack.gateway.edge.listen import bind_socket
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.stack.models import model_format
@@ -40,7 +40,7 @@ from servestack.supervisor.launcher import Launchers
 from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
-SERVING_MODULES = ("servestack.gateway.build", "servestack.gateway.server", "servestack.controller.control")
+SERVING_MODULES = ("servestack.gateway.edge.build", "servestack.gateway.edge.server", "servestack.controller.control")
 
 # How a replica's state reads to the gateway: only READY gets requests. A status missing here reads as
 # STOPPED (with the replica's last error), which is what any state that is not on its way back is.
@@ -143,8 +143,8 @@ class Controller:
         # A worker thread imports them, so the event loop goes on spawning engines meanwhile.
         await asyncio.to_thread(lambda: [importlib.import_module(m) for m in SERVING_MODULES])
         from servestack.controller.control import ControlServer
-        from servestack.gateway.build import build_gateway
-        from servestack.gateway.server import GatewayServer, settle_heap
+        from servestack.gateway.edge.build import build_gateway
+        from servestack.gateway.edge.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
         loader = self.on_demand if self.on_demand.slots else None
