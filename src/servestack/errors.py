@@ -202,6 +202,12 @@ class UpstreamError(GatewayError):
     code = "bad_gateway"
 
 
+class ReplicaGone(UpstreamError):
+    """The replica a request was on went away mid-call (its node died, its engine exited)."""
+
+    code = "replica_gone"
+
+
 class UpstreamUnavailable(GatewayError):
     status = 503
     type = "service_unavailable"

@@ -1,6 +1,6 @@
 """servestack on a real 4-node Ray cluster (one machine): placement as planned, traffic to every node, the
 real llama.cpp engine on a worker, launchers that take their engines with them, nodes that die under
-load (the raylet alone, then everything on a node at once), and a killed controller. Run with
+load (the raylet alone, everything on a node at once, a node frozen), and a killed controller. Run with
 `pytest -m ray -s` to see the figures.
 
 The tests share one running instance and run in order: each leaves it as the next expects.
@@ -169,30 +169,34 @@ def test_a_dead_launcher_takes_its_engine_along_or_the_next_launcher_reaps_it(in
     assert len(engines()) == REPLICAS
 
 
-@pytest.mark.parametrize(("death", "node"), [("raylet", "w1"), ("node", "w2")])
+@pytest.mark.parametrize("death", ["raylet", "node", "freeze"])
 def test_a_node_that_dies_under_load_leaves_the_pools_and_its_replicas_come_back_elsewhere(
-    instance: Instance, ray_cluster: LocalRayCluster, death: str, node: str
+    instance: Instance, ray_cluster: LocalRayCluster, death: str
 ) -> None:
-    """`raylet`: the node's raylet alone is SIGKILLed (its launchers must stop their engines themselves);
-    `node`: everything on it at once, engines too (requests in flight there fail as on a crashed box, some
-    mid-stream). w1 dies first, then w2 (where some of w1's replicas went), each replaced by a fresh
-    node of its name; smol stays on w3 (without GPUs) throughout."""
+    """A worker with replicas dies under load, three ways (harness/ray_local.py): `raylet`, its raylet alone
+    SIGKILLed (its launchers must stop their engines themselves); `node`, everything on it SIGKILLed at once,
+    engines too (requests in flight there fail as on a crashed box, some mid-stream); `freeze`, everything on
+    it SIGSTOPped (a box without power or network: its connections stay open and silent, and the gateway
+    ends the requests on it once the replicas are reported lost). Each time a fresh node of its name takes
+    its place; smol stays on w3 (without GPUs) throughout."""
     wait_for(all_ready, 60, "all replicas ready")
+    node = next(n for n in ("w1", "w2") if any(r["node_name"] == n for r in status()))
     victims = {f"{r['service']}.{r['replica']}" for r in status() if r["node_name"] == node}
-    assert victims and len(engines()) == REPLICAS
+    assert len(engines()) == REPLICAS
     tally = Tally()
     timings: dict[str, float] = {}
+    killed: list[int] = []
 
     async def scenario() -> None:
         stop = asyncio.Event()
         url = f"{instance.url}/v1/chat/completions"
         load = asyncio.create_task(traffic(url, "small", stop, tally, stream_tokens=100))  # 0.5 s streams
         await asyncio.sleep(3)
-        killed = time.monotonic()
-        ray_cluster.kill(node, death)
+        started = time.monotonic()
+        killed.extend(ray_cluster.kill(node, death))
         async with httpx.AsyncClient() as client:
-            timings["out"] = await until(client, instance.url, victims, ready=False) - killed
-            timings["back"] = await until(client, instance.url, victims, ready=True) - killed
+            timings["out"] = await until(client, instance.url, victims, ready=False) - started
+            timings["back"] = await until(client, instance.url, victims, ready=True) - started
         await asyncio.sleep(3)
         stop.set()
         await load
@@ -212,7 +216,8 @@ def test_a_node_that_dies_under_load_leaves_the_pools_and_its_replicas_come_back
         assert all(r["node_name"] not in (node, "w3") for r in moved)
         lost = rf"lost: node {node} \(\w+\) died"
         assert all(any(re.search(lost, e["message"]) for e in r["events"]) for r in moved)
-        wait_for(lambda: len(engines()) == REPLICAS, 20, "the dead node's engines gone")
+        frozen = set(killed) if death == "freeze" else set()  # stopped, not running: gone with their box
+        wait_for(lambda: len(set(engines()) - frozen) == REPLICAS, 20, "the dead node's engines gone")
         shown = run_cli("status").stdout
         assert "NODE" in shown and f"lost: node {node}" in shown
     finally:

@@ -332,6 +332,7 @@ class Controller:
                 model_format=model_format(replica.config.model),
                 on_demand=replica.state.on_demand,
                 defaults=replica.plan.service.defaults.as_request(),
+                node=replica.state.node_name or "",
             )
         )
         if replica.state.on_demand and self._supervisor is not None:
