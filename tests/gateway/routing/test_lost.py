@@ -14,6 +14,7 @@ import pytest
 
 from servestack.gateway import Endpoint
 from servestack.gateway.fleet.endpoint import EndpointState
+from servestack.gateway.relay.retry import RetryBudget
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import MODEL, Cluster, start_cluster
 
@@ -55,10 +56,11 @@ def on_node(url: str, state: EndpointState, last_error: str | None = None) -> En
     )  # fmt: skip
 
 
-async def lose(cluster: Cluster, url: str) -> None:
-    """What the controller reports when the replica's node died: the replica is restarting elsewhere."""
+async def lose(cluster: Cluster, url: str, waiting: int = 1) -> None:
+    """Once `waiting` requests are on it, what the controller reports when the replica's node died: the
+    replica is restarting elsewhere."""
     silent_one = cluster.endpoint(9)
-    while silent_one.in_flight == 0:
+    while silent_one.in_flight < waiting:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
     cluster.table.upsert(on_node(url, EndpointState.RESTARTING, LOST))
@@ -72,6 +74,18 @@ async def test_whole_answers_waiting_on_a_lost_replica_go_to_another_at_once() -
         answered = await asyncio.wait_for(answers, SOON)
     assert answered == [(200, "r0")] * 4
     assert cluster.endpoint(9).in_flight == 0
+
+
+async def test_a_lost_replicas_requests_are_retried_whatever_the_retry_budget_says() -> None:
+    """The budget keeps retries from piling onto replicas that fail under load; a lost replica's requests
+    add no work anywhere (it does none for them), so their retries do not draw on it."""
+    async with silent(begin_stream=False) as url, start_cluster([QUICK], policy="round_robin") as cluster:
+        cluster.gateway.dispatcher.budget = RetryBudget(0.2, burst=1.0)  # one retry now, one more a second
+        cluster.table.upsert(on_node(url, EndpointState.READY))
+        answers = asyncio.gather(*(cluster.chat(HI) for _ in range(6)))
+        await lose(cluster, url, waiting=3)
+        answered = await asyncio.wait_for(answers, SOON)
+    assert answered == [(200, "r0")] * 6
 
 
 async def test_a_stream_begun_on_a_lost_replica_ends_with_an_error_event_at_once() -> None:
