@@ -29,6 +29,7 @@
         ├── InternalError           500  a bug: logged with its traceback, answered in the API's shape
         ├── NotSupported            501  a route servestack answers only to say it does not do that
         ├── UpstreamError           502
+        │   └── ReplicaGone         502  the replica went away mid-call (its node died)
         ├── UpstreamUnavailable     503  (retry_after while it is loading or restarting)
         │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
         │   ├── ModelFailed         503  gave up restarting; carries the last error
