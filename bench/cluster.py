@@ -13,10 +13,10 @@ Start-up: the wall time of `servestack up -d` (it returns once every replica is 
 
 Node death, once per `--deaths` entry, each on a fresh instance and a fresh w1: open-loop requests to
 `small` at `--rate` per second (8 tokens, ~50 ms; one in `--stream-every` a stream of `--stream-tokens`,
-0.5 s by default, so that some are mid-stream when the node dies), then after
-`--before` seconds w1 dies: `raylet` (its raylet SIGKILLed: dead to Ray, its launchers stop their
-engines), `node` (everything on it SIGKILLed at once: a crashed box), or `freeze` (everything on it
-SIGSTOPped: a box that lost power or network, whose connections stay open and silent). Reported:
+0.5 s by default, so that some are mid-stream when the node dies); after `--before` seconds w1 dies:
+`raylet` (its raylet SIGKILLed: dead to Ray, its launchers stop their engines), `node` (everything on
+it SIGKILLed at once: a crashed box), or `freeze` (everything on it SIGSTOPped: a box that lost power
+or network, whose connections stay open and silent). Reported:
 seconds from the death to w1's replicas out of the gateway's pools (its /metrics, polled every 0.1 s)
 and to their replacements ready, requests that failed or hung (no answer in 60 s), and the engine
 processes running before the death and after the replacements (the same number: none of the dead
