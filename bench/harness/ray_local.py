@@ -1,14 +1,14 @@
 """A real multi-node Ray cluster on this machine, for `pytest -m ray` (tests/cluster/) and bench/cluster.py.
 
-`ray.cluster_utils.Cluster`: a head with 4 GPUs and two workers with 2 each (Ray hands out GPU ids;
-there are no GPUs behind them, the simulator needs none), one label resource per node and a declared
-GPU type (what `plan` reads when NVML does not answer). Node death is seen within seconds: health
-checks every 0.5 s, 3 misses, set as docs/cluster.md tells users to, through `RAY_health_check_*`
-variables in the environment of the head's processes (`health_checks=None` keeps Ray's defaults). Traffic stays on
-127.0.0.1: Ray must not rewrite the nodes' address, so the variable that stops it is set (for this
-process and the servestack processes it starts) before Ray is imported. Starting it takes ~10-45 s
-and ~0.5 GiB; it is stopped through `Cluster.shutdown()` (never `ray stop`, which kills every Ray
-process on the machine).
+`ray.cluster_utils.Cluster`: by default a head with 4 GPUs and two workers with 2 each (Ray hands out
+GPU ids; there are no GPUs behind them, the simulator needs none), one label resource per node and,
+on nodes with GPUs, a declared GPU type (what `plan` reads when NVML does not answer). Node death is
+seen within seconds: health checks every 0.5 s, 3 misses, set as docs/cluster.md tells users to,
+through `RAY_health_check_*` variables in the environment of the cluster's processes
+(`health_checks=None` keeps Ray's defaults). Traffic stays on 127.0.0.1: Ray must not rewrite the
+nodes' address, so the variable that stops it is set (for this process and the servestack processes
+it starts) before Ray is imported. Starting it takes ~10-45 s and ~0.5 GiB; it is stopped through
+`Cluster.shutdown()` (never `ray stop`, which kills every Ray process on the machine).
 
 A node dies in one of three ways here: its raylet SIGKILLed (the node is dead to the cluster; what it
 started lives on for a while, as Ray leaves it), all of it SIGKILLed at once (raylet, agents, workers,
