@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -105,6 +106,8 @@ class Instance:
 
     def down(self) -> None:
         self.cli("down")
+        if self.namespace:
+            shutil.rmtree(node_dir(self.namespace), ignore_errors=True)  # the launchers' logs and port claims
 
 
 def engines(namespace: str, frozen: set[int]) -> int:
@@ -118,13 +121,14 @@ def cluster_stack(cluster: LocalRayCluster, namespace: str) -> str:
 
 def startups(cluster: LocalRayCluster, root: Path, rounds: int) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {"cluster": [], "one box": []}
+    namespace = f"bench-up-{os.getpid()}"
     stacks = {
-        "cluster": (cluster_stack(cluster, "bench-up"), []),
-        "one box": (SERVICES.format(sim=SIM), ["--gpus", "8xH100"]),
+        "cluster": (cluster_stack(cluster, namespace), [], namespace),
+        "one box": (SERVICES.format(sim=SIM), ["--gpus", "8xH100"], ""),
     }
     for n in range(rounds):
-        for where, (stack, args) in stacks.items():
-            instance = Instance(root / f"up-{n}-{where.replace(' ', '-')}", stack, args)
+        for where, (stack, args, space) in stacks.items():
+            instance = Instance(root / f"up-{n}-{where.replace(' ', '-')}", stack, args, space)
             instance.down()
             seconds[where].append(instance.up_seconds)
             print(f"  up -d {where}: {instance.up_seconds:.1f}s", flush=True)
@@ -259,7 +263,9 @@ def driver_death(cluster: LocalRayCluster, root: Path) -> float:
         if time.monotonic() - killed > 120:
             raise HarnessError("engines still run 120 s after their controller's death")
         time.sleep(0.1)
-    return time.monotonic() - killed
+    seconds = time.monotonic() - killed
+    shutil.rmtree(node_dir(namespace), ignore_errors=True)
+    return seconds
 
 
 def report(ups: dict[str, list[float]], died: list[dict[str, Any]], driver: float) -> None:
