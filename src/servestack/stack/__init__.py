@@ -17,6 +17,7 @@ from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.request_defaults import RequestDefaults
 from servestack.stack.schema import (
     ApptainerRuntime,
+    ClusterConfig,
     ContainerRuntime,
     CudaVersion,
     DockerRuntime,
@@ -36,6 +37,7 @@ __all__ = [
     "FOREVER",
     "ApptainerRuntime",
     "AuthConfig",
+    "ClusterConfig",
     "ContainerRuntime",
     "CudaVersion",
     "DockerRuntime",
