@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from servestack.open_files import exhausted
+
 HIGH_WATER = 256 * 1024  # bytes buffered before reading from the engine pauses
 KEEPALIVE_EXPIRY = 4.0  # below uvicorn's 5 s keep-alive timeout, which vLLM and SGLang inherit
 URL_CACHE_LIMIT = 1024
@@ -371,6 +373,8 @@ class Http1Pool:
         except TimeoutError:
             raise TimeoutError(f"connecting to {host}:{port} took longer than {self.connect_timeout:g} s") from None
         except OSError as exc:
+            if exhausted(exc):
+                raise  # the gateway's own shortage, not the engine's (open_files.py)
             raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self.connections_made += 1
         return connection

@@ -12,10 +12,11 @@ that matter, its id in the form the engine takes), the endpoint's in-flight coun
 deadline (deadline.py), and the mapping of failures to the gateway's errors. An engine's error answer
 (4xx/5xx) is raised as what its status means (engine_errors.py) before the block runs; a failure to
 connect, a deadline, or an answer cut short, inside the block or before it, leaves the block as
-UpstreamUnavailable, UpstreamTimeout or UpstreamError. Until a surface has sent the client anything,
-such a GatewayError may be retried on another replica (the dispatcher decides). Each answer and chunk
-received counts as the engine's progress (a wedged engine sends none). One pool of keep-alive
-connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
+UpstreamUnavailable, UpstreamTimeout or UpstreamError; a connection the gateway has no descriptor for,
+as OpenFilesExhausted (its own shortage, logged at most every few seconds). Until a surface has sent
+the client anything, such a GatewayError may be retried on another replica (the dispatcher decides).
+Each answer and chunk received counts as the engine's progress (a wedged engine sends none). One pool
+of keep-alive connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
 cancelled by the server (edge/protocol.py), which closes the engine connection so the engine stops.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -34,6 +36,9 @@ from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.http1 import ConnectError, Http1Pool, Response
 from servestack.gateway.relay.request_ids import for_engine
+from servestack.open_files import ShortageLog, exhausted, shortage
+
+log = logging.getLogger("servestack.gateway")
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
@@ -96,6 +101,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
+        self._shortages = ShortageLog(log, "requests")
 
     def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
         """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
@@ -143,6 +149,10 @@ class Upstream:
         except GatewayError:
             raise
         except Exception as exc:
+            if exhausted(exc):  # no descriptor for the engine's connection: the gateway's own shortage
+                error = shortage(exc)
+                self._shortages.note(error)
+                raise error from exc
             raise _upstream_error(endpoint, exc, first_byte) from exc
         finally:
             endpoint.in_flight -= 1

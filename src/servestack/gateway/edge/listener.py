@@ -1,0 +1,138 @@
+"""Accepting the gateway's connections: as many as its open-files limit lets it relay, and a 503 for more.
+
+The gateway accepts on its listening socket itself and hands each connection to uvicorn's protocol
+(`connect_accepted_socket`) rather than letting uvloop's server accept: out of descriptors, libuv
+accepts every pending connection on a spare descriptor and closes it at once, so clients see resets
+and nothing is logged. Here a connection past the gateway's capacity (the streams its open-files limit
+holds, two descriptors each: open_files.py) is answered with a 503 that names the limit, once its
+request is in (closing a connection with its request unread, or still to come, would reset it and
+the client could lose the answer). Should the process run out anyway (descriptors taken by other
+work), accepting pauses briefly and the connections wait in the listen backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Callable, Collection
+
+import orjson
+
+from servestack.asgi import openai_error
+from servestack.errors import OpenFilesExhausted
+from servestack.open_files import ShortageLog, exhausted, shortage
+
+log = logging.getLogger("servestack.gateway")
+
+RETRY_ACCEPT_SECONDS = 0.1  # the pause in accepting when no descriptor can be had
+REQUEST_WAIT_SECONDS = 1.0  # how long a refused connection's request is waited for
+PEEK_BYTES = 64 * 1024  # read of a refused connection's request: enough to see its path, and not reset it unread
+TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Listener:
+    """Accepts connections on `sock` for `protocol_factory`, at most `capacity` open at once (`connections`:
+    the open ones, as the protocol keeps them); uvicorn's `Server` treats it as one of its servers."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        *,
+        backlog: int,
+        capacity: int,
+        connections: Collection[object],
+    ) -> None:
+        self._sock = sock
+        self._factory = protocol_factory
+        self._capacity = capacity
+        self._connections = connections
+        self._handing = 0  # accepted, not yet in `connections`
+        self._loop = asyncio.get_running_loop()
+        self._shortages = ShortageLog(log, "connections")
+        self._refusing: set[asyncio.Task[None]] = set()
+        self._resume_later: asyncio.TimerHandle | None = None
+        self._reading = False
+        sock.listen(backlog)
+        sock.setblocking(False)
+        self._resume()
+
+    def close(self) -> None:
+        """Stop accepting (the socket is its owner's to close)."""
+        self._pause()
+        if self._resume_later is not None:
+            self._resume_later.cancel()
+        for task in self._refusing:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        return None
+
+    def _accept(self) -> None:
+        loop, factory = self._loop, self._factory
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exhausted(exc):
+                    self._shortages.note(shortage(exc))
+                elif exc.errno in TRANSIENT:
+                    continue
+                else:
+                    log.error("the gateway cannot accept connections: %s", exc)
+                self._pause_briefly()
+                return
+            if len(self._connections) + self._handing >= self._capacity:
+                self._refuse(conn)
+                continue
+            self._handing += 1
+            loop.create_task(loop.connect_accepted_socket(factory, conn)).add_done_callback(self._handed)
+
+    def _handed(self, task: asyncio.Task[object]) -> None:
+        self._handing -= 1
+        if not task.cancelled():
+            task.exception()  # a connection reset on the way needs nothing more
+
+    def _refuse(self, conn: socket.socket) -> None:
+        error = shortage()
+        self._shortages.note(error)
+        task = self._loop.create_task(_answer_when_asked(self._loop, conn, error))
+        self._refusing.add(task)
+        task.add_done_callback(self._refusing.discard)
+
+    def _resume(self) -> None:
+        if not self._reading:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+            self._reading = True
+
+    def _pause(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._sock.fileno())
+            self._reading = False
+
+    def _pause_briefly(self) -> None:
+        self._pause()
+        self._resume_later = self._loop.call_later(RETRY_ACCEPT_SECONDS, self._resume)
+
+
+async def _answer_when_asked(loop: asyncio.AbstractEventLoop, conn: socket.socket, error: OpenFilesExhausted) -> None:
+    """Answer `conn` with `error` once its request is in (or a moment has passed), in Ollama's shape on /api/*."""
+    with conn:
+        conn.setblocking(False)
+        request = b""
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(REQUEST_WAIT_SECONDS):
+                request = await loop.sock_recv(conn, PEEK_BYTES)
+        path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+        body = orjson.dumps({"error": error.message} if path.startswith(b"/api/") else openai_error(error))
+        head = (
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        with contextlib.suppress(OSError):
+            conn.send(head + body)
