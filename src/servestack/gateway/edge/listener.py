@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import orjson
 
 from servestack.asgi import openai_error
 from servestack.errors import OpenFilesExhausted
+from servestack.gateway.edge.protocol import CorkedProtocol
 from servestack.open_files import ShortageLog, exhausted, shortage
 
 log = logging.getLogger("servestack.gateway")
@@ -34,23 +36,16 @@ TRANSIENT = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENOB
 
 
 class Listener:
-    """Accepts connections on `sock` for `protocol_factory`, at most `capacity` open at once (`connections`:
-    the open ones, as the protocol keeps them); uvicorn's `Server` treats it as one of its servers."""
+    """Accepts connections on `sock` for `protocol_factory`, at most `capacity` open at once; uvicorn's
+    `Server` treats it as one of its servers."""
 
     def __init__(
-        self,
-        sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.Protocol],
-        *,
-        backlog: int,
-        capacity: int,
-        connections: Collection[object],
+        self, sock: socket.socket, protocol_factory: Callable[[], CorkedProtocol], *, backlog: int, capacity: int
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory
         self._capacity = capacity
-        self._connections = connections
-        self._handing = 0  # accepted, not yet in `connections`
+        self.held = 0  # connections accepted and not yet closed
         self._loop = asyncio.get_running_loop()
         self._shortages = ShortageLog(log, "connections")
         self._refusing: set[asyncio.Task[None]] = set()
@@ -58,6 +53,7 @@ class Listener:
         self._reading = False
         sock.listen(backlog)
         sock.setblocking(False)
+        self._address: tuple[str, int] = sock.getsockname()[:2]
         self._resume()
 
     def close(self) -> None:
@@ -75,7 +71,7 @@ class Listener:
         loop, factory = self._loop, self._factory
         while True:
             try:
-                conn, _ = self._sock.accept()
+                conn, client = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -87,16 +83,18 @@ class Listener:
                     log.error("the gateway cannot accept connections: %s", exc)
                 self._pause_briefly()
                 return
-            if len(self._connections) + self._handing >= self._capacity:
+            if self.held >= self._capacity:
                 self._refuse(conn)
                 continue
-            self._handing += 1
-            loop.create_task(loop.connect_accepted_socket(factory, conn)).add_done_callback(self._handed)
+            self.held += 1
+            protocol = factory()
+            protocol.on_lost = self._lost
+            protocol.addresses = (self._address, client[:2])
+            handed = loop.create_task(loop.connect_accepted_socket(functools.partial(_same, protocol), conn))
+            handed.add_done_callback(functools.partial(_handed, protocol))
 
-    def _handed(self, task: asyncio.Task[object]) -> None:
-        self._handing -= 1
-        if not task.cancelled():
-            task.exception()  # a connection reset on the way needs nothing more
+    def _lost(self) -> None:
+        self.held -= 1
 
     def _refuse(self, conn: socket.socket) -> None:
         error = shortage()
@@ -118,6 +116,16 @@ class Listener:
     def _pause_briefly(self) -> None:
         self._pause()
         self._resume_later = self._loop.call_later(RETRY_ACCEPT_SECONDS, self._resume)
+
+
+def _same(protocol: CorkedProtocol) -> CorkedProtocol:
+    return protocol
+
+
+def _handed(protocol: CorkedProtocol, task: asyncio.Task[object]) -> None:
+    """A connection reset before it reached its protocol is closed without it."""
+    if task.cancelled() or task.exception() is not None:
+        protocol.lost()
 
 
 async def _answer_when_asked(loop: asyncio.AbstractEventLoop, conn: socket.socket, error: OpenFilesExhausted) -> None:

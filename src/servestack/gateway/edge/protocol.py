@@ -27,9 +27,9 @@ cancelled for every request.
 
 One write: uvicorn writes a response's head and its body separately, two send() calls where one
 would do; on loopback each costs ~20 µs of the gateway's ~160 µs per request. The connection's
-transport is corked for the rest of the event-loop tick after a write: what else is written in
-that tick (the body after the head) goes out with it. A stream's later chunks arrive in later
-ticks and are sent as they come.
+transport is corked when a request begins, and its first write holds the rest of that event-loop
+tick: what else is written in that tick (the body after the head, a stream's first chunk) goes out
+with it. A stream's later chunks arrive in later ticks and go out as they come, uncorked.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ import asyncio
 import contextlib
 import functools
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from servestack.asgi import openai_error
@@ -90,21 +92,30 @@ class Deadlines:
 
 
 class CorkedTransport:
-    """A transport whose writes within one event-loop tick leave in one send()."""
+    """A transport that holds a response's first writes until the end of their event-loop tick, and sends
+    them in one send(); once that tick is over, writes go straight out until `cork()` is called again."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_corked", "_held", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._corked = True
+
+    def cork(self) -> None:
+        self._corked = True
 
     def write(self, data: bytes) -> None:
-        if not self._held:
-            self._loop.call_soon(self.flush)
-        self._held.append(data)
+        if self._corked:
+            if not self._held:
+                self._loop.call_soon(self.flush)
+            self._held.append(data)
+        elif not self._transport.is_closing():  # the client may be gone
+            self._transport.write(data)
 
     def flush(self) -> None:
+        self._corked = False
         held = self._held
         if held:
             self._held = []
@@ -132,9 +143,22 @@ class CorkedProtocol(HttpToolsProtocol):
         self.max_head_bytes = max_head_bytes
         self.head_room: int | None = max_head_bytes  # bytes the current head may still take; None: not in a head
         self.refused = False  # a 431 was sent: what else arrives is dropped
+        self.on_lost: Callable[[], None] | None = None  # told once when the connection ends (listener.py)
+        # (server, client) addresses, when the listener that accepted the connection knows them
+        self.addresses: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+        self.corked = corked = CorkedTransport(transport, self.loop)
+        if self.addresses is None:
+            super().connection_made(corked)  # type: ignore[arg-type]
+            return
+        # uvicorn's connection_made, with the addresses accept() gave the listener instead of a
+        # pseudo-socket and a syscall for each (a tenth of the CPU of opening a stream).
+        self.connections.add(self)
+        self.transport = corked  # type: ignore[assignment]
+        self.flow = FlowControl(corked)  # type: ignore[arg-type]
+        self.server, self.client = self.addresses
+        self.scheme = "http"
 
     def data_received(self, data: bytes) -> None:
         while True:
@@ -159,6 +183,10 @@ class CorkedProtocol(HttpToolsProtocol):
         self.head_room = None
         super().on_headers_complete()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.corked.cork()  # the answer's head and first body part leave together
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.head_room = self.max_head_bytes  # a kept-alive connection's next request
@@ -169,7 +197,14 @@ class CorkedProtocol(HttpToolsProtocol):
             task = cycle.scope.get(TASK_SCOPE)
             if isinstance(task, asyncio.Task):
                 task.cancel(CLIENT_GONE)
+        self.lost()
         super().connection_lost(exc)
+
+    def lost(self) -> None:
+        """Tell whoever counts this connection that it ended (once)."""
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def _refuse_head(self) -> None:
         if self.refused:

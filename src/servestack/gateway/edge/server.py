@@ -17,7 +17,7 @@ import logging
 import socket
 import sys
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.server import STARTUP_FAILURE
@@ -47,13 +47,12 @@ class _Server(uvicorn.Server):
             sys.exit(STARTUP_FAILURE)
         config, state = self.config, self.server_state
 
-        def create_protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
+        def create_protocol() -> CorkedProtocol:
+            protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
+            return cast(CorkedProtocol, protocol)
 
-        capacity, held = self.capacity, state.connections
         listeners = [
-            Listener(sock, create_protocol, backlog=config.backlog, capacity=capacity, connections=held)
-            for sock in sockets or ()
+            Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
         ]
         self.servers = listeners  # type: ignore[assignment]  # uvicorn only closes them and waits
         self.started = True

@@ -84,14 +84,16 @@ class Response:
             data = data[:n]
         return data
 
+    async def next_chunk(self) -> bytes:
+        """As much of the body as has arrived, once some has (b"" at its end)."""
+        while not self._chunks and not self._complete:
+            await self._wait()
+        return self._take_all() if self._chunks else b""
+
     async def iter_any(self) -> Any:
         """Yield the body in pieces, each as much as has arrived."""
-        while True:
-            while not self._chunks and not self._complete:
-                await self._wait()
-            if not self._chunks:
-                return
-            yield self._take_all()
+        while chunk := await self.next_chunk():
+            yield chunk
 
     def _take_all(self) -> bytes:
         chunks = self._chunks

@@ -76,14 +76,19 @@ class Answer:
         self._exchange.first_byte_at = time.monotonic()
         return body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the answer begins with its first chunk."""
-        vitals = self._vitals
-        async for chunk in self._response.iter_any():
-            vitals.progress += 1
+    async def next_chunk(self) -> bytes:
+        """The body's next part, as much as has arrived (b"" at its end); the answer begins with its first."""
+        chunk = await self._response.next_chunk()
+        if chunk:
+            self._vitals.progress += 1
             if self._exchange.first_byte_at is None:
                 self._deadline.started()
                 self._exchange.first_byte_at = time.monotonic()
+        return chunk
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (`next_chunk` until the end)."""
+        while chunk := await self.next_chunk():
             yield chunk
 
 
