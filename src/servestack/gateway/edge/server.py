@@ -82,6 +82,7 @@ class GatewayServer:
             log_level=log_level,
             server_header=False,
             date_header=False,
+            proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For parsing per request
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -61,6 +62,8 @@ class Response:
         self._headers_done = False
         self._complete = False
         self._error: BaseException | None = None
+        self._sink: Callable[[bytes], bool] | None = None  # where the body goes as it arrives (`forward`)
+        self._sink_full = False
         self.received_any = False
 
     @property
@@ -89,6 +92,26 @@ class Response:
         while not self._chunks and not self._complete:
             await self._wait()
         return self._take_all() if self._chunks else b""
+
+    async def forward(self, sink: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Hand the rest of the body to `sink` piece by piece, from the connection's callback as each arrives
+        (no task switch per piece), until its end; raises what ended it early. `sink` returns False when
+        its reader cannot take more for now: reading from the engine pauses until `drain()` returns."""
+        if self._chunks and not sink(self._take_all()):
+            await drain()
+        self._sink = sink
+        try:
+            while not self._complete:
+                if self._sink_full:
+                    await drain()
+                    self._sink_full = False
+                    self._connection.resume()
+                    continue
+                await self._wait()
+        finally:
+            self._sink = None
+        if self._error is not None:
+            raise self._error
 
     async def iter_any(self) -> Any:
         """Yield the body in pieces, each as much as has arrived."""
@@ -121,6 +144,13 @@ class Response:
             waiter.set_result(None)
 
     def feed(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            if not sink(data):
+                self._sink_full = True
+                self._connection.pause()
+                self._wake()
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER:

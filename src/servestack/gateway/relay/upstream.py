@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -85,6 +85,16 @@ class Answer:
                 self._deadline.started()
                 self._exchange.first_byte_at = time.monotonic()
         return chunk
+
+    async def forward(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """The rest of the body to `write`, each part as it arrives, until its end (http1.Response.forward)."""
+        vitals = self._vitals
+
+        def counted(chunk: bytes) -> bool:
+            vitals.progress += 1
+            return write(chunk)
+
+        await self._response.forward(counted, drain)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (`next_chunk` until the end)."""
