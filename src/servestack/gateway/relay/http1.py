@@ -8,10 +8,11 @@ body whole or as it arrives. The response offers the small part of aiohttp's sur
 uses (`status`, `headers.get`, `read()`, `content.iter_any()`, `content.read(n)`), so the relay code
 reads the same with either client.
 
-Connections are kept per (host, port) and reused last-in first-out; one that sits idle longer
-than `keepalive_expiry` is dropped rather than risk the server closing it under a request. A
-request that fails on a reused connection before any byte of the answer arrived (the server
-closed it while it was idle) is sent once more on a new connection. An answer not read to its
+Connections are kept per (host, port) and reused last-in first-out, at most `max_idle` of them
+idle (the end of a burst of ten thousand streams would otherwise leave as many descriptors behind);
+one that sits idle longer than `keepalive_expiry` is dropped rather than risk the server closing it
+under a request. A request that fails on a reused connection before any byte of the answer arrived
+(the server closed it while it was idle) is sent once more on a new connection. An answer not read to its
 end (a client that went away, an error) closes its connection, so the engine sees the
 disconnect and stops generating.
 """
@@ -32,6 +33,7 @@ from servestack.open_files import exhausted
 HIGH_WATER = 256 * 1024  # bytes buffered before reading from the engine pauses
 KEEPALIVE_EXPIRY = 4.0  # below uvicorn's 5 s keep-alive timeout, which vLLM and SGLang inherit
 URL_CACHE_LIMIT = 1024
+MAX_IDLE = 256  # idle connections kept per engine: each holds a descriptor here and a slot in the engine
 
 
 class ConnectError(Exception):
@@ -348,10 +350,12 @@ class Http1Pool:
         connect_timeout: float = 5.0,
         idle_timeout: float = 600.0,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        max_idle: int = MAX_IDLE,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.keepalive_expiry = keepalive_expiry
+        self.max_idle = max_idle
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._urls: dict[str, tuple[tuple[str, int], bytes]] = {}
         self.connections_made = 0
@@ -414,10 +418,15 @@ class Http1Pool:
     def put_back(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
         idle.append(connection)
-        # Reuse takes the newest; drop the oldest when it has expired, so a burst's connections do
-        # not linger once traffic falls (one check per request keeps this cheap).
+        # Reuse takes the newest; drop the oldest when it has expired, or when more are idle than
+        # are kept, so a burst's connections do not linger once traffic falls (one check per
+        # request keeps this cheap).
         oldest = idle[0]
-        if oldest.closed or connection.idle_since - oldest.idle_since >= self.keepalive_expiry:
+        if (
+            oldest.closed
+            or len(idle) > self.max_idle
+            or connection.idle_since - oldest.idle_since >= self.keepalive_expiry
+        ):
             idle.pop(0)
             oldest.close()
 
