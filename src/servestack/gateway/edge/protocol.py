@@ -22,8 +22,8 @@ uvicorn closes idle keep-alive connections but puts no bound on how long a clien
 send a request once it started (or to send anything on a new connection). Here each connection
 notes when its current read phase must end — headers from the first byte (or from accept), the
 body from the end of the headers — and one sweeper task per server closes connections past their
-deadline a few times per timeout. Per request that is two float stores: no timer is armed and
-cancelled for every request.
+deadline a few times per timeout, looking only at the connections in a read phase. Per request that
+is two float stores and a set's add and discard: no timer is armed and cancelled for every request.
 
 A stream's body parts may also skip `send` (CycleChunkWriter, offered in the request's scope): once
 its answer has started, the relay writes each part as it arrives, in the engine connection's callback,
@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -66,11 +65,13 @@ class Deadlines:
         self.headers_timeout = headers_timeout
         self.body_timeout = body_timeout
         self.sweep_every = min(1.0, max(0.02, min(headers_timeout, body_timeout) / 4))
-        self.connections: weakref.WeakSet[DeadlineProtocol] = weakref.WeakSet()
+        # The connections in a read phase (a relayed stream's is over once its request is in, so ten
+        # thousand open streams cost the sweep nothing).
+        self.reading: set[DeadlineProtocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     def watch(self, connection: DeadlineProtocol) -> None:
-        self.connections.add(connection)
+        self.reading.add(connection)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -79,9 +80,8 @@ class Deadlines:
         while True:
             await asyncio.sleep(self.sweep_every)
             now = loop.time()
-            for connection in list(self.connections):
-                if connection.read_deadline is not None and now > connection.read_deadline:
-                    connection.expire()
+            for connection in [c for c in self.reading if c.read_deadline is not None and now > c.read_deadline]:
+                connection.expire()
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -265,23 +265,28 @@ class DeadlineProtocol(CorkedProtocol):
         self.deadlines.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.read_deadline = None
+        self._done_reading()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self.read_deadline is None:  # a new request on a kept-alive connection
             self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
+            self.deadlines.reading.add(self)
 
     def on_headers_complete(self) -> None:
         self.read_deadline = self.loop.time() + self.deadlines.body_timeout
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self.read_deadline = None
+        self._done_reading()
         super().on_message_complete()
 
     def expire(self) -> None:
-        self.read_deadline = None
+        self._done_reading()
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _done_reading(self) -> None:
+        self.read_deadline = None
+        self.deadlines.reading.discard(self)
