@@ -92,17 +92,17 @@ class ShortageLog:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = log
-        self._what = what  # what a shortage refused: "connections", "requests"
+        self._what = what  # what each shortage did: "connections refused with 503", ...
         self._every = every
         self._clock = clock
         self._next = 0.0
-        self.refused = 0
+        self.count = 0
 
     def note(self, error: OpenFilesExhausted) -> None:
-        self.refused += 1
+        self.count += 1
         now = self._clock()
         if now >= self._next:
-            self._log.warning("%s (%d %s refused with 503 so far)", error.message, self.refused, self._what)
+            self._log.warning("%s (%d %s so far)", error.message, self.count, self._what)
             self._next = now + self._every
 
 

@@ -47,7 +47,8 @@ class Listener:
         self._capacity = capacity
         self.held = 0  # connections accepted and not yet closed
         self._loop = asyncio.get_running_loop()
-        self._shortages = ShortageLog(log, "connections")
+        self._refusals = ShortageLog(log, "connections refused with 503")
+        self._stalls = ShortageLog(log, "pauses in accepting")
         self._refusing: set[asyncio.Task[None]] = set()
         self._resume_later: asyncio.TimerHandle | None = None
         self._reading = False
@@ -76,7 +77,7 @@ class Listener:
                 return
             except OSError as exc:
                 if exhausted(exc):
-                    self._shortages.note(shortage(exc))
+                    self._stalls.note(shortage(exc))
                 elif exc.errno in TRANSIENT:
                     continue
                 else:
@@ -98,7 +99,7 @@ class Listener:
 
     def _refuse(self, conn: socket.socket) -> None:
         error = shortage()
-        self._shortages.note(error)
+        self._refusals.note(error)
         task = self._loop.create_task(_answer_when_asked(self._loop, conn, error))
         self._refusing.add(task)
         task.add_done_callback(self._refusing.discard)

@@ -116,7 +116,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
-        self._shortages = ShortageLog(log, "requests")
+        self._shortages = ShortageLog(log, "requests refused with 503")
 
     def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
         """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
