@@ -9,7 +9,10 @@ and a small `/metrics` in the simulator's names), so the upstreams are never the
 gateway runs in its own process pinned to core 1 with one endpoint per port, the policy under test
 and its background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
 
-Per size and policy: requests/s at concurrency 32 (`servestack bench`, non-streamed, the
+First, in this process, the routing decision alone: CPU microseconds per request for choosing a
+replica and deciding whether a retry could go elsewhere, with 32 requests outstanding (each finishes
+when the 33rd is chosen), on the same shared-prefix prompts. Then, per size and policy over HTTP:
+requests/s at concurrency 32 (`servestack bench`, non-streamed, the
 shared-prefix dataset so the cache-aware policies have prefixes to look up), the gateway's requests
 per CPU-second (its capacity per core, robust to noise from other processes), and the added latency
 (p50/p99 minus the upstream's own, measured directly). Then the gateway's idle CPU: the share of a
@@ -25,11 +28,13 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import random
 import statistics
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ METRICS = (
     b"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n"
     b"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc 0.0\n"
 )
+WORDS = ("harbor", "ledger", "signal", "copper", "meadow", "lantern", "orbit", "pebble", "quartz", "river", "saddle",
+         "timber", "velvet")  # fmt: skip
 CHAT = b'{"model":"sim","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}'
 
 
@@ -56,6 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one load round (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per size and policy (default 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="client connections (default 32)")
+    parser.add_argument("--decisions", type=int, default=20_000, help="routing decisions timed per size and policy")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle CPU window (default 20; 0 skips)")
     parser.add_argument("--cpus", default="0,1", help="client+upstream core, gateway core (default 0,1)")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/fleet-<time>.json)")
@@ -79,6 +87,7 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     policies = args.policies.split(",")
     client_cpus, gateway_cpus = args.cpus.split(",")
+    decisions = measure_decisions(sizes, policies, args.decisions, args.concurrency) if args.decisions else []
     with tempfile.TemporaryDirectory(prefix="servestack-fleet-") as tmp:
         upstream, ports = start_upstream(Path(tmp), max(sizes), client_cpus)
         try:
@@ -93,6 +102,7 @@ def main() -> int:
     doc = {
         "machine": machine(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if v is not None},
+        "decisions": decisions,
         "direct": vars(direct),
         "runs": runs,
         "idle": idle,
@@ -222,6 +232,56 @@ def measure_idle(tmp: Path, ports: list[int], sizes: list[int], args: argparse.N
     return idle
 
 
+def measure_decisions(sizes: list[int], policies: list[str], count: int, outstanding: int) -> list[dict[str, Any]]:
+    """CPU µs per routing decision (choose, the retry check, finish) in a pool of each size, per policy."""
+    from collections import deque
+
+    from servestack.gateway import Endpoint, EndpointTable
+    from servestack.gateway.fleet.routing import Attempt, RouteRequest
+    from servestack.stack import Routing
+
+    rng = random.Random(7)
+    systems = [" ".join(rng.choices(WORDS, k=96)) for _ in range(64)]
+    payloads = [
+        {"messages": [{"role": "system", "content": rng.choice(systems)},
+                      {"role": "user", "content": " ".join(rng.choices(WORDS, k=8))}]}
+        for _ in range(1024)
+    ]  # fmt: skip
+    results = []
+    for size in sizes:
+        for policy in policies:
+            table = EndpointTable(Routing(policy=policy))
+            for i in range(size):
+                table.upsert(Endpoint(f"r.{i}", "r", ("m",), f"http://127.0.0.1:{1000 + i}", ready=True))
+            pool = table.pool("m")
+            untried = retry_check(pool)
+            held: deque[Attempt] = deque()
+            chosen: set[str] = set()
+            start = time.process_time()
+            for i in range(count):
+                attempt = pool.choose(RouteRequest(payloads[i % len(payloads)]))
+                attempt.endpoint.in_flight += 1
+                untried([attempt.endpoint.id])
+                chosen.add(attempt.endpoint.id)
+                held.append(attempt)
+                if len(held) > outstanding:
+                    done = held.popleft()
+                    done.endpoint.in_flight -= 1
+                    pool.finish(done, ok=True)
+            seconds = time.process_time() - start
+            results.append({"replicas": size, "policy": policy, "us_per_decision": 1e6 * seconds / count,
+                            "replicas_used": len(chosen)})  # fmt: skip
+            print(f"decisions · {size} replicas · {policy}: {1e6 * seconds / count:.1f} µs", flush=True)
+    return results
+
+
+def retry_check(pool: Any) -> Callable[[list[str]], bool]:
+    """The retry decision (is there a candidate not tried yet?). Before issue 14's change the gateway walked
+    the candidates again for it; the fallback times that, so this script measures the code before it too."""
+    untried: Callable[[list[str]], bool] | None = getattr(pool, "untried", None)
+    return untried or (lambda tried: any(e.id not in tried for e in pool.candidates()))
+
+
 # --- report ----------------------------------------------------------------------------------------
 
 
@@ -232,6 +292,12 @@ def median(runs: list[dict[str, Any]], key: str) -> float:
 
 def render(doc: dict[str, Any], sizes: list[int], policies: list[str]) -> None:
     runs, direct = doc["runs"], doc["direct"]
+    if doc["decisions"]:
+        print("\nrouting decision alone (CPU µs per request; replicas that got requests)")
+        print(f"{'policy':<12} " + " ".join(f"{f'{size} replicas':>18}" for size in sizes))
+        for policy in policies:
+            cells = [d for size in sizes for d in doc["decisions"] if d["policy"] == policy and d["replicas"] == size]
+            print(f"{policy:<12} " + " ".join(f"{d['us_per_decision']:>9.1f} ({d['replicas_used']:>4})" for d in cells))
     print(f"\nload average {doc['machine']['load_average']}; upstream direct: {direct['rps']:,.0f} req/s, "
           f"p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms")  # fmt: skip
     header = f"{'policy':<12} {'replicas':>8} {'req/s':>8} {'req/CPU-s':>10} {'+p50 ms':>8} {'+p99 ms':>8} errors"

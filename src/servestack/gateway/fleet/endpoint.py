@@ -9,7 +9,7 @@ depending on the table that holds them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -70,9 +70,13 @@ class Waiter(Protocol):
 
 
 class Vitals:
-    """What the gateway observes about one endpoint."""
+    """What the gateway observes about one endpoint.
 
-    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics", "progress", "waiting")
+    `watchers` are called when whether it may get requests changes (its circuit closes or leaves
+    CLOSED, a drain starts or ends): the pools holding the endpoint keep their ready sets by them.
+    """
+
+    __slots__ = ("_draining", "_idle", "breaker", "in_flight", "load", "metrics", "progress", "waiting", "watchers")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.in_flight = 0
@@ -80,10 +84,26 @@ class Vitals:
         self.load = IDLE
         # The text of the last scrape of the engine's /metrics ("" when it failed); None before the first.
         self.metrics: str | None = None
-        self.draining = False
+        self.watchers: list[Callable[[], None]] = []
+        breaker.on_change = self.changed
+        self._draining = False
         self.progress = 0  # counts answers and stream chunks received from the engine: it is not wedged
         self.waiting: set[Waiter] = set()  # requests waiting for their answer to begin
         self._idle: asyncio.Event | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        if value != self._draining:
+            self._draining = value
+            self.changed()
+
+    def changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def finished_one(self) -> None:
         if self.in_flight == 0 and self._idle is not None:
