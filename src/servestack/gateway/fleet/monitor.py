@@ -6,14 +6,22 @@ circuit breaker, a success may close a half-open one. A probe that times out whi
 nothing to any request meanwhile means the engine is wedged (stopped, hung): its circuit trips open
 at once, and the requests waiting for it to begin an answer that another replica could take expire
 now instead of at their deadline. An engine that is merely busy still sends bytes to its running
-requests, so a slow probe alone is not taken for a wedge.
+requests, so a slow probe alone is not taken for a wedge. An endpoint that answered requests since
+its last probe (with its circuit closed) needs no probe: its answers said what the probe would.
 
 The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
 endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
 for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
 known queue. The deadline loop ends the first-byte deadlines that are due (relay/deadline.py), so
-requests need no timer of their own. Each loop waits `interval` after a round, so a slow engine
-cannot make rounds pile up.
+requests need no timer of their own.
+
+Probes and scrapes cost the same however many replicas there are: each endpoint has its own turn,
+jittered (a random first phase, then its period ± 10%), and the loop wakes a few times a period
+to start the checks of the endpoints whose turn has come, as one batch; so the work is spread
+evenly instead of arriving as one burst per round. The period is the stack file's interval, stretched when the fleet
+is large so that at most `CHECKS_PER_SECOND` probes (and as many scrapes) go out each second: with
+256 replicas each is probed and scraped every ~5 s instead of every 2 s and 1 s. A slow engine
+cannot make turns pile up: an endpoint's next turn is set when its check ends.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -36,6 +46,40 @@ log = logging.getLogger(__name__)
 LOAD_GAUGES = ("waiting", "running", "kv_usage")
 MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
 STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
+CHECKS_PER_SECOND = 48.0  # probes (and, apart, scrapes) per second across the fleet, at most
+TICKS_PER_PERIOD = 8  # how often within a period the loop looks for endpoints whose turn has come
+JITTER = 0.1
+
+
+@dataclass
+class _Turns:
+    """When each endpoint's next probe (or scrape) is due, on the event loop's clock."""
+
+    interval: float
+    due: dict[str, float] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def period(self, watched: int) -> float:
+        return max(self.interval, watched / CHECKS_PER_SECOND)
+
+    def take_due(self, endpoints: list[Endpoint], now: float) -> list[Endpoint]:
+        """The endpoints whose turn has come; a newcomer gets a random first turn within a period."""
+        period = self.period(len(endpoints))
+        due, taken = self.due, []
+        for endpoint in endpoints:
+            at = due.get(endpoint.id)
+            if at is None:
+                due[endpoint.id] = now + self.rng.random() * period
+            elif at <= now:
+                taken.append(endpoint)
+                due[endpoint.id] = float("inf")  # until its check ends
+        if len(due) > 2 * len(endpoints):  # endpoints that left
+            ids = {e.id for e in endpoints}
+            self.due = {k: v for k, v in due.items() if k in ids}
+        return taken
+
+    def done(self, endpoint: Endpoint, watched: int, now: float) -> None:
+        self.due[endpoint.id] = now + self.period(watched) * self.rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 class Monitor:
@@ -58,6 +102,10 @@ class Monitor:
         self._session = session
         self._own_session = session is None
         self._tasks: list[asyncio.Task[None]] = []
+        self._checks: set[asyncio.Task[None]] = set()  # probes and scrapes under way
+        self._probes = _Turns(self.probe_interval)
+        self._scrapes = _Turns(self.scrape_interval)
+        self._progress: dict[str, int] = {}  # each endpoint's progress at its last probe
 
     async def start(self) -> None:
         if self._session is None:
@@ -67,25 +115,43 @@ class Monitor:
                 skip_auto_headers=("User-Agent",),
             )
         self._tasks = [
-            asyncio.create_task(_every(self.probe_interval, self.probe_all)),
-            asyncio.create_task(_every(self.scrape_interval, self.scrape_all)),
+            asyncio.create_task(self._take_turns(self._probes, self._probe_watched, self._probe_turn)),
+            asyncio.create_task(self._take_turns(self._scrapes, self._scrape_watched, self.scrape)),
             asyncio.create_task(_every(self.deadline_interval, self.check_deadlines)),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._checks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._checks = set()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
 
     async def probe_all(self) -> None:
+        """Probe every endpoint now."""
+        await asyncio.gather(*(self.probe(e) for e in self._probe_watched()))
+
+    def _probe_watched(self) -> list[Endpoint]:
         watched = [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
-        await asyncio.gather(*(self.probe(e) for e in watched))
+        if len(self._progress) > 2 * len(watched):  # endpoints that left
+            ids = {e.id for e in watched}
+            self._progress = {k: v for k, v in self._progress.items() if k in ids}
+        return watched
+
+    async def _probe_turn(self, endpoint: Endpoint) -> object:
+        """A probe, unless the endpoint answered requests since its last one with its circuit closed."""
+        progress = endpoint.vitals.progress
+        answered = self._progress.get(endpoint.id, progress) != progress
+        self._progress[endpoint.id] = progress
+        if answered and endpoint.vitals.breaker.state is BreakerState.CLOSED:
+            return None
+        return await self.probe(endpoint)
 
     async def probe(self, endpoint: Endpoint) -> bool:
         """One health probe; its outcome goes to the endpoint's circuit breaker (a stall trips it)."""
@@ -116,8 +182,33 @@ class Monitor:
                 deadline.check(now)
 
     async def scrape_all(self) -> None:
-        watched = [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
-        await asyncio.gather(*(self.scrape(e) for e in watched))
+        """Scrape every endpoint now."""
+        await asyncio.gather(*(self.scrape(e) for e in self._scrape_watched()))
+
+    def _scrape_watched(self) -> list[Endpoint]:
+        return [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
+
+    async def _take_turns(
+        self, turns: _Turns, watched: Callable[[], list[Endpoint]], check: Callable[[Endpoint], Awaitable[object]]
+    ) -> None:
+        """Check each watched endpoint whenever its turn comes; a slow check delays no other endpoint's turn."""
+        loop = asyncio.get_running_loop()
+
+        async def one(endpoint: Endpoint, count: int) -> None:
+            try:
+                await check(endpoint)
+            except Exception:  # a bug in one check must not stop the watch
+                log.exception("gateway monitor check of %s failed", endpoint.id)
+            finally:
+                turns.done(endpoint, count, loop.time())
+
+        while True:
+            endpoints = watched()
+            for endpoint in turns.take_due(endpoints, loop.time()):
+                task = asyncio.create_task(one(endpoint, len(endpoints)))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+            await asyncio.sleep(turns.period(len(endpoints)) / TICKS_PER_PERIOD)
 
     async def scrape(self, endpoint: Endpoint) -> EngineLoad:
         """Read the engine's load from its metrics into `endpoint.vitals.load`."""
