@@ -6,8 +6,8 @@ circuit breaker, a success may close a half-open one. A probe that times out whi
 nothing to any request meanwhile means the engine is wedged (stopped, hung): its circuit trips open
 at once, and the requests waiting for it to begin an answer that another replica could take expire
 now instead of at their deadline. An engine that is merely busy still sends bytes to its running
-requests, so a slow probe alone is not taken for a wedge. An endpoint that answered requests since
-its last probe (with its circuit closed) needs no probe: its answers said what the probe would.
+requests, so a slow probe alone is not taken for a wedge. An endpoint that is sending answers at
+its probe's turn (with its circuit closed) needs no probe: its answers say what the probe would.
 
 The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
 endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
@@ -49,6 +49,7 @@ STALLED = "stopped answering: its health probe timed out and it sent nothing mea
 CHECKS_PER_SECOND = 48.0  # probes (and, apart, scrapes) per second across the fleet, at most
 TICKS_PER_PERIOD = 8  # how often within a period the loop looks for endpoints whose turn has come
 JITTER = 0.1
+LIVE_WINDOW = 0.25  # an endpoint that sent answers this recently, at its probe's turn, is not probed
 
 
 @dataclass
@@ -105,7 +106,6 @@ class Monitor:
         self._checks: set[asyncio.Task[None]] = set()  # probes and scrapes under way
         self._probes = _Turns(self.probe_interval)
         self._scrapes = _Turns(self.scrape_interval)
-        self._progress: dict[str, int] = {}  # each endpoint's progress at its last probe
 
     async def start(self) -> None:
         if self._session is None:
@@ -138,18 +138,18 @@ class Monitor:
         await asyncio.gather(*(self.probe(e) for e in self._probe_watched()))
 
     def _probe_watched(self) -> list[Endpoint]:
-        watched = [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
-        if len(self._progress) > 2 * len(watched):  # endpoints that left
-            ids = {e.id for e in watched}
-            self._progress = {k: v for k, v in self._progress.items() if k in ids}
-        return watched
+        return [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
 
-    async def _probe_turn(self, endpoint: Endpoint) -> object:
-        """A probe, unless the endpoint answered requests since its last one with its circuit closed."""
-        progress = endpoint.vitals.progress
-        answered = self._progress.get(endpoint.id, progress) != progress
-        self._progress[endpoint.id] = progress
-        if answered and endpoint.vitals.breaker.state is BreakerState.CLOSED:
+    async def _probe_turn(self, endpoint: Endpoint) -> bool | None:
+        """A probe, unless the endpoint is answering requests right now (with its circuit closed).
+
+        "Right now": within a short window at its turn, so a replica that stopped is still probed at its
+        first turn after it stopped (a stall is found as soon as before, give or take the window).
+        """
+        vitals = endpoint.vitals
+        progress = vitals.progress
+        await asyncio.sleep(min(LIVE_WINDOW, self._probes.interval / 4))
+        if vitals.progress != progress and vitals.breaker.state is BreakerState.CLOSED:
             return None
         return await self.probe(endpoint)
 
