@@ -9,8 +9,8 @@ fixed cost), plus whatever an index names directly (the replicas holding a promp
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, overload
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint
@@ -18,37 +18,21 @@ if TYPE_CHECKING:
 SAMPLE_SIZE = 4  # candidates a policy weighs per choice in a large pool (power-of-k: 2 already does well)
 
 
-class Candidates(Sequence["Endpoint"]):
-    """Endpoints in the pool's order, with `get(id)`; the pool keeps one for its ready set between changes."""
+class Candidates(tuple["Endpoint", ...]):
+    """Endpoints in the pool's order, with `get(id)`; the pool keeps one for its ready set between changes.
 
-    __slots__ = ("_by_id", "_endpoints")
+    A tuple, so that indexing and iterating cost what they cost on a tuple (the request path does both).
+    """
 
-    def __init__(self, endpoints: Iterable[Endpoint]) -> None:
-        self._endpoints = tuple(endpoints)
-        self._by_id: dict[str, Endpoint] | None = None  # built on the first lookup
+    _by_id: dict[str, Endpoint] | None = None  # built on the first lookup
 
     def get(self, endpoint_id: str) -> Endpoint | None:
         if self._by_id is None:
-            self._by_id = {e.id: e for e in self._endpoints}
+            self._by_id = {e.id: e for e in self}
         return self._by_id.get(endpoint_id)
 
-    def __len__(self) -> int:
-        return len(self._endpoints)
-
-    @overload
-    def __getitem__(self, index: int) -> Endpoint: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Endpoint]: ...
-
-    def __getitem__(self, index: int | slice) -> Endpoint | Sequence[Endpoint]:
-        return self._endpoints[index]
-
-    def __iter__(self) -> Iterator[Endpoint]:
-        return iter(self._endpoints)
-
     def __repr__(self) -> str:
-        return f"Candidates({[e.id for e in self._endpoints]})"
+        return f"Candidates({[e.id for e in self]})"
 
 
 def lookup(candidates: Sequence[Endpoint]) -> Callable[[str], Endpoint | None]:
@@ -75,5 +59,5 @@ class Sampler:
         self._next = start + 1
         if count <= self.size:
             return [*candidates[start:], *candidates[:start]]
-        randrange = self.rng.randrange
-        return [candidates[start], *(candidates[randrange(count)] for _ in range(self.size - 1))]
+        random = self.rng.random
+        return [candidates[start], *[candidates[int(random() * count)] for _ in range(self.size - 1)]]
