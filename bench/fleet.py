@@ -1,7 +1,8 @@
 """Fleet size: what a routing decision and the background watch cost as the number of replicas grows.
 
-    python bench/fleet.py                                   # 4, 64, 256 replicas × every policy, ~4 minutes
+    python bench/fleet.py                                   # 4, 64, 256 replicas × every policy, ~5 minutes
     python bench/fleet.py --sizes 4,256 --policies ttft_cost --seconds 4 --rounds 1
+    git archive REV src | tar -x -C /tmp/old && python bench/fleet.py --label after --compare before=/tmp/old/src
 
 One upstream process (pinned to core 0 with the client) listens on as many ports as there are
 replicas and answers at once with canned bytes (`harness/bare_upstream.py`'s answers, plus `/health`
@@ -9,15 +10,18 @@ and a small `/metrics` in the simulator's names), so the upstreams are never the
 gateway runs in its own process pinned to core 1 with one endpoint per port, the policy under test
 and its background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
 
-First, in this process, the routing decision alone: CPU microseconds per request for choosing a
-replica and deciding whether a retry could go elsewhere, with 32 requests outstanding (each finishes
-when the 33rd is chosen), on the same shared-prefix prompts. Then, per size and policy over HTTP:
+First, the routing decision alone, in a process of its own on the gateway's core: CPU microseconds
+per request for choosing a replica and deciding whether a retry could go elsewhere, with 32 requests
+outstanding (each finishes when the 33rd is chosen), on shared-prefix prompts. Then, per size and
+policy over HTTP:
 requests/s at concurrency 32 (`servestack bench`, non-streamed, the
 shared-prefix dataset so the cache-aware policies have prefixes to look up), the gateway's requests
 per CPU-second (its capacity per core, robust to noise from other processes), and the added latency
 (p50/p99 minus the upstream's own, measured directly). Then the gateway's idle CPU: the share of a
 core it uses with no traffic, i.e. its probes and scrapes, per size. Rounds interleave sizes and
-policies so a noisy minute hurts all of them alike.
+policies so a noisy minute hurts all of them alike. `--compare LABEL=SRC` measures another copy of
+servestack's sources too (the gateway and the decisions run with it first on PYTHONPATH), each of
+its runs right after the same run of this one: before and after a change, in one run.
 
 Prints a table and writes bench/results/fleet-<time>.json (or --out).
 """
@@ -28,8 +32,10 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,7 +72,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--decisions", type=int, default=20_000, help="routing decisions timed per size and policy")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle CPU window (default 20; 0 skips)")
     parser.add_argument("--cpus", default="0,1", help="client+upstream core, gateway core (default 0,1)")
+    parser.add_argument("--label", default="this", help="what to call the sources this script runs with")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=SRC", help="other sources to measure")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/fleet-<time>.json)")
+    parser.add_argument("--time-decisions", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-upstream", nargs=2, metavar=("COUNT", "PORTS_FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", metavar="POLICY", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -86,8 +95,17 @@ def main() -> int:
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     policies = args.policies.split(",")
+    if args.time_decisions:
+        print(json.dumps(measure_decisions(sizes, policies, args.decisions, args.concurrency)))
+        return 0
+    trees = {
+        args.label: {},
+        **{label: {"PYTHONPATH": src} for label, _, src in (c.partition("=") for c in args.compare)},
+    }
     client_cpus, gateway_cpus = args.cpus.split(",")
-    decisions = measure_decisions(sizes, policies, args.decisions, args.concurrency) if args.decisions else []
+    decisions = (
+        {label: time_decisions(env, args, gateway_cpus) for label, env in trees.items()} if args.decisions else {}
+    )
     with tempfile.TemporaryDirectory(prefix="servestack-fleet-") as tmp:
         upstream, ports = start_upstream(Path(tmp), max(sizes), client_cpus)
         try:
@@ -95,13 +113,14 @@ def main() -> int:
                 f"http://127.0.0.1:{ports[0]}/v1", model="sim", api_key=None, stream=False, seconds=args.seconds,
                 cpus=client_cpus, connections=args.concurrency,
             )  # fmt: skip
-            runs = measure(Path(tmp), ports, sizes, policies, args, client_cpus, gateway_cpus)
-            idle = measure_idle(Path(tmp), ports, sizes, args, gateway_cpus) if args.idle_seconds > 0 else {}
+            runs = measure(Path(tmp), ports, trees, sizes, policies, args)
+            idle = measure_idle(Path(tmp), ports, trees, sizes, args) if args.idle_seconds > 0 else {}
         finally:
             upstream.stop()
     doc = {
         "machine": machine(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if v is not None},
+        "trees": {label: env.get("PYTHONPATH", "this script's") for label, env in trees.items()},
         "decisions": decisions,
         "direct": vars(direct),
         "runs": runs,
@@ -109,7 +128,7 @@ def main() -> int:
     }
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = write_results(f"fleet-{stamp}", doc, args.out)
-    render(doc, sizes, policies)
+    render(doc, list(trees), sizes, policies)
     print(f"wrote {path}")
     return 0
 
@@ -158,11 +177,11 @@ def start_upstream(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
     return proc, ports
 
 
-def start_gateway(tmp: Path, policy: str, ports: list[int], cpus: str) -> tuple[Proc, str]:
+def start_gateway(tmp: Path, policy: str, ports: list[int], cpus: str, env: dict[str, str]) -> tuple[Proc, str]:
     port = free_port()
     workers = [f"http://127.0.0.1:{p}" for p in ports]
     argv = [sys.executable, __file__, "--serve-gateway", policy, "--port", str(port), *workers]
-    proc = Proc(f"gateway-{policy}-{len(ports)}", argv, tmp, cpus=cpus)
+    proc = Proc(f"gateway-{policy}-{len(ports)}", argv, tmp, cpus=cpus, env=env)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _chat_ok(url, proc), 60, f"a chat completion through the gateway ({policy}, {len(ports)})")
     return proc, url
@@ -184,26 +203,28 @@ def _chat_ok(url: str, proc: Proc) -> bool:
 
 
 def measure(
-    tmp: Path, ports: list[int], sizes: list[int], policies: list[str], args: argparse.Namespace,
-    client_cpus: str, gateway_cpus: str,
+    tmp: Path, ports: list[int], trees: dict[str, dict[str, str]], sizes: list[int], policies: list[str],
+    args: argparse.Namespace,
 ) -> list[dict[str, Any]]:  # fmt: skip
+    client_cpus, gateway_cpus = args.cpus.split(",")
     runs = []
     for round_number in range(1, args.rounds + 1):
         for size in sizes:
             for policy in policies:
-                print(f"round {round_number} · {size} replicas · {policy}", flush=True)
-                gateway, url = start_gateway(tmp, policy, ports[:size], gateway_cpus)
-                try:
-                    pids = tree_pids(gateway.pid)
-                    before = cpu_seconds(pids)
-                    m = bench(url, args, client_cpus)
-                    used = cpu_seconds(pids) - before
-                finally:
-                    gateway.stop()
-                runs.append({
-                    "round": round_number, "replicas": size, "policy": policy, **vars(m),
-                    "cpu_seconds": used, "per_cpu_second": m.requests / used if used > 0 else None,
-                })  # fmt: skip
+                for label, env in trees.items():
+                    print(f"round {round_number} · {size} replicas · {policy} · {label}", flush=True)
+                    gateway, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
+                    try:
+                        pids = tree_pids(gateway.pid)
+                        before = cpu_seconds(pids)
+                        m = bench(url, args, client_cpus)
+                        used = cpu_seconds(pids) - before
+                    finally:
+                        gateway.stop()
+                    runs.append({
+                        "tree": label, "round": round_number, "replicas": size, "policy": policy, **vars(m),
+                        "cpu_seconds": used, "per_cpu_second": m.requests / used if used > 0 else None,
+                    })  # fmt: skip
     return runs
 
 
@@ -214,22 +235,35 @@ def bench(url: str, args: argparse.Namespace, cpus: str) -> Measurement:
     )  # fmt: skip
 
 
-def measure_idle(tmp: Path, ports: list[int], sizes: list[int], args: argparse.Namespace, cpus: str) -> dict[str, Any]:
-    """The gateway's CPU with no traffic (its probes and scrapes), as a share of one core, per fleet size."""
-    idle: dict[str, Any] = {}
+def measure_idle(
+    tmp: Path, ports: list[int], trees: dict[str, dict[str, str]], sizes: list[int], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """The gateway's CPU with no traffic (its probes and scrapes), as a share of one core, per tree and size."""
+    idle: dict[str, dict[str, Any]] = {label: {} for label in trees}
     for size in sizes:
-        print(f"idle · {size} replicas", flush=True)
-        gateway, _ = start_gateway(tmp, "ttft_cost", ports[:size], cpus)
-        try:
-            time.sleep(3.0)  # past start-up and the first round of probes
-            pids = tree_pids(gateway.pid)
-            before, start = cpu_seconds(pids), time.monotonic()
-            time.sleep(args.idle_seconds)
-            used, wall = cpu_seconds(pids) - before, time.monotonic() - start
-        finally:
-            gateway.stop()
-        idle[str(size)] = {"cpu_seconds": used, "seconds": wall, "core_share": used / wall}
+        for label, env in trees.items():
+            print(f"idle · {size} replicas · {label}", flush=True)
+            gateway, _ = start_gateway(tmp, "ttft_cost", ports[:size], args.cpus.split(",")[1], env)
+            try:
+                time.sleep(3.0)  # past start-up and the first round of probes
+                pids = tree_pids(gateway.pid)
+                before, start = cpu_seconds(pids), time.monotonic()
+                time.sleep(args.idle_seconds)
+                used, wall = cpu_seconds(pids) - before, time.monotonic() - start
+            finally:
+                gateway.stop()
+            idle[label][str(size)] = {"cpu_seconds": used, "seconds": wall, "core_share": used / wall}
     return idle
+
+
+def time_decisions(env: dict[str, str], args: argparse.Namespace, cpus: str) -> list[dict[str, Any]]:
+    """`measure_decisions` in a process of its own, with `env` (the sources to time), on `cpus`."""
+    argv = ["taskset", "-c", cpus, sys.executable, __file__, "--time-decisions", "--sizes", args.sizes,
+            "--policies", args.policies, "--decisions", str(args.decisions),
+            "--concurrency", str(args.concurrency)]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
+    results: list[dict[str, Any]] = json.loads(out.splitlines()[-1])
+    return results
 
 
 def measure_decisions(sizes: list[int], policies: list[str], count: int, outstanding: int) -> list[dict[str, Any]]:
@@ -271,7 +305,6 @@ def measure_decisions(sizes: list[int], policies: list[str], count: int, outstan
             seconds = time.process_time() - start
             results.append({"replicas": size, "policy": policy, "us_per_decision": 1e6 * seconds / count,
                             "replicas_used": len(chosen)})  # fmt: skip
-            print(f"decisions · {size} replicas · {policy}: {1e6 * seconds / count:.1f} µs", flush=True)
     return results
 
 
@@ -290,34 +323,41 @@ def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def render(doc: dict[str, Any], sizes: list[int], policies: list[str]) -> None:
+def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: list[str]) -> None:
     runs, direct = doc["runs"], doc["direct"]
     if doc["decisions"]:
-        print("\nrouting decision alone (CPU µs per request; replicas that got requests)")
-        print(f"{'policy':<12} " + " ".join(f"{f'{size} replicas':>18}" for size in sizes))
+        print("\nrouting decision alone (CPU µs per request; in brackets, the replicas that got requests)")
+        print(f"{'policy':<22} " + " ".join(f"{f'{size} replicas':>16}" for size in sizes))
         for policy in policies:
-            cells = [d for size in sizes for d in doc["decisions"] if d["policy"] == policy and d["replicas"] == size]
-            print(f"{policy:<12} " + " ".join(f"{d['us_per_decision']:>9.1f} ({d['replicas_used']:>4})" for d in cells))
+            for label in labels:
+                by_size = {d["replicas"]: d for d in doc["decisions"][label] if d["policy"] == policy}
+                cells = [f"{by_size[n]['us_per_decision']:>8.1f} ({by_size[n]['replicas_used']:>4})" for n in sizes]
+                print(f"{f'{policy} ({label})':<22} " + " ".join(f"{c:>16}" for c in cells))
     print(f"\nload average {doc['machine']['load_average']}; upstream direct: {direct['rps']:,.0f} req/s, "
           f"p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms")  # fmt: skip
-    header = f"{'policy':<12} {'replicas':>8} {'req/s':>8} {'req/CPU-s':>10} {'+p50 ms':>8} {'+p99 ms':>8} errors"
+    header = f"{'policy':<22} {'replicas':>8} {'req/s':>8} {'req/CPU-s':>10} {'+p50 ms':>8} {'+p99 ms':>8} errors"
     print(header)
     print("-" * len(header))
     for policy in policies:
-        for size in sizes:
-            mine = [r for r in runs if r["policy"] == policy and r["replicas"] == size]
-            p50, p99 = median(mine, "p50_ms") - direct["p50_ms"], median(mine, "p99_ms") - direct["p99_ms"]
-            print(
-                f"{policy:<12} {size:>8} {median(mine, 'rps'):>8,.0f} {median(mine, 'per_cpu_second'):>10,.0f} "
-                f"{p50:>+8.2f} {p99:>+8.2f} {sum(r['errors'] for r in mine):>6}"
-            )
+        for label in labels:
+            for size in sizes:
+                mine = [r for r in runs if r["policy"] == policy and r["replicas"] == size and r["tree"] == label]
+                p50, p99 = median(mine, "p50_ms") - direct["p50_ms"], median(mine, "p99_ms") - direct["p99_ms"]
+                errors = sum(r["errors"] for r in mine)
+                print(
+                    f"{f'{policy} ({label})':<22} {size:>8} {median(mine, 'rps'):>8,.0f} "
+                    f"{median(mine, 'per_cpu_second'):>10,.0f} {p50:>+8.2f} {p99:>+8.2f} {errors:>6}"
+                )
     print()
-    for line in verdicts(runs, sizes, policies):
-        print(line)
-    for size, figures in doc["idle"].items():
-        share = figures["core_share"]
-        mark = f" (target ≤ {TARGET_IDLE:.0%}: {'met' if share <= TARGET_IDLE else 'missed'})" if size == "256" else ""
-        print(f"idle CPU with {size} replicas: {share:.1%} of a core{mark}")
+    for label in labels:
+        for line in verdicts([r for r in runs if r["tree"] == label], sizes, policies):
+            print(f"{label}: {line}")
+        for size, figures in doc["idle"].get(label, {}).items():
+            share = figures["core_share"]
+            mark = (
+                f" (target ≤ {TARGET_IDLE:.0%}: {'met' if share <= TARGET_IDLE else 'missed'})" if size == "256" else ""
+            )
+            print(f"{label}: idle CPU with {size} replicas: {share:.1%} of a core{mark}")
 
 
 def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) -> list[str]:

@@ -15,13 +15,12 @@ for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the
 known queue. The deadline loop ends the first-byte deadlines that are due (relay/deadline.py), so
 requests need no timer of their own.
 
-Probes and scrapes cost the same however many replicas there are: each endpoint has its own turn,
-jittered (a random first phase, then its period ± 10%), and the loop wakes a few times a period
-to start the checks of the endpoints whose turn has come, as one batch; so the work is spread
-evenly instead of arriving as one burst per round. The period is the stack file's interval, stretched when the fleet
-is large so that at most `CHECKS_PER_SECOND` probes (and as many scrapes) go out each second: with
-256 replicas each is probed and scraped every ~5 s instead of every 2 s and 1 s. A slow engine
-cannot make turns pile up: an endpoint's next turn is set when its check ends.
+Probes and scrapes stay cheap however many replicas there are: each endpoint takes its turn
+(turns.py: jittered, started in batches a few times a period, at most `CHECKS_PER_SECOND` of each a
+second across the fleet, so with 256 replicas every ~5 s instead of every 2 s and 1 s). An engine
+resting (its last scrape saw nothing running or waiting, and this gateway has nothing there) is
+scraped a few times less often, until this gateway sends it a request. A slow engine cannot make
+turns pile up: an endpoint's next turn is set when its check ends.
 """
 
 from __future__ import annotations
@@ -29,10 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -40,47 +37,14 @@ from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.fleet.gauges import read_gauges
 from servestack.gateway.fleet.table import EndpointTable
+from servestack.gateway.fleet.turns import TICKS_PER_PERIOD, Turns
 
 log = logging.getLogger(__name__)
 
 LOAD_GAUGES = ("waiting", "running", "kv_usage")
 MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
 STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
-CHECKS_PER_SECOND = 48.0  # probes (and, apart, scrapes) per second across the fleet, at most
-TICKS_PER_PERIOD = 8  # how often within a period the loop looks for endpoints whose turn has come
-JITTER = 0.1
 LIVE_WINDOW = 0.25  # an endpoint that sent answers this recently, at its probe's turn, is not probed
-
-
-@dataclass
-class _Turns:
-    """When each endpoint's next probe (or scrape) is due, on the event loop's clock."""
-
-    interval: float
-    due: dict[str, float] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=random.Random)
-
-    def period(self, watched: int) -> float:
-        return max(self.interval, watched / CHECKS_PER_SECOND)
-
-    def take_due(self, endpoints: list[Endpoint], now: float) -> list[Endpoint]:
-        """The endpoints whose turn has come; a newcomer gets a random first turn within a period."""
-        period = self.period(len(endpoints))
-        due, taken = self.due, []
-        for endpoint in endpoints:
-            at = due.get(endpoint.id)
-            if at is None:
-                due[endpoint.id] = now + self.rng.random() * period
-            elif at <= now:
-                taken.append(endpoint)
-                due[endpoint.id] = float("inf")  # until its check ends
-        if len(due) > 2 * len(endpoints):  # endpoints that left
-            ids = {e.id for e in endpoints}
-            self.due = {k: v for k, v in due.items() if k in ids}
-        return taken
-
-    def done(self, endpoint: Endpoint, watched: int, now: float) -> None:
-        self.due[endpoint.id] = now + self.period(watched) * self.rng.uniform(1 - JITTER, 1 + JITTER)
 
 
 class Monitor:
@@ -104,8 +68,8 @@ class Monitor:
         self._own_session = session is None
         self._tasks: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.Task[None]] = set()  # probes and scrapes under way
-        self._probes = _Turns(self.probe_interval)
-        self._scrapes = _Turns(self.scrape_interval)
+        self._probes = Turns(self.probe_interval)
+        self._scrapes = Turns(self.scrape_interval, rests=_resting)
 
     async def start(self) -> None:
         if self._session is None:
@@ -189,7 +153,7 @@ class Monitor:
         return [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
 
     async def _take_turns(
-        self, turns: _Turns, watched: Callable[[], list[Endpoint]], check: Callable[[Endpoint], Awaitable[object]]
+        self, turns: Turns, watched: Callable[[], list[Endpoint]], check: Callable[[Endpoint], Awaitable[object]]
     ) -> None:
         """Check each watched endpoint whenever its turn comes; a slow check delays no other endpoint's turn."""
         loop = asyncio.get_running_loop()
@@ -229,6 +193,12 @@ class Monitor:
         if self._session is None:
             raise RuntimeError("Monitor.start() first")
         return self._session
+
+
+def _resting(endpoint: Endpoint) -> bool:
+    """Nothing to read from the engine: its last scrape saw it idle, and this gateway has nothing there."""
+    load = endpoint.vitals.load
+    return endpoint.vitals.in_flight == 0 and load.waiting == 0 and load.running == 0
 
 
 def stall(endpoint: Endpoint) -> None:
