@@ -217,7 +217,7 @@ def measure(
                     try:
                         pids = tree_pids(gateway.pid)
                         before = cpu_seconds(pids)
-                        m = bench(url, args, client_cpus)
+                        m = bench(url, size, args, client_cpus)
                         used = cpu_seconds(pids) - before
                     finally:
                         gateway.stop()
@@ -228,10 +228,11 @@ def measure(
     return runs
 
 
-def bench(url: str, args: argparse.Namespace, cpus: str) -> Measurement:
+def bench(url: str, replicas: int, args: argparse.Namespace, cpus: str) -> Measurement:
+    """One round; the warm-up reaches every replica (so connections are open before measuring)."""
     return run_servestack_bench(
         url + "/v1", model="sim", api_key=None, stream=False, seconds=args.seconds, cpus=cpus,
-        connections=args.concurrency, warmup=200, dataset="shared-prefix", input_len=96,
+        connections=args.concurrency, warmup=200 + 2 * replicas, dataset="shared-prefix", input_len=96,
     )  # fmt: skip
 
 
