@@ -100,13 +100,16 @@ def run_servestack_bench(
     connections: int | None = None,
     rate: float | None = None,
     warmup: int = 0,
+    dataset: str = "random",
+    input_len: int = 6,
 ) -> Measurement:
     """`servestack bench` against `url` at a concurrency or a rate; latency is end to end."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         argv = [sys.executable, "-m", "servestack", "bench", url, "-m", model, "-d", str(seconds)]
         argv += ["--rate", str(rate)] if rate is not None else ["-c", str(connections or 32)]
-        argv += ["--stream" if stream else "--no-stream", "--input-len", "6", "--output-len", "16"]
+        argv += ["--stream" if stream else "--no-stream", "--dataset", dataset, "--input-len", str(input_len)]
+        argv += ["--output-len", "16"]
         argv += ["--warmup", str(warmup), "--timeout", "30", "--json", str(out)]
         if api_key:
             argv += ["--api-key", api_key]

@@ -9,6 +9,9 @@ deadlines) and by the active health probes; successes by the same. A stalled rep
 out while it sent nothing) trips the circuit open at once. While HALF_OPEN exactly one request is let
 through as the trial; a successful health probe also closes a half-open circuit, so a replica that
 gets no traffic still recovers. `permits()` is on the request path and does no I/O.
+
+`on_change` is called when the circuit leaves CLOSED or returns to it (not on OPEN → HALF_OPEN, which
+happens lazily in `permits()`): pools keep their set of ready endpoints by it (pool.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ class BreakerState(Enum):
 
 
 class CircuitBreaker:
-    __slots__ = ("_clock", "_opened_at", "_trial_out", "failure_threshold", "failures", "open_seconds", "state")
+    __slots__ = (
+        "_clock", "_opened_at", "_trial_out", "failure_threshold", "failures", "on_change", "open_seconds", "state",
+    )  # fmt: skip
 
     def __init__(self, failure_threshold: int = 3, open_seconds: float = 5.0, *, clock: Clock = time.monotonic):
         self.failure_threshold = failure_threshold
@@ -37,6 +42,7 @@ class CircuitBreaker:
         self._clock = clock
         self._opened_at = 0.0
         self._trial_out = False
+        self.on_change: Callable[[], None] | None = None
 
     def permits(self) -> bool:
         """Whether a request may go to this endpoint now (an open circuit turns half-open once it has waited)."""
@@ -61,8 +67,10 @@ class CircuitBreaker:
 
     def succeeded(self) -> None:
         self.failures = 0
-        self.state = BreakerState.CLOSED
         self._trial_out = False
+        if self.state is not BreakerState.CLOSED:
+            self.state = BreakerState.CLOSED
+            self._changed()
 
     def failed(self) -> None:
         self.failures += 1
@@ -93,6 +101,13 @@ class CircuitBreaker:
         self.succeeded()
 
     def _open(self) -> None:
+        was_closed = self.state is BreakerState.CLOSED
         self.state = BreakerState.OPEN
         self._opened_at = self._clock()
         self._trial_out = False
+        if was_closed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()

@@ -9,7 +9,7 @@ depending on the table that holds them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -78,9 +78,15 @@ class Call(Protocol):
 
 
 class Vitals:
-    """What the gateway observes about one endpoint."""
+    """What the gateway observes about one endpoint.
 
-    __slots__ = ("_idle", "breaker", "calls", "draining", "in_flight", "load", "metrics", "progress", "waiting")
+    `watchers` are called when whether it may get requests changes (its circuit closes or leaves
+    CLOSED, a drain starts or ends): the pools holding the endpoint keep their ready sets by them.
+    """
+
+    __slots__ = (
+        "_draining", "_idle", "breaker", "calls", "in_flight", "load", "metrics", "progress", "waiting", "watchers",
+    )  # fmt: skip
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.in_flight = 0
@@ -88,7 +94,9 @@ class Vitals:
         self.load = IDLE
         # The text of the last scrape of the engine's /metrics ("" when it failed); None before the first.
         self.metrics: str | None = None
-        self.draining = False
+        self.watchers: list[Callable[[], None]] = []
+        breaker.on_change = self.changed
+        self._draining = False
         self.progress = 0  # counts answers and stream chunks received from the engine: it is not wedged
         self.waiting: set[Waiter] = set()  # requests waiting for their answer to begin
         self.calls: set[Call] = set()  # engine calls open on it
@@ -99,6 +107,20 @@ class Vitals:
         so that none waits for an answer from a machine that may never send one or close the connection."""
         for call in list(self.calls):
             call.abandon(reason)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        if value != self._draining:
+            self._draining = value
+            self.changed()
+
+    def changed(self) -> None:
+        for watcher in self.watchers:
+            watcher()
 
     def finished_one(self) -> None:
         if self.in_flight == 0 and self._idle is not None:

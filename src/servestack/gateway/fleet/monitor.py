@@ -6,14 +6,21 @@ circuit breaker, a success may close a half-open one. A probe that times out whi
 nothing to any request meanwhile means the engine is wedged (stopped, hung): its circuit trips open
 at once, and the requests waiting for it to begin an answer that another replica could take expire
 now instead of at their deadline. An engine that is merely busy still sends bytes to its running
-requests, so a slow probe alone is not taken for a wedge.
+requests, so a slow probe alone is not taken for a wedge. An endpoint that is sending answers at
+its probe's turn (with its circuit closed) needs no probe: its answers say what the probe would.
 
 The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
 endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
 for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
 known queue. The deadline loop ends the first-byte deadlines that are due (relay/deadline.py), so
-requests need no timer of their own. Each loop waits `interval` after a round, so a slow engine
-cannot make rounds pile up.
+requests need no timer of their own.
+
+Probes and scrapes stay cheap however many replicas there are: each endpoint takes its turn
+(turns.py: jittered, started in batches a few times a period, at most `CHECKS_PER_SECOND` of each a
+second across the fleet, so with 256 replicas every ~5 s instead of every 2 s and 1 s). An engine
+resting (its last scrape saw nothing running or waiting, and this gateway has nothing there) is
+scraped a few times less often, until this gateway sends it a request. A slow engine cannot make
+turns pile up: an endpoint's next turn is set when its check ends.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.fleet.gauges import read_gauges
 from servestack.gateway.fleet.table import EndpointTable
+from servestack.gateway.fleet.turns import TICKS_PER_PERIOD, Turns
 from servestack.open_files import exhausted
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 LOAD_GAUGES = ("waiting", "running", "kv_usage")
 MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
 STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
+LIVE_WINDOW = 0.25  # an endpoint that sent answers this recently, at its probe's turn, is not probed
 
 
 class Monitor:
@@ -59,6 +68,9 @@ class Monitor:
         self._session = session
         self._own_session = session is None
         self._tasks: list[asyncio.Task[None]] = []
+        self._checks: set[asyncio.Task[None]] = set()  # probes and scrapes under way
+        self._probes = Turns(self.probe_interval)
+        self._scrapes = Turns(self.scrape_interval, rests=_resting)
 
     async def start(self) -> None:
         if self._session is None:
@@ -68,25 +80,43 @@ class Monitor:
                 skip_auto_headers=("User-Agent",),
             )
         self._tasks = [
-            asyncio.create_task(_every(self.probe_interval, self.probe_all)),
-            asyncio.create_task(_every(self.scrape_interval, self.scrape_all)),
+            asyncio.create_task(self._take_turns(self._probes, self._probe_watched, self._probe_turn)),
+            asyncio.create_task(self._take_turns(self._scrapes, self._scrape_watched, self.scrape)),
             asyncio.create_task(_every(self.deadline_interval, self.check_deadlines)),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._checks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._checks = set()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
 
     async def probe_all(self) -> None:
-        watched = [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
-        await asyncio.gather(*(self.probe(e) for e in watched))
+        """Probe every endpoint now."""
+        await asyncio.gather(*(self.probe(e) for e in self._probe_watched()))
+
+    def _probe_watched(self) -> list[Endpoint]:
+        return [e for e in self.table.endpoints() if e.health_url and e.state is EndpointState.READY]
+
+    async def _probe_turn(self, endpoint: Endpoint) -> bool | None:
+        """A probe, unless the endpoint is answering requests right now (with its circuit closed).
+
+        "Right now": within a short window at its turn, so a replica that stopped is still probed at its
+        first turn after it stopped (a stall is found as soon as before, give or take the window).
+        """
+        vitals = endpoint.vitals
+        progress = vitals.progress
+        await asyncio.sleep(min(LIVE_WINDOW, self._probes.interval / 4))
+        if vitals.progress != progress and vitals.breaker.state is BreakerState.CLOSED:
+            return None
+        return await self.probe(endpoint)
 
     async def probe(self, endpoint: Endpoint) -> bool:
         """One health probe; its outcome goes to the endpoint's circuit breaker (a stall trips it)."""
@@ -121,8 +151,33 @@ class Monitor:
                 deadline.check(now)
 
     async def scrape_all(self) -> None:
-        watched = [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
-        await asyncio.gather(*(self.scrape(e) for e in watched))
+        """Scrape every endpoint now."""
+        await asyncio.gather(*(self.scrape(e) for e in self._scrape_watched()))
+
+    def _scrape_watched(self) -> list[Endpoint]:
+        return [e for e in self.table.endpoints() if e.metrics_url and e.state is EndpointState.READY]
+
+    async def _take_turns(
+        self, turns: Turns, watched: Callable[[], list[Endpoint]], check: Callable[[Endpoint], Awaitable[object]]
+    ) -> None:
+        """Check each watched endpoint whenever its turn comes; a slow check delays no other endpoint's turn."""
+        loop = asyncio.get_running_loop()
+
+        async def one(endpoint: Endpoint, count: int) -> None:
+            try:
+                await check(endpoint)
+            except Exception:  # a bug in one check must not stop the watch
+                log.exception("gateway monitor check of %s failed", endpoint.id)
+            finally:
+                turns.done(endpoint, count, loop.time())
+
+        while True:
+            endpoints = watched()
+            for endpoint in turns.take_due(endpoints, loop.time()):
+                task = asyncio.create_task(one(endpoint, len(endpoints)))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+            await asyncio.sleep(turns.period(len(endpoints)) / TICKS_PER_PERIOD)
 
     async def scrape(self, endpoint: Endpoint) -> EngineLoad:
         """Read the engine's load from its metrics into `endpoint.vitals.load`."""
@@ -143,6 +198,12 @@ class Monitor:
         if self._session is None:
             raise RuntimeError("Monitor.start() first")
         return self._session
+
+
+def _resting(endpoint: Endpoint) -> bool:
+    """Nothing to read from the engine: its last scrape saw it idle, and this gateway has nothing there."""
+    load = endpoint.vitals.load
+    return endpoint.vitals.in_flight == 0 and load.waiting == 0 and load.running == 0
 
 
 def stall(endpoint: Endpoint) -> None:

@@ -7,6 +7,12 @@ about requests at all (there is nothing to route, and the request path stays as 
 without routing), so a policy starts learning when a second endpoint joins. A pool without
 candidates answers 503 saying why: loading or restarting (with Retry-After), stopped (start it),
 failed (its last error), or every replica failing (circuits open).
+
+Choosing costs the same whatever the pool's size: the pool keeps its ready set (ready, not draining,
+circuit closed) up to date as endpoints come, go, drain and trip (each endpoint's `Vitals` calls the
+pools holding it), instead of walking every endpoint per request. Only endpoints whose circuit is
+open or half-open are asked per request whether they let one through; they are few unless the whole
+fleet is failing.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from servestack.errors import ModelFailed, ModelStopped, UpstreamUnavailable
+from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import EndpointState
-from servestack.gateway.fleet.routing import NO_REQUEST, Attempt, Policy, RouteRequest
+from servestack.gateway.fleet.routing import NO_REQUEST, Attempt, Candidates, Policy, RouteRequest
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint
@@ -29,6 +36,8 @@ class Pool:
         self.policy = policy
         self.clock = clock
         self.endpoints: list[Endpoint] = []
+        self.ready = Candidates(())  # ready, not draining, circuit closed; in the order of `endpoints`
+        self._suspended: tuple[Endpoint, ...] = ()  # ready, but the circuit is open or half-open
         # The largest context window of the pool's endpoints; None when any is unknown (nothing is checked).
         self.context_length: int | None = None
         self.on_demand = False  # some endpoint is loaded on demand: requests go through the load gate
@@ -38,25 +47,52 @@ class Pool:
         for i, existing in enumerate(self.endpoints):
             if existing.id == endpoint.id:
                 self.endpoints[i] = endpoint
+                if existing.vitals is not endpoint.vitals:
+                    _unwatch(existing, self._refile)
                 break
         else:
             self.endpoints.append(endpoint)
+        if self._refile not in endpoint.vitals.watchers:
+            endpoint.vitals.watchers.append(self._refile)
         self._update_context()
+        self._refile()
 
     def discard(self, endpoint_id: str) -> None:
+        for endpoint in self.endpoints:
+            if endpoint.id == endpoint_id:
+                _unwatch(endpoint, self._refile)
         self.endpoints = [e for e in self.endpoints if e.id != endpoint_id]
         self._update_context()
+        self._refile()
 
     def _update_context(self) -> None:
         self.on_demand = any(e.on_demand for e in self.endpoints)
         windows = [e.context_length for e in self.endpoints]
         self.context_length = None if None in windows or not windows else max(w for w in windows if w is not None)
 
-    def candidates(self, exclude: Collection[str] = ()) -> list[Endpoint]:
+    def _refile(self) -> None:
+        """Sort the endpoints into the ready set and the suspended ones (on a change, never per request)."""
+        ready: list[Endpoint] = []
+        suspended: list[Endpoint] = []
+        for endpoint in self.endpoints:
+            if endpoint.ready:
+                closed = endpoint.vitals.breaker.state is BreakerState.CLOSED
+                (ready if closed else suspended).append(endpoint)
+        self.ready = Candidates(ready)
+        self._suspended = tuple(suspended)
+
+    def candidates(self, exclude: Collection[str] = ()) -> Candidates:
         """Endpoints that may take a request now, less those whose ids are in `exclude`."""
-        return [
-            e for e in self.endpoints if e.ready and e.id not in exclude and e.vitals.breaker.permits()
-        ]  # fmt: skip
+        trial = [e for e in self._suspended if e.id not in exclude and e.vitals.breaker.permits()]
+        if not trial and not exclude:
+            return self.ready
+        return Candidates([*(e for e in self.ready if e.id not in exclude), *trial])
+
+    def untried(self, tried: Collection[str]) -> bool:
+        """Whether an endpoint whose id is not in `tried` may take a request now (stops at the first found)."""
+        return any(e.id not in tried for e in self.ready) or any(
+            e.id not in tried and e.vitals.breaker.permits() for e in self._suspended
+        )
 
     def choose(self, request: RouteRequest, exclude: Collection[str] = ()) -> Attempt:
         """Pick an endpoint for `request` and record the attempt; raises UpstreamUnavailable if none can take it."""
@@ -118,6 +154,12 @@ class Pool:
         if any(e.state is EndpointState.DRAINING or e.vitals.draining for e in self.endpoints):
             return UpstreamUnavailable(f"The model '{self.model}' is being stopped or restarted", retry_after=5)
         return _down(self.model, self.endpoints)
+
+
+def _unwatch(endpoint: Endpoint, watcher: Callable[[], None]) -> None:
+    watchers = endpoint.vitals.watchers
+    if watcher in watchers:
+        watchers.remove(watcher)
 
 
 def _down(model: str, endpoints: list[Endpoint]) -> UpstreamUnavailable:

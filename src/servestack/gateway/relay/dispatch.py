@@ -140,7 +140,7 @@ class Dispatcher:
     def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
         if len(pool.endpoints) <= len(tried) or len(tried) > self.retries or not self.budget.can_retry():
             return False
-        return any(e.id not in tried for e in pool.candidates())
+        return pool.untried(tried)
 
 
 def _finish(pool: Pool, attempt: Attempt, exchange: Exchange) -> None:

@@ -1,6 +1,7 @@
 """Routing policies: which replica of a pool gets a request.
 
     base         RouteRequest (prompt text and block hashes, derived once), Attempt, the Policy contract
+    candidates   Candidates (the pool's ready set, by id), Sampler (a bounded pick of them per choice)
     prefix       PrefixIndex: the approximate prefix tree per replica (block-hash chains, LRU)
     round_robin  in turn
     least_load   fewest in flight plus the engine's queue
@@ -17,6 +18,7 @@ from collections.abc import Callable
 
 from servestack.gateway.fleet.routing.base import NO_REQUEST, Attempt, BasePolicy, Policy, RouteRequest, load_of
 from servestack.gateway.fleet.routing.cache_aware import CacheAware
+from servestack.gateway.fleet.routing.candidates import Candidates, Sampler
 from servestack.gateway.fleet.routing.least_load import LeastLoad
 from servestack.gateway.fleet.routing.prefix import PrefixIndex
 from servestack.gateway.fleet.routing.round_robin import RoundRobin
@@ -47,11 +49,13 @@ __all__ = [
     "Attempt",
     "BasePolicy",
     "CacheAware",
+    "Candidates",
     "LeastLoad",
     "Policy",
     "PrefixIndex",
     "RoundRobin",
     "RouteRequest",
+    "Sampler",
     "TtftCost",
     "load_of",
     "make_policy",

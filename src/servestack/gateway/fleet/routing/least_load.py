@@ -2,7 +2,9 @@
 
 In-flight counts are exact and current (the gateway keeps them); the engine's queue comes from the
 last background scrape and also counts work that did not come through this gateway. Ties go to the
-candidate after the last one chosen, so an idle pool is still spread round-robin.
+candidate after the last one chosen, so an idle pool is still spread round-robin. In a pool larger
+than the sample (candidates.py) the least loaded of the next in turn and a few at random wins:
+power-of-k choices, at a cost that does not grow with the pool.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from servestack.gateway.fleet.routing.base import BasePolicy, RouteRequest, load_of
+from servestack.gateway.fleet.routing.candidates import Sampler
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint
@@ -19,18 +22,8 @@ if TYPE_CHECKING:
 class LeastLoad(BasePolicy):
     name = "least_load"
 
-    def __init__(self) -> None:
-        self._next = 0
+    def __init__(self, sampler: Sampler | None = None) -> None:
+        self.sampler = sampler or Sampler()
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
-        count = len(candidates)
-        start = self._next % count
-        best = candidates[start]
-        best_load = load_of(best)
-        for offset in range(1, count):
-            candidate = candidates[(start + offset) % count]
-            load = load_of(candidate)
-            if load < best_load:
-                best, best_load = candidate, load
-        self._next = start + 1
-        return best
+        return min(self.sampler.pick(candidates), key=load_of)  # the first of equals: the next in turn

@@ -31,16 +31,22 @@ The least expected TTFT wins; estimates within a few percent count as equal, and
 whose prefix index holds least wins, so distinct prefixes spread over the pool instead of piling
 onto the first replica of an idle pool. Balance needs no thresholds: a hot replica's queue grows
 until a cold prefill elsewhere is cheaper.
+
+Not every candidate is estimated, so that a choice costs the same in a pool of 4 or of 256: the
+replicas holding the prompt's longest prefix (found in the prefix index, `HOLDERS_WEIGHED` of them) and
+the sampler's pick (every candidate of a small pool; the next in turn and a few at random in a
+large one: power-of-k choices). The pool's rate is kept as running sums (see `_PoolRate`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servestack.gateway.fleet.routing.base import Attempt, BasePolicy, RouteRequest
+from servestack.gateway.fleet.routing.candidates import Sampler, lookup
 from servestack.gateway.fleet.routing.prefix import BLOCK_TOKENS, PrefixIndex
 
 if TYPE_CHECKING:
@@ -53,6 +59,8 @@ MAX_SAMPLE_SWING = 4.0  # one odd stream moves an established rate at most this 
 RATE_HALF_LIFE = 3.0  # seconds after which a sample counts half
 TIE_MARGIN = 0.05  # estimates this close count as equal
 TIE_SECONDS = 0.001
+HOLDERS_WEIGHED = 2  # of the replicas holding a prompt's longest prefix, how many are estimated (at random)
+MAX_HALF_LIVES = 60.0  # the pool rate's sums are rebuilt past this, so their weights stay of a few magnitudes
 
 
 @dataclass
@@ -78,25 +86,32 @@ class TtftCost(BasePolicy):
         prefill_rate: float = DEFAULT_PREFILL_RATE,
         decode_weight: float = 4.0,
         spill_weight: float = 12.0,
+        sampler: Sampler | None = None,
     ) -> None:
         self.index = index or PrefixIndex()
         self.clock = clock
         self.prefill_rate = prefill_rate
         self.decode_weight = decode_weight
         self.spill_weight = spill_weight
+        self.sampler = sampler or Sampler()
         self._replicas: dict[str, _Replica] = {}
+        self._rates = _PoolRate()
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
         hashes = request.blocks
         tokens = request.tokens
         now = self.clock()
         pool_rate = self._pool_rate(now)
-        costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in candidates]
+        weighed = self.sampler.pick(candidates)
+        if hashes and len(weighed) < len(candidates):
+            _, holders = self.index.longest(hashes, lookup(candidates), HOLDERS_WEIGHED)
+            weighed = list(dict.fromkeys([*holders, *weighed]))  # both are the candidates' own objects
+        costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in weighed]
         near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
         # Among (near) equals, the replica holding the fewest prefixes: a cold prompt then lands
         # where it evicts least, and distinct prefixes spread over the pool.
-        ties = [(self.index.size(c.id), c.vitals.in_flight, i) for i, c in enumerate(candidates) if costs[i] <= near]
-        return candidates[min(ties)[2]]
+        ties = [(self.index.size(c.id), c.vitals.in_flight, i) for i, c in enumerate(weighed) if costs[i] <= near]
+        return weighed[min(ties)[2]]
 
     def estimate(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int]) -> float:
         """Expected seconds to the first token of a `tokens`-long prompt with block `hashes` on `endpoint`."""
@@ -145,7 +160,9 @@ class TtftCost(BasePolicy):
             replica.decode_seconds = seconds if not known else known + SMOOTHING * (seconds - known)
 
     def forget(self, endpoint_id: str) -> None:
-        self._replicas.pop(endpoint_id, None)
+        replica = self._replicas.pop(endpoint_id, None)
+        if replica is not None and replica.rate_samples:
+            self._rates.rebuild(self._replicas.values(), self._rates.origin)
         self.index.forget(endpoint_id)
 
     def rate(self, endpoint_id: str) -> float:
@@ -159,20 +176,16 @@ class TtftCost(BasePolicy):
             sample = min(max(sample, known / MAX_SAMPLE_SWING), known * MAX_SAMPLE_SWING)
         # A belief that has faded gives way to a fresh sample: the first one is taken whole.
         weight = max(SMOOTHING, 1.0 - _freshness(replica, now))
+        self._rates.remove(replica)
         replica.rate = known + weight * (sample - known)
         replica.rate_samples += 1
         replica.measured_at = now
+        self._rates.add(replica, self._replicas.values())
 
     def _pool_rate(self, now: float) -> float:
         """The mean of the replicas' measured rates, each weighted by how fresh it is."""
-        measured = [r for r in self._replicas.values() if r.rate_samples]
-        if not measured:
-            return self.prefill_rate
-        weights = [_freshness(r, now) for r in measured]
-        total = sum(weights)
-        if total < 1e-9:  # all long stale: their plain mean
-            return sum(r.rate for r in measured) / len(measured)
-        return sum(w * r.rate for w, r in zip(weights, measured, strict=True)) / total
+        rate = self._rates.mean(now)
+        return self.prefill_rate if rate is None else rate
 
     def _slot_wait(self, endpoint: Endpoint, replica: _Replica) -> float:
         load = endpoint.vitals.load
@@ -192,6 +205,57 @@ class TtftCost(BasePolicy):
         if replica is None:
             replica = self._replicas[endpoint_id] = _Replica()
         return replica
+
+
+class _PoolRate:
+    """The freshness-weighted mean of the measured replicas' rates, as running sums.
+
+    Every weight halves alike with time, so the weighted mean changes only when a replica is measured
+    or forgotten: each weight is kept relative to `origin` (2 ** ((measured_at - origin) / half-life)),
+    and the sums are rebuilt from a newer origin before the weights span too many magnitudes to add
+    up exactly (a re-measured replica's weight only grows, so taking its old one out loses nothing).
+    """
+
+    __slots__ = ("count", "origin", "rates", "weighted", "weights")
+
+    def __init__(self) -> None:
+        self.origin = 0.0
+        self.weighted = self.weights = self.rates = 0.0
+        self.count = 0
+
+    def mean(self, now: float) -> float | None:
+        if not self.count:
+            return None
+        if self.weights * 0.5 ** ((now - self.origin) / RATE_HALF_LIFE) < 1e-9:  # all long stale: their plain mean
+            return self.rates / self.count
+        return self.weighted / self.weights
+
+    def add(self, replica: _Replica, replicas: Iterable[_Replica]) -> None:
+        """Count the newly measured `replica`, one of `replicas`."""
+        if (replica.measured_at - self.origin) / RATE_HALF_LIFE > MAX_HALF_LIVES:
+            self.rebuild(replicas, replica.measured_at)
+        else:
+            self._add(replica, 1.0)
+
+    def remove(self, replica: _Replica) -> None:
+        """Take out a replica about to be measured again."""
+        if replica.rate_samples:
+            self._add(replica, -1.0)
+
+    def rebuild(self, replicas: Iterable[_Replica], origin: float) -> None:
+        self.origin = origin
+        self.weighted = self.weights = self.rates = 0.0
+        self.count = 0
+        for replica in replicas:
+            if replica.rate_samples:
+                self._add(replica, 1.0)
+
+    def _add(self, replica: _Replica, sign: float) -> None:
+        weight = 2.0 ** ((replica.measured_at - self.origin) / RATE_HALF_LIFE)
+        self.weighted += sign * weight * replica.rate
+        self.weights += sign * weight
+        self.rates += sign * replica.rate
+        self.count += int(sign)
 
 
 def _freshness(replica: _Replica, now: float) -> float:

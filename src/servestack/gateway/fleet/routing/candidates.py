@@ -1,0 +1,63 @@
+"""What a policy looks at: the candidates (with a lookup by id), and a bounded sample of them.
+
+A choice must cost the same whatever the size of the pool, so a policy never walks every
+candidate: it looks at a `Sampler`'s pick (all of a small pool; of a larger one, the next candidate
+in turn and a few at random: power-of-k choices, whose worst load is close to a full scan's at a
+fixed cost), plus whatever an index names directly (the replicas holding a prompt's prefix).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servestack.gateway.fleet.endpoint import Endpoint
+
+SAMPLE_SIZE = 4  # candidates a policy weighs per choice in a large pool (power-of-k: 2 already does well)
+
+
+class Candidates(tuple["Endpoint", ...]):
+    """Endpoints in the pool's order, with `get(id)`; the pool keeps one for its ready set between changes.
+
+    A tuple, so that indexing and iterating cost what they cost on a tuple (the request path does both).
+    """
+
+    _by_id: dict[str, Endpoint] | None = None  # built on the first lookup
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        if self._by_id is None:
+            self._by_id = {e.id: e for e in self}
+        return self._by_id.get(endpoint_id)
+
+    def __repr__(self) -> str:
+        return f"Candidates({[e.id for e in self]})"
+
+
+def lookup(candidates: Sequence[Endpoint]) -> Callable[[str], Endpoint | None]:
+    """A candidate by its id (None: not a candidate)."""
+    if isinstance(candidates, Candidates):
+        return candidates.get
+    return {c.id: c for c in candidates}.get
+
+
+class Sampler:
+    """Which candidates a policy weighs: every one of a small pool, starting with the next in turn; of a
+    larger pool the next in turn and `size - 1` at random (a repeat only wastes a look)."""
+
+    __slots__ = ("_next", "rng", "size")
+
+    def __init__(self, size: int = SAMPLE_SIZE, rng: random.Random | None = None) -> None:
+        self.size = size
+        self.rng = rng or random.Random()
+        self._next = 0
+
+    def pick(self, candidates: Sequence[Endpoint]) -> list[Endpoint]:
+        count = len(candidates)
+        start = self._next % count
+        self._next = start + 1
+        if count <= self.size:
+            return [*candidates[start:], *candidates[:start]]
+        random = self.rng.random
+        return [candidates[start], *[candidates[int(random() * count)] for _ in range(self.size - 1)]]
