@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Protocol
 
 import orjson
 
@@ -34,8 +35,8 @@ from servestack.gateway.ollama import OllamaApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.protocol import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.request_ids import REQUEST_ID_SCOPE, RequestIds, echoing
-from servestack.gateway.requests import parse_object, read_body
-from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json
+from servestack.gateway.requests import header, parse_object, read_body
+from servestack.gateway.responses import Receive, Scope, Send, send_error, send_json, send_redirect
 from servestack.gateway.sglang import SglangApi
 from servestack.gateway.upstream import Upstream
 
@@ -58,6 +59,13 @@ NOT_SERVED = {
 }
 
 
+class Background(Protocol):
+    """Work that runs beside the routes, started and stopped with the gateway (the console's traffic sampler)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class Gateway:
     def __init__(
         self,
@@ -69,10 +77,15 @@ class Gateway:
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
         gate: LoadGate | None = None,
+        public: Collection[str] = (),
+        background: Sequence[Background] = (),
+        home: str | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
-        → served names; `routes`: more routes (admin, /metrics); `gate`: holds requests for on-demand
-        models while the controller loads them (loading.py)."""
+        → served names; `routes`: more routes (admin, /metrics, the console); `gate`: holds requests for
+        on-demand models while the controller loads them (loading.py); `public`: paths besides /health that
+        need no key (the console's page); `background`: started and stopped with the gateway; `home`: where a
+        browser asking for `/` is sent (the console), while API clients get what `/` always answered."""
         self.table = table
         self.upstream = upstream or Upstream()
         self.gate = gate
@@ -82,6 +95,9 @@ class Gateway:
         self.pipeline = pipeline
         self.aliases = dict(aliases or {})
         self.started_at = int(time.time())
+        self.public = frozenset({"/health", *public})
+        self.background = background
+        self.home = home
         self.request_ids = RequestIds()
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
@@ -106,7 +122,10 @@ class Gateway:
             try:
                 if refused is not None:
                     raise refused
-                if self.pipeline is not None and scope["path"] != "/health":
+                if self.home is not None and _is_browser_home(scope):
+                    await send_redirect(send, self.home)
+                    return
+                if self.pipeline is not None and scope["path"] not in self.public:
                     self.pipeline.authenticate(scope)
                 handler = self._routes.get((scope["method"], scope["path"]))
                 if handler is None and scope["method"] == "GET" and scope["path"].startswith(MODEL_ROUTE):
@@ -133,8 +152,12 @@ class Gateway:
                 await self.monitor.start()
                 if self.pipeline is not None:
                     await self.pipeline.start()
+                for part in self.background:
+                    await part.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for part in self.background:
+                    await part.stop()
                 await self.monitor.stop()
                 if self.pipeline is not None:
                     await self.pipeline.stop()
@@ -235,6 +258,11 @@ class Gateway:
         if any(p == path for _, p in self._routes):
             return MethodNotAllowed(f"method {method} is not allowed on {path}")
         return NotFound(f"no route {method} {path}")
+
+
+def _is_browser_home(scope: Scope) -> bool:
+    """A browser opening the gateway's address: `GET /` asking for HTML (API clients never do)."""
+    return scope["method"] == "GET" and scope["path"] == "/" and b"text/html" in (header(scope, b"accept") or b"")
 
 
 async def _answer_error(scope: Scope, send: Send, error: GatewayError) -> None:

@@ -18,6 +18,7 @@ from servestack.gateway.access_log import AccessLog
 from servestack.gateway.admin import AdminApi, metrics_handler
 from servestack.gateway.app import Gateway, Handler
 from servestack.gateway.auth import KeyRing
+from servestack.gateway.console import Console, ConsoleAccess, ConsoleSource
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.engine_metrics import EngineMetricsExport
 from servestack.gateway.keys import KeyStore
@@ -45,8 +46,10 @@ def build_gateway(
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
     loader: Loader | None = None,
+    console_source: ConsoleSource | None = None,
 ) -> Gateway:
-    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services."""
+    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services;
+    `console_source` is the running instance as the console at /ui reads and steers it."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -90,6 +93,13 @@ def build_gateway(
         access_log=access_log,
         clock=clock,
     )
+    console = None
+    if config.console.enabled:
+        access = ConsoleAccess(
+            config.console, auth_required=config.auth.enabled, admin_enabled=admin_secret is not None
+        )
+        console = Console(access, console_source, metrics=metrics)
+        routes.update(console.routes())
     return Gateway(
         table,
         upstream=Upstream(
@@ -102,6 +112,9 @@ def build_gateway(
         aliases=config.aliases,
         routes=routes,
         gate=gate,
+        public=console.public if console is not None else (),
+        background=[console] if console is not None else (),
+        home=console.home if console is not None else None,
     )
 
 

@@ -32,6 +32,11 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_redirect(send: Send, location: str) -> None:
+    """A 302 to `location` (a path of this gateway), never cached."""
+    await send_bytes(send, 302, b"", [(b"location", location.encode()), (b"cache-control", b"no-cache")])
+
+
 def openai_error(error: GatewayError) -> dict[str, object]:
     return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
 

@@ -2,6 +2,7 @@
 
 from servestack.stack.gateway_schema import (
     AuthConfig,
+    ConsoleConfig,
     LimitsConfig,
     LogsConfig,
     MetricsConfig,
@@ -35,6 +36,7 @@ __all__ = [
     "FOREVER",
     "ApptainerRuntime",
     "AuthConfig",
+    "ConsoleConfig",
     "ContainerRuntime",
     "CudaVersion",
     "DockerRuntime",
