@@ -21,10 +21,12 @@
         ├── NotFound                404
         │   └── ModelNotFound       404
         ├── MethodNotAllowed        405
+        ├── Conflict                409  the request conflicts with what runs (a model in use)
         ├── PayloadTooLarge         413
         ├── RateLimited             429  (retry_after)
         ├── HeadersTooLarge         431  the request line and headers are over the cap
         ├── InternalError           500  a bug: logged with its traceback, answered in the API's shape
+        ├── NotSupported            501  a route servestack answers only to say it does not do that
         ├── UpstreamError           502
         ├── UpstreamUnavailable     503  (retry_after while it is loading or restarting)
         │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
@@ -153,6 +155,12 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -175,6 +183,12 @@ class InternalError(GatewayError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class NotSupported(GatewayError):
+    status = 501
+    type = "invalid_request_error"
+    code = "not_supported"
 
 
 class UpstreamError(GatewayError):

@@ -260,7 +260,7 @@ def test_examples_whose_files_are_not_here_plan_with_the_error(tmp_path: Path) -
     result = runner.invoke(app, ["plan", "-f", str(example), "--gpus", "1xRTX4090"])
     assert result.exit_code == 1
     model = "./data/mistral-models/mistral-7b-instruct-q4_k_m.gguf"
-    assert f"{example}:12: services.mistral-7b.model: no such file '{model}'" in result.output
+    assert f"{example}:15: services.mistral-7b.model: no such file '{model}'" in result.output
     glm = runner.invoke(app, ["plan", "-f", str(EXAMPLES / "004-glm-4.7-sglang-pixi.yaml"), "--gpus", "8xH200"])
     assert glm.exit_code == 1
     assert "004-glm-4.7-sglang-pixi.yaml:13: services.glm-4.7.model: no such file or folder" in glm.output

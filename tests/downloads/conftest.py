@@ -92,7 +92,8 @@ class Run:
 
 @dataclass
 class Pull:
-    """Runs `servestack pull` in a clean environment: its own HF_HOME and servestack home, HF_ENDPOINT the fake."""
+    """Runs `servestack pull` (or, with `run`, any command) in a clean environment: its own HF_HOME and
+    servestack home, HF_ENDPOINT the fake."""
 
     workdir: Path
     hf_home: Path
@@ -105,21 +106,29 @@ class Pull:
     def snapshot(self, repo: FakeRepo) -> Path:
         return self.cache / f"models--{repo.repo_id.replace('/', '--')}" / "snapshots" / repo.sha
 
+    @property
+    def home(self) -> Path:
+        return self.workdir / "servestack-home"
+
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        return self.run("pull", *args, env=env)
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
+        """`servestack ARGS` in this environment."""
         base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "SERVESTACK_"))}
         base |= {
             "HF_ENDPOINT": self.endpoint,
             "HF_HOME": str(self.hf_home),
-            "SERVESTACK_HOME": str(self.workdir / "servestack-home"),
+            "SERVESTACK_HOME": str(self.home),
             "COLUMNS": "200",
         }
         done = subprocess.run(
-            [sys.executable, "-m", "servestack", "pull", *args],
+            [sys.executable, "-m", "servestack", *args],
             cwd=self.workdir,
             env=base | (env or {}),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 

@@ -11,8 +11,9 @@ without a token and 404 with one; a gated repository's files are 401 GatedRepo w
 403 GatedRepo for a token without access; an unknown token is 401 "Invalid credentials".
 
 Fault injection: `truncate_once` (path → byte count: the next GET of that path sends that many bytes
-of the body, then drops the connection) and `broken` (paths whose GET answers 500). Every request
-is recorded in `requests`.
+of the body, then drops the connection), `corrupt_once` (paths whose next GET sends as many bytes as
+promised, one of them wrong) and `broken` (paths whose GET answers 500). Every request is recorded
+in `requests`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class FakeHub:
     tokens: dict[str, set[str]] = field(default_factory=dict)  # valid token → gated repos it may read
     truncate_once: dict[str, int] = field(default_factory=dict)  # "org/name/path" → bytes sent before the cut
     broken: set[str] = field(default_factory=set)  # "org/name/path"
+    corrupt_once: set[str] = field(default_factory=set)  # "org/name/path"
     requests: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -142,6 +144,9 @@ class FakeHub:
         else:
             response = web.StreamResponse(status=200, headers=headers)
         body = data[start:]
+        if key in self.corrupt_once:
+            self.corrupt_once.discard(key)
+            body = bytes([body[0] ^ 0xFF]) + body[1:]  # the right length, the wrong bytes
         response.content_length = len(body)
         await response.prepare(request)
         if key in self.truncate_once:

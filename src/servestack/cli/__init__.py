@@ -16,11 +16,13 @@ if TYPE_CHECKING:
 COMMAND_MODULES = (
     "basics",
     "bench",
+    "bundle",
     "images",
     "inspect",
     "keys",
     "lifecycle",
     "logs",
+    "models",
     "plan",
     "pull",
     "sim",

@@ -31,6 +31,9 @@ from servestack.downloads import (
     parse_reference,
     pull_model,
 )
+from servestack.downloads.library import Library
+from servestack.downloads.records import RecordStore, checksums_dir
+from servestack.engines import get_engine
 from servestack.errors import DownloadError, StackError
 from servestack.settings import load_settings
 from servestack.stack import Stack
@@ -54,15 +57,15 @@ def pull_models(
         return
     environ = _environ(path)
     settings = load_settings()
+    records = RecordStore(checksums_dir(settings))
     failed = 0
     for reference in references:
         hub = make_hub(reference, environ=environ, models_dir=settings.models_path, local_dir=directory)
         where = hub.storage(reference.repo_id)
-        console.print(styled((str(reference), "bold"), f" from {hub.name} → {where}"))
+        console.print(styled((reference.label, "bold"), f" from {hub.name} → {where}"))
         try:
-            result = pull_model(
-                reference, hub, revision=revision, include=include, progress=RichDownloadProgress(err_console)
-            )
+            progress = RichDownloadProgress(err_console)
+            result = pull_model(reference, hub, revision=revision, include=include, progress=progress, records=records)
         except DownloadError as error:
             if len(references) == 1:
                 raise
@@ -81,24 +84,29 @@ def _references(target: str | None, stack_file: Path | None) -> list[ModelRefere
     stack, label = choose_stack(stack_file)
     base = stack_file.parent if stack_file else Path.cwd()
     if target is not None:
-        if target not in stack.services:
-            raise StackError(
-                f"{target!r} is neither a service of {label} nor a model id",
-                fix=f"services: {', '.join(stack.services)}; a model id looks like ORG/NAME",
-            )
-        return _service_references(stack, [target], base)
+        if target in stack.services:
+            return _service_references(stack, [target], base)
+        if Library.builtin().knows(target):
+            return [parse_reference(target)]
+        raise StackError(
+            f"{target!r} is neither a service of {label} nor a model id",
+            fix=f"services: {', '.join(stack.services)}; a model id looks like ORG/NAME or qwen2.5-coder:7b",
+        )
     return _service_references(stack, list(stack.services), base)
 
 
 def _service_references(stack: Stack, names: Sequence[str], base: Path) -> list[ModelReference]:
     references: list[ModelReference] = []
     for name in names:
-        model = stack.services[name].model
-        if model.startswith(PACKAGE_PREFIX):
-            _note(f"{name}: {model} ships in a Python package, nothing to download")
-        elif is_local_path(model) or (base / model).exists():
-            _note(f"{name}: {model} is a local path, nothing to download")
-        elif (reference := parse_reference(model)) not in references:
+        service = stack.services[name]
+        formats = get_engine(service.engine).weight_formats
+        if service.model.startswith(PACKAGE_PREFIX):
+            _note(f"{name}: {service.model} ships in a Python package, nothing to download")
+        elif is_local_path(service.model) or (base / service.model).exists():
+            _note(f"{name}: {service.model} is a local path, nothing to download")
+        elif not formats:
+            _note(f"{name}: its engine ({service.engine}) loads no weights, nothing to download")
+        elif (reference := parse_reference(service.model, formats)) not in references:
             references.append(reference)
     return references
 
@@ -126,6 +134,8 @@ def _print_result(result: PullResult) -> None:
         what = f"already complete, nothing to download; {total}"
     else:
         what = f"{result.hub} unreachable ({result.unreachable}); the local copy has {total}"
+    if result.checked:
+        what += f"; checked {len(result.checked)} files against the hub's checksums"
     console.print(styled(("✓", "green"), " ", (f"{result.reference}{at}", "bold"), f": {what} in {result.location}"))
 
 

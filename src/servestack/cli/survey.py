@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from servestack.cli.app import settings
+from servestack.downloads.resolve import engine_model
 from servestack.engines import EngineConfig, get_engine
 from servestack.errors import RuntimeUnavailable, ServestackError, StackError
 from servestack.gpus.nvidia_smi import read_driver_cuda
@@ -24,7 +25,7 @@ from servestack.plan.calibration import CalibrationRecord
 from servestack.plan.ports import listeners
 from servestack.runtimes import needs_driver_cuda
 from servestack.sockets import bound_tcp_socket
-from servestack.stack import NativeRuntime, Service, Stack, is_reference, local_paths, resolve_model
+from servestack.stack import NativeRuntime, Service, Stack, is_reference, local_paths
 from servestack.supervisor import StateStore, pid_alive
 from servestack.supervisor.launch import build_launch
 
@@ -36,12 +37,15 @@ class Survey(Enum):
 
 
 def resolve_models(stack: Stack) -> tuple[dict[str, str], dict[str, Unresolved]]:
-    """Each service's model as engines are given it (package and ModelScope references become paths),
-    and the references that name nothing here (those services keep the reference)."""
+    """Each service's model as engines are given it (package and ModelScope references and pulled GGUF models
+    become paths, short names repositories: downloads/resolve.py), and the references that name nothing here
+    (those services keep the reference)."""
     models, unresolved = {}, {}
+    models_dir = settings().models_path
     for name, service in stack.services.items():
+        formats = get_engine(service.engine).weight_formats
         try:
-            models[name] = resolve_model(service.model)
+            models[name] = engine_model(service.model, formats=formats, environ=os.environ, models_dir=models_dir)
         except StackError as error:
             models[name] = service.model
             unresolved[service.model] = Unresolved(error.message, error.fix or "")

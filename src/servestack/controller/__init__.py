@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from servestack.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from servestack.controller.client import instance_running, service_action
+    from servestack.controller.client import instance_running, remove_model, service_action
     from servestack.controller.controller import Controller, Reporter, claim_instance
     from servestack.controller.instance import StopReport, launch_detached, stop_instance, wait_detached
     from servestack.controller.smoke import SmokeResult, smoke_service
 
 _HOMES = {
     "instance_running": "client",
+    "remove_model": "client",
     "service_action": "client",
     "Controller": "controller",
     "Reporter": "controller",
@@ -36,6 +37,7 @@ __all__ = [
     "claim_instance",
     "instance_running",
     "launch_detached",
+    "remove_model",
     "service_action",
     "smoke_service",
     "stop_instance",

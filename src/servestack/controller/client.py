@@ -51,6 +51,15 @@ def on_demand_snapshot(settings: Settings) -> list[dict[str, Any]] | None:
     return services if isinstance(services, list) else []
 
 
+def remove_model(settings: Settings, model: str) -> dict[str, Any]:
+    """Ask the running instance to remove a model's files (it refuses while one of its services uses it)."""
+    store = StateStore(settings.state_dir)
+    status, payload = _request(str(store.control_socket), "POST", "/models/remove", {"model": model})
+    if status != 200:
+        raise _error_from(payload)
+    return payload
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
         # No timeout: starting an engine takes as long as its load; the instance enforces its own.
@@ -67,10 +76,15 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _request(socket_path: str, method: str, path: str) -> tuple[int, dict[str, Any]]:
+def _request(
+    socket_path: str, method: str, path: str, request: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     connection = _UnixConnection(socket_path)
     try:
-        connection.request(method, path)
+        if request is None:
+            connection.request(method, path)
+        else:
+            connection.request(method, path, json.dumps(request), {"Content-Type": "application/json"})
         response = connection.getresponse()
         status, body = response.status, response.read()
     except (OSError, http.client.HTTPException) as exc:

@@ -1,5 +1,6 @@
 """The control channel: a Unix socket on which the running instance takes `start`, `stop`, `restart`,
-`load` and `unload`, and tells what on-demand services are loaded (`GET /on-demand`, for `ps`).
+`load` and `unload`, tells what on-demand services are loaded (`GET /on-demand`, for `ps`), and takes
+`rm` of a model (which it refuses while one of its services uses the model).
 
 A local HTTP API (aiohttp over a socket file readable by its owner only), so other shells can
 steer the instance without a network port. Answers are JSON; errors carry the message, the fix
@@ -28,6 +29,7 @@ class ServiceSteering(Protocol):
     async def load_service(self, name: str) -> None: ...
     async def unload_service(self, name: str) -> None: ...
     def on_demand_snapshot(self) -> list[dict[str, object]]: ...
+    async def remove_model(self, name: str) -> dict[str, object]: ...
 
 
 def steering(controller: ServiceSteering, action: str) -> Callable[[str], Awaitable[None]] | None:
@@ -52,6 +54,7 @@ class ControlServer:
         app = web.Application()
         app.router.add_post("/services/{name}/{action}", self._service_action)
         app.router.add_get("/on-demand", self._on_demand)
+        app.router.add_post("/models/remove", self._remove_model)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +83,13 @@ class ControlServer:
 
     async def _on_demand(self, request: web.Request) -> web.Response:
         return web.json_response({"services": self.controller.on_demand_snapshot()})
+
+    async def _remove_model(self, request: web.Request) -> web.Response:
+        try:
+            removed = await self.controller.remove_model(str((await request.json()).get("model", "")))
+        except ServestackError as error:
+            return web.json_response(error_payload(error), status=409)
+        return web.json_response({"ok": True, **removed})
 
 
 def error_payload(error: ServestackError) -> dict[str, object]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
+from servestack.controller.models import InstanceModels
 from servestack.controller.ondemand import OnDemand
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
@@ -92,6 +93,7 @@ class Controller:
         self.table = EndpointTable(plan.stack.routing)
         self._supervisor: Supervisor | None = None
         self.instance: InstanceState | None = None  # once the gateway serves
+        self.models = InstanceModels(plan, settings, environ or {}, running=self._running_services)
         self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
         self.on_demand = OnDemand(self, plan, swap_hold=plan.stack.gateway.swap_hold)
 
@@ -139,11 +141,13 @@ class Controller:
         from servestack.gateway.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
+        loader = self.on_demand if self.on_demand.slots else None
         app = build_gateway(
             self.table,
             gateway,
             self.settings,
-            loader=self.on_demand if self.on_demand.slots else None,
+            loader=loader,
+            models=self.models,
             console_source=ControllerConsole(self),
         )
         server = GatewayServer(
@@ -275,6 +279,20 @@ class Controller:
             )
         return name
 
+    # What `servestack rm` asks for while this instance runs.
+
+    async def remove_model(self, name: str) -> dict[str, object]:
+        """Remove a model's files unless a running service uses it (`servestack rm` while this instance runs)."""
+        removed = await self.models.remove(name)
+        return {"model": removed.name, "location": str(removed.location), "bytes": removed.size}
+
+    def _running_services(self) -> set[str]:
+        """Services using their model now, and on-demand ones, which load it at the next request."""
+        if self._supervisor is None:
+            return set()
+        running = {r.plan.name for r in self._supervisor.replicas.values() if r.state.status not in DOWN_STATUSES}
+        return running | set(self.on_demand.slots)
+
     async def _start_one(self, supervisor: Supervisor, replica: Replica) -> None:
         try:
             seconds = await supervisor.start(replica, on_tick=self.reporter.replica_loading)
@@ -324,6 +342,7 @@ class Controller:
                 native_routes=engine.native_routes,
                 model_format=model_format(replica.config.model),
                 on_demand=replica.state.on_demand,
+                defaults=replica.plan.service.defaults.as_request(),
             )
         )
         if replica.state.on_demand and self._supervisor is not None:

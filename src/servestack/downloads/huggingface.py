@@ -59,7 +59,10 @@ class HuggingFaceHub:
         api = HfApi(endpoint=self.env.endpoint, token=self._token)
         with self._converted(repo_id, revision):
             info = api.model_info(repo_id, revision=revision, files_metadata=True)
-        files = tuple(RemoteFile(s.rfilename, s.size) for s in info.siblings or ())
+        files = tuple(
+            RemoteFile(s.rfilename, s.size, sha256=s.lfs.sha256 if s.lfs else None, blob_id=s.blob_id)
+            for s in info.siblings or ()
+        )
         return Listing(files, revision=revision, commit=info.sha, gated=bool(info.gated))
 
     def cached_listing(self, repo_id: str, revision: str | None) -> Listing | None:

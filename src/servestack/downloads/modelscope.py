@@ -103,7 +103,11 @@ class PackageClient:
             entries = self._api.get_model_files(repo_id, recursive=True, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectionError(str(exc)) from None
-        return [RemoteFile(e["Path"], e.get("Size")) for e in entries if e.get("Type", "blob") != "tree"]
+        return [
+            RemoteFile(e["Path"], e.get("Size"), sha256=e.get("Sha256") or None)
+            for e in entries
+            if e.get("Type", "blob") != "tree"
+        ]
 
     def snapshot(
         self,

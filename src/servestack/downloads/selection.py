@@ -42,6 +42,9 @@ GGUF_PREFERENCE: tuple[str, ...] = (
     "F16",
 )
 
+# Ollama's tag spellings of GGUF quants that files name otherwise.
+OLLAMA_QUANTS = {"FP16": "F16", "FP32": "F32"}
+
 _QUANT_TAG = re.compile(
     r"(?<![A-Za-z0-9])(I?Q\d+(?:_[A-Z0-9]+)*|TQ\d_\d|BF16|FP16|F16|F32|MXFP4(?:_MOE)?)(?![A-Za-z0-9])",
     re.IGNORECASE,
@@ -81,6 +84,13 @@ def quant_of(path: str) -> str | None:
     """The quantization named in a GGUF file's path (`Q4_K_M`, `IQ4_XS`, `BF16` ...), upper-case."""
     tags = _QUANT_TAG.findall(path)
     return tags[-1].upper() if tags else None
+
+
+def parse_quant(text: str) -> str | None:
+    """`text` as a GGUF quant tag, upper-case (Ollama's `fp16` is the `F16` file), or None when it is not one."""
+    tag = text.strip().upper()
+    tag = OLLAMA_QUANTS.get(tag, tag)
+    return tag if _QUANT_TAG.fullmatch(tag) else None
 
 
 def _select_included(files: Sequence[RemoteFile], include: Sequence[str]) -> Selection:

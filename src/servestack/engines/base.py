@@ -146,6 +146,9 @@ class Engine(Protocol):
     # those lines: `logs` and the crash reports leave them out. Empty: it logs none.
     probe_log_lines: tuple[str, ...]
     install_hint: str
+    # The weight formats it loads, preferred first ("gguf", "safetensors"): a short model name without a
+    # quant (`qwen2.5-coder:32b`) means the first of them. Empty: it loads no weights.
+    weight_formats: tuple[str, ...]
 
     # What the planner and the gateway read (read-only, so an adapter declares them as plain class attributes).
     @property

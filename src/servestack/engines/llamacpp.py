@@ -103,6 +103,7 @@ class LlamaCppPythonEngine:
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
     sleep = None  # no way to free its memory but to stop
+    weight_formats: tuple[str, ...] = ("gguf",)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         found = []

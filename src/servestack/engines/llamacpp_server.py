@@ -97,6 +97,7 @@ class LlamaServerEngine:
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
     sleep = None  # no way to free its memory but to stop
+    weight_formats: tuple[str, ...] = ("gguf",)
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED, fix=UNSUPPORTED_FIX)

@@ -110,6 +110,7 @@ class MistralRsEngine:
     dialect = DIALECT
     native_routes: tuple[str, ...] = ()
     sleep = None  # no way to free its memory but to stop
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
     supported = frozenset({"tp", "context_length", "memory_fraction", "dtype", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
@@ -164,6 +165,7 @@ class MistralRsServerEngine:
     dialect = SERVER_DIALECT
     native_routes: tuple[str, ...] = ()
     sleep = None  # no way to free its memory but to stop
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
     supported = frozenset({"tp", "memory_fraction", "quantization", "chat_template"})
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:

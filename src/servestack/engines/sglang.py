@@ -82,6 +82,7 @@ class SGLangEngine:
         sleep=HttpCall("POST", "/release_memory_occupation", {}),
         wake=HttpCall("POST", "/resume_memory_occupation", {}),
     )
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)

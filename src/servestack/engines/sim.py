@@ -72,6 +72,7 @@ class SimEngine:
     sleep = SleepMode(  # vLLM's routes and flag (docs/sim.md): a wake takes --wake-time, a load --slow-start
         flags=("--enable-sleep-mode",), sleep=HttpCall("POST", "/sleep?level=1"), wake=HttpCall("POST", "/wake_up")
     )
+    weight_formats: tuple[str, ...] = ()  # it loads no weights: its `model` is a name
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return []  # it runs anything: GPU settings have no effect

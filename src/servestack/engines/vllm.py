@@ -96,6 +96,7 @@ class VllmEngine:
         wake=HttpCall("POST", "/wake_up"),
         env=MappingProxyType({"VLLM_SERVER_DEV_MODE": "1"}),
     )
+    weight_formats: tuple[str, ...] = ("safetensors", "gguf")
 
     def refusals(self, service: Service, config: EngineConfig) -> list[Refusal]:
         return unsupported(self.display_name, service, config, SUPPORTED)

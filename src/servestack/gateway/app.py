@@ -25,13 +25,16 @@ import orjson
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
 from servestack.gateway.attempt import prepare_attempt
 from servestack.gateway.breaker import BreakerState
+from servestack.gateway.defaults import served_defaults
 from servestack.gateway.dispatch import Dispatcher, Relay
 from servestack.gateway.endpoint import Endpoint, EndpointState
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.loading import LoadGate
+from servestack.gateway.model_admin import ModelAdmin
 from servestack.gateway.monitor import Monitor
 from servestack.gateway.ollama import OllamaApi
+from servestack.gateway.ollama_models import OllamaModelsApi
 from servestack.gateway.pipeline import KEY_SCOPE, Pipeline, visible
 from servestack.gateway.protocol import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.request_ids import REQUEST_ID_SCOPE, RequestIds, echoing
@@ -77,15 +80,17 @@ class Gateway:
         aliases: Mapping[str, str] | None = None,
         routes: Mapping[tuple[str, str], Handler] | None = None,
         gate: LoadGate | None = None,
+        models: ModelAdmin | None = None,
         public: Collection[str] = (),
         background: Sequence[Background] = (),
         home: str | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
         → served names; `routes`: more routes (admin, /metrics, the console); `gate`: holds requests for
-        on-demand models while the controller loads them (loading.py); `public`: paths besides /health that
-        need no key (the console's page); `background`: started and stopped with the gateway; `home`: where a
-        browser asking for `/` is sent (the console), while API clients get what `/` always answered."""
+        on-demand models while the controller loads them (loading.py); `models`: the running instance's model
+        management (model_admin.py); `public`: paths besides /health that need no key (the console's page);
+        `background`: started and stopped with the gateway; `home`: where a browser asking for `/` is sent
+        (the console), while API clients get what `/` always answered."""
         self.table = table
         self.upstream = upstream or Upstream()
         self.gate = gate
@@ -94,6 +99,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.pipeline = pipeline
         self.aliases = dict(aliases or {})
+        self.models = models
         self.started_at = int(time.time())
         self.public = frozenset({"/health", *public})
         self.background = background
@@ -106,6 +112,7 @@ class Gateway:
         for path in GENERATION_ROUTES:
             self._routes[("POST", path)] = self._generate
         self._routes.update(OllamaApi(self).routes())
+        self._routes.update(OllamaModelsApi(self, models).routes())
         self._routes.update(SglangApi(self).routes())
         self._routes.update(routes or {})
 
@@ -232,7 +239,10 @@ class Gateway:
         return [name for name in [*self.table.models(), *self.aliases] if visible(key, name, self.aliases)]
 
     def _model_entry(self, name: str) -> dict[str, object]:
-        return {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
+        entry: dict[str, object] = {"id": name, "object": "model", "created": self.started_at, "owned_by": "servestack"}
+        if defaults := served_defaults(self.table, self.aliases.get(name, name)):
+            entry["defaults"] = dict(defaults)  # the service's `defaults:`, given to requests that omit them
+        return entry
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.

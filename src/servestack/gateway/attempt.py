@@ -1,7 +1,8 @@
 """Preparing a request for the replica it is tried on: the body that engine accepts, and the stream tap.
 
-Runs for every replica tried (a retry may pick another engine, with another dialect): the request is
-conformed to the engine's dialect (conform.py); on a stream, the engine is asked for a usage chunk
+Runs for every replica tried (a retry may pick another engine, with another dialect): the service's
+request defaults fill in what the request omits (defaults.py), then the request is conformed to the
+engine's dialect (conform.py); on a stream, the engine is asked for a usage chunk
 when the gateway needs the counts and the engine can send one (the chunk is then removed before the
 client sees it, unless the client asked for it too), and an engine that cannot send one is counted by
 the gateway, which answers a client's `include_usage` from that count. The body is re-encoded only
@@ -16,6 +17,7 @@ import orjson
 
 from servestack.dialect import Dialect
 from servestack.gateway.conform import CHAT, COMPLETIONS, conform
+from servestack.gateway.defaults import apply_defaults
 from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.tokens import CountedUsage, StreamTap, estimate_prompt_tokens
@@ -26,7 +28,8 @@ NATIVE_STREAM_PATHS = frozenset({"/generate"})  # SGLang's: its chunks carry `me
 
 def prepare_attempt(exchange: Exchange, endpoint: Endpoint, *, count_tokens: bool) -> None:
     """Set `exchange.body` (and `tap`) for sending it to `endpoint`; 400 for what its engine cannot do."""
-    sent = conform(exchange.payload, exchange.upstream_path, endpoint.dialect, exchange.model)
+    request = apply_defaults(exchange.payload, endpoint.defaults, exchange.upstream_path)
+    sent = conform(request, exchange.upstream_path, endpoint.dialect, exchange.model)
     exchange.tap = None
     if exchange.stream and exchange.upstream_path in STREAM_USAGE_PATHS:
         sent = _stream_usage(exchange, endpoint.dialect, sent, count_tokens)

@@ -26,6 +26,7 @@ from servestack.gateway.limits import KeyLimiter, ModelQueues
 from servestack.gateway.loading import Loader, LoadGate
 from servestack.gateway.loading_metrics import LoadingCollector
 from servestack.gateway.metrics import GatewayMetrics, TableCollector
+from servestack.gateway.model_admin import ModelAdmin
 from servestack.gateway.pipeline import Pipeline
 from servestack.gateway.tracing import Tracing, build_tracer_provider
 from servestack.gateway.upstream import Upstream
@@ -46,10 +47,12 @@ def build_gateway(
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
     loader: Loader | None = None,
+    models: ModelAdmin | None = None,
     console_source: ConsoleSource | None = None,
 ) -> Gateway:
-    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services;
-    `console_source` is the running instance as the console at /ui reads and steers it."""
+    """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services,
+    `models` is the running instance's model management (model_admin.py); `console_source` is the running
+    instance as the console at /ui reads and steers it."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -112,6 +115,7 @@ def build_gateway(
         aliases=config.aliases,
         routes=routes,
         gate=gate,
+        models=models,
         public=console.public if console is not None else (),
         background=[console] if console is not None else (),
         home=console.home if console is not None else None,

@@ -22,6 +22,7 @@ from servestack.gateway.endpoint import Endpoint
 from servestack.gateway.endpoints import EndpointTable
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.loading import LoadGate
+from servestack.gateway.model_admin import ModelAdmin
 from servestack.gateway.pool import Pool
 from servestack.gateway.prompt import GENERATION_PATHS, check_context
 from servestack.gateway.responses import Message, Send
@@ -44,6 +45,7 @@ class GatewayCore(Protocol):
     max_body_bytes: int
     started_at: int
     gate: LoadGate | None
+    models: ModelAdmin | None
 
     async def forward(self, exchange: Exchange, send: Send, relay: Relay | None = None) -> None:
         """Route `exchange` to a replica of its model, admitted and accounted for like any request."""

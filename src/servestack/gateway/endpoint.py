@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from servestack.dialect import OPENAI, Dialect
 from servestack.gateway.breaker import CircuitBreaker
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from servestack.gateway.deadline import FirstByteDeadline
 
 NO_NAMES: Mapping[str, str] = MappingProxyType({})
+NO_DEFAULTS: Mapping[str, Any] = MappingProxyType({})
 
 
 class EndpointState(Enum):
@@ -102,11 +103,13 @@ class Endpoint:
     `dialect` (what its server accepts of an OpenAI request, conform.py), `native_routes` (its own routes
     the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
     `on_demand`: the controller loads it when a request asks for it (gateway/loading.py).
+    `defaults` are the service's request defaults (defaults.py).
     """
 
     __slots__ = (
-        "base_url", "context_length", "dialect", "engine", "health_url", "id", "last_error", "metric_names",
-        "metrics_url", "model_format", "models", "native_routes", "on_demand", "service", "state", "vitals",
+        "base_url", "context_length", "defaults", "dialect", "engine", "health_url", "id", "last_error",
+        "metric_names", "metrics_url", "model_format", "models", "native_routes", "on_demand", "service",
+        "state", "vitals",
     )  # fmt: skip
 
     def __init__(
@@ -128,6 +131,7 @@ class Endpoint:
         native_routes: tuple[str, ...] = (),
         model_format: str = "",
         on_demand: bool = False,
+        defaults: Mapping[str, Any] = NO_DEFAULTS,
     ) -> None:
         self.id = id
         self.service = service
@@ -144,6 +148,7 @@ class Endpoint:
         self.native_routes = native_routes
         self.model_format = model_format
         self.on_demand = on_demand
+        self.defaults = defaults
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -1,4 +1,5 @@
-"""Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version.
+"""Ollama's API on the gateway: /api/chat, /api/generate, /api/tags, /api/ps, /api/show, /api/version
+(model management, /api/pull, /api/delete, /api/copy: ollama_models.py).
 
 Generation routes are translated to the engines' OpenAI API (ollama_format.py) and go through the
 same replica choice, keys, limits and accounting as OpenAI requests (`Gateway.forward`); the
@@ -21,7 +22,15 @@ from servestack.errors import BadRequest, ModelNotFound
 from servestack.gateway.dispatch import GatewayCore
 from servestack.gateway.exchange import Exchange
 from servestack.gateway.loading import keep_alive_seconds, on_demand_service
-from servestack.gateway.ollama_format import chat_request, generate_request, iso, model_entry, now_iso
+from servestack.gateway.ollama_format import (
+    chat_request,
+    generate_request,
+    iso,
+    model_entry,
+    now_iso,
+    resolve_name,
+)
+from servestack.gateway.ollama_models import show_answer
 from servestack.gateway.ollama_relay import Kind, OllamaRelay
 from servestack.gateway.pipeline import KEY_SCOPE, visible
 from servestack.gateway.request_ids import REQUEST_ID_SCOPE
@@ -89,19 +98,8 @@ class OllamaApi:
         if served not in engines:
             raise ModelNotFound(f"model '{name}' not found")
         entry = model_entry(name, engines[served], self.gateway.started_at)
-        await send_json(
-            send,
-            200,
-            {
-                "modelfile": f"# served by servestack through {engines[served] or 'an engine'}\nFROM {served}\n",
-                "parameters": "",
-                "template": "",
-                "details": entry["details"],
-                "model_info": {},
-                "capabilities": ["completion"],
-                "modified_at": entry["modified_at"],
-            },
-        )
+        answer = show_answer(name, served, engines[served], entry, self.gateway.models, self.gateway.table)
+        await send_json(send, 200, answer)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         request, name, served, alias, stream = await self._open(scope, receive)
@@ -197,12 +195,7 @@ class OllamaApi:
         await self.gateway.forward(exchange, send, relay=relay)
 
     def _resolve(self, name: str) -> tuple[str, str | None]:
-        known = self.gateway.table.models()
-        aliases = self.gateway.aliases
-        if name not in known and name not in aliases and name.endswith(":latest"):
-            name = name.removesuffix(":latest")
-        target = aliases.get(name)
-        return (target, name) if target is not None else (name, None)
+        return resolve_name(name, self.gateway.table.models(), self.gateway.aliases)
 
     def _names(self, scope: Scope) -> dict[str, str]:
         """Every name the caller may use (served names and aliases) → the format of the model behind it."""

@@ -43,6 +43,15 @@ def digest(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
+def resolve_name(name: str, known: list[str], aliases: dict[str, str]) -> tuple[str, str | None]:
+    """(served name, alias or None) of a model name an Ollama client sent: `:latest` is dropped from a name
+    that is not known with it, and an alias stands for its served name."""
+    if name not in known and name not in aliases and name.endswith(":latest"):
+        name = name.removesuffix(":latest")
+    target = aliases.get(name)
+    return (target, name) if target is not None else (name, None)
+
+
 def chat_request(request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
     """Ollama /api/chat → OpenAI /v1/chat/completions."""
     messages = request.get("messages")

@@ -19,7 +19,7 @@ from servestack.stack import LocalPath, Stack, local_paths
 
 @dataclass(frozen=True)
 class Unresolved:
-    """A `package:` or `modelscope:` model reference that names no file here."""
+    """A model reference (`package:`, `modelscope:`, a GGUF model to pull, a short name) that names nothing here."""
 
     problem: str
     fix: str
@@ -45,7 +45,21 @@ class HostFacts:
 
 
 def host_findings(stack: Stack, host: HostFacts) -> list[Finding]:
-    paths = [_path_finding(stack, local, host) for local in local_paths(stack) if host.is_missing(local.path)]
+    locals_ = local_paths(stack)
+    paths = [_path_finding(stack, local, host) for local in locals_ if host.is_missing(local.path)]
+    written = {local.path for local in locals_}
+    paths += [
+        Finding(
+            Severity.ERROR,
+            why.problem,
+            service=name,
+            fix=why.fix,
+            code="path-missing",
+            key=("services", name, "model"),
+        )
+        for name, service in stack.services.items()
+        if service.model not in written and (why := host.unresolved.get(service.model)) is not None
+    ]
     ports = [
         _port_finding(item, host.unbindable[item.address])
         for item in listeners(stack)

@@ -15,6 +15,7 @@ from servestack.stack.loader import default_stack_text, load_default_stack, load
 from servestack.stack.models import resolve_model
 from servestack.stack.ondemand_schema import FOREVER, format_duration, parse_duration
 from servestack.stack.paths import LocalPath, is_reference, local_paths
+from servestack.stack.request_defaults import RequestDefaults
 from servestack.stack.schema import (
     ApptainerRuntime,
     ContainerRuntime,
@@ -50,6 +51,7 @@ __all__ = [
     "PixiEnvironment",
     "PodmanRuntime",
     "QueueConfig",
+    "RequestDefaults",
     "RestartPolicy",
     "Routing",
     "RuntimeSpec",

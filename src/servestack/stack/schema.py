@@ -23,6 +23,7 @@ from servestack.stack.gateway_schema import (
     UsageConfig,
 )
 from servestack.stack.ondemand_schema import Duration, KeepAlive, PositiveDuration
+from servestack.stack.request_defaults import RequestDefaults
 from servestack.stack.source import KeyPath, SourceMap
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -160,7 +161,11 @@ class Service(_Strict):
     """One entry of `services:`: an engine serving one model."""
 
     engine: EngineName
-    model: str = Field(min_length=1, description="A local path, a HF id, or package:PKG/FILE.")
+    model: str = Field(
+        min_length=1,
+        description="A local path, a HF id (ORG/NAME:QUANT for one GGUF quant), a short name "
+        "(qwen2.5-coder:32b-q5_k_m), package:PKG/FILE or modelscope:ORG/NAME.",
+    )
     served_names: list[str] = Field(
         default_factory=list, description="Names clients use in `model`; defaults to the service name."
     )
@@ -188,6 +193,9 @@ class Service(_Strict):
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
     restart: RestartPolicy = Field(
         default="on-failure", description="Bring the engine back when it exits: always, on-failure, never."
+    )
+    defaults: RequestDefaults = Field(
+        default_factory=RequestDefaults, description="Sampling settings for requests that leave them out."
     )
     load: LoadPolicy = Field(
         default="always", description="always: started with the stack; on-demand: loaded by its first request."
