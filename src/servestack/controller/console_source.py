@@ -22,7 +22,7 @@ from servestack.gateway.console import LogLine
 from servestack.gpus import read_nvml_inventory
 from servestack.plan import ServicePlan, explore_service
 from servestack.plan.export import explore_to_dict, plan_to_dict
-from servestack.supervisor.state import UNLOADED_STATUSES, ReplicaState
+from servestack.supervisor.state import UNLOADED_STATUSES, ReplicaState, replica_label
 
 if TYPE_CHECKING:
     from servestack.controller.controller import Controller
@@ -132,16 +132,16 @@ class ControllerConsole:
         return record
 
     def _gpus(self, states: list[ReplicaState], used: dict[int, int] | None) -> list[dict[str, Any]]:
-        """Each GPU of the plan: every service's part of it by the plan, held now or not; NVML's used bytes."""
+        """Each GPU of the plan: every replica's part of it by the plan, held now or not; NVML's used bytes."""
         holding = {(s.service, s.replica) for s in states if s.status not in UNLOADED_STATUSES}
         gpus = []
         for gpu in self.controller.plan.inventory.gpus:
-            parts = []
-            for sp in self.controller.plan.services.values():
-                on_it = [i for i in range(sp.service.replicas) if gpu.index in sp.gpus_of(i)]
-                if on_it:
-                    held = any((sp.name, i) in holding for i in on_it)
-                    parts.append(_part(sp, gpu.total_bytes, on_it, held))
+            parts = [
+                _part(sp, i, gpu.total_bytes, held=(sp.name, i) in holding)
+                for sp in self.controller.plan.services.values()
+                for i in range(sp.service.replicas)
+                if gpu.index in sp.gpus_of(i)
+            ]
             gpus.append(
                 {
                     "index": gpu.index,
@@ -165,13 +165,13 @@ class ControllerConsole:
         return used
 
 
-def _part(sp: ServicePlan, total: int, replicas: list[int], held: bool) -> dict[str, Any]:
-    """One service's claim of one GPU: weights, KV cache and overhead by its memory rule, or (an engine the
+def _part(sp: ServicePlan, replica: int, total: int, *, held: bool) -> dict[str, Any]:
+    """One replica's claim of one GPU: weights, KV cache and overhead by its memory rule, or (an engine the
     planner cannot size, such as the simulator) its memory fraction of the GPU."""
     memory = sp.memory
     part: dict[str, Any] = {
         "service": sp.name,
-        "replicas": replicas,
+        "label": replica_label(sp.name, replica),
         "on_demand": sp.service.on_demand,
         "held": held,
     }

@@ -79,7 +79,7 @@ async function logIn(event, input, message) {
   if (!session.admin) {
     clearAdminKey();
     await loadSession();
-    showLogin(session.refused ?? "That is not the admin key.");
+    showLogin("That key is not the admin key (SERVESTACK_ADMIN_KEY): a client key cannot open the console.");
     return;
   }
   show();

@@ -27,13 +27,13 @@ function gpuCard(gpu, hues) {
       ? [["claim", part.claim_bytes]]
       : [["weights", part.weights_bytes], ["kv", part.kv_bytes], ["overhead", part.overhead_bytes]];
     for (const [kind, size] of pieces) {
-      const segment = h("div", { class: `seg ${kind} ${hue}${idle}`, title: `${part.service}: ${kind} ${bytes(size)}${part.held ? "" : " (not loaded)"}` });
+      const segment = h("div", { class: `seg ${kind} ${hue}${idle}`, title: `${part.label}: ${kind} ${bytes(size)}${part.held ? "" : " (not loaded)"}` });
       segment.style.width = `${Math.max(0, (100 * size) / gpu.total_bytes)}%`;
       bar.append(segment);
     }
     const total = pieces.reduce((sum, [, size]) => sum + size, 0);
     if (part.held) held += total;
-    labels.push(h("li", { class: idle.trim() }, h("span", { class: `swatch ${hue}` }), `${part.service} ${bytes(total)}${part.held ? "" : " (not loaded)"}`));
+    labels.push(h("li", { class: idle.trim() }, h("span", { class: `swatch ${hue}` }), `${part.label} ${bytes(total)}${part.held ? "" : " (not loaded)"}`));
   }
   const free = gpu.total_bytes - held;
   bar.setAttribute("aria-label", `GPU ${gpu.index}: ${bytes(held)} held by the plan, ${bytes(free)} free`);
