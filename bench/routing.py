@@ -344,7 +344,7 @@ def serve_gateway(spec: str, port: int, workers: list[str]) -> None:
     """Serve a gateway with the policy `spec`: a name, or `name:key=value+…` to tune it."""
     from servestack.engines.sim import METRIC_NAMES
     from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
-    from servestack.gateway.routing import make_policy
+    from servestack.gateway.fleet.routing import make_policy
     from servestack.stack import Routing
 
     policy, _, tuning = spec.partition(":")

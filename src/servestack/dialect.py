@@ -1,7 +1,7 @@
 """The request dialect of an engine's OpenAI server: what it accepts of the current OpenAI request shape.
 
 A leaf module (it imports nothing of servestack's) because two rooms speak of it: each engine adapter
-declares its `Dialect` (engines/), and the gateway maps every request onto it (gateway/conform.py).
+declares its `Dialect` (engines/), and the gateway maps every request onto it (gateway/openai/conform.py).
 The fields are plain facts about the engine's server, never about a model; the defaults describe a
 server that takes today's OpenAI request as it is (vLLM), so an adapter lists only where its engine
 differs, and cites where it found out.

@@ -6,7 +6,7 @@ import pytest
 
 from servestack.controller.eviction import Candidate, choose_victims
 from servestack.errors import BadRequest
-from servestack.gateway.loading import FOREVER, keep_alive_seconds
+from servestack.gateway.ollama.format import FOREVER, keep_alive_seconds
 
 
 def room(needed: float, claims: dict[str, float]):  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from servestack.engines import ENGINES
 from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
-from servestack.gateway.build import build_gateway
-from servestack.gateway.keys import KeyStore
+from servestack.gateway.admission.keys import KeyStore
+from servestack.gateway.edge.build import build_gateway
 from servestack.settings import Settings
 from servestack.stack import GatewayConfig
 from tests.gateway.prod_engine import ENGINE_METRIC_NAMES, ProdEngine, start_engine

@@ -68,7 +68,7 @@ async def test_keys_guard_every_route_but_health(tmp_path: Path, caplog: pytest.
 
 async def test_keys_made_in_another_process_are_picked_up_within_a_second(tmp_path: Path) -> None:
     async with production_gateway(tmp_path / "home", AUTH_ON) as gw:
-        from servestack.gateway.keys import KeyStore
+        from servestack.gateway.admission.keys import KeyStore
 
         store = KeyStore(gw.settings.keys_db)
         _, secret = store.create("carol")

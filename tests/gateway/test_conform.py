@@ -9,8 +9,8 @@ import pytest
 from servestack.dialect import OPENAI, Dialect
 from servestack.engines import ENGINES
 from servestack.errors import BadRequest
-from servestack.gateway.conform import CHAT, COMPLETIONS, EMBEDDINGS, conform
-from servestack.gateway.engine_errors import clean
+from servestack.gateway.openai.conform import CHAT, COMPLETIONS, EMBEDDINGS, conform
+from servestack.gateway.relay.engine_errors import clean
 
 LLAMACPP = ENGINES["llamacpp"].dialect
 SIM = ENGINES["sim"].dialect

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.prompt import MAX_CHARS_PER_TOKEN, PromptSize, measure_prompt
+from servestack.gateway.relay.prompt import MAX_CHARS_PER_TOKEN, PromptSize, measure_prompt
 from tests.gateway.prod_harness import production_gateway
 
 pytestmark = pytest.mark.anyio

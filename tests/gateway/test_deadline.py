@@ -9,14 +9,17 @@ from typing import Any
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.deadline import LATE, STALLED, FirstByteDeadline, auto_budget
-from servestack.gateway.exchange import Exchange
+from servestack.gateway.fleet.monitor import STALLED
+from servestack.gateway.fleet.pool import Pool
+from servestack.gateway.fleet.routing import RoundRobin
+from servestack.gateway.relay.deadline import LATE, FirstByteDeadline, auto_budget
+from servestack.gateway.relay.exchange import Exchange
 
 pytestmark = pytest.mark.anyio
 
 
 def exchange(path: str, stream: bool, **payload: Any) -> Exchange:
-    return Exchange(path=path, model="m", stream=stream, body=b"", payload=payload, headers=[])
+    return Exchange(path=path, pool=Pool("m", RoundRobin()), stream=stream, body=b"", payload=payload, headers=[])
 
 
 def test_the_automatic_budget_scales_with_the_prompt_and_what_a_whole_answer_may_generate() -> None:

@@ -7,11 +7,13 @@ from pathlib import Path
 import ollama
 import pytest
 
-from servestack.gateway.attempt import prepare_attempt
-from servestack.gateway.conform import CHAT, COMPLETIONS, EMBEDDINGS
-from servestack.gateway.defaults import apply_defaults, ollama_parameters
-from servestack.gateway.endpoint import Endpoint
-from servestack.gateway.exchange import Exchange
+from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.fleet.pool import Pool
+from servestack.gateway.fleet.routing import RoundRobin
+from servestack.gateway.openai.attempt import prepare_attempt
+from servestack.gateway.openai.conform import CHAT, COMPLETIONS, EMBEDDINGS
+from servestack.gateway.openai.defaults import apply_defaults, ollama_parameters
+from servestack.gateway.relay.exchange import Exchange
 from servestack.stack import RequestDefaults
 from tests.gateway.prod_harness import engine_endpoint, production_gateway
 
@@ -41,7 +43,8 @@ def test_without_defaults_or_on_embeddings_the_request_itself_goes() -> None:
 
 def test_the_client_bytes_go_untouched_to_a_replica_without_defaults() -> None:
     body = b'{"model": "m",   "messages": [{"role": "user", "content": "hi"}]}'
-    exchange = Exchange(CHAT, "m", False, body, {"model": "m", "messages": MESSAGES}, [])
+    payload = {"model": "m", "messages": MESSAGES}
+    exchange = Exchange(path=CHAT, pool=Pool("m", RoundRobin()), stream=False, body=body, payload=payload, headers=[])
     prepare_attempt(exchange, Endpoint("m.0", "m", ("m",), "http://x", ready=True), count_tokens=False)
     assert exchange.body is body
     defaulted = Endpoint("m.0", "m", ("m",), "http://x", ready=True, defaults=DEFAULTS)

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from servestack.asgi import Receive, Scope, Send
 from servestack.gateway import EndpointTable, Gateway, GatewayServer
-from servestack.gateway.responses import Receive, Scope, Send
 from tests.gateway.prod_harness import ADMIN_SECRET, production_gateway
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from servestack.gateway.http1 import ConnectError, Http1Pool, ProtocolError
+from servestack.gateway.relay.http1 import ConnectError, Http1Pool, ProtocolError
 from tests.conftest import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

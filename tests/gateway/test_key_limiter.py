@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from servestack.errors import RateLimited
-from servestack.gateway.keys import ApiKey
-from servestack.gateway.limits import KeyLimiter
+from servestack.gateway.admission.keys import ApiKey
+from servestack.gateway.admission.limits import KeyLimiter
 
 
 class Clock:

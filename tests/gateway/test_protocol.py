@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from servestack.gateway.app import Gateway
-from servestack.gateway.protocol import CorkedTransport
-from servestack.gateway.server import GatewayServer
+from servestack.gateway.edge.app import Gateway
+from servestack.gateway.edge.protocol import CorkedTransport
+from servestack.gateway.edge.server import GatewayServer
 from servestack.stack import GatewayConfig
 from tests.gateway.conftest import Harness
 

@@ -10,7 +10,7 @@ import pytest
 
 from servestack.controller.controller import ENDPOINT_STATES
 from servestack.gateway import Endpoint, EndpointState, EndpointTable, Gateway, GatewayServer
-from servestack.gateway.app import HEALTH_ORDER
+from servestack.gateway.edge.app import HEALTH_ORDER
 from servestack.stack import Routing
 from servestack.supervisor import ReplicaStatus
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from servestack.errors import ServestackError
-from servestack.gateway.tracing import build_tracer_provider
+from servestack.gateway.telemetry.tracing import build_tracer_provider
 from servestack.stack import TracingConfig
 from tests.gateway.prod_harness import production_gateway
 

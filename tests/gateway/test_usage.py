@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servestack.gateway.keys import KeyStore
-from servestack.gateway.usage import UsageLedger
+from servestack.gateway.admission.keys import KeyStore
+from servestack.gateway.telemetry.usage import UsageLedger
 from servestack.settings import Settings
 from tests.conftest import run_cli
 from tests.gateway.prod_engine import COMPLETION_TOKENS, PROMPT_TOKENS, USAGE, chat_stream

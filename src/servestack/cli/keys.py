@@ -17,14 +17,14 @@ from servestack.cli.when import format_time, parse_when
 from servestack.errors import ServestackError
 
 if TYPE_CHECKING:
-    from servestack.gateway.keys import ApiKey, KeyStore
+    from servestack.gateway.admission.keys import ApiKey, KeyStore
 
 keys_app = typer.Typer(help="Create, list and revoke API keys for the gateway.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
 def _store() -> KeyStore:
-    from servestack.gateway.keys import KeyStore
+    from servestack.gateway.admission.keys import KeyStore
 
     return KeyStore(settings().keys_db)
 

@@ -21,7 +21,7 @@ def usage(
     """Requests and tokens per key or model, from the usage ledger (estimated counts are marked)."""
     from rich.table import Table
 
-    from servestack.gateway.usage import GroupBy, UsageLedger
+    from servestack.gateway.telemetry.usage import GroupBy, UsageLedger
 
     if by not in ("key", "model"):
         raise typer.BadParameter("--by is key or model")

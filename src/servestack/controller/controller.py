@@ -22,7 +22,7 @@ from servestack.controller.models import InstanceModels
 from servestack.controller.ondemand import OnDemand
 from servestack.errors import EngineError, StateError
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
-from servestack.gateway.listen import bind_socket
+from servestack.gateway.edge.listen import bind_socket
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.stack.models import model_format
@@ -39,8 +39,8 @@ from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
 SERVING_MODULES = (
-    "servestack.gateway.build",
-    "servestack.gateway.server",
+    "servestack.gateway.edge.build",
+    "servestack.gateway.edge.server",
     "servestack.controller.control",
     "servestack.controller.console_source",
 )
@@ -137,8 +137,8 @@ class Controller:
         await asyncio.to_thread(lambda: [importlib.import_module(m) for m in SERVING_MODULES])
         from servestack.controller.console_source import ControllerConsole
         from servestack.controller.control import ControlServer
-        from servestack.gateway.build import build_gateway
-        from servestack.gateway.server import GatewayServer, settle_heap
+        from servestack.gateway.edge.build import build_gateway
+        from servestack.gateway.edge.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
         loader = self.on_demand if self.on_demand.slots else None

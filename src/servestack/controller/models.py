@@ -30,7 +30,7 @@ from servestack.errors import (
     StateError,
     UpstreamError,
 )
-from servestack.gateway.model_admin import ModelDetails, PullReport, PullUpdate
+from servestack.gateway.ollama.admin import ModelDetails, PullReport, PullUpdate
 from servestack.plan import Plan, ServicePlan
 from servestack.settings import Settings
 from servestack.stack.models import model_format

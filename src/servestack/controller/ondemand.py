@@ -39,7 +39,8 @@ from typing import Any, Protocol
 
 from servestack.controller.eviction import Candidate, choose_victims
 from servestack.errors import EngineError, ModelLoadFailed, ServestackError, StateError, UpstreamUnavailable
-from servestack.gateway.loading import LoadStats, Residence
+from servestack.gateway.relay.loading import Residence
+from servestack.gateway.telemetry.loading_metrics import LoadStats
 from servestack.plan import Plan, ServicePlan
 from servestack.plan.residency import Residency
 from servestack.stack import FOREVER
@@ -103,7 +104,7 @@ class Slot:
 
 
 class OnDemand:
-    """Decides what is loaded; the gateway calls it through the `Loader` protocol (gateway/loading.py)."""
+    """Decides what is loaded; the gateway calls it through the `Loader` protocol (gateway/relay/loading.py)."""
 
     def __init__(
         self,
@@ -128,7 +129,7 @@ class OnDemand:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    # --- the Loader protocol (gateway/loading.py)
+    # --- the Loader protocol (gateway/relay/loading.py)
 
     def claim(self, service: str) -> None:
         self.slots[service].claims += 1

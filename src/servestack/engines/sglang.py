@@ -75,7 +75,7 @@ class SGLangEngine:
     memory = SglangMemory()
     startup_log = SglangStartupLog()
     dialect = OPENAI  # it takes today's request as it is (srt/entrypoints/openai/protocol.py)
-    native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang.py)
+    native_routes: tuple[str, ...] = ("/generate",)  # SGLang's own API, passed through (gateway/sglang/routes.py)
     # The memory saver releases weights and KV; the CPU backup (0.5.3+) keeps the weights to resume from.
     sleep = SleepMode(
         flags=("--enable-memory-saver", "--enable-weights-cpu-backup"),

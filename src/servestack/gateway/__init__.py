@@ -6,16 +6,18 @@ uvicorn and aiohttp, so they load on first use: `servestack up` starts its engin
 
 from typing import TYPE_CHECKING
 
-from servestack.gateway.endpoint import Endpoint, EndpointState, EngineLoad
-from servestack.gateway.endpoints import EndpointTable
+from servestack.gateway.fleet.endpoint import Endpoint, EndpointState, EngineLoad
+from servestack.gateway.fleet.table import EndpointTable
 from servestack.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from servestack.gateway.app import Gateway
-    from servestack.gateway.server import GatewayServer
-    from servestack.gateway.upstream import Upstream
+    from servestack.gateway.edge.app import Gateway
+    from servestack.gateway.edge.server import GatewayServer
+    from servestack.gateway.relay.upstream import Upstream
 
 
 __all__ = ["Endpoint", "EndpointState", "EndpointTable", "EngineLoad", "Gateway", "GatewayServer", "Upstream"]
 
-__getattr__ = lazy_attributes(__name__, {"Gateway": "app", "GatewayServer": "server", "Upstream": "upstream"})
+__getattr__ = lazy_attributes(
+    __name__, {"Gateway": "edge.app", "GatewayServer": "edge.server", "Upstream": "relay.upstream"}
+)

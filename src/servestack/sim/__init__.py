@@ -4,7 +4,7 @@ Modules, from the wire inwards:
 
     server      bind, slow start, uvicorn; `SimServer` (in-process) and `main` (the process)
     app         the ASGI routes (generation, models, health, metrics, state, faults)
-    asgi        raw ASGI helpers (bodies, JSON, errors, disconnects)
+    asgi        noticing disconnects (the rest of its ASGI plumbing is servestack.asgi, shared with the gateway)
     protocol    OpenAI request parsing, answers and SSE chunks
     generation  one request through the scheduler (or instantly)
     scheduler   continuous batching and the latency model, in simulated seconds

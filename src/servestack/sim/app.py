@@ -26,19 +26,9 @@ from enum import Enum
 import orjson
 
 from servestack import __version__
+from servestack.asgi import Headers, Receive, Scope, Send, read_body, send_bytes, send_error, send_json
 from servestack.errors import BadRequest, GatewayError, MethodNotAllowed, ModelNotFound, NotFound, UpstreamUnavailable
-from servestack.sim.asgi import (
-    Headers,
-    Receive,
-    Scope,
-    Send,
-    cancel_on_disconnect,
-    read_body,
-    send_bytes,
-    send_error,
-    send_json,
-    until_disconnect,
-)
+from servestack.sim.asgi import MAX_BODY_BYTES, cancel_on_disconnect, until_disconnect
 from servestack.sim.clock import Clock, ScaledClock
 from servestack.sim.config import SimConfig
 from servestack.sim.faults import FaultAction, FaultInjector, Faults, crash_process
@@ -112,10 +102,10 @@ class SimApp:
                 raise self._no_route(scope)
             await handler(scope, receive, send)
         except GatewayError as error:
-            await send_error(send, error, self._headers)
+            await send_error(send, error, headers=self._headers)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = parse_request(Route(scope["path"]), await read_body(receive))
+        request = parse_request(Route(scope["path"]), await read_body(receive, MAX_BODY_BYTES))
         if request.model is not None and request.model not in self.config.models:
             raise ModelNotFound(f"The model `{request.model}` does not exist.", param="model")
         if self.phase is not EnginePhase.READY:
@@ -189,7 +179,7 @@ class SimApp:
 
     async def _set_faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            changes = orjson.loads(await read_body(receive))
+            changes = orjson.loads(await read_body(receive, MAX_BODY_BYTES))
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"the request body is not valid JSON: {exc}") from None
         if not isinstance(changes, dict):

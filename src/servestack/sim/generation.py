@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from servestack.asgi import Headers, Send, send_bytes
 from servestack.errors import BadRequest
-from servestack.sim.asgi import Headers, Send, send_bytes
 from servestack.sim.clock import Clock
 from servestack.sim.metrics import SimMetrics
 from servestack.sim.protocol import DONE, AnswerWriter, GenerationRequest, Route, usage
@@ -60,7 +60,7 @@ class Generator:
         self.metrics.prompt_seen(prompt_tokens, 0, cache_queried=False)
         self.metrics.finished(max_tokens, reason)
         if not request.stream:
-            await send_bytes(send, 200, writer.whole("".join(pieces), reason, counts), JSON_HEADERS + headers)
+            await send_bytes(send, 200, writer.whole("".join(pieces), reason, counts), [*JSON_HEADERS, *headers])
             return
         await _start_stream(send, headers)
         if writer.chat:
@@ -102,7 +102,7 @@ class Generator:
         await self._first_token(seq)
         await self.clock.sleep_until(seq.finish_at)
         body = writer.whole("".join(pieces), request.finish_reason, self._usage(seq))
-        await send_bytes(send, 200, body, JSON_HEADERS + headers)
+        await send_bytes(send, 200, body, [*JSON_HEADERS, *headers])
         self.metrics.finished(seq.max_tokens, request.finish_reason, self.clock.now() - seq.arrived_at)
 
     async def _stream(
@@ -165,7 +165,7 @@ class Generator:
 
 
 async def _start_stream(send: Send, headers: Headers) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
 
 
 async def _send_chunk(send: Send, data: bytes) -> None:

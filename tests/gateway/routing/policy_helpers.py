@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from servestack.gateway.endpoint import Endpoint, EngineLoad
+from servestack.gateway.fleet.endpoint import Endpoint, EngineLoad
 
 
 def endpoint(name: str, in_flight: int = 0, waiting: float = 0.0) -> Endpoint:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from servestack.engines.sim import METRIC_NAMES
-from servestack.gateway.breaker import BreakerState, CircuitBreaker
-from servestack.gateway.prometheus import read_gauges
-from servestack.gateway.retry import RetryBudget
+from servestack.gateway.fleet.breaker import BreakerState, CircuitBreaker
+from servestack.gateway.fleet.gauges import read_gauges
+from servestack.gateway.relay.retry import RetryBudget
 from tests.gateway.routing.policy_helpers import FakeClock
 
 

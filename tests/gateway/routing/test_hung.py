@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.breaker import BreakerState
+from servestack.gateway.fleet.breaker import BreakerState
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import MODEL, start_cluster
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 from servestack.gateway import EndpointTable
-from servestack.gateway.endpoint import Endpoint, EngineLoad
-from servestack.gateway.routing import Attempt, CacheAware, LeastLoad, RoundRobin, RouteRequest, TtftCost, make_policy
-from servestack.gateway.routing.prefix import PrefixIndex
+from servestack.gateway.fleet.endpoint import Endpoint, EngineLoad
+from servestack.gateway.fleet.routing import (
+    Attempt,
+    CacheAware,
+    LeastLoad,
+    RoundRobin,
+    RouteRequest,
+    TtftCost,
+    make_policy,
+)
+from servestack.gateway.fleet.routing.prefix import PrefixIndex
 from servestack.stack import Routing
 from tests.gateway.routing.policy_helpers import FakeClock, endpoint
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from servestack.gateway.routing.base import RouteRequest, routing_text
-from servestack.gateway.routing.prefix import BLOCK_CHARS, MAX_BLOCKS, PrefixIndex, block_hashes
+from servestack.gateway.fleet.routing.base import RouteRequest, routing_text
+from servestack.gateway.fleet.routing.prefix import BLOCK_CHARS, MAX_BLOCKS, PrefixIndex, block_hashes
 
 SYSTEM = "You are a careful assistant. " * 40  # about 1,100 characters
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from servestack.gateway import Upstream
-from servestack.gateway.breaker import BreakerState
+from servestack.gateway.fleet.breaker import BreakerState
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import start_cluster
 from tests.gateway.routing.policy_helpers import FakeClock

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from servestack.gateway.routing import TtftCost
-from servestack.gateway.routing.ttft_cost import DEFAULT_PREFILL_RATE
+from servestack.gateway.fleet.routing import TtftCost
+from servestack.gateway.fleet.routing.ttft_cost import DEFAULT_PREFILL_RATE
 from servestack.sim import SimConfig
 from tests.gateway.routing.cluster import MODEL, start_cluster
 

@@ -6,8 +6,8 @@ import pytest
 
 from servestack.errors import ModelNotFound, UpstreamUnavailable
 from servestack.gateway import Endpoint, EndpointState, EndpointTable
-from servestack.gateway.breaker import BreakerState
-from servestack.gateway.routing import CacheAware, RouteRequest
+from servestack.gateway.fleet.breaker import BreakerState
+from servestack.gateway.fleet.routing import CacheAware, RouteRequest
 from servestack.stack import Routing
 
 PROMPT = RouteRequest({"prompt": "a long shared prefix " * 50})
@@ -42,20 +42,20 @@ def test_only_ready_endpoints_with_a_closed_circuit_are_candidates() -> None:
     table = EndpointTable(Routing(failure_threshold=1))
     table.upsert(replica("a", 0, ("m",), EndpointState.STARTING))
     with pytest.raises(UpstreamUnavailable, match="is loading"):
-        table.pick("m")
+        table.pool("m").pick()
     table.upsert(replica("a", 0, ("m",)))
     table.upsert(replica("a", 1, ("m",), EndpointState.DRAINING))
-    assert table.pick("m").id == "a.0"
+    assert table.pool("m").pick().id == "a.0"
     table.get("a.0").vitals.breaker.failed()  # type: ignore[union-attr]
     with pytest.raises(UpstreamUnavailable, match="failing"):
-        table.pick("m")
+        table.pool("m").pick()
 
 
 def test_an_update_keeps_what_the_gateway_observed() -> None:
     table = EndpointTable(Routing(failure_threshold=1))
     table.upsert(replica("a", 0, ("m",)))
     table.upsert(replica("a", 1, ("m",)))
-    first = table.pick("m")
+    first = table.pool("m").pick()
     first.in_flight += 1
     pool = table.pool("m")
     attempt = pool.choose(PROMPT)

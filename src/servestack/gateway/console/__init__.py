@@ -14,13 +14,13 @@ background work (the traffic sampler) started and stopped with the gateway.
 
 from __future__ import annotations
 
-from servestack.gateway.admin import Handler
+from servestack.asgi import Handler
 from servestack.gateway.console.access import ConsoleAccess
 from servestack.gateway.console.api import ConsoleApi
 from servestack.gateway.console.source import ACTIONS, ConsoleSource, LogLine
 from servestack.gateway.console.static import PREFIX, StaticFiles
 from servestack.gateway.console.traffic import TrafficHistory
-from servestack.gateway.metrics import GatewayMetrics
+from servestack.gateway.telemetry.metrics import GatewayMetrics
 
 __all__ = ["ACTIONS", "Console", "ConsoleAccess", "ConsoleSource", "LogLine"]
 

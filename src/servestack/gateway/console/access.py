@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from servestack.asgi import Scope, header
 from servestack.errors import AdminKeyRequired, AuthenticationFailed, PermissionDenied
-from servestack.gateway.pipeline import KEY_SCOPE
-from servestack.gateway.requests import header
-from servestack.gateway.responses import Scope
+from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.stack import ConsoleConfig
 
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1"})

@@ -19,14 +19,12 @@ from dataclasses import asdict
 
 import orjson
 
+from servestack.asgi import Handler, Receive, Scope, Send, query, read_json, send_json
 from servestack.errors import BadRequest, GatewayError, NotFound, PlanError, ServestackError, StateError
-from servestack.gateway.admin import Handler
 from servestack.gateway.console.access import ConsoleAccess
 from servestack.gateway.console.actions import ActionLog
 from servestack.gateway.console.source import ACTIONS, ConsoleSource, LogLine
 from servestack.gateway.console.traffic import TrafficHistory
-from servestack.gateway.requests import query, read_json
-from servestack.gateway.responses import Receive, Scope, Send, send_json
 
 MAX_BODY = 4096
 DEFAULT_LOG_LINES = 200

@@ -11,8 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-from servestack.gateway.admin import Handler
-from servestack.gateway.responses import Receive, Scope, Send, send_bytes, send_redirect
+from servestack.asgi import Handler, Receive, Scope, Send, send_bytes, send_redirect
 
 PREFIX = "/ui"
 CONTENT_TYPES = {

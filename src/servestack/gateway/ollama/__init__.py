@@ -1,0 +1,1 @@
+"""Ollama's API surface, translated onto the engines' OpenAI API and back."""

@@ -1,0 +1,77 @@
+"""The byte-for-byte relay: the engine's answer passed on untouched (OpenAI's routes, SGLang's /generate).
+
+Whole answers are read whole and sent with their status and content type; streams are sent chunk by
+chunk as they arrive, the answer starting with the first chunk (until then a failure can still be
+retried elsewhere). The request is shaped for each replica tried (attempt.py); when the gateway counts
+tokens, they are read off the answer (usage.py): a whole answer's `usage`, a stream's usage chunk (the
+tap removes the one the gateway asked for), or an estimate, flagged as such. A stream that fails after
+it began ends with an error event, the only way left to tell the client.
+"""
+
+from __future__ import annotations
+
+from servestack.asgi import Send, send_bytes, sse_error_event
+from servestack.errors import GatewayError, UpstreamError
+from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.openai.attempt import prepare_attempt
+from servestack.gateway.openai.usage import StreamTap, estimate_completion_tokens, estimate_prompt_tokens, usage_of
+from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.upstream import Upstream
+
+END = {"type": "http.response.body", "body": b""}
+
+
+class OpenAiRelay:
+    """A `Relay` that passes answers on byte for byte; `counts_tokens`: read their token usage."""
+
+    def __init__(self, upstream: Upstream, *, counts_tokens: bool) -> None:
+        self.upstream = upstream
+        self.counts_tokens = counts_tokens
+
+    async def __call__(self, exchange: Exchange, endpoint: Endpoint, send: Send) -> None:
+        tap = prepare_attempt(exchange, endpoint, count_tokens=self.counts_tokens)
+        if exchange.stream:
+            await self._stream(exchange, endpoint, send, tap)
+            return
+        async with self.upstream.call(exchange, endpoint) as answer:
+            body = await answer.read()
+            headers = answer.relayed_headers()
+        if self.counts_tokens:
+            exchange.prompt_tokens, exchange.completion_tokens = usage_of(body)
+        await send_bytes(send, answer.status, body, headers)
+
+    async def _stream(self, exchange: Exchange, endpoint: Endpoint, send: Send, tap: StreamTap | None) -> None:
+        started = False
+        try:
+            async with self.upstream.call(exchange, endpoint) as answer:
+                start = {"type": "http.response.start", "status": answer.status, "headers": answer.relayed_headers()}
+                async for chunk in answer.chunks():
+                    if not started:
+                        await send(start)
+                        started = True
+                    if tap is not None and not (chunk := tap.feed(chunk)):
+                        continue
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if not started:  # llama-cpp-python does this when its generator fails on the request
+                    raise UpstreamError(f"the engine for {endpoint.service!r} ended its stream without an answer")
+                if tap is not None and (rest := tap.close()):
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
+        except GatewayError as failure:
+            if not started:
+                raise
+            # The head is gone: the error can only travel as the stream's last event.
+            exchange.error = UpstreamError(f"{failure.message} (mid-stream)")
+            await send({"type": "http.response.body", "body": sse_error_event(exchange.error), "more_body": True})
+        if tap is not None:
+            _count(exchange, tap)
+        await send(END)
+
+
+def _count(exchange: Exchange, tap: StreamTap) -> None:
+    """The stream's token counts: the engine's usage chunk, or estimates (flagged) when it sent none."""
+    prompt, completion = tap.usage()
+    if prompt is None and completion is None:
+        prompt = estimate_prompt_tokens(exchange.payload)
+        completion = estimate_completion_tokens(tap.events, exchange.path)
+        exchange.usage_estimated = True
+    exchange.prompt_tokens, exchange.completion_tokens = prompt, completion

@@ -1,0 +1,91 @@
+"""One request's journey through the gateway, as a per-request state object.
+
+Made by a surface once the request is parsed and its model resolved to a pool (`Exchange.of`), filled
+in by the relay (which endpoint, status, first byte, token counts), and read afterwards by whoever
+accounts for the request (usage, metrics, tracing, the access log).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from servestack.asgi import Scope
+from servestack.errors import GatewayError
+from servestack.gateway.admission.auth import KEY_SCOPE
+from servestack.gateway.admission.keys import ApiKey
+from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.fleet.names import Target
+from servestack.gateway.fleet.pool import Pool
+from servestack.gateway.relay.prompt import PromptSize, measure_prompt
+from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
+
+
+@dataclass(eq=False)
+class Exchange:
+    path: str
+    pool: Pool  # the pool of the served name the request resolved to
+    stream: bool
+    body: bytes  # what goes to the engine: the client's bytes, unless the engine needs the request changed
+    payload: dict[str, Any]  # the client's request (parsed once; for Ollama's routes, its OpenAI translation)
+    headers: list[tuple[bytes, bytes]]
+    request_id: str = ""  # the client's X-Request-Id, or the gateway's own (request_ids.py)
+    upstream_path: str = ""  # the engine route (the route itself, unless the request was translated)
+    started: float = field(default_factory=time.monotonic)
+    endpoint: Endpoint | None = None  # the last one tried
+    attempts: int = 0  # endpoints tried: more than one when failures before the first byte were retried
+    retryable: bool = False  # this attempt's failure before the first byte may go to another replica
+    status: int | None = None
+    first_byte_at: float | None = None
+    finished_at: float | None = None
+    error: GatewayError | None = None
+    key: ApiKey | None = None  # the caller's key, when keys are on
+    alias: str | None = None  # the name the client asked for, when it was an alias of `model`
+    # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_estimated: bool = False
+    spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
+    keep_alive: float | None = None  # Ollama's per-request keep_alive in seconds (on-demand services)
+    _prompt_size: PromptSize | None = field(default=None, repr=False)
+    client_body: bytes = field(default=b"", repr=False)  # the body as the client sent it
+
+    def __post_init__(self) -> None:
+        self.client_body = self.body
+        self.upstream_path = self.upstream_path or self.path
+
+    @classmethod
+    def of(cls, scope: Scope, target: Target, **fields: Any) -> Exchange:
+        """The exchange of the request in `scope` (its route, headers, id and caller's key, as the edge left
+        them) going to `target`; `fields` give the rest (`stream`, `body`, `payload`, ...)."""
+        fields.setdefault("path", scope["path"])
+        return cls(
+            pool=target.pool,
+            alias=target.alias,
+            headers=scope["headers"],
+            request_id=scope[REQUEST_ID_SCOPE],
+            key=scope.get(KEY_SCOPE),
+            **fields,
+        )
+
+    @property
+    def model(self) -> str:
+        """The served name the request goes to (an alias resolved)."""
+        return self.pool.model
+
+    @property
+    def prompt_size(self) -> PromptSize:
+        """The prompt's size in characters and token ids (measured once)."""
+        if self._prompt_size is None:
+            self._prompt_size = measure_prompt(self.payload)
+        return self._prompt_size
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from receiving the request to the first byte of the engine's answer."""
+        return None if self.first_byte_at is None else self.first_byte_at - self.started
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started

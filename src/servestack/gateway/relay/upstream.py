@@ -1,0 +1,175 @@
+"""The gateway's one client to the engines, and its one seam: opening an engine call.
+
+Every surface (OpenAI's byte-for-byte relay, Ollama's translation, SGLang's /generate) gets its answer
+the same way:
+
+    async with upstream.call(exchange, endpoint) as answer:   # the request is sent, the head is in
+        body = await answer.read()                            # or: async for chunk in answer.chunks()
+        ...translate and send...
+
+`call` does what every surface needs and none should repeat: the request's headers (the client's
+that matter, its id in the form the engine takes), the endpoint's in-flight count, the first-byte
+deadline (deadline.py), and the mapping of failures to the gateway's errors. An engine's error answer
+(4xx/5xx) is raised as what its status means (engine_errors.py) before the block runs; a failure to
+connect, a deadline, or an answer cut short, inside the block or before it, leaves the block as
+UpstreamUnavailable, UpstreamTimeout or UpstreamError. Until a surface has sent the client anything,
+such a GatewayError may be retried on another replica (the dispatcher decides). Each answer and chunk
+received counts as the engine's progress (a wedged engine sends none). One pool of keep-alive
+connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
+cancelled by the server (edge/protocol.py), which closes the engine connection so the engine stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
+from servestack.gateway.relay.engine_errors import engine_error
+from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.http1 import ConnectError, Http1Pool, Response
+from servestack.gateway.relay.request_ids import for_engine
+
+FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
+RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
+
+
+class Answer:
+    """An engine's answer whose head has arrived: its status and headers, then its body, whole or in chunks."""
+
+    __slots__ = ("_deadline", "_exchange", "_response", "_vitals")
+
+    def __init__(self, response: Response, exchange: Exchange, endpoint: Endpoint, deadline: Deadline) -> None:
+        self._response = response
+        self._exchange = exchange
+        self._vitals = endpoint.vitals
+        self._deadline = deadline
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    def relayed_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers a byte-for-byte relay passes on to the client."""
+        headers = self._response.headers
+        return [
+            (name.lower().encode(), value.encode("latin-1"))
+            for name in RELAYED_RESPONSE_HEADERS
+            if (value := headers.get(name)) is not None
+        ]
+
+    async def read(self) -> bytes:
+        """The whole body; the answer has begun once it is in (the first-byte deadline no longer applies)."""
+        body = await self._response.read()
+        self._vitals.progress += 1
+        self._deadline.started()
+        self._exchange.first_byte_at = time.monotonic()
+        return body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; the answer begins with its first chunk."""
+        vitals = self._vitals
+        async for chunk in self._response.iter_any():
+            vitals.progress += 1
+            if self._exchange.first_byte_at is None:
+                self._deadline.started()
+                self._exchange.first_byte_at = time.monotonic()
+            yield chunk
+
+
+class Upstream:
+    """The gateway's client side: one connection pool to every engine."""
+
+    def __init__(
+        self,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 600.0,
+        first_byte_timeout: float | Literal["auto"] = "auto",
+    ) -> None:
+        """`first_byte_timeout`: "auto" (scaled to each request), seconds, or 0 for none (deadline.py)."""
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self._session: Http1Pool | None = None
+
+    def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
+        """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
+        timeout = self.first_byte_timeout
+        if timeout == "auto":
+            return FirstByteDeadline(exchange, endpoint, None, retryable=exchange.retryable)
+        if not timeout:
+            return NO_DEADLINE
+        return FirstByteDeadline(exchange, endpoint, timeout, retryable=exchange.retryable)
+
+    @property
+    def deadline_check_every(self) -> float:
+        """How often deadlines must be checked to end each within a quarter of its length (at most a second)."""
+        timeout = self.first_byte_timeout
+        return 1.0 if timeout == "auto" or not timeout else min(1.0, max(0.02, timeout / 4))
+
+    @property
+    def session(self) -> Http1Pool:
+        if self._session is None:
+            self._session = Http1Pool(connect_timeout=self._connect_timeout, idle_timeout=self._idle_timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @contextlib.asynccontextmanager
+    async def call(self, exchange: Exchange, endpoint: Endpoint) -> AsyncIterator[Answer]:
+        """Send `exchange.body` to `endpoint` at `exchange.upstream_path`; the answer once its head is in.
+
+        Raises GatewayError for an engine's error answer and for any failure to get the answer (see above).
+        """
+        exchange.endpoint = endpoint
+        url = endpoint.base_url + exchange.upstream_path
+        headers = upstream_headers(exchange, endpoint)
+        first_byte = self.first_byte_deadline(exchange, endpoint)
+        endpoint.in_flight += 1
+        try:
+            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as response:
+                exchange.status = response.status
+                if response.status >= 400:
+                    raise engine_error(endpoint, response.status, await response.read(), exchange.request_id)
+                yield Answer(response, exchange, endpoint, first_byte)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise _upstream_error(endpoint, exc, first_byte) from exc
+        finally:
+            endpoint.in_flight -= 1
+            exchange.finished_at = time.monotonic()
+
+
+def upstream_headers(exchange: Exchange, endpoint: Endpoint) -> dict[str, str]:
+    """The headers a request is sent to `endpoint` with: the client's that matter, and its id as the engine takes it."""
+    headers = {"Content-Type": "application/json"}
+    for name, value in exchange.headers:
+        if name in FORWARDED_REQUEST_HEADERS:
+            headers[name.decode()] = value.decode("latin-1")
+    if exchange.request_id:
+        headers["X-Request-Id"] = for_engine(exchange.request_id, endpoint.dialect)
+    return headers
+
+
+def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline) -> GatewayError:
+    where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
+    if isinstance(exc, ConnectError):
+        return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
+    if first_byte.reason is not None:
+        return UpstreamTimeout(f"{where} {first_byte.reason}")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return UpstreamTimeout(f"{where} did not answer in time")
+    return UpstreamError(f"{where} failed: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
