@@ -22,8 +22,8 @@ Layout (2 cores): the controller (gateway, control socket, supervisor: one proce
 wrk, the simulators and Chromium share core 0. Chromium rendering a page every second takes CPU from
 the load generator on core 0, which a browser on the user's own machine does not, and on a machine
 shared with other work requests/s moves by more than the console does; so the console's cost is read
-from the controller's CPU. Rounds interleave the conditions so a noisy minute hurts all alike; the
-machine's load average is in the JSON.
+from the controller's CPU. Rounds interleave the conditions, each round starting with another one, so a
+noisy minute hurts all alike; the machine's load average is in the JSON.
 
 Prints a table and writes bench/results/console.json (or --json).
 """
@@ -259,10 +259,12 @@ def main() -> None:
                 overview = time_overview(instance.url)
                 rounds: dict[str, list[dict[str, float]]] = {c: [] for c in PAGES}
                 idle: dict[str, list[float]] = {c: [] for c in PAGES}
+                names = list(PAGES)
                 for number in range(args.rounds):
-                    for condition in PAGES:
+                    order = names[number % len(names) :] + names[: number % len(names)]  # each goes first once
+                    for condition in order:
                         idle[condition].append(idle_cost(browser, instance, condition, args.idle_seconds))
-                    for condition in PAGES:
+                    for condition in order:
                         rounds[condition].append(measure_round(browser, instance, condition, args.seconds))
                         console.print(f"round {number + 1}: {condition}: {rounds[condition][-1]['rps']:,.0f} req/s")
                 browser.close()
