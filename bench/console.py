@@ -1,7 +1,7 @@
 """The web console's cost: page load against a 64-replica stack, and the request path with the console open.
 
     python bench/console.py                                  # 64 replicas, 5 loads, 4 rounds
-    python bench/console.py --replicas 64 --loads 5 --rounds 3 --seconds 8 --idle-seconds 20 --json out.json
+    python bench/console.py --replicas 64 --rounds 3 --seconds 8 --idle-seconds 20 --rate 300 --json out.json
 
 One `servestack up -d` of simulators in instant mode (8 services, REPLICAS/8 replicas each; auth off, so
 the page needs no login), then, in Debian's Chromium driven by playwright:
@@ -9,17 +9,19 @@ the page needs no login), then, in Debian's Chromium driven by playwright:
     page load     a fresh browser context opens /ui/ LOADS times: first contentful paint, and the moment
                   the overview shows every replica's row (the page's first useful paint); also the size
                   of /admin/overview and how long the gateway takes to answer it
-    console CPU   with no traffic, the controller's CPU (ms per second) while the console is closed, or
-                  open on the overview (it polls /admin/overview and /admin/actions every second), on the
-                  traffic page (/admin/traffic every second), or following a service's logs (SSE; the
-                  gateway reads its log files 4 times a second), each read for IDLE_SECONDS (CPU time
-                  comes in 10 ms ticks): the difference is what the console takes from the gateway, and
-                  over 1000 ms/s it is the share of a saturated one-core gateway's requests/s it costs
-    request path  `wrk -t1 -c32` sends whole chat requests to one service for SECONDS in each of those
-                  conditions: requests/s, and requests per CPU second of the controller
+    console       each round measures the console closed, or open on the overview (it polls
+                  /admin/overview and /admin/actions every second), on the traffic page (/admin/traffic
+                  every second), or following a service's logs (SSE; the gateway reads its log files 4
+                  times a second), three ways:
+      idle        the controller's CPU (ms per second) with no traffic, for IDLE_SECONDS (CPU time comes
+                  in 10 ms ticks)
+      at a rate   the same while `servestack bench --rate RATE` sends whole chats for SECONDS
+      flat out    `wrk -t1 -c32` for SECONDS: requests/s, and requests per CPU second of the controller
+                  The console's CPU (open minus closed) over 1000 ms/s is the share of a saturated
+                  one-core gateway's requests/s it would take.
 
 Layout (2 cores): the controller (gateway, control socket, supervisor: one process) is pinned to core 1;
-wrk, the simulators and Chromium share core 0. Chromium rendering a page every second takes CPU from
+the load clients, the simulators and Chromium share core 0. Chromium rendering a page every second takes CPU from
 the load generator on core 0, which a browser on the user's own machine does not, and on a machine
 shared with other work requests/s moves by more than the console does; so the console's cost is read
 from the controller's CPU. Rounds interleave the conditions, each round starting with another one, so a
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from rich.console import Console
 from rich.table import Table
 
-from harness.clients import run_wrk
+from harness.clients import Measurement, run_servestack_bench, run_wrk
 from harness.output import machine, write_results
 from harness.procs import cpu_seconds, free_port, pin
 
@@ -70,6 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4, help="rounds of every condition (default 4)")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds of load per condition (default 8)")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="seconds of each CPU reading (default 20)")
+    parser.add_argument("--rate", type=float, default=300.0, help="the fixed request rate (default 300 req/s)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
     return parser.parse_args()
 
@@ -151,67 +155,76 @@ def open_console(browser: Browser, url: str, fragment: str) -> Page:
     return page
 
 
-def measure_round(browser: Browser, instance: Instance, condition: str, seconds: float) -> dict[str, float]:
+def with_console(
+    browser: Browser, instance: Instance, condition: str, work: Callable[[], Measurement | None]
+) -> tuple[Measurement | None, float]:
+    """Run `work` with the console closed or open on a page; what it measured, and the controller's CPU in ms
+    per second of wall time meanwhile."""
     fragment = PAGES[condition]
     page = open_console(browser, instance.url, fragment) if fragment is not None else None
     try:
         time.sleep(1.0)  # the page's first polls are behind it
-        cpu_before = instance.controller_cpu()
-        measured = run_wrk(
-            instance.url + "/v1/chat/completions",
-            BODY,
-            api_key=None,
-            seconds=seconds,
-            connections=32,
-            cpus=REST_CPUS,
-        )
-        cpu = instance.controller_cpu() - cpu_before
+        before, started = instance.controller_cpu(), time.monotonic()
+        measured = work()
+        return measured, 1000 * (instance.controller_cpu() - before) / (time.monotonic() - started)
     finally:
         if page is not None:
             page.close()
+
+
+def measure_round(browser: Browser, instance: Instance, condition: str, args: argparse.Namespace) -> dict[str, float]:
+    """One round of one condition: idle, at a fixed request rate, and closed-loop (wrk)."""
+    url = instance.url + "/v1/chat/completions"
+    _, idle = with_console(browser, instance, condition, lambda: time.sleep(args.idle_seconds))
+    paced, at_rate = with_console(
+        browser,
+        instance,
+        condition,
+        lambda: run_servestack_bench(
+            instance.url, model="s0", api_key=None, stream=False, seconds=args.seconds, cpus=REST_CPUS, rate=args.rate
+        ),
+    )
+    flat_out, busy = with_console(
+        browser,
+        instance,
+        condition,
+        lambda: run_wrk(url, BODY, api_key=None, seconds=args.seconds, connections=32, cpus=REST_CPUS),
+    )
+    assert paced is not None and flat_out is not None
     return {
-        "rps": measured.rps,
-        "requests": measured.requests,
-        "errors": measured.errors,
-        "p50_ms": measured.p50_ms,
-        "p99_ms": measured.p99_ms,
-        "controller_cpu_seconds": cpu,
-        "per_cpu_second": measured.requests / cpu if cpu > 0 else 0.0,
+        "idle_cpu_ms_per_s": idle,
+        "rate_rps": paced.rps,
+        "rate_cpu_ms_per_s": at_rate,
+        "rate_errors": paced.errors,
+        "rps": flat_out.rps,
+        "errors": flat_out.errors,
+        "p50_ms": flat_out.p50_ms,
+        "p99_ms": flat_out.p99_ms,
+        "per_cpu_second": flat_out.rps / (busy / 1000) if busy > 0 else 0.0,
     }
 
 
-def idle_cost(browser: Browser, instance: Instance, condition: str, seconds: float) -> float:
-    """The controller's CPU in ms per second of wall time with no traffic, the console closed or open."""
-    fragment = PAGES[condition]
-    page = open_console(browser, instance.url, fragment) if fragment is not None else None
-    try:
-        time.sleep(1.0)
-        before = instance.controller_cpu()
-        time.sleep(seconds)
-        return 1000 * (instance.controller_cpu() - before) / seconds
-    finally:
-        if page is not None:
-            page.close()
+def summarise(rounds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Medians per condition; the console's CPU and requests/s against closed."""
 
+    def median(condition: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[condition])
 
-def summarise(rounds: dict[str, list[dict[str, float]]], idle: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    closed_idle = statistics.median(idle["closed"])
-    closed_rps = statistics.median(r["rps"] for r in rounds["closed"])
-    closed_eff = statistics.median(r["per_cpu_second"] for r in rounds["closed"])
     summary = {}
-    for condition, results in rounds.items():
-        rps = statistics.median(r["rps"] for r in results)
-        eff = statistics.median(r["per_cpu_second"] for r in results)
+    for condition in rounds:
         summary[condition] = {
-            "rps_median": rps,
-            "per_cpu_second_median": eff,
-            "rps_change_pct": 100 * (rps - closed_rps) / closed_rps,
-            "per_cpu_second_change_pct": 100 * (eff - closed_eff) / closed_eff,
-            "errors": sum(r["errors"] for r in results),
-            "idle_cpu_ms_per_s": statistics.median(idle[condition]),
-            # What the console's polling takes from a gateway that has one core and is saturated by requests.
-            "share_of_a_core_pct": (statistics.median(idle[condition]) - closed_idle) / 10,
+            key: median(condition, key)
+            for key in ("idle_cpu_ms_per_s", "rate_rps", "rate_cpu_ms_per_s", "rps", "per_cpu_second")
         }
+        summary[condition].update(
+            # The console's CPU over 1000 ms/s: the share of a saturated one-core gateway's requests it would take.
+            idle_share_pct=(summary[condition]["idle_cpu_ms_per_s"] - median("closed", "idle_cpu_ms_per_s")) / 10,
+            rate_share_pct=(summary[condition]["rate_cpu_ms_per_s"] - median("closed", "rate_cpu_ms_per_s")) / 10,
+            rps_change_pct=100 * (summary[condition]["rps"] / median("closed", "rps") - 1),
+            per_cpu_second_change_pct=100
+            * (summary[condition]["per_cpu_second"] / median("closed", "per_cpu_second") - 1),
+            errors=sum(r["errors"] + r["rate_errors"] for r in rounds[condition]),
+        )
     return summary
 
 
@@ -227,20 +240,34 @@ def print_tables(doc: dict[str, Any]) -> None:
     console.print(loads)
     console.print(f"/admin/overview: {overview['bytes']:,} bytes for {doc['replicas']} replicas")
 
-    path = Table(title=f"Request path, wrk -c32 whole chats, {doc['rounds']} rounds × {doc['seconds']:g} s")
-    columns = ("console", "req/s", "change", "req per CPU s", "change", "idle CPU ms/s", "console's share", "errors")
-    for column in columns:
-        path.add_column(column, justify="left" if column == "console" else "right")
+    title = f"The controller with the console closed or open, medians of {doc['rounds']} rounds"
+    path = Table(title=title)
+    columns = (
+        ("console", "left"),
+        ("idle CPU ms/s", "right"),
+        ("console's share", "right"),
+        (f"at {doc['rate']:g} req/s: CPU ms/s", "right"),
+        ("console's share", "right"),
+        ("wrk req/s", "right"),
+        ("change", "right"),
+        ("req per CPU s", "right"),
+        ("change", "right"),
+        ("errors", "right"),
+    )
+    for column, justify in columns:
+        path.add_column(column, justify=justify)  # type: ignore[arg-type]
     for condition, row in doc["summary"].items():
         path.add_row(
             condition,
-            f"{row['rps_median']:,.0f}",
-            f"{row['rps_change_pct']:+.1f}%",
-            f"{row['per_cpu_second_median']:,.0f}",
-            f"{row['per_cpu_second_change_pct']:+.1f}%",
             f"{row['idle_cpu_ms_per_s']:.1f}",
-            f"{row['share_of_a_core_pct']:.2f}% of a core",
-            str(row["errors"]),
+            f"{row['idle_share_pct']:+.2f}%",
+            f"{row['rate_cpu_ms_per_s']:.1f}",
+            f"{row['rate_share_pct']:+.2f}%",
+            f"{row['rps']:,.0f}",
+            f"{row['rps_change_pct']:+.1f}%",
+            f"{row['per_cpu_second']:,.0f}",
+            f"{row['per_cpu_second_change_pct']:+.1f}%",
+            f"{row['errors']:.0f}",
         )
     console.print(path)
 
@@ -258,31 +285,28 @@ def main() -> None:
                 page_loads = time_page_loads(browser, instance.url, instance.replicas, args.loads)
                 overview = time_overview(instance.url)
                 rounds: dict[str, list[dict[str, float]]] = {c: [] for c in PAGES}
-                idle: dict[str, list[float]] = {c: [] for c in PAGES}
                 names = list(PAGES)
                 for number in range(args.rounds):
-                    order = names[number % len(names) :] + names[: number % len(names)]  # each goes first once
-                    for condition in order:
-                        idle[condition].append(idle_cost(browser, instance, condition, args.idle_seconds))
-                    for condition in order:
-                        rounds[condition].append(measure_round(browser, instance, condition, args.seconds))
-                        console.print(f"round {number + 1}: {condition}: {rounds[condition][-1]['rps']:,.0f} req/s")
+                    for condition in names[number % len(names) :] + names[: number % len(names)]:  # each first once
+                        rounds[condition].append(measure_round(browser, instance, condition, args))
+                        console.print(f"round {number + 1}: {condition}: {rounds[condition][-1]}")
                 browser.close()
         finally:
             instance.down()
     doc = {
         "machine": machine(),
-        "layout": {"controller_cpus": GATEWAY_CPUS, "wrk_engines_chromium_cpus": REST_CPUS},
+        "layout": {"controller_cpus": GATEWAY_CPUS, "clients_engines_chromium_cpus": REST_CPUS},
         "replicas": instance.replicas,
         "up_seconds": instance.up_seconds,
         "loads": args.loads,
         "rounds": args.rounds,
         "seconds": args.seconds,
+        "idle_seconds": args.idle_seconds,
+        "rate": args.rate,
         "page_loads": page_loads,
         "overview_poll": overview,
-        "idle_cpu_ms_per_s": idle,
         "rounds_by_condition": rounds,
-        "summary": summarise(rounds, idle),
+        "summary": summarise(rounds),
     }
     print_tables(doc)
     console.print(f"wrote {write_results('console', doc, args.json)}")

@@ -165,6 +165,24 @@ def test_an_admin_restart_from_the_browser_restarts_the_service(browser: Browser
     assert after["status"] == "ready" and after["pid"] != before
 
 
+def test_load_and_unload_an_on_demand_service_from_the_browser(browser: Browser, stack: Running) -> None:
+    row = 'tr.service[data-service="vision"]'
+    with console_page(browser) as (page, traffic):
+        log_in(page, stack.url, ADMIN_KEY)
+        page.click(f'{row} button[data-action="load"]')  # loading takes nothing away: no second click
+        page.wait_for_selector('.actions li[data-service="vision"][data-action="load"][data-state="done"]')
+        page.wait_for_selector('tr.replica[data-replica="vision"][data-state="loaded"]')
+        assert "vision 35.8 GiB" in page.inner_text('.gpu[data-gpu="1"]') and "35.8 GiB held" in page.inner_text(
+            '.gpu[data-gpu="1"]'
+        )
+        page.click(f'{row} button[data-action="unload"]')
+        page.click(f'{row} button[data-action="unload"]')
+        page.wait_for_selector('.actions li[data-service="vision"][data-action="unload"][data-state="done"]')
+        page.wait_for_selector('tr.replica[data-replica="vision"][data-state="unloaded"]')
+        assert_clean(page, traffic, stack.secrets)
+    assert stack.replica("vision")["status"] == "unloaded"
+
+
 def test_the_plan_page_shows_the_plan_and_explains_explore(browser: Browser, stack: Running) -> None:
     with console_page(browser) as (page, traffic):
         log_in(page, stack.url, ADMIN_KEY)
