@@ -7,6 +7,7 @@
     ├── InventoryError                   a GPU spec that cannot be parsed (`--gpus 4xH9000`)
     ├── EngineError                      an engine that cannot be started or died (carries its log tail)
     ├── RuntimeUnavailable               docker / apptainer / pixi / a venv that is not there
+    ├── ClusterError                     a Ray cluster that cannot be reached, or has no room for a replica
     ├── DownloadError                    weights or images that could not be fetched
     ├── SettingsError                    a SERVESTACK_* variable whose value cannot be used
     ├── StateError                       the state dir: nothing running, a stale or foreign instance
@@ -28,6 +29,7 @@
         ├── InternalError           500  a bug: logged with its traceback, answered in the API's shape
         ├── NotSupported            501  a route servestack answers only to say it does not do that
         ├── UpstreamError           502
+        │   └── ReplicaGone         502  the replica went away mid-call (its node died)
         ├── UpstreamUnavailable     503  (retry_after while it is loading or restarting)
         │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
         │   ├── ModelFailed         503  gave up restarting; carries the last error
@@ -78,6 +80,10 @@ class EngineError(ServestackError):
 
 class RuntimeUnavailable(ServestackError):
     """The runtime a service asks for (a binary, venv, container tool) is not available."""
+
+
+class ClusterError(ServestackError):
+    """The stack's Ray cluster cannot be reached or used, or has no room for a replica."""
 
 
 class DownloadError(ServestackError):
@@ -195,6 +201,12 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "bad_gateway"
+
+
+class ReplicaGone(UpstreamError):
+    """The replica a request was on went away mid-call (its node died, its engine exited)."""
+
+    code = "replica_gone"
 
 
 class UpstreamUnavailable(GatewayError):

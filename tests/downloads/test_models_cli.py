@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import free_port
 from tests.downloads.conftest import Pull, gguf_repo, tiny_repo, weights
 
-STACK = "services:\n  chat:\n    engine: llamacpp\n    model: org/tiny-GGUF:Q8_0\n    served_names: [chat]\n"
+STACK = "services:\n  chat-assistant:\n    engine: llamacpp\n    model: org/tiny-GGUF:Q8_0\n    served_names: [chat]\n"
 
 
 @pytest.fixture
@@ -37,14 +37,15 @@ def test_models_lists_every_model_with_format_quant_size_place_and_users(machine
 
     assert sorted(models) == ["local/mine-Q5_K_M.gguf", "org/tiny", "org/tiny-GGUF:Q4_K_M", "org/tiny-GGUF:Q8_0"]
     q8 = models["org/tiny-GGUF:Q8_0"]
-    assert (q8["format"], q8["quant"], q8["size"], q8["used_by"]) == ("gguf", "Q8_0", 90_000, ["chat"])
+    assert (q8["format"], q8["quant"], q8["size"], q8["used_by"]) == ("gguf", "Q8_0", 90_000, ["chat-assistant"])
     assert q8["location"] == str(machine.snapshot(gguf_repo()) / "tiny-Q8_0.gguf")
     tiny = models["org/tiny"]
     assert (tiny["format"], tiny["used_by"]) == ("safetensors", [])
     assert tiny["size"] == sum(len(tiny_repo().files[f]) for f in tiny["files"])  # type: ignore[union-attr]
     assert models["local/mine-Q5_K_M.gguf"]["quant"] == "Q5_K_M"
     table = machine.run("models").out
-    assert re.search(r"org/tiny-GGUF:Q8_0 +gguf +Q8_0 +90\.0 kB +\S+/tiny-Q8_0\.gguf +chat", table), table
+    assert re.search(r"org/tiny-GGUF:Q8_0 +gguf +Q8_0 +90\.0 kB +\S+/tiny-Q8_0\.gguf +chat-assistant", table), table
+    assert "…" not in table  # no cell cut short, however narrow the terminal
 
 
 def test_verify_rechecks_every_file_and_names_a_damaged_one(machine: Pull) -> None:
@@ -77,7 +78,7 @@ def test_rm_removes_one_quant_then_the_repository_and_refuses_what_it_cannot(mac
     one = machine.run("rm", "org/tiny-GGUF:Q8_0")
     assert one.code == 0, one.output
     assert "removed org/tiny-GGUF:Q8_0 (90.0 kB)" in one.out
-    assert "note: chat in the stack use it" in one.out
+    assert "note: chat-assistant in the stack use it" in one.out
     assert not blob.exists() and (machine.snapshot(gguf_repo()) / "tiny-Q4_K_M.gguf").is_file()
 
     last = machine.run("rm", "org/tiny-GGUF")  # the one quant left

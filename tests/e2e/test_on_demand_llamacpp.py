@@ -22,7 +22,7 @@ from tests.e2e.tiny_gguf import write_tiny_chat_gguf
 
 pytestmark = pytest.mark.e2e
 
-KEEP_ALIVE = 4.0
+KEEP_ALIVE = 8.0  # long enough for a load of the other model on a busy machine
 STACK = """
 version: 1
 gateway:

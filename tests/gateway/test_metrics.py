@@ -1,5 +1,6 @@
 """/metrics: counters and histogram counts match a known set of requests; the engines' own
-metrics (vLLM, SGLang, llama.cpp names) appear under servestack names."""
+metrics (vLLM, SGLang, llama.cpp names) appear under servestack names, each replica's labelled with its
+cluster node ("" on this machine)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ async def test_request_counters_and_histograms_match(tmp_path: Path) -> None:
     assert value(found, "servestack_tokens_total", model="tiny", kind="prompt") == 8 * PROMPT_TOKENS
     assert value(found, "servestack_tokens_total", model="tiny", kind="completion") == 8 * COMPLETION_TOKENS
     assert value(found, "servestack_requests_in_flight", model="tiny") == 0
-    assert value(found, "servestack_replica_ready", service="tiny", replica="tiny.0", engine="vllm") == 1
+    assert value(found, "servestack_replica_ready", service="tiny", replica="tiny.0", engine="vllm", node="") == 1
 
 
 async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Path) -> None:
@@ -65,7 +66,9 @@ async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Pa
         for name, engine_name, engine in (("sg", "sglang", sglang), ("lc", "llama-server", llamacpp)):
             runner, url = await start_engine(engine)
             runners.append(runner)
-            gw.table.upsert(engine_endpoint(name, url, engine_name))
+            endpoint = engine_endpoint(name, url, engine_name)
+            endpoint.node = "w1" if name == "sg" else ""  # a replica on a cluster node
+            gw.table.upsert(endpoint)
         gw.table.upsert(engine_endpoint("down", "http://127.0.0.1:1", "vllm"))
         await gw.gateway.monitor.scrape_all()
         async with gw.client() as client:
@@ -73,9 +76,9 @@ async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Pa
         for runner in runners:
             await runner.cleanup()
     found = samples(text)
-    vllm = {"service": "tiny", "replica": "tiny.0", "engine": "vllm"}
-    sg = {"service": "sg", "replica": "sg.0", "engine": "sglang"}
-    lc = {"service": "lc", "replica": "lc.0", "engine": "llama-server"}
+    vllm = {"service": "tiny", "replica": "tiny.0", "engine": "vllm", "node": ""}
+    sg = {"service": "sg", "replica": "sg.0", "engine": "sglang", "node": "w1"}
+    lc = {"service": "lc", "replica": "lc.0", "engine": "llama-server", "node": ""}
     assert value(found, "servestack_engine_requests_waiting", **vllm) == 3
     assert value(found, "servestack_engine_requests_waiting", **sg) == 1
     assert value(found, "servestack_engine_requests_waiting", **lc) == 4
@@ -89,5 +92,6 @@ async def test_engine_metrics_are_reexported_under_servestack_names(tmp_path: Pa
     assert value(found, "servestack_engine_time_to_first_token_seconds_bucket", **vllm, le="0.1") == 4
     assert value(found, "servestack_engine_time_to_first_token_seconds_sum", **vllm) == 3.5
     assert value(found, "servestack_engine_metrics_up", **vllm) == 1
-    assert value(found, "servestack_engine_metrics_up", service="down", replica="down.0", engine="vllm") == 0
+    assert value(found, "servestack_engine_metrics_up", service="down", replica="down.0", engine="vllm", node="") == 0
+    assert value(found, "servestack_replica_ready", **sg) == 1
     assert not any(name.startswith(("vllm:", "sglang:", "llamacpp:")) for name, _ in found)

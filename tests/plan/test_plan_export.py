@@ -16,6 +16,8 @@ SERVICE_KEYS = {
     "verdict",
     "gpus",
     "replica_gpus",
+    "nodes",
+    "replicas",
     "tp",
     "context_length",
     "memory_fraction",

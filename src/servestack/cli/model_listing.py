@@ -60,10 +60,11 @@ def show_models(name: str | None, stack_file: Path | None, *, verify: bool, as_j
         return
     table = Table(box=None, header_style="bold")
     identifier_column(table, "NAME", [m.name for m in found])
-    for column in ("FORMAT", "QUANT", "SIZE"):
-        table.add_column(column)
+    identifier_column(table, "FORMAT", [m.format or "-" for m in found])
+    identifier_column(table, "QUANT", [m.quant or "-" for m in found])
+    identifier_column(table, "SIZE", [format_bytes(m.size) for m in found])
     identifier_column(table, "WHERE", [str(m.location) for m in found])  # a path cut short is of no use
-    table.add_column("USED BY")
+    identifier_column(table, "USED BY", [", ".join(m.used_by) or "-" for m in found])
     for model in found:
         table.add_row(
             model.name,

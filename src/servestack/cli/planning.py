@@ -1,6 +1,7 @@
 """The work behind `plan`, and the planning step of `up`: facts are read here (GGUF / config.json /
-safetensors headers, the HF cache, the catalog), the inventory comes from NVML, or `--gpus`, and this
-machine is looked at for what the stack needs of it (`cli/survey.py`) before anything starts.
+safetensors headers, the HF cache, the catalog), the inventory comes from NVML, the stack's Ray cluster,
+or `--gpus`, and this machine is looked at for what the stack needs of it (`cli/survey.py`) before
+anything starts.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run_plan(
 ) -> None:
     """`servestack plan`: print the plan (or the TP exploration); exit 1 when it has errors."""
     stack, label = choose_stack(file)
-    inventory = parse_inventory(gpus) if gpus else detect_inventory()
+    inventory = parse_inventory(gpus) if gpus else machine_inventory(stack)
     models, unresolved = resolve_models(stack)
     facts = gather_facts(stack, models)
     if explore is not None:
@@ -77,10 +78,10 @@ def run_plan(
 
 
 def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None) -> Plan:
-    """The plan `up` runs: this machine's GPUs (NVML; none → CPU), paths, engine ports and programs;
-    errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
+    """The plan `up` runs: this machine's GPUs (NVML; none → CPU) or its cluster's, paths, engine ports and
+    programs; errors refuse unless `force`, before any process starts (`up` binds the gateway's port itself)."""
     models, unresolved = resolve_models(stack)
-    inventory = inventory if inventory is not None else detect_inventory()
+    inventory = inventory if inventory is not None else machine_inventory(stack)
     host = survey_host(stack, unresolved, Survey.UP)
     plan = make_plan(stack, inventory, gather_facts(stack, models), models=models, host=host)
     if not plan.errors:
@@ -94,6 +95,17 @@ def plan_for_up(stack: Stack, *, force: bool, inventory: Inventory | None = None
         "the stack cannot run:\n  " + "\n  ".join(lines),
         fix="`servestack plan` explains each finding; `servestack up --force` starts anyway",
     )
+
+
+def machine_inventory(stack: Stack) -> Inventory:
+    """The GPUs the stack runs on: its Ray cluster's nodes (it stays joined: `up` runs on that connection),
+    else this machine's."""
+    if stack.cluster is None:
+        return detect_inventory()
+    from servestack.cluster import RayCluster
+
+    with err_console.status(f"reading the Ray cluster at {stack.cluster.address}…"):
+        return RayCluster.connect(stack.cluster).inventory()
 
 
 def gather_facts(
@@ -118,7 +130,7 @@ def print_plan(out: Console, plan: Plan, label: str) -> None:
     out.print(f"stack: {label}\nGPUs: {plan.inventory.describe()}", style="dim")
     for sp in plan.services.values():
         out.print()
-        out.print(_service_table(sp))
+        out.print(_service_table(sp, plan.inventory))
     print_residency(out, plan)
     findings = plan.all_findings()
     if findings:
@@ -136,7 +148,8 @@ def print_commands(plan: Plan, *, environ: Mapping[str, str], driver_cuda: str |
     state_dir = settings().state_dir
     for sp in plan.services.values():
         console.print(styled("\n", (sp.name, "bold"), " ", ("command", "dim")))
-        config = sp.config if sp.config.port else replace(sp.config, port=free_port(sp.config.host))
+        config = replace(sp.config, gpus=sp.gpus_of(0))
+        config = config if config.port else replace(config, port=free_port(config.host))
         name = container_name(state_dir, sp.name, 0)
         try:
             launch = build_launch(sp.service, config, environ=environ, driver_cuda=driver_cuda, name=name)
@@ -171,7 +184,7 @@ def _where(finding: Finding, stack: Stack) -> str:
     return stack.locate(finding.key) if finding.key else finding.service or ""
 
 
-def _service_table(sp: ServicePlan) -> Table:
+def _service_table(sp: ServicePlan, inventory: Inventory) -> Table:
     style = VERDICT_STYLE[sp.verdict]
     title = styled((sp.name, "bold"), f" · {sp.service.engine} · {sp.service.model} · ", (sp.verdict.value, style))
     table = Table(title=title, title_justify="left", box=None, show_header=False, pad_edge=False)
@@ -180,7 +193,7 @@ def _service_table(sp: ServicePlan) -> Table:
     memory = sp.memory
     if sp.facts is not None:
         table.add_row("model", _describe_facts(sp.facts))
-    table.add_row("GPUs", _gpus_cell(sp))
+    table.add_row("GPUs", _gpus_cell(sp, inventory))
     table.add_row("TP", str(sp.config.tp))
     if memory is not None:
         fraction = f", memory fraction {memory.fraction}" if memory.fraction is not None else ""
@@ -274,7 +287,9 @@ def _gpu_span(indices: list[int]) -> str:
     return ",".join(map(str, indices))
 
 
-def _gpus_cell(sp: ServicePlan) -> str:
+def _gpus_cell(sp: ServicePlan, inventory: Inventory) -> str:
+    if sp.places:
+        return "\n".join(f"#{i}: {_place_cell(sp, i, inventory)}" for i in range(len(sp.places)))
     if sp.replica_gpus:
         return "  ".join(f"#{i}: {','.join(map(str, block))}" for i, block in enumerate(sp.replica_gpus))
     if sp.config.gpus:
@@ -282,6 +297,17 @@ def _gpus_cell(sp: ServicePlan) -> str:
     if sp.service.gpus:  # pinned but not placed: the findings say why
         return ",".join(map(str, sp.service.gpus)) + " (not placed)"
     return "cpu"
+
+
+def _place_cell(sp: ServicePlan, replica: int, inventory: Inventory) -> str:
+    """`node w1: GPUs 0,1 (2× H100-80GB, 79.6 GiB each)`; `any node: cpu`."""
+    place = sp.places[replica]
+    node = f"node {inventory.node_name(place.node)}" if place.node else "any node"
+    if not place.gpus:
+        return f"{node}: cpu"
+    gpus = [g for i in (sp.replica_gpus[replica] if sp.replica_gpus else sp.config.gpus) if (g := inventory.gpu(i))]
+    sizes = sorted({f"{g.name}, {_gib(g.total_bytes)}" for g in gpus})
+    return f"{node}: GPUs {','.join(map(str, place.gpus))} ({len(gpus)}× {' / '.join(sizes)} each)"
 
 
 def _describe_facts(facts: ModelFacts) -> str:

@@ -72,7 +72,7 @@ class RichReporter:
         Starts that `up` or a user asked for are printed by `replica_starting`/`replica_ready`/`replica_failed`.
         """
         automatic = event.restart > 0 and event.kind in (EventKind.READY, EventKind.START_FAILED)
-        if event.kind is not EventKind.EXITED and not automatic:
+        if event.kind not in (EventKind.EXITED, EventKind.LOST) and not automatic:
             return
         mark = ("✓", "green") if event.kind is EventKind.READY else ("✗", "red")
         self.console.print(styled(mark, " ", (replica.state.label, "bold"), " ", event.message))

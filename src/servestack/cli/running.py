@@ -85,14 +85,18 @@ def show_replicas(out: Console, replicas: list[ReplicaState], gpu_memory: dict[i
 
 def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None) -> Table:
     """One row per engine process; a GPU MEM column when NVML can tell (None: no driver), a KV TOKENS column
-    when an engine's log stated its KV cache (what it allocated, and what the plan predicted)."""
+    when an engine's log stated its KV cache (what it allocated, and what the plan predicted), a NODE column
+    when replicas run on a cluster's nodes (their PIDs and GPUs are the node's)."""
     table = Table(box=None, header_style="bold")
     columns = ["SERVICE", "ENGINE", "STATE", "PID", "PORT", "GPUS", "UPTIME", "RESTARTS", "MODELS"]
+    on_nodes = any(r.node for r in replicas)
     measured = any(r.calibration is not None for r in replicas)
     if measured:
         columns.insert(6, "KV TOKENS")
     if gpu_memory is not None:
         columns.insert(6, "GPU MEM")
+    if on_nodes:
+        columns.insert(3, "NODE")
     for column in columns:
         table.add_column(column)
     now = time.time()
@@ -114,6 +118,8 @@ def status_table(replicas: list[ReplicaState], gpu_memory: dict[int, int] | None
         if gpu_memory is not None:
             used = gpu_memory.get(r.pgid or -1) if r.pid else None
             cells.insert(6, f"{used / 2**30:.1f} GiB" if used else "-")
+        if on_nodes:
+            cells.insert(3, r.node_name or "-")
         table.add_row(*cells)
     return table
 
@@ -168,6 +174,7 @@ class ServiceSummary:
     replicas: int
     ready: int
     gpus: list[int]
+    nodes: list[str]  # the cluster nodes its replicas run on; empty: this machine
     ports: list[int]
     uptime_seconds: float | None
     models: list[str]
@@ -191,6 +198,7 @@ def summarize(replicas: list[ReplicaState]) -> list[ServiceSummary]:
                 replicas=len(group),
                 ready=len(ready),
                 gpus=sorted({g for r in group for g in r.gpus}),
+                nodes=list(dict.fromkeys(r.node_name for r in group if r.node_name)),
                 ports=[r.port for r in group if r.port],
                 uptime_seconds=max(uptimes) if uptimes else None,
                 models=group[0].models,
@@ -265,6 +273,9 @@ def show_ps(as_json: bool) -> None:
     columns = ["SERVICE", "STATE", "ENGINE", "READY", "GPUS", "PORTS", "UPTIME", "MODELS"]
     if use:
         columns[7:7] = ["CLAIMED", "IDLE", "UNLOADS IN", "REQUESTS"]
+    on_nodes = any(s.nodes for s in services)
+    if on_nodes:
+        columns.insert(4, "NODES")
     for column in columns:
         table.add_column(column)
     for s in services:
@@ -280,6 +291,8 @@ def show_ps(as_json: bool) -> None:
         ]
         if use:
             cells[7:7] = on_demand_cells(use.get(s.service))
+        if on_nodes:
+            cells.insert(4, ",".join(s.nodes) or "-")
         table.add_row(*cells)
     console.print(table)
 

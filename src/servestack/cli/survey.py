@@ -104,6 +104,8 @@ def _unbindable(stack: Stack, survey: Survey) -> dict[tuple[str, int], tuple[str
     for listener in listeners(stack):
         if listener.port in ours or (survey is Survey.UP and listener.service is None):
             continue
+        if stack.cluster is not None and listener.service is not None:
+            continue  # an engine binds its port on its cluster node
         try:
             bound_tcp_socket(listener.host, listener.port).close()
         except OSError as error:

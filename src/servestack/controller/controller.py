@@ -3,7 +3,8 @@
 It is the only place that knows both: the supervisor reports replicas, the controller turns them
 into gateway endpoints. Engines are spawned first; the gateway opens a fraction of a second later,
 while they load, and answers 503 until one is ready. On-demand services are not started: they are
-listed as unloaded, and loaded, swapped and unloaded by requests (`ondemand.py`).
+listed as unloaded, and loaded, swapped and unloaded by requests (`ondemand.py`). A stack that names a
+Ray cluster has its replicas placed on the cluster's nodes (`cluster/`); the rest is the same.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from servestack.supervisor import (
     pid_alive,
     reap_leftovers,
 )
+from servestack.supervisor.launcher import Launchers
 from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
@@ -112,6 +114,7 @@ class Controller:
                 listener=self._on_replica_change,
                 on_event=self.reporter.replica_event,
                 environ=self.environ,
+                launchers=self._launchers(serving),
             ) as supervisor:
                 self._supervisor = supervisor
                 # Engines are spawned first and the gateway opens while they load: a small model is
@@ -130,6 +133,16 @@ class Controller:
                     await self.on_demand.stop()
                     self.reporter.stopping()
                     self._supervisor = None
+
+    def _launchers(self, serving: contextlib.AsyncExitStack) -> Launchers | None:
+        """Where replicas run: the stack's Ray cluster (left when `serving` closes), else this machine (None)."""
+        if self.plan.stack.cluster is None:
+            return None
+        from servestack.cluster import RayCluster
+
+        cluster = RayCluster.connect(self.plan.stack.cluster)
+        serving.callback(cluster.close)
+        return cluster.launchers(self.settings.stop_timeout)
 
     async def _open_gateway(self, sock: socket.socket, serving: contextlib.AsyncExitStack) -> str:
         """Start the gateway on `sock` and the control socket; register their shutdown on `serving`."""
@@ -343,6 +356,7 @@ class Controller:
                 model_format=model_format(replica.config.model),
                 on_demand=replica.state.on_demand,
                 defaults=replica.plan.service.defaults.as_request(),
+                node=replica.state.node_name or "",
             )
         )
         if replica.state.on_demand and self._supervisor is not None:

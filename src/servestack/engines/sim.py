@@ -5,7 +5,8 @@ refused connection means loading; with `--warmup` /health answers 503 for a whil
 /health is 200. /metrics is always on, under vLLM's names. Latency and fault settings come from the
 service's `args` (`--prefill-rate 4000 --decode-rate 40 --error-rate 0.01 …`, see `servestack sim
 --help`). It needs no GPU: `gpus`, `tp` and `memory_fraction` are accepted and have no effect on it (the planner
-takes its `memory_fraction` as its claim of each GPU it names). With `--enable-sleep-mode` it answers
+takes its `memory_fraction` as its claim of each GPU it names, and with `tp` and no `gpus` places it on `tp` free
+GPUs per replica, a stand-in for a tensor-parallel engine: plan/placement.py). With `--enable-sleep-mode` it answers
 vLLM's `/sleep` and `/wake_up`, a wake taking `--wake-time` where a start takes `--slow-start`.
 """
 

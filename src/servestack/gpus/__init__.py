@@ -1,6 +1,6 @@
 """The GPUs a plan is made for: `Inventory` from NVML on this machine, or parsed from a spec (`4xH200`)."""
 
-from servestack.gpus.inventory import GIB, Gpu, Inventory
+from servestack.gpus.inventory import GIB, Gpu, Inventory, Node, cluster_inventory
 from servestack.gpus.nvml import detect_inventory, read_nvml_inventory
 from servestack.gpus.spec import parse_inventory
 from servestack.gpus.table import GPU_MODELS, GpuModel, find_gpu_model
@@ -12,6 +12,8 @@ __all__ = [
     "Gpu",
     "GpuModel",
     "Inventory",
+    "Node",
+    "cluster_inventory",
     "detect_inventory",
     "find_gpu_model",
     "gpu_memory_by_group",

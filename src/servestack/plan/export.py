@@ -26,7 +26,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "schema": PLAN_SCHEMA,
         "ok": not plan.errors,
         "inventory": inventory_to_dict(plan.inventory),
-        "services": {name: _service(sp) for name, sp in plan.services.items()},
+        "services": {name: _service(sp, plan.inventory) for name, sp in plan.services.items()},
         "findings": [_finding(f, plan.stack) for f in plan.all_findings()],
         "residency": residency_to_dict(plan.residency) if plan.residency is not None else None,
     }
@@ -57,19 +57,31 @@ def inventory_to_dict(inventory: Inventory) -> dict[str, Any]:
         "driver_version": inventory.driver_version,
         "cuda_driver_version": inventory.cuda_driver_version,
         "gpus": [
-            {"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
+            {
+                "index": g.index,
+                "name": g.name,
+                "total_bytes": g.total_bytes,
+                "free_bytes": g.free_bytes,
+                "node": g.node,
+                "node_index": g.local_index,
+            }
             for g in inventory.gpus
+        ],
+        "nodes": [
+            {"id": n.id, "name": n.name, "address": n.address, "labels": list(n.labels)} for n in inventory.nodes
         ],
     }
 
 
-def _service(sp: ServicePlan) -> dict[str, Any]:
+def _service(sp: ServicePlan, inventory: Inventory) -> dict[str, Any]:
     return {
         "engine": sp.service.engine,
         "model": sp.config.model,
         "verdict": sp.verdict.value,
         "gpus": list(sp.config.gpus),
         "replica_gpus": [list(block) for block in sp.replica_gpus],
+        "nodes": list(sp.nodes),
+        "replicas": [_replica(sp, index, inventory) for index in range(len(sp.places))],
         "tp": sp.config.tp,
         "context_length": sp.config.context_length,
         "memory_fraction": sp.config.memory_fraction,
@@ -82,6 +94,19 @@ def _service(sp: ServicePlan) -> dict[str, Any]:
         "facts": _facts(sp.facts) if sp.facts else None,
         "decisions": [_decision(d) for d in sp.decisions],
         "calibration": _calibration(sp, sp.calibration) if sp.calibration else None,
+    }
+
+
+def _replica(sp: ServicePlan, index: int, inventory: Inventory) -> dict[str, Any]:
+    """On a cluster: where one replica runs (its node, its GPUs' indices there) and its GPUs' memory."""
+    place = sp.places[index]
+    gpus = [inventory.gpu(i) for i in (sp.replica_gpus[index] if sp.replica_gpus else sp.config.gpus)]
+    return {
+        "node": place.node,
+        "node_name": inventory.node_name(place.node) if place.node else None,
+        "gpus": list(place.gpus),
+        "gpu_total_bytes": [g.total_bytes for g in gpus if g is not None],
+        "memory_per_gpu": _memory(sp.memory) if sp.memory else None,
     }
 
 

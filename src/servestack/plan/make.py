@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from servestack.gpus import Inventory
+from servestack.gpus import Gpu, Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.plan.host import HostFacts, host_findings
 from servestack.plan.measured import calibrated
 from servestack.plan.model import Plan, ServicePlan
+from servestack.plan.nodes import matching_nodes, pinned_gpus
 from servestack.plan.ports import port_findings
 from servestack.plan.residency import make_residency, residency_findings
 from servestack.plan.service import ServiceInput, plan_service
 from servestack.plan.sharing import sharing_findings
-from servestack.stack import Stack
+from servestack.stack import Service, Stack
 
 
 def make_plan(
@@ -36,7 +37,7 @@ def make_plan(
     facts = facts or {}
     models = models or {}
     host = host or HostFacts()
-    pinned = {index for service in stack.services.values() for index in service.gpus or ()}
+    pinned = {gpu.index for service in stack.services.values() for gpu in _pins(service, inventory)}
     free = [gpu for gpu in inventory.gpus if gpu.index not in pinned]
     services: dict[str, ServicePlan] = {}
     for name, service in stack.services.items():
@@ -55,3 +56,10 @@ def make_plan(
         *residency_findings(residency, services, host.memory_bytes),
     ]
     return Plan(stack=stack, services=services, findings=findings, inventory=inventory, residency=residency)
+
+
+def _pins(service: Service, inventory: Inventory) -> tuple[Gpu, ...]:
+    """The GPUs a service pins (on a cluster, on the first node of its `nodes` that has them)."""
+    if not service.gpus:
+        return ()
+    return pinned_gpus(service, matching_nodes(service.nodes or (), inventory), inventory)[0]

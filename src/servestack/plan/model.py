@@ -17,7 +17,17 @@ if TYPE_CHECKING:
     from servestack.plan.residency import Residency
 from servestack.stack import KeyPath, Service, Stack
 
-__all__ = ["Decision", "Finding", "GpuMemory", "Plan", "ServicePlan", "Severity", "Verdict", "setting_key"]
+__all__ = [
+    "Decision",
+    "Finding",
+    "GpuMemory",
+    "Plan",
+    "ReplicaPlace",
+    "ServicePlan",
+    "Severity",
+    "Verdict",
+    "setting_key",
+]
 
 
 class Severity(Enum):
@@ -68,6 +78,15 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class ReplicaPlace:
+    """Where one replica runs on a cluster: its node (None: any node with room for it) and its GPUs' indices
+    on that node."""
+
+    node: str | None
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     service: Service
@@ -82,7 +101,10 @@ class ServicePlan:
     full_context_sequences: int | None = None  # how many sequences of `config.context_length` fit at once
     decisions: list[Decision] = field(default_factory=list)
     # One GPU block per replica when replicas were placed on GPUs of their own; empty: all share config.gpus.
+    # GPUs are named by their inventory index (unique across a cluster's nodes).
     replica_gpus: tuple[tuple[int, ...], ...] = ()
+    nodes: tuple[str, ...] = ()  # on a cluster: the ids of the nodes it may run on (`nodes:`); empty: any
+    places: tuple[ReplicaPlace, ...] = ()  # on a cluster: one per replica; empty: this machine
     calibration: CalibrationRecord | None = None  # the last start here with this set-up (`plan/measured.py`)
 
     @property
@@ -95,7 +117,9 @@ class ServicePlan:
         return tuple(g for block in self.replica_gpus for g in block) if self.replica_gpus else self.config.gpus
 
     def gpus_of(self, replica: int) -> tuple[int, ...]:
-        """The GPUs of one replica."""
+        """The GPUs of one replica, as its engine sees them (CUDA_VISIBLE_DEVICES where it runs)."""
+        if self.places:
+            return self.places[replica].gpus
         return self.replica_gpus[replica] if self.replica_gpus else self.config.gpus
 
     @property

@@ -11,7 +11,7 @@ from servestack.gpus import Gpu, Inventory
 from servestack.modelinfo import ModelFacts
 from servestack.plan.context import REDUCED_CONTEXT, choose_context, context_flag
 from servestack.plan.fit import Fit, FitRequest, evaluate, gib
-from servestack.plan.model import Decision, Finding, ServicePlan, Severity, Verdict, setting_key
+from servestack.plan.model import Decision, Finding, ReplicaPlace, ServicePlan, Severity, Verdict, setting_key
 from servestack.plan.placement import Placement, place_pinned, place_service
 from servestack.plan.recommend import explore_tp, smallest_fitting_tp, valid_sizes
 from servestack.stack import Service, Stack
@@ -52,15 +52,19 @@ def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence
     plan = ServicePlan(name=name, service=service, config=config)
     engine = ENGINES.get(service.engine)
     if engine is None or isinstance(engine.memory, Unchecked):  # placement only (`_with_refusals` names the engine)
-        placement = place_pinned(name, service, inventory)
-        plan = _placed(plan, placement, facts)
+        placement = (
+            place_pinned(name, service, inventory)
+            if engine is None
+            else place_service(name, service, None, inventory, free)
+        )
+        plan = _placed(plan, placement, facts, inventory)
         if engine is not None and isinstance(engine.memory, Unchecked) and placement.gpus:
             unchecked = _memory_unchecked(name, service, engine.memory)
             plan = dataclasses.replace(plan, findings=[*plan.findings, unchecked])
         return dataclasses.replace(plan, verdict=Verdict.INVALID if placement.failed else Verdict.UNCHECKED)
     request = FitRequest.of(service, facts, item.engine_version) if facts is not None else None
     placement = place_service(name, service, request, inventory, free)
-    plan = _placed(plan, placement, facts)
+    plan = _placed(plan, placement, facts, inventory)
     if placement.failed:
         return dataclasses.replace(plan, verdict=Verdict.INVALID)
     if request is None:
@@ -70,15 +74,29 @@ def _plan(stack: Stack, item: ServiceInput, inventory: Inventory, free: Sequence
     return _on_gpus(plan, request, placement, inventory)
 
 
-def _placed(plan: ServicePlan, placement: Placement, facts: ModelFacts | None) -> ServicePlan:
+def _placed(plan: ServicePlan, placement: Placement, facts: ModelFacts | None, inventory: Inventory) -> ServicePlan:
     config = dataclasses.replace(plan.config, gpus=tuple(g.index for g in placement.gpus), tp=placement.tp)
     return dataclasses.replace(
         plan,
         replica_gpus=tuple(tuple(g.index for g in block) for block in placement.replica_blocks),
+        nodes=placement.nodes,
+        places=_places(placement, plan.service.replicas, inventory),
         config=config,
         facts=facts,
         findings=[*plan.findings, *placement.findings],
         decisions=list(placement.decisions),
+    )
+
+
+def _places(placement: Placement, replicas: int, inventory: Inventory) -> tuple[ReplicaPlace, ...]:
+    """On a cluster, each replica's node and its GPUs there; a replica without GPUs is on the one node it may
+    use, or on any."""
+    if not inventory.is_cluster:
+        return ()
+    blocks = placement.replica_blocks or (placement.gpus,) * replicas
+    only = placement.nodes[0] if len(placement.nodes) == 1 else None
+    return tuple(
+        ReplicaPlace(block[0].node if block else only, tuple(g.local_index for g in block)) for block in blocks
     )
 
 

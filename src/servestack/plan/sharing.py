@@ -47,7 +47,7 @@ def _check(gpu: Gpu, claims: list[Claim], services: Mapping[str, ServicePlan]) -
         return [
             Finding(
                 Severity.ERROR,
-                f"GPU {gpu.index} is over-committed: {listing} of it ({total:.2f} > 1.0)",
+                f"{gpu.label} is over-committed: {listing} of it ({total:.2f} > 1.0)",
                 reason=f"{names} share {gpu.describe()}; each engine sizes its memory as a fraction of the GPU, "
                 "and together they ask for more than all of it",
                 fix=_fix(gpu, claims, services),
@@ -59,7 +59,7 @@ def _check(gpu: Gpu, claims: list[Claim], services: Mapping[str, ServicePlan]) -
         return [
             Finding(
                 Severity.ERROR,
-                f"GPU {gpu.index} is over capacity: {listing} ({total:.2f}), plus "
+                f"{gpu.label} is over capacity: {listing} ({total:.2f}), plus "
                 f"{len(claims)} CUDA contexts of ~{CUDA_CONTEXT / GIB:.2f} GiB",
                 reason=f"{names} share {gpu.describe()}; each process also holds a CUDA context outside its fraction",
                 fix=_fix(gpu, claims, services),
@@ -99,7 +99,7 @@ def _startup_order_warnings(gpu: Gpu, claims: list[Claim], services: Mapping[str
     return [
         Finding(
             Severity.WARNING,
-            f"{name} shares GPU {gpu.index} with {', '.join(n for n, _ in claims if n != name)}",
+            f"{name} shares {gpu.label} with {', '.join(n for n, _ in claims if n != name)}",
             service=name,
             reason=note,
             fix="start it first, or give it a GPU of its own",

@@ -18,6 +18,7 @@ from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.request_defaults import RequestDefaults
 from servestack.stack.schema import (
     ApptainerRuntime,
+    ClusterConfig,
     ContainerRuntime,
     CudaVersion,
     DockerRuntime,
@@ -37,6 +38,7 @@ __all__ = [
     "FOREVER",
     "ApptainerRuntime",
     "AuthConfig",
+    "ClusterConfig",
     "ConsoleConfig",
     "ContainerRuntime",
     "CudaVersion",

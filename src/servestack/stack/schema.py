@@ -171,7 +171,14 @@ class Service(_Strict):
     )
     host: str = Field(default="127.0.0.1", description="Interface the engine binds to.")
     port: Port | None = Field(default=None, description="Engine port; omitted → a free port is chosen.")
-    gpus: list[Annotated[int, Field(ge=0)]] | None = None
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="GPU indices for the engine (on a cluster: on the node it runs on)."
+    )
+    nodes: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None,
+        description="On a cluster: the nodes it may run on, each a node id, a custom resource the node has (a "
+        "label), a node label KEY=VALUE, or the node's IP address.",
+    )
     tp: Annotated[int, Field(ge=1)] | None = None
     context_length: Annotated[int, Field(gt=0)] | None = None
     memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -290,6 +297,22 @@ class GatewayConfig(_Strict):
     )
 
 
+class ClusterConfig(_Strict):
+    """A Ray cluster the stack's engines are placed on (install `servestack[ray]`); without it, this machine."""
+
+    kind: Literal["ray"]
+    address: str = Field(
+        default="auto",
+        min_length=1,
+        description="auto (the cluster `ray start` runs on this machine), ray://HOST:10001 (Ray Client), "
+        "or the head's HOST:PORT.",
+    )
+    namespace: str = Field(default="servestack", min_length=1, description="The Ray namespace of its actors.")
+    placement_timeout: PositiveDuration = Field(
+        default=60.0, description="How long a replica may wait for room on the cluster before its start fails."
+    )
+
+
 PolicyName = Literal["round_robin", "least_load", "cache_aware", "ttft_cost"]
 
 
@@ -327,6 +350,7 @@ class Stack(_Strict):
     version: Literal[1] = 1
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     routing: Routing = Field(default_factory=Routing)
+    cluster: ClusterConfig | None = None
     services: dict[str, Service] = Field(min_length=1)
     # Where each key was written (set by the loader; empty for a stack built in code).
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)

@@ -28,8 +28,9 @@ def describe_exit(returncode: int | None) -> tuple[str, int | None, str | None]:
     return f"code {returncode}", returncode, None
 
 
-def started(pid: int, restart: int) -> ReplicaEvent:
-    return ReplicaEvent(time=time.time(), kind=EventKind.STARTED, message=f"started (pid {pid})", restart=restart)
+def started(pid: int, restart: int, node: str | None = None) -> ReplicaEvent:
+    message = f"started (pid {pid} on node {node})" if node else f"started (pid {pid})"
+    return ReplicaEvent(time=time.time(), kind=EventKind.STARTED, message=message, restart=restart)
 
 
 def ready(seconds: float, restart: int) -> ReplicaEvent:
@@ -49,6 +50,11 @@ def exited(returncode: int | None, outcome: str, restart: int, log_tail: list[st
         signal=name,
         log_tail=log_tail,
     )
+
+
+def lost(why: str, outcome: str, restart: int) -> ReplicaEvent:
+    """A ready engine gone without an exit code of its own (`why`: its node died); `outcome` says what follows."""
+    return ReplicaEvent(time=time.time(), kind=EventKind.LOST, message=f"lost: {why} — {outcome}", restart=restart)
 
 
 def start_failed(error: str, outcome: str | None, restart: int, log_tail: list[str]) -> ReplicaEvent:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from servestack.errors import RuntimeUnavailable
 
@@ -32,7 +32,7 @@ START_READ_LIMIT = 16 * 2**20  # bytes of one start's lines read at most: llama.
 
 
 class EngineProcess:
-    """A running engine: its leader process and process group."""
+    """A running engine on this machine: its leader process and process group (an `EngineHandle`)."""
 
     def __init__(
         self,
@@ -49,27 +49,32 @@ class EngineProcess:
         self.container = container
 
     @classmethod
-    async def spawn(cls, launch: Launch, log_path: Path, *, mark: Mapping[str, str] = NO_MARK) -> EngineProcess:
+    async def spawn(
+        cls,
+        launch: Launch,
+        log_path: Path,
+        *,
+        mark: Mapping[str, str] = NO_MARK,
+        inherited: Mapping[str, str] | None = None,
+    ) -> EngineProcess:
         """Start `launch` in a new session, output to `log_path`; `mark` joins its environment (not its log line).
 
+        The engine inherits `inherited` (default: this process's environment) plus the launch's `env`.
         A leftover container holding the launch's container name is removed first.
         """
         if launch.container:
             await launch.container.remove()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            separator = "\n" if log.tell() else ""
-            offset = log.tell() + len(separator)
-            log.write(f"{separator}{START_HEADER}{stamp}: {launch.display()}\n".encode())
-            log.flush()
+            offset = write_start_header(log, launch)
+            base = os.environ if inherited is None else inherited
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *launch.argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **launch.env, **mark},
+                    env={**base, "PYTHONUNBUFFERED": "1", **launch.env, **mark},
                     start_new_session=True,
                 )
             except FileNotFoundError:
@@ -80,17 +85,15 @@ class EngineProcess:
 
     def read_log(self, limit: int = START_READ_LIMIT) -> str:
         """What this start wrote to its log so far (after its header line), at most `limit` bytes."""
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(self.log_offset)
-                f.readline()  # the header: the command, not the engine's words
-                return f.read(limit).decode(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_start(self.log_path, self.log_offset, limit)
 
     @property
     def returncode(self) -> int | None:
         return self._proc.returncode
+
+    @property
+    def lost(self) -> str | None:
+        return None  # a process on this machine always leaves an exit code
 
     async def wait(self) -> int:
         return await self._proc.wait()
@@ -119,6 +122,27 @@ class EngineProcess:
         await self._proc.wait()
         while group_alive(self.pgid):
             await asyncio.sleep(GROUP_POLL_SECONDS)
+
+
+def write_start_header(log: BinaryIO, launch: Launch) -> int:
+    """Open a start's part of an engine log (the time and the command); the offset where that part begins."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    separator = "\n" if log.tell() else ""
+    offset = log.tell() + len(separator)
+    log.write(f"{separator}{START_HEADER}{stamp}: {launch.display()}\n".encode())
+    log.flush()
+    return offset
+
+
+def read_start(log_path: Path, offset: int, limit: int = START_READ_LIMIT) -> str:
+    """What the start whose part of `log_path` begins at `offset` wrote after its header (at most `limit` bytes)."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(offset)
+            f.readline()  # the header: the command, not the engine's words
+            return f.read(limit).decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def group_alive(pgid: int) -> bool:

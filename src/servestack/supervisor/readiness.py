@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 from servestack.engines import Engine, ProbeResult, Readiness
 from servestack.errors import EngineError
 from servestack.supervisor.history import describe_exit
-from servestack.supervisor.process import START_HEADER, EngineProcess, tail_lines
+from servestack.supervisor.process import START_HEADER, tail_lines
 
 if TYPE_CHECKING:
     import aiohttp
+
+    from servestack.supervisor.launcher import EngineHandle
 
 PROBE_TIMEOUT = 5.0
 # Probe often while an engine is young: a small model is ready in about a second, and a backoff
@@ -34,7 +36,7 @@ async def probe(session: aiohttp.ClientSession, url: str) -> ProbeResult:
 
 
 async def wait_ready(
-    process: EngineProcess,
+    process: EngineHandle,
     engine: Engine,
     url: str,
     *,
@@ -51,10 +53,10 @@ async def wait_ready(
     interval = FAST_INTERVAL
     while True:
         elapsed = time.monotonic() - started
-        if process.returncode is not None:
+        if ended(process):
             raise engine_died(engine, process)
         result = await probe(session, url)
-        if process.returncode is not None:
+        if ended(process):
             raise engine_died(engine, process)
         readiness = engine.readiness(result)
         if readiness is Readiness.READY:
@@ -76,16 +78,24 @@ async def wait_ready(
         interval = FAST_INTERVAL if elapsed < FAST_PHASE else min(interval * 1.5, MAX_INTERVAL)
 
 
-def engine_died(engine: Engine, process: EngineProcess) -> EngineError:
-    cause, _, _ = describe_exit(process.returncode)
+def ended(process: EngineHandle) -> bool:
+    """The engine exited, or was lost with its node."""
+    return process.returncode is not None or process.lost is not None
+
+
+def engine_died(engine: Engine, process: EngineHandle) -> EngineError:
+    if process.lost:
+        what = f"{engine.display_name} was lost: {process.lost}"
+    else:
+        what = f"{engine.display_name} exited with {describe_exit(process.returncode)[0]}"
     return EngineError(
-        f"{engine.display_name} exited with {cause}",
+        what,
         fix=f"full log: {process.log_path}",
         log_tail=engine_log_tail(engine, process),
     )
 
 
-def engine_log_tail(engine: Engine, process: EngineProcess, count: int = LOG_TAIL_LINES) -> list[str]:
+def engine_log_tail(engine: Engine, process: EngineHandle, count: int = LOG_TAIL_LINES) -> list[str]:
     """The last lines this start of the engine wrote: no earlier start's, no blank ones, none of its probes'."""
     lines = tail_lines(process.log_path, count, hide=engine.probe_log_lines)
     starts = [i for i, line in enumerate(lines) if line.startswith(START_HEADER)]

@@ -54,6 +54,7 @@ class EventKind(Enum):
     READY = "ready"
     START_FAILED = "start failed"  # the process exited, reported a failure, or timed out before ready
     EXITED = "exited"  # a ready process ended
+    LOST = "lost"  # a ready engine gone with its cluster node
     STOPPED = "stopped"
     UNLOADED = "unloaded"  # stopped or put to sleep by the controller (idle, evicted, asked)
     WOKE = "woke"
@@ -88,10 +89,12 @@ class ReplicaState(BaseModel):
     engine: str
     models: list[str]
     status: ReplicaStatus
-    pid: int | None = None
-    pgid: int | None = None
+    pid: int | None = None  # on its node
+    pgid: int | None = None  # only for an engine on this machine: what may be signalled here
     port: int | None = None
-    gpus: list[int] = []
+    gpus: list[int] = []  # CUDA_VISIBLE_DEVICES on its node
+    node: str | None = None  # the cluster node it runs on (its id); None: this machine
+    node_name: str | None = None
     started_at: float | None = None
     ready_at: float | None = None
     restarts: int = 0

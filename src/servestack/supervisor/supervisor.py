@@ -25,9 +25,9 @@ from servestack.settings import Settings
 from servestack.supervisor import history
 from servestack.supervisor.calibration import measure
 from servestack.supervisor.launch import build_launch
+from servestack.supervisor.launcher import EngineHandle, Launcher, Launchers, LocalLaunchers, Place
 from servestack.supervisor.lineage import Mark
 from servestack.supervisor.preflight import check_flags
-from servestack.supervisor.process import EngineProcess
 from servestack.supervisor.readiness import engine_died, wait_ready
 from servestack.supervisor.restart import Backoff, RestartTracker
 from servestack.supervisor.sleeping import call_engine
@@ -55,7 +55,8 @@ class Replica:
     config: EngineConfig
     launch: Launch
     state: ReplicaState
-    process: EngineProcess | None = None
+    launcher: Launcher
+    process: EngineHandle | None = None
     watcher: asyncio.Task[None] | None = None
     restarts: RestartTracker | None = None
     driver_cuda: str | None = None  # the driver's CUDA version, when the runtime chose an environment by it
@@ -76,7 +77,8 @@ class Supervisor:
 
     `environ` is where engines' secrets come from (the HF token; default: this process's
     environment); `driver_cuda` reads the NVIDIA driver's CUDA version when a service chooses
-    among CUDA environments (default: `nvidia-smi`).
+    among CUDA environments (default: `nvidia-smi`). `launchers` say where replicas run (default:
+    this machine; `cluster/` places them on a Ray cluster's nodes).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Supervisor:
         environ: Mapping[str, str] | None = None,
         driver_cuda: Callable[[], str | None] = read_driver_cuda,
         clock: Callable[[], float] = time.monotonic,
+        launchers: Launchers | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -105,6 +108,7 @@ class Supervisor:
             crash_window=settings.crash_loop_window,
         )
         self.replicas: dict[str, Replica] = {}
+        self.launchers = launchers or LocalLaunchers()
         self._session: aiohttp.ClientSession | None = None
         self.mark = Mark.of(store.root)  # carried by every process it starts
         self._watchdog = Watchdog(self.mark, settings.stop_timeout, settings.logs_dir / "watchdog.log")
@@ -125,13 +129,7 @@ class Supervisor:
         if not config.port:
             config = replace(config, port=free_port(config.host))
         driver = self._driver_cuda() if needs_driver_cuda(plan.service.runtime) else None
-        launch = build_launch(
-            plan.service,
-            config,
-            environ=self.environ,
-            driver_cuda=driver,
-            name=container_name(self.store.root, plan.name, index),
-        )
+        launch = self._build_launch(plan, index, config, driver)
         state = ReplicaState(
             service=plan.name,
             replica=index,
@@ -148,9 +146,12 @@ class Supervisor:
         previous = self.replicas.get(state.key)
         if previous is not None:  # started again: its history goes on
             state = state.model_copy(update={"events": previous.state.events, "last_error": previous.state.last_error})
-        return Replica(
-            plan=plan, index=index, engine=engine, config=config, launch=launch, state=state, driver_cuda=driver
-        )
+        launcher = self.launchers.launcher(plan, index)
+        return Replica(plan, index, engine, config, launch, state, launcher, driver_cuda=driver)
+
+    def _build_launch(self, plan: ServicePlan, index: int, config: EngineConfig, driver: str | None) -> Launch:
+        name = container_name(self.store.root, plan.name, index)
+        return build_launch(plan.service, config, environ=self.environ, driver_cuda=driver, name=name)
 
     def add_unloaded(self, replica: Replica) -> None:
         """Record an on-demand replica that is not loaded (no process): status lists it, the gateway knows its names."""
@@ -173,6 +174,7 @@ class Supervisor:
             seconds = await self._launch(replica, on_tick)
         except ServestackError as error:
             self._record_start_failure(replica, error, None, ReplicaStatus.FAILED)
+            await replica.launcher.release()
             raise
         except asyncio.CancelledError:
             self._update(replica, status=ReplicaStatus.FAILED, pid=None, last_error="start cancelled")
@@ -194,11 +196,13 @@ class Supervisor:
         if replica.state.status in DOWN_STATUSES:
             if replica.process:  # a dead leader may leave workers behind in its group
                 await replica.process.stop(self.settings.stop_timeout)
+            await replica.launcher.release()
             return
         if replica.process:
             if unloaded is None:  # an unloading replica reads as draining until it is gone (and may load again)
                 self._update(replica, status=ReplicaStatus.STOPPING)
             await replica.process.stop(self.settings.stop_timeout)
+        await replica.launcher.release()
         if unloaded is not None:
             self._update(replica, history.unloaded(unloaded), status=ReplicaStatus.UNLOADED, pid=None)
         else:
@@ -256,9 +260,11 @@ class Supervisor:
         """Spawn the engine and wait until it is ready; on any failure its group is stopped and the error raised."""
         restart = replica.state.restarts
         self._update(replica, status=ReplicaStatus.STARTING, started_at=time.time(), calibration=None)
+        self._move(replica, await replica.launcher.reserve(replica.config))
         log_path = Path(replica.state.log_path)
-        replica.process = process = await EngineProcess.spawn(replica.launch, log_path, mark=self.mark.env)
-        self._update(replica, history.started(process.pid, restart), pid=process.pid, pgid=process.pgid)
+        replica.process = process = await replica.launcher.spawn(replica.launch, log_path, mark=self.mark.env)
+        started = history.started(process.pid, restart, replica.state.node_name)
+        self._update(replica, started, pid=process.pid, pgid=process.pgid)
         try:
             seconds = await wait_ready(
                 process,
@@ -278,6 +284,21 @@ class Supervisor:
         self._update(replica, ready, status=ReplicaStatus.READY, ready_at=time.time(), calibration=record)
         return seconds
 
+    def _move(self, replica: Replica, place: Place) -> None:
+        """The replica runs at `place`: a cluster node may give it another address and other GPUs than before."""
+        if place.config == replica.config and place.node == replica.state.node:
+            return
+        replica.config = place.config
+        replica.launch = self._build_launch(replica.plan, replica.index, place.config, replica.driver_cuda)
+        self._update(
+            replica,
+            port=place.config.port,
+            gpus=list(place.config.gpus),
+            node=place.node,
+            node_name=place.node_name,
+            command=replica.launch.display(),
+        )
+
     def _probe_session(self) -> aiohttp.ClientSession:
         # Made on first use, once the engine is spawned: importing aiohttp costs ~0.2 s.
         if self._session is None:
@@ -287,17 +308,32 @@ class Supervisor:
         return self._session
 
     async def _watch(self, replica: Replica) -> None:
-        """Follow a ready replica; when it dies, restart it by its policy until it gives up."""
-        assert replica.process is not None and replica.restarts is not None
+        """Follow a ready replica; when it dies, restart it by its policy until it gives up. A replica whose node
+        died is placed again at once (its engine did not fail), unless it is on demand (the next request loads it)."""
+        assert replica.restarts is not None
         while True:
+            assert replica.process is not None
             code = await replica.process.wait()
             await replica.process.stop(self.settings.stop_timeout)  # workers left in the group
-            delay = replica.restarts.on_exit(code)
-            self._record_exit(replica, code, delay)
+            lost = replica.process.lost
+            if lost:
+                await replica.launcher.release()
+                delay = None if replica.state.on_demand else 0.0
+                self._record_loss(replica, lost, delay)
+            else:
+                delay = replica.restarts.on_exit(code)
+                self._record_exit(replica, code, delay)
             if delay is None or not await self._restart_after(replica, delay):
+                await replica.launcher.release()
                 return
 
-    def _record_exit(self, replica: Replica, code: int, delay: float | None) -> None:
+    def _record_loss(self, replica: Replica, why: str, delay: float | None) -> None:
+        outcome = "placing it again" if delay is not None else "not restarted (on-demand: the next request loads it)"
+        status = ReplicaStatus.RESTARTING if delay is not None else ReplicaStatus.FAILED
+        event = history.lost(why, outcome, replica.state.restarts)
+        self._update(replica, event, status=status, pid=None, pgid=None, last_error=f"lost: {why}")
+
+    def _record_exit(self, replica: Replica, code: int | None, delay: float | None) -> None:
         """A ready engine ended: say how, and what happens next (restart, give up, or stay down)."""
         assert replica.process is not None and replica.restarts is not None
         error = engine_died(replica.engine, replica.process)

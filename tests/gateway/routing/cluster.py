@@ -27,6 +27,7 @@ class Cluster:
     table: EndpointTable
     sims: list[SimServer]
     client: httpx.AsyncClient
+    gateway: Gateway
 
     def endpoint(self, i: int) -> Endpoint:
         endpoint = self.table.get(f"sim.{i}")
@@ -73,14 +74,15 @@ async def start_cluster(
     """
     sims = [SimServer(replace(c, port=0, replica=f"r{i}", models=(MODEL,))) for i, c in enumerate(configs)]
     table = EndpointTable(routing.model_copy(update=changes), clock=clock)
-    server = GatewayServer(Gateway(table, upstream=upstream), "127.0.0.1", 0)
+    gateway = Gateway(table, upstream=upstream)
+    server = GatewayServer(gateway, "127.0.0.1", 0)
     try:
         for i, sim in enumerate(sims):
             await sim.start()
             table.upsert(sim_endpoint(i, sim))
         await server.start()
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            yield Cluster(server.url, table, sims, client)
+            yield Cluster(server.url, table, sims, client, gateway)
     finally:
         for sim in sims:  # first: their cut connections end whatever the gateway still relays
             await sim.stop()

@@ -1,6 +1,6 @@
 """One engine replica as the gateway sees it: what the controller says (`Endpoint`) and what the
 gateway observes of it (`Vitals`: requests in flight, circuit breaker, engine load, last metrics scrape,
-whether it is sending anything).
+whether it is sending anything, the engine calls open on it).
 
 Kept apart from the table (table.py) so that routing policies and pools can name it without
 depending on the table that holds them.
@@ -69,10 +69,18 @@ class Waiter(Protocol):
     def expire(self, reason: str) -> None: ...
 
 
+class Call(Protocol):
+    """An engine call open on the endpoint (the relay's connection to it), from the request to the last byte."""
+
+    def abandon(self, reason: str) -> None:
+        """End the call now: whoever waits on it gets an error saying `reason`, and its connection is closed."""
+        ...
+
+
 class Vitals:
     """What the gateway observes about one endpoint."""
 
-    __slots__ = ("_idle", "breaker", "draining", "in_flight", "load", "metrics", "progress", "waiting")
+    __slots__ = ("_idle", "breaker", "calls", "draining", "in_flight", "load", "metrics", "progress", "waiting")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self.in_flight = 0
@@ -83,7 +91,14 @@ class Vitals:
         self.draining = False
         self.progress = 0  # counts answers and stream chunks received from the engine: it is not wedged
         self.waiting: set[Waiter] = set()  # requests waiting for their answer to begin
+        self.calls: set[Call] = set()  # engine calls open on it
         self._idle: asyncio.Event | None = None
+
+    def abandon_calls(self, reason: str) -> None:
+        """The engine behind the endpoint is gone (its node died, it exited): end every call still open on it,
+        so that none waits for an answer from a machine that may never send one or close the connection."""
+        for call in list(self.calls):
+            call.abandon(reason)
 
     def finished_one(self) -> None:
         if self.in_flight == 0 and self._idle is not None:
@@ -113,12 +128,13 @@ class Endpoint:
     `dialect` (what its server accepts of an OpenAI request, openai/conform.py), `native_routes` (its own routes
     the gateway passes through, e.g. SGLang's `/generate`), `model_format` (`gguf`, as Ollama's API reports it).
     `on_demand`: the controller loads it when a request asks for it (relay/loading.py).
-    `defaults` are the service's request defaults (openai/defaults.py).
+    `defaults` are the service's request defaults (openai/defaults.py). `node` names the cluster node
+    the replica runs on ("" on this machine).
     """
 
     __slots__ = (
         "base_url", "context_length", "defaults", "dialect", "engine", "health_url", "id", "last_error",
-        "metric_names", "metrics_url", "model_format", "models", "native_routes", "on_demand", "service",
+        "metric_names", "metrics_url", "model_format", "models", "native_routes", "node", "on_demand", "service",
         "state", "vitals",
     )  # fmt: skip
 
@@ -142,6 +158,7 @@ class Endpoint:
         model_format: str = "",
         on_demand: bool = False,
         defaults: Mapping[str, Any] = NO_DEFAULTS,
+        node: str = "",
     ) -> None:
         self.id = id
         self.service = service
@@ -159,6 +176,7 @@ class Endpoint:
         self.model_format = model_format
         self.on_demand = on_demand
         self.defaults = defaults
+        self.node = node
         self.vitals = Vitals(CircuitBreaker())
 
     @property

@@ -40,7 +40,7 @@ class EndpointTable:
         else:
             endpoint.vitals = old.vitals
             if _new_incarnation(old, endpoint):
-                self._forget(old)
+                self._forget(old, endpoint.last_error or f"its replica is {endpoint.state.value}")
             self._leave_pools(old, keep=endpoint.models)
         self._endpoints[endpoint.id] = endpoint
         for model in endpoint.models:
@@ -49,7 +49,7 @@ class EndpointTable:
     def remove(self, endpoint_id: str) -> None:
         old = self._endpoints.pop(endpoint_id, None)
         if old is not None:
-            self._forget(old)
+            self._forget(old, "its replica was removed")
             self._leave_pools(old, keep=())
 
     def get(self, endpoint_id: str) -> Endpoint | None:
@@ -100,8 +100,10 @@ class EndpointTable:
             if not pool.endpoints:
                 del self._pools[model]
 
-    def _forget(self, endpoint: Endpoint) -> None:
-        """The engine behind the endpoint restarted or left: its caches and failures are gone."""
+    def _forget(self, endpoint: Endpoint, why: str) -> None:
+        """The engine behind the endpoint restarted or left (`why`): its caches and failures are gone, and so
+        are the calls still open on it (an engine on a dead node may never answer nor close them)."""
+        endpoint.vitals.abandon_calls(why)
         endpoint.vitals.breaker.reset()
         endpoint.vitals.load = IDLE
         endpoint.vitals.draining = False

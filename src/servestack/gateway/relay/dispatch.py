@@ -6,7 +6,8 @@ refused (400 `context_length_exceeded`, prompt.py).
 A failure before the first byte reached the client (connection refused or reset, an engine 5xx, a
 stream cut before its first chunk, a first-byte deadline) is retried on another replica of the
 pool, at most `retries` times, never on a replica already tried, and only while the retry budget
-allows; an error the engine answered about the request itself (4xx) is not. The last attempt
+allows (a request whose replica went away, its node dead, is retried whatever the budget says); an
+error the engine answered about the request itself (4xx) is not. The last attempt
 relays the engine's own answer, whatever it is. A failure after the first byte cannot be retried:
 the relay ends the stream with an error event. Every attempt's outcome goes to the endpoint's
 circuit breaker and to the pool's policy.
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from servestack.asgi import Message, Scope, Send
-from servestack.errors import GatewayError
+from servestack.errors import GatewayError, ReplicaGone
 from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.fleet.names import ModelNames, Target
@@ -117,7 +118,7 @@ class Dispatcher:
             except GatewayError as error:
                 pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
                 exchange.error = error
-                if not (exchange.retryable and error.status >= 500 and self.budget.withdraw()):
+                if not (exchange.retryable and error.status >= 500 and self._spend(error)):
                     raise
                 continue
             except BaseException:
@@ -125,6 +126,12 @@ class Dispatcher:
                 raise
             _finish(pool, attempt, exchange)
             return
+
+    def _spend(self, error: GatewayError) -> bool:
+        """Whether the retry budget allows retrying after `error`. The budget keeps retries from piling onto
+        replicas that fail under load; a request whose replica went away adds no work anywhere (that replica
+        does none for it), so its retry is free: a dead node's requests all go elsewhere."""
+        return isinstance(error, ReplicaGone) or self.budget.withdraw()
 
     def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
         if len(pool.endpoints) <= len(tried) or len(tried) > self.retries or not self.budget.can_retry():

@@ -39,6 +39,10 @@ class ProtocolError(Exception):
     """The engine broke HTTP/1.1, or closed the connection before its answer was complete."""
 
 
+class Abandoned(Exception):
+    """The gateway ended the call: the engine behind it is gone (the message says why)."""
+
+
 class Headers(dict[str, str]):
     """Response headers by lower-case name; `get` accepts any case."""
 
@@ -273,12 +277,25 @@ class _Exchange:
         self._data = data
         self._headers = headers
         self._connection: _Connection | None = None
+        self._abandoned: str | None = None
+
+    def abandon(self, reason: str) -> None:
+        """End the call now, whether its answer has begun or not: its reader gets `Abandoned(reason)`."""
+        self._abandoned = reason
+        connection = self._connection
+        if connection is not None:
+            if connection.response is not None:
+                connection.response.fail(Abandoned(reason))
+            connection.close()
 
     async def __aenter__(self) -> Response:
         key, request = self._pool.request_head(self._url, len(self._data), self._headers)
         for attempt in range(2):
             connection, reused = await self._pool.acquire(key)
             self._connection = connection
+            if self._abandoned is not None:  # while it connected
+                connection.close()
+                raise Abandoned(self._abandoned)
             response = connection.start(request, self._data)
             try:
                 while not response._headers_done:

@@ -12,7 +12,8 @@ that matter, its id in the form the engine takes), the endpoint's in-flight coun
 deadline (deadline.py), and the mapping of failures to the gateway's errors. An engine's error answer
 (4xx/5xx) is raised as what its status means (engine_errors.py) before the block runs; a failure to
 connect, a deadline, or an answer cut short, inside the block or before it, leaves the block as
-UpstreamUnavailable, UpstreamTimeout or UpstreamError. Until a surface has sent the client anything,
+UpstreamUnavailable, UpstreamTimeout or UpstreamError (ReplicaGone when the engine went away meanwhile:
+the table ends the calls open on it). Until a surface has sent the client anything,
 such a GatewayError may be retried on another replica (the dispatcher decides). Each answer and chunk
 received counts as the engine's progress (a wedged engine sends none). One pool of keep-alive
 connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
@@ -27,12 +28,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from servestack.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from servestack.errors import GatewayError, ReplicaGone, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.http1 import ConnectError, Http1Pool, Response
+from servestack.gateway.relay.http1 import Abandoned, ConnectError, Http1Pool, Response
 from servestack.gateway.relay.request_ids import for_engine
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
@@ -133,9 +134,11 @@ class Upstream:
         url = endpoint.base_url + exchange.upstream_path
         headers = upstream_headers(exchange, endpoint)
         first_byte = self.first_byte_deadline(exchange, endpoint)
+        call = self.session.post(url, data=exchange.body, headers=headers)
         endpoint.in_flight += 1
+        endpoint.vitals.calls.add(call)  # ended by the table if the engine goes away meanwhile
         try:
-            async with first_byte, self.session.post(url, data=exchange.body, headers=headers) as response:
+            async with first_byte, call as response:
                 exchange.status = response.status
                 if response.status >= 400:
                     raise engine_error(endpoint, response.status, await response.read(), exchange.request_id)
@@ -145,6 +148,7 @@ class Upstream:
         except Exception as exc:
             raise _upstream_error(endpoint, exc, first_byte) from exc
         finally:
+            endpoint.vitals.calls.discard(call)
             endpoint.in_flight -= 1
             exchange.finished_at = time.monotonic()
 
@@ -164,6 +168,8 @@ def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline
     where = f"the engine for {endpoint.service!r} ({endpoint.base_url})"
     if isinstance(exc, ConnectError):
         return UpstreamUnavailable(f"{where} is not reachable: {_describe(exc)}", retry_after=5)
+    if isinstance(exc, Abandoned):
+        return ReplicaGone(f"{where} went away during the request ({exc})")
     if first_byte.reason is not None:
         return UpstreamTimeout(f"{where} {first_byte.reason}")
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):

@@ -4,7 +4,7 @@ vLLM says `vllm:num_requests_waiting`, SGLang `sglang:num_queue_reqs`, llama.cpp
 `llamacpp:requests_deferred`: each engine adapter maps common keys (`waiting`, `running`,
 `kv_usage`, ...) to its own names (`Engine.metric_names`), the controller passes them on each
 `Endpoint`, the gateway monitor scrapes every ready replica's /metrics (`routing.scrape_interval`),
-and this module serves the last scrape as `servestack_engine_*{service, replica, engine}` when
+and this module serves the last scrape as `servestack_engine_*{service, replica, engine, node}` when
 /metrics is read. Label sets an engine splits a metric
 into (model name, DP rank) are summed per replica. Nothing here runs per request.
 """
@@ -37,7 +37,7 @@ CANONICAL: dict[str, tuple[str, str, str]] = {
     "itl": ("servestack_engine_inter_token_latency_seconds", "histogram", "Engine-side gap between tokens."),
     "e2e": ("servestack_engine_request_duration_seconds", "histogram", "Engine-side request latency."),
 }
-LABELS = ["service", "replica", "engine"]
+LABELS = ["service", "replica", "engine", "node"]  # every replica's series; node: its cluster node, "" here
 
 
 @dataclass
@@ -90,7 +90,7 @@ class EngineMetricsExport(Collector):
         scraped = [(e, text) for e in self.table.endpoints() if (text := e.vitals.metrics) is not None]
         snapshots = []
         for endpoint, text in scraped:
-            up.add_metric(_labels(endpoint), 1.0 if text else 0.0)
+            up.add_metric(replica_labels(endpoint), 1.0 if text else 0.0)
             if text:
                 snapshots.append((endpoint, read_exposition(text, endpoint.metric_names)))
         yield up
@@ -114,11 +114,12 @@ def _family(name: str, kind: str, doc: str, key: str, snapshots: Iterable[tuple[
             continue
         if isinstance(value, _Histogram) and isinstance(family, HistogramMetricFamily):
             buckets = sorted(value.buckets.items(), key=lambda item: float(item[0]))
-            family.add_metric(_labels(endpoint), buckets=buckets, sum_value=value.sum)
+            family.add_metric(replica_labels(endpoint), buckets=buckets, sum_value=value.sum)
         elif isinstance(value, float) and not isinstance(family, HistogramMetricFamily):
-            family.add_metric(_labels(endpoint), value)
+            family.add_metric(replica_labels(endpoint), value)
     return family
 
 
-def _labels(endpoint: Endpoint) -> list[str]:
-    return [endpoint.service, endpoint.id, endpoint.engine]
+def replica_labels(endpoint: Endpoint) -> list[str]:
+    """The values of LABELS for `endpoint`."""
+    return [endpoint.service, endpoint.id, endpoint.engine, endpoint.node]

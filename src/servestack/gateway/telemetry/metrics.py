@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from servestack.gateway.admission.queues import ModelQueues
 from servestack.gateway.fleet.table import EndpointTable
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.telemetry.engine_metrics import LABELS, replica_labels
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -147,11 +148,10 @@ class TableCollector(Collector):
         self.queues = queues
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["service", "replica", "engine"]
-        ready = GaugeMetricFamily("servestack_replica_ready", "1 when the replica takes requests.", labels=labels)
-        busy = GaugeMetricFamily("servestack_replica_in_flight", "Requests at the replica.", labels=labels)
+        ready = GaugeMetricFamily("servestack_replica_ready", "1 when the replica takes requests.", labels=LABELS)
+        busy = GaugeMetricFamily("servestack_replica_in_flight", "Requests at the replica.", labels=LABELS)
         for endpoint in self.table.endpoints():
-            values = [endpoint.service, endpoint.id, endpoint.engine]
+            values = replica_labels(endpoint)
             ready.add_metric(values, 1.0 if endpoint.ready else 0.0)
             busy.add_metric(values, float(endpoint.in_flight))
         yield ready

@@ -81,7 +81,7 @@ export function ms(seconds) {
 const STATE_CLASS = {
   ready: "ok", loaded: "ok", fits: "ok", active: "ok", done: "ok",
   starting: "busy", loading: "busy", restarting: "bad", draining: "busy", stopping: "busy", running: "busy",
-  failed: "bad", "does-not-fit": "bad", invalid: "bad", error: "bad", revoked: "off", expired: "off",
+  failed: "bad", lost: "bad", "does-not-fit": "bad", invalid: "bad", error: "bad", revoked: "off", expired: "off",
   exited: "warn", warning: "warn", unchecked: "warn",
   stopped: "off", unloaded: "off", sleeping: "off", cpu: "info",
 };

@@ -12,7 +12,7 @@ export function mount(root, { session }) {
   const summary = h("p", { class: "summary" });
   const gpus = h("section", { class: "gpus", "aria-label": "GPU memory" });
   const tbody = h("tbody");
-  const head = h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", { scope: "col" }, c))));
+  const head = h("thead");
   const table = h("table", { class: "replicas" }, head, tbody);
   const status = h("p", { class: "muted small" });
   const panel = new ActionPanel(session, () => refresh());
@@ -20,16 +20,23 @@ export function mount(root, { session }) {
 
   const rows = new Map(); // key → { sig, tr, uptime }
   let last = null;
+  let hasNode = null;
 
   function render(data) {
     last = data;
     clear(summary, describe(data));
     clear(gpus, gpuCards(data));
+    const nodeColumn = data.services.some((s) => s.replicas.some((r) => r.node || r.node_name));
+    if (nodeColumn !== hasNode) {
+      hasNode = nodeColumn;
+      rows.clear();
+      clear(head, h("tr", {}, columns(nodeColumn).map((c) => h("th", { scope: "col" }, c))));
+    }
     const ordered = [];
     for (const service of data.services) {
-      ordered.push(row(rows, `service:${service.name}`, serviceSig(service, panel), () => serviceRow(service, panel)));
+      ordered.push(row(rows, `service:${service.name}`, serviceSig(service, panel), () => serviceRow(service, panel, nodeColumn)));
       for (const replica of service.replicas) {
-        const entry = row(rows, `replica:${replica.label}`, replicaSig(replica), () => replicaRow(replica));
+        const entry = row(rows, `replica:${replica.label}`, replicaSig(replica), () => replicaRow(replica, nodeColumn));
         entry.uptime.textContent = duration(replica.uptime_seconds);
         ordered.push(entry);
       }
@@ -59,7 +66,11 @@ export function mount(root, { session }) {
   };
 }
 
-const COLUMNS = ["Service", "State", "Engine", "GPUs", "Port", "Uptime", "Restarts", "Models", "Last error"];
+function columns(nodeColumn) {
+  const names = ["Service", "State", "Engine", "GPUs", "Port", "Uptime", "Restarts", "Models", "Last error"];
+  if (nodeColumn) names.splice(3, 0, "Node");
+  return names;
+}
 
 function row(rows, key, sig, make) {
   const known = rows.get(key);
@@ -87,7 +98,7 @@ function serviceSig(service, panel) {
   return JSON.stringify([states, service.on_demand?.state, panel.signature(service.name)]);
 }
 
-function serviceRow(service, panel) {
+function serviceRow(service, panel, nodeColumn) {
   const states = service.replicas.map((r) => r.state);
   const ready = states.filter((s) => s === "ready" || s === "loaded").length;
   const demand = service.on_demand;
@@ -99,7 +110,7 @@ function serviceRow(service, panel) {
   const logs = h("a", { href: `#/logs?service=${encodeURIComponent(service.name)}`, class: "small" }, "logs");
   const cells = h(
     "td",
-    { colSpan: COLUMNS.length },
+    { colSpan: nodeColumn ? 10 : 9 },
     h("div", { class: "service-head" }, h("div", {}, info), h("div", { class: "buttons" }, actionButtons(service, panel), logs)),
   );
   return h("tr", { class: "service", dataset: { service: service.name } }, cells);
@@ -119,7 +130,7 @@ function replicaSig(replica) {
   return JSON.stringify(rest);
 }
 
-function replicaRow(replica) {
+function replicaRow(replica, nodeColumn) {
   const uptime = h("span", {}, duration(replica.uptime_seconds));
   const cell = (label, ...content) => h("td", { dataset: { label } }, ...content);
   const cells = [
@@ -133,6 +144,7 @@ function replicaRow(replica) {
     cell("Models", replica.models.join(", ")),
     cell("Last error", lastError(replica)),
   ];
+  if (nodeColumn) cells.splice(3, 0, cell("Node", replica.node_name ?? replica.node ?? "this machine"));
   return { tr: h("tr", { class: "replica", dataset: { replica: replica.label, state: replica.state } }, cells), uptime };
 }
 
