@@ -35,10 +35,27 @@ from harness.targets import BENCH_DIR, Layout, Servestack
 # (part, substrings of a frame "function (file:line)"), innermost match wins; order breaks ties.
 PARTS = [
     ("JSON parse (orjson)", ("_parse_json_object", "orjson")),
-    ("relay client (upstream.py, http1.py)", ("gateway/upstream.py", "gateway/http1.py")),
-    ("relay client (aiohttp)", ("aiohttp/",)),
-    ("gateway handler (app.py, endpoints, responses)", ("servestack/gateway/",)),
-    ("HTTP server (uvicorn + httptools)", ("uvicorn/", "httptools")),
+    ("relay client (relay/upstream.py, relay/http1.py)", ("gateway/relay/upstream.py", "gateway/relay/http1.py")),
+    (
+        "keys, limits, usage, metrics (admission/, telemetry/, pipeline)",
+        (
+            "gateway/admission/",
+            "gateway/telemetry/",
+            "gateway/edge/pipeline.py",
+        ),
+    ),
+    ("routing and endpoints (fleet/)", ("gateway/fleet/",)),
+    ("health probes and scrapes (aiohttp)", ("aiohttp/",)),
+    (
+        "HTTP server (uvicorn + httptools, edge/protocol.py, edge/listener.py)",
+        (
+            "uvicorn/",
+            "httptools",
+            "gateway/edge/protocol.py",
+            "gateway/edge/listener.py",
+        ),
+    ),
+    ("gateway handler (edge/app.py, surfaces, dispatch)", ("servestack/gateway/", "servestack/asgi.py")),
     ("event loop (uvloop C code, syscalls)", ("asyncio/runners.py", "uvloop")),
 ]
 OTHER = "other (controller, supervisor, asyncio)"

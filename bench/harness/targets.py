@@ -104,29 +104,31 @@ class BareUpstream(Target):
 
 
 class Nginx(Target):
-    def __init__(self) -> None:
+    def __init__(self, worker_connections: int = 4096) -> None:
         super().__init__("nginx", "nginx proxy_pass")
+        self.worker_connections = worker_connections  # client and upstream connections together
 
     def start(self, layout: Layout) -> None:
         port = free_port()
         prefix = layout.tmp / "nginx"
         prefix.mkdir(exist_ok=True)
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx_conf(port, layout.upstream_url.removeprefix("http://"), prefix))
+        upstream = layout.upstream_url.removeprefix("http://")
+        conf.write_text(nginx_conf(port, upstream, prefix, worker_connections=self.worker_connections))
         proc = Proc(self.name, ["nginx", "-p", str(prefix), "-c", str(conf)], layout.tmp, cpus=layout.proxy_cpus)
         self.procs.append(proc)
         self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
         self.wait_chat(proc)
 
 
-def nginx_conf(port: int, upstream: str, prefix: Path) -> str:
+def nginx_conf(port: int, upstream: str, prefix: Path, *, worker_connections: int = 4096) -> str:
     return textwrap.dedent(
         f"""\
         daemon off;
         worker_processes 1;
         pid {prefix}/nginx.pid;
         error_log {prefix}/error.log warn;
-        events {{ worker_connections 4096; }}
+        events {{ worker_connections {worker_connections}; }}
         http {{
             access_log off;
             client_body_temp_path {prefix}/body;
@@ -249,6 +251,23 @@ def _engine_pids(env: dict[str, str]) -> list[int]:
     result = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=60, check=True)
     services = json.loads(result.stdout).get("services") or []
     return [int(s["pid"]) for s in services if s.get("pid")]
+
+
+class ServestackGateway(Target):
+    """servestack's gateway as `servestack up` serves it (gateway_server.py), in front of the layout's upstream."""
+
+    def __init__(self) -> None:
+        super().__init__("servestack", "servestack gateway")
+
+    def start(self, layout: Layout) -> None:
+        port = free_port()
+        script = str(BENCH_DIR / "harness" / "gateway_server.py")
+        home = layout.tmp / "servestack-gateway-home"
+        argv = [sys.executable, script, str(port), layout.upstream_url, str(home)]
+        proc = Proc(self.name, argv, layout.tmp, cpus=layout.proxy_cpus)
+        self.procs.append(proc)
+        self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
+        self.wait_chat(proc)
 
 
 class GatewayApp(Target):

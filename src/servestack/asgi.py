@@ -11,7 +11,7 @@ writable again with room to wrap it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -27,6 +27,25 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 MAX_JSON_DEPTH = 128
+CHUNK_WRITER_SCOPE = "servestack.chunk_writer"  # where the server offers a request's `ChunkWriter`
+
+
+class ChunkWriter(Protocol):
+    """A server's way to write a started, chunked answer's body straight to its connection: what `send`
+    does for each body part, without a message, a task switch and its checks per part (the gateway's
+    server offers one in the scope, under CHUNK_WRITER_SCOPE; a stream's relay uses it once it began)."""
+
+    def usable(self) -> bool:
+        """Whether the answer has started, chunked, and is not complete: only then may `write` be used."""
+        ...
+
+    def write(self, data: bytes) -> bool:
+        """Write `data` as the answer's next chunk; False once the client's buffer is full (`drain` first)."""
+        ...
+
+    async def drain(self) -> None:
+        """Return once the client can take more."""
+        ...
 
 
 async def read_body(receive: Receive, max_bytes: int) -> bytes:

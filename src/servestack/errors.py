@@ -34,6 +34,7 @@
         │   ├── ModelStopped        503  stopped on purpose (`servestack stop`); the fix is `servestack start`
         │   ├── ModelFailed         503  gave up restarting; carries the last error
         │   └── ModelLoadFailed     503  an on-demand model did not load: names it, with the engine's last lines
+        ├── OpenFilesExhausted      503  the gateway itself has no file descriptor left; no engine's fault
         └── UpstreamTimeout         504
 
 Raise, never return, errors. Third-party exceptions are converted where they enter.
@@ -225,6 +226,14 @@ class ModelFailed(UpstreamUnavailable):
 
 class ModelLoadFailed(UpstreamUnavailable):
     code = "model_load_failed"
+
+
+class OpenFilesExhausted(GatewayError):
+    """The gateway has no file descriptor left for a connection: its own shortage, never held against an engine."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_open_files"
 
 
 class UpstreamTimeout(GatewayError):

@@ -56,7 +56,7 @@ def replica(tmp_path: Path) -> Iterator[object]:
 def test_the_reporter_prints_every_event_without_markup(replica: object) -> None:
     reporter = RichReporter(console)
     events: list[Callable[[], object]] = [
-        lambda: reporter.gateway_started("http://127.0.0.1:8000"),
+        lambda: reporter.gateway_started("http://127.0.0.1:8000", 9_990),
         lambda: reporter.replica_starting(replica),  # type: ignore[arg-type]
         lambda: reporter.replica_ready(replica, 1.5),  # type: ignore[arg-type]
         lambda: reporter.replica_failed(replica, EngineError("boom")),  # type: ignore[arg-type]

@@ -20,6 +20,9 @@ STREAM_CHUNKS = [
     b"data: [DONE]\n\n",
 ]
 
+FLOOD_EVENT = b"data: " + b"x" * (64 * 1024 - 8) + b"\n\n"
+FLOOD_EVENTS = 2048  # 128 MiB, written as fast as the gateway takes them
+
 
 @dataclass
 class FakeEngine:
@@ -28,7 +31,8 @@ class FakeEngine:
     received: list[dict[str, object]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     stream_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
-    mode: str = "normal"  # normal | slow | die
+    mode: str = "normal"  # normal | slow | die | flood
+    flooded: int = 0  # bytes a flood wrote so far (each write waits while the gateway reads no more)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -49,6 +53,10 @@ class FakeEngine:
                 for i in range(600):
                     await response.write(f"data: {json.dumps({'n': i})}\n\n".encode())
                     await asyncio.sleep(0.05)
+            elif self.mode == "flood":
+                for _ in range(FLOOD_EVENTS):
+                    await response.write(FLOOD_EVENT)
+                    self.flooded += len(FLOOD_EVENT)
             elif self.mode == "die":
                 await response.write(STREAM_CHUNKS[0])
                 assert request.transport is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from servestack.gateway import Endpoint
 from tests.conftest import free_port
 from tests.gateway.conftest import Harness
-from tests.gateway.fake_engine import CHAT_BODY, STREAM_CHUNKS
+from tests.gateway.fake_engine import CHAT_BODY, FLOOD_EVENT, FLOOD_EVENTS, STREAM_CHUNKS
 
 pytestmark = pytest.mark.anyio
 
@@ -111,6 +112,24 @@ async def test_client_disconnect_cancels_the_upstream_stream(gateway: Harness) -
         async for _ in response.aiter_raw():
             break  # one chunk, then hang up
     await asyncio.wait_for(gateway.engine.stream_cancelled.wait(), timeout=5)
+
+
+async def test_a_client_that_reads_nothing_holds_the_engines_stream_back(gateway: Harness) -> None:
+    gateway.engine.mode = "flood"  # 128 MiB as fast as the gateway takes them
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = json.dumps({**CHAT, "stream": True}).encode()
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
+    writer.write(head.encode() + body)
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(1.0)  # the client reads nothing for a second
+    held_back_at = gateway.engine.flooded
+    received = bytearray()
+    while not received.endswith(b"0\r\n\r\n"):
+        received += await asyncio.wait_for(reader.read(1 << 20), timeout=30)
+    writer.close()
+    assert held_back_at < 32 * 2**20  # what the sockets' buffers hold, not the whole stream
+    assert received.count(b"x") == FLOOD_EVENTS * FLOOD_EVENT.count(b"x")  # then all of it
 
 
 async def test_engine_dying_mid_stream_ends_with_an_error_event(gateway: Harness) -> None:

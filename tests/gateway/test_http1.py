@@ -320,3 +320,32 @@ def test_connections_of_a_burst_are_dropped_once_they_expire(run: Callable[[Any]
         return idle
 
     assert run(scenario()) == 1
+
+
+def test_a_burst_leaves_at_most_max_idle_connections_open(run: Callable[[Any], Any]) -> None:
+    async def scenario() -> tuple[int, int]:
+        open_now: list[int] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            open_now.append(1)
+            try:
+                await keep_alive_server([])(reader, writer)
+            finally:
+                open_now.pop()
+
+        server, url = await serve(handler)
+        pool = Http1Pool(max_idle=2)
+
+        async def one() -> None:
+            async with pool.post(url, data=b"x", headers=JSON) as response:
+                await response.read()
+
+        await asyncio.gather(*(one() for _ in range(6)))  # a burst: 6 connections at once
+        await asyncio.sleep(0.1)  # the engine sees the ones let go close
+        idle = sum(len(connections) for connections in pool._idle.values())
+        still_open = len(open_now)
+        await pool.close()
+        server.close()
+        return idle, still_open
+
+    assert run(scenario()) == (2, 2)

@@ -26,10 +26,13 @@ class RichReporter:
         self._status: Status | None = None
         self._started = time.monotonic()
 
-    def gateway_started(self, url: str) -> None:
+    def gateway_started(self, url: str, streams: int) -> None:
         if not self.announce:
             return
-        self.console.print(f"gateway listening on {url} (answers 503 until an engine is ready)", style="dim")
+        self.console.print(
+            f"gateway listening on {url} (answers 503 until an engine is ready; room for {streams:,} streams at once)",
+            style="dim",
+        )
 
     def replica_starting(self, replica: Replica) -> None:
         self.console.print(

@@ -66,7 +66,7 @@ ENDPOINT_STATES = {
 class Reporter(Protocol):
     """What the controller tells the user while it works (the CLI renders it)."""
 
-    def gateway_started(self, url: str) -> None: ...
+    def gateway_started(self, url: str, streams: int) -> None: ...
     def replica_starting(self, replica: Replica) -> None: ...
     def replica_loading(self, replica: Replica, elapsed: float) -> None: ...
     def replica_ready(self, replica: Replica, seconds: float) -> None: ...
@@ -171,10 +171,10 @@ class Controller:
             timeouts=gateway.timeouts,
             head_cap=gateway.limits.max_header_bytes,
         )
-        await server.start(sock)
+        open_files = await server.start(sock)
         serving.push_async_callback(server.stop)
         settle_heap()
-        self.reporter.gateway_started(server.url)
+        self.reporter.gateway_started(server.url, open_files.streams)
         control = ControlServer(self, self.store.control_socket)
         await control.start()
         serving.push_async_callback(control.stop)

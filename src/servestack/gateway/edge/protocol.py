@@ -22,14 +22,18 @@ uvicorn closes idle keep-alive connections but puts no bound on how long a clien
 send a request once it started (or to send anything on a new connection). Here each connection
 notes when its current read phase must end — headers from the first byte (or from accept), the
 body from the end of the headers — and one sweeper task per server closes connections past their
-deadline a few times per timeout. Per request that is two float stores: no timer is armed and
-cancelled for every request.
+deadline a few times per timeout, looking only at the connections in a read phase. Per request that
+is two float stores and a set's add and discard: no timer is armed and cancelled for every request.
+
+A stream's body parts may also skip `send` (CycleChunkWriter, offered in the request's scope): once
+its answer has started, the relay writes each part as it arrives, in the engine connection's callback,
+framed as uvicorn frames it.
 
 One write: uvicorn writes a response's head and its body separately, two send() calls where one
 would do; on loopback each costs ~20 µs of the gateway's ~160 µs per request. The connection's
-transport is corked for the rest of the event-loop tick after a write: what else is written in
-that tick (the body after the head) goes out with it. A stream's later chunks arrive in later
-ticks and are sent as they come.
+transport is corked when a request begins, and its first write holds the rest of that event-loop
+tick: what else is written in that tick (the body after the head, a stream's first chunk) goes out
+with it. A stream's later chunks arrive in later ticks and go out as they come, uncorked.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from servestack.asgi import openai_error
+from servestack.asgi import CHUNK_WRITER_SCOPE, openai_error
 from servestack.errors import HeadersTooLarge
 
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
@@ -60,11 +65,13 @@ class Deadlines:
         self.headers_timeout = headers_timeout
         self.body_timeout = body_timeout
         self.sweep_every = min(1.0, max(0.02, min(headers_timeout, body_timeout) / 4))
-        self.connections: weakref.WeakSet[DeadlineProtocol] = weakref.WeakSet()
+        # The connections in a read phase (a relayed stream's is over once its request is in, so ten
+        # thousand open streams cost the sweep nothing).
+        self.reading: set[DeadlineProtocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     def watch(self, connection: DeadlineProtocol) -> None:
-        self.connections.add(connection)
+        self.reading.add(connection)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -73,9 +80,8 @@ class Deadlines:
         while True:
             await asyncio.sleep(self.sweep_every)
             now = loop.time()
-            for connection in list(self.connections):
-                if connection.read_deadline is not None and now > connection.read_deadline:
-                    connection.expire()
+            for connection in [c for c in self.reading if c.read_deadline is not None and now > c.read_deadline]:
+                connection.expire()
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -90,21 +96,30 @@ class Deadlines:
 
 
 class CorkedTransport:
-    """A transport whose writes within one event-loop tick leave in one send()."""
+    """A transport that holds a response's first writes until the end of their event-loop tick, and sends
+    them in one send(); once that tick is over, writes go straight out until `cork()` is called again."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_corked", "_held", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._corked = True
+
+    def cork(self) -> None:
+        self._corked = True
 
     def write(self, data: bytes) -> None:
-        if not self._held:
-            self._loop.call_soon(self.flush)
-        self._held.append(data)
+        if self._corked:
+            if not self._held:
+                self._loop.call_soon(self.flush)
+            self._held.append(data)
+        elif not self._transport.is_closing():  # the client may be gone
+            self._transport.write(data)
 
     def flush(self) -> None:
+        self._corked = False
         held = self._held
         if held:
             self._held = []
@@ -123,6 +138,31 @@ class CorkedTransport:
         return getattr(self._transport, name)
 
 
+class CycleChunkWriter:
+    """The `ChunkWriter` (asgi.py) of one request: writes what uvicorn's `send` would for a body part."""
+
+    __slots__ = ("_cycle", "_transport")
+
+    def __init__(self, cycle: RequestResponseCycle, transport: CorkedTransport) -> None:
+        self._cycle = cycle
+        self._transport = transport
+
+    def usable(self) -> bool:
+        cycle = self._cycle
+        return cycle.response_started and cycle.chunked_encoding is True and not cycle.response_complete
+
+    def write(self, data: bytes) -> bool:
+        cycle = self._cycle
+        if not cycle.disconnected:
+            self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        return not cycle.flow.write_paused
+
+    async def drain(self) -> None:
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
+
+
 class CorkedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a `CorkedTransport`, with a capped request head;
     a lost connection cancels its running request."""
@@ -132,9 +172,22 @@ class CorkedProtocol(HttpToolsProtocol):
         self.max_head_bytes = max_head_bytes
         self.head_room: int | None = max_head_bytes  # bytes the current head may still take; None: not in a head
         self.refused = False  # a 431 was sent: what else arrives is dropped
+        self.on_lost: Callable[[], None] | None = None  # told once when the connection ends (listener.py)
+        # (server, client) addresses, when the listener that accepted the connection knows them
+        self.addresses: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
+        self.corked = corked = CorkedTransport(transport, self.loop)
+        if self.addresses is None:
+            super().connection_made(corked)  # type: ignore[arg-type]
+            return
+        # uvicorn's connection_made, with the addresses accept() gave the listener instead of a
+        # pseudo-socket and a syscall for each (a tenth of the CPU of opening a stream).
+        self.connections.add(self)
+        self.transport = corked  # type: ignore[assignment]
+        self.flow = FlowControl(corked)  # type: ignore[arg-type]
+        self.server, self.client = self.addresses
+        self.scheme = "http"
 
     def data_received(self, data: bytes) -> None:
         while True:
@@ -158,6 +211,12 @@ class CorkedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.head_room = None
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.scope[CHUNK_WRITER_SCOPE] = CycleChunkWriter(self.cycle, self.corked)  # type: ignore[literal-required]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.corked.cork()  # the answer's head and first body part leave together
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -169,7 +228,14 @@ class CorkedProtocol(HttpToolsProtocol):
             task = cycle.scope.get(TASK_SCOPE)
             if isinstance(task, asyncio.Task):
                 task.cancel(CLIENT_GONE)
+        self.lost()
         super().connection_lost(exc)
+
+    def lost(self) -> None:
+        """Tell whoever counts this connection that it ended (once)."""
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     def _refuse_head(self) -> None:
         if self.refused:
@@ -199,23 +265,28 @@ class DeadlineProtocol(CorkedProtocol):
         self.deadlines.watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.read_deadline = None
+        self._done_reading()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self.read_deadline is None:  # a new request on a kept-alive connection
             self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
+            self.deadlines.reading.add(self)
 
     def on_headers_complete(self) -> None:
         self.read_deadline = self.loop.time() + self.deadlines.body_timeout
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self.read_deadline = None
+        self._done_reading()
         super().on_message_complete()
 
     def expire(self) -> None:
-        self.read_deadline = None
+        self._done_reading()
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _done_reading(self) -> None:
+        self.read_deadline = None
+        self.deadlines.reading.discard(self)

@@ -2,7 +2,9 @@
 
 The controller owns signals (it must stop engines before exiting), so uvicorn's own signal
 capture is switched off, and the listening socket is bound by `listen.py` so that a busy port is a
-clear error instead of uvicorn's exit.
+clear error instead of uvicorn's exit. Connections are accepted by `listener.py` (which answers
+those it has no descriptor for) rather than by uvloop's server. Starting raises the process's
+open-files limit as far as it goes and logs how many streams that holds (open_files.py).
 """
 
 from __future__ import annotations
@@ -11,22 +13,49 @@ import asyncio
 import contextlib
 import functools
 import gc
+import logging
 import socket
+import sys
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
+from uvicorn.server import STARTUP_FAILURE
 
 from servestack.errors import ServestackError
 from servestack.gateway.edge.listen import bind_socket
+from servestack.gateway.edge.listener import Listener
 from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, CorkedProtocol, Deadlines
+from servestack.open_files import OpenFilesLimit, raise_open_files_limit
 from servestack.stack import TimeoutsConfig
+
+log = logging.getLogger("servestack.gateway")
+FEW_STREAMS = 1000  # below this many, the capacity is logged as a warning
 
 
 class _Server(uvicorn.Server):
+    capacity = 0  # the connections it holds at once (set before it starts)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, with a `Listener` accepting on each socket instead of uvloop's server."""
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
+        config, state = self.config, self.server_state
+
+        def create_protocol() -> CorkedProtocol:
+            protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
+            return cast(CorkedProtocol, protocol)
+
+        listeners = [
+            Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
+        ]
+        self.servers = listeners  # type: ignore[assignment]  # uvicorn only closes them and waits
+        self.started = True
 
 
 class GatewayServer:
@@ -53,6 +82,7 @@ class GatewayServer:
             log_level=log_level,
             server_header=False,
             date_header=False,
+            proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For parsing per request
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -62,16 +92,26 @@ class GatewayServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    async def start(self, sock: socket.socket | None = None) -> None:
-        """Start serving on `sock` (default: bind host:port now); returns once connections are accepted."""
+    async def start(self, sock: socket.socket | None = None) -> OpenFilesLimit:
+        """Start serving on `sock` (default: bind host:port now); returns, once connections are accepted,
+        the open-files limit it serves under."""
         sock = sock or bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
+        limit = raise_open_files_limit()
+        self._server.capacity = limit.streams
+        few = limit.streams < FEW_STREAMS
+        log.log(
+            logging.WARNING if few else logging.INFO,
+            "the gateway can hold about %d streams at once (open-files limit %d, two descriptors a stream)%s",
+            limit.streams, limit.soft, "; raise the hard limit (ulimit -Hn, LimitNOFILE=) to hold more" if few else "",
+        )  # fmt: skip
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()
                 raise ServestackError(f"the gateway on {self.url} stopped during startup")
             await asyncio.sleep(0.02)
+        return limit
 
     async def stop(self) -> None:
         if self._task is None:

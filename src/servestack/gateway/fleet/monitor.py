@@ -30,6 +30,7 @@ from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.fleet.gauges import read_gauges
 from servestack.gateway.fleet.table import EndpointTable
+from servestack.open_files import exhausted
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ class Monitor:
                 healthy = resp.status == 200
         except TimeoutError:
             healthy, stalled = False, vitals.progress == progress
+        except aiohttp.ClientConnectorError as exc:
+            if exhausted(exc.os_error):
+                return False  # the gateway had no descriptor to probe with: that says nothing of the engine
+            healthy = False
         except aiohttp.ClientError:
             healthy = False
         if healthy:

@@ -2,13 +2,17 @@
 
 Whole answers are read whole and sent with their status and content type; streams are sent chunk by
 chunk as they arrive, the answer starting with the first chunk (until then a failure can still be
-retried elsewhere). The request is shaped for each replica tried (attempt.py); when the gateway counts
-tokens, they are read off the answer (usage.py): a whole answer's `usage`, a stream's usage chunk (the
+retried elsewhere); after it, each chunk goes from the engine connection's callback straight to the
+client's when the server offers a writer (asgi.ChunkWriter): no task switch and no message per chunk.
+The request is shaped for each replica tried (attempt.py); when the gateway counts tokens, they are
+read off the answer (usage.py): a whole answer's `usage`, a stream's usage chunk (the
 tap removes the one the gateway asked for), or an estimate, flagged as such. A stream that fails after
 it began ends with an error event, the only way left to tell the client.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from servestack.asgi import Send, send_bytes, sse_error_event
 from servestack.errors import GatewayError, UpstreamError
@@ -16,7 +20,7 @@ from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.usage import StreamTap, estimate_completion_tokens, estimate_prompt_tokens, usage_of
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.upstream import Upstream
+from servestack.gateway.relay.upstream import Answer, Upstream
 
 END = {"type": "http.response.body", "body": b""}
 
@@ -44,16 +48,13 @@ class OpenAiRelay:
         started = False
         try:
             async with self.upstream.call(exchange, endpoint) as answer:
-                start = {"type": "http.response.start", "status": answer.status, "headers": answer.relayed_headers()}
-                async for chunk in answer.chunks():
-                    if not started:
-                        await send(start)
-                        started = True
-                    if tap is not None and not (chunk := tap.feed(chunk)):
-                        continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if not started:  # llama-cpp-python does this when its generator fails on the request
+                chunk = await answer.next_chunk()
+                if not chunk:  # llama-cpp-python does this when its generator fails on the request
                     raise UpstreamError(f"the engine for {endpoint.service!r} ended its stream without an answer")
+                headers = answer.relayed_headers()
+                await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+                started = True
+                await _relay_body(exchange, answer, send, tap, chunk)
                 if tap is not None and (rest := tap.close()):
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
         except GatewayError as failure:
@@ -65,6 +66,31 @@ class OpenAiRelay:
         if tap is not None:
             _count(exchange, tap)
         await send(END)
+
+
+async def _relay_body(exchange: Exchange, answer: Answer, send: Send, tap: StreamTap | None, chunk: bytes) -> None:
+    """The stream's body from `chunk` on: the first part through `send`, the rest straight to the connection
+    as each arrives when the server offers a writer (asgi.ChunkWriter), else through `send` too."""
+    if tap is not None:
+        chunk = tap.feed(chunk)
+    if chunk:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    writer = exchange.writer
+    if writer is not None and writer.usable():
+        await answer.forward(writer.write if tap is None else _tapped(writer.write, tap), writer.drain)
+        return
+    while chunk := await answer.next_chunk():
+        if tap is not None and not (chunk := tap.feed(chunk)):
+            continue
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+def _tapped(write: Callable[[bytes], bool], tap: StreamTap) -> Callable[[bytes], bool]:
+    def write_tapped(chunk: bytes) -> bool:
+        chunk = tap.feed(chunk)
+        return write(chunk) if chunk else True
+
+    return write_tapped
 
 
 def _count(exchange: Exchange, tap: StreamTap) -> None:

@@ -10,7 +10,8 @@ allows (a request whose replica went away, its node dead, is retried whatever th
 error the engine answered about the request itself (4xx) is not. The last attempt
 relays the engine's own answer, whatever it is. A failure after the first byte cannot be retried:
 the relay ends the stream with an error event. Every attempt's outcome goes to the endpoint's
-circuit breaker and to the pool's policy.
+circuit breaker and to the pool's policy, except the gateway's own shortage of file descriptors,
+which is neither retried nor held against the replica.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from servestack.asgi import Message, Scope, Send
-from servestack.errors import GatewayError, ReplicaGone
+from servestack.errors import GatewayError, OpenFilesExhausted, ReplicaGone
 from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.fleet.names import ModelNames, Target
@@ -115,6 +116,9 @@ class Dispatcher:
                 await relay(
                     exchange, attempt.endpoint, relay_to
                 )  # may refuse what this replica's engine cannot do (400)
+            except OpenFilesExhausted:
+                pool.abandon(attempt)  # the gateway's own shortage: no fault of the replica, none would fare better
+                raise
             except GatewayError as error:
                 pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
                 exchange.error = error

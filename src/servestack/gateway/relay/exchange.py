@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from servestack.asgi import Scope
+from servestack.asgi import CHUNK_WRITER_SCOPE, ChunkWriter, Scope
 from servestack.errors import GatewayError
 from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.admission.keys import ApiKey
@@ -50,6 +50,7 @@ class Exchange:
     keep_alive: float | None = None  # Ollama's per-request keep_alive in seconds (on-demand services)
     _prompt_size: PromptSize | None = field(default=None, repr=False)
     client_body: bytes = field(default=b"", repr=False)  # the body as the client sent it
+    writer: ChunkWriter | None = field(default=None, repr=False)  # the server's fast path for a stream's body
 
     def __post_init__(self) -> None:
         self.client_body = self.body
@@ -66,6 +67,7 @@ class Exchange:
             headers=scope["headers"],
             request_id=scope[REQUEST_ID_SCOPE],
             key=scope.get(KEY_SCOPE),
+            writer=scope.get(CHUNK_WRITER_SCOPE),
             **fields,
         )
 

@@ -8,10 +8,11 @@ body whole or as it arrives. The response offers the small part of aiohttp's sur
 uses (`status`, `headers.get`, `read()`, `content.iter_any()`, `content.read(n)`), so the relay code
 reads the same with either client.
 
-Connections are kept per (host, port) and reused last-in first-out; one that sits idle longer
-than `keepalive_expiry` is dropped rather than risk the server closing it under a request. A
-request that fails on a reused connection before any byte of the answer arrived (the server
-closed it while it was idle) is sent once more on a new connection. An answer not read to its
+Connections are kept per (host, port) and reused last-in first-out, at most `max_idle` of them
+idle (the end of a burst of ten thousand streams would otherwise leave as many descriptors behind);
+one that sits idle longer than `keepalive_expiry` is dropped rather than risk the server closing it
+under a request. A request that fails on a reused connection before any byte of the answer arrived
+(the server closed it while it was idle) is sent once more on a new connection. An answer not read to its
 end (a client that went away, an error) closes its connection, so the engine sees the
 disconnect and stops generating.
 """
@@ -20,15 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from servestack.open_files import exhausted
+
 HIGH_WATER = 256 * 1024  # bytes buffered before reading from the engine pauses
 KEEPALIVE_EXPIRY = 4.0  # below uvicorn's 5 s keep-alive timeout, which vLLM and SGLang inherit
 URL_CACHE_LIMIT = 1024
+MAX_IDLE = 256  # idle connections kept per engine: each holds a descriptor here and a slot in the engine
 
 
 class ConnectError(Exception):
@@ -63,6 +68,8 @@ class Response:
         self._headers_done = False
         self._complete = False
         self._error: BaseException | None = None
+        self._sink: Callable[[bytes], bool] | None = None  # where the body goes as it arrives (`forward`)
+        self._sink_full = False
         self.received_any = False
 
     @property
@@ -86,14 +93,36 @@ class Response:
             data = data[:n]
         return data
 
+    async def next_chunk(self) -> bytes:
+        """As much of the body as has arrived, once some has (b"" at its end)."""
+        while not self._chunks and not self._complete:
+            await self._wait()
+        return self._take_all() if self._chunks else b""
+
+    async def forward(self, sink: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Hand the rest of the body to `sink` piece by piece, from the connection's callback as each arrives
+        (no task switch per piece), until its end; raises what ended it early. `sink` returns False when
+        its reader cannot take more for now: reading from the engine pauses until `drain()` returns."""
+        if self._chunks and not sink(self._take_all()):
+            await drain()
+        self._sink = sink
+        try:
+            while not self._complete:
+                if self._sink_full:
+                    await drain()
+                    self._sink_full = False
+                    self._connection.resume()
+                    continue
+                await self._wait()
+        finally:
+            self._sink = None
+        if self._error is not None:
+            raise self._error
+
     async def iter_any(self) -> Any:
         """Yield the body in pieces, each as much as has arrived."""
-        while True:
-            while not self._chunks and not self._complete:
-                await self._wait()
-            if not self._chunks:
-                return
-            yield self._take_all()
+        while chunk := await self.next_chunk():
+            yield chunk
 
     def _take_all(self) -> bytes:
         chunks = self._chunks
@@ -121,6 +150,13 @@ class Response:
             waiter.set_result(None)
 
     def feed(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            if not sink(data):
+                self._sink_full = True
+                self._connection.pause()
+                self._wake()
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER:
@@ -331,10 +367,12 @@ class Http1Pool:
         connect_timeout: float = 5.0,
         idle_timeout: float = 600.0,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        max_idle: int = MAX_IDLE,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.keepalive_expiry = keepalive_expiry
+        self.max_idle = max_idle
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._urls: dict[str, tuple[tuple[str, int], bytes]] = {}
         self.connections_made = 0
@@ -388,6 +426,8 @@ class Http1Pool:
         except TimeoutError:
             raise TimeoutError(f"connecting to {host}:{port} took longer than {self.connect_timeout:g} s") from None
         except OSError as exc:
+            if exhausted(exc):
+                raise  # the gateway's own shortage, not the engine's (open_files.py)
             raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self.connections_made += 1
         return connection
@@ -395,10 +435,15 @@ class Http1Pool:
     def put_back(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
         idle.append(connection)
-        # Reuse takes the newest; drop the oldest when it has expired, so a burst's connections do
-        # not linger once traffic falls (one check per request keeps this cheap).
+        # Reuse takes the newest; drop the oldest when it has expired, or when more are idle than
+        # are kept, so a burst's connections do not linger once traffic falls (one check per
+        # request keeps this cheap).
         oldest = idle[0]
-        if oldest.closed or connection.idle_since - oldest.idle_since >= self.keepalive_expiry:
+        if (
+            oldest.closed
+            or len(idle) > self.max_idle
+            or connection.idle_since - oldest.idle_since >= self.keepalive_expiry
+        ):
             idle.pop(0)
             oldest.close()
 

@@ -13,10 +13,11 @@ deadline (deadline.py), and the mapping of failures to the gateway's errors. An 
 (4xx/5xx) is raised as what its status means (engine_errors.py) before the block runs; a failure to
 connect, a deadline, or an answer cut short, inside the block or before it, leaves the block as
 UpstreamUnavailable, UpstreamTimeout or UpstreamError (ReplicaGone when the engine went away meanwhile:
-the table ends the calls open on it). Until a surface has sent the client anything,
-such a GatewayError may be retried on another replica (the dispatcher decides). Each answer and chunk
-received counts as the engine's progress (a wedged engine sends none). One pool of keep-alive
-connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
+the table ends the calls open on it); a connection the gateway has no descriptor for, as
+OpenFilesExhausted (its own shortage, logged at most every few seconds). Until a surface has sent the
+client anything, such a GatewayError may be retried on another replica (the dispatcher decides). Each
+answer and chunk received counts as the engine's progress (a wedged engine sends none). One pool of
+keep-alive connections (`http1.Http1Pool`) serves every call; a client that disconnects has its request
 cancelled by the server (edge/protocol.py), which closes the engine connection so the engine stops.
 """
 
@@ -24,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from servestack.errors import GatewayError, ReplicaGone, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -35,6 +37,9 @@ from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.http1 import Abandoned, ConnectError, Http1Pool, Response
 from servestack.gateway.relay.request_ids import for_engine
+from servestack.open_files import ShortageLog, exhausted, shortage
+
+log = logging.getLogger("servestack.gateway")
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
@@ -72,14 +77,29 @@ class Answer:
         self._exchange.first_byte_at = time.monotonic()
         return body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; the answer begins with its first chunk."""
-        vitals = self._vitals
-        async for chunk in self._response.iter_any():
-            vitals.progress += 1
+    async def next_chunk(self) -> bytes:
+        """The body's next part, as much as has arrived (b"" at its end); the answer begins with its first."""
+        chunk = await self._response.next_chunk()
+        if chunk:
+            self._vitals.progress += 1
             if self._exchange.first_byte_at is None:
                 self._deadline.started()
                 self._exchange.first_byte_at = time.monotonic()
+        return chunk
+
+    async def forward(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """The rest of the body to `write`, each part as it arrives, until its end (http1.Response.forward)."""
+        vitals = self._vitals
+
+        def counted(chunk: bytes) -> bool:
+            vitals.progress += 1
+            return write(chunk)
+
+        await self._response.forward(counted, drain)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (`next_chunk` until the end)."""
+        while chunk := await self.next_chunk():
             yield chunk
 
 
@@ -97,6 +117,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self.first_byte_timeout = first_byte_timeout
         self._session: Http1Pool | None = None
+        self._shortages = ShortageLog(log, "requests refused with 503")
 
     def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
         """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
@@ -146,6 +167,10 @@ class Upstream:
         except GatewayError:
             raise
         except Exception as exc:
+            if exhausted(exc):  # no descriptor for the engine's connection: the gateway's own shortage
+                error = shortage(exc)
+                self._shortages.note(error)
+                raise error from exc
             raise _upstream_error(endpoint, exc, first_byte) from exc
         finally:
             endpoint.vitals.calls.discard(call)
