@@ -100,6 +100,14 @@ def _too_deep(value: object) -> bool:
     return True
 
 
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The request's header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def query(scope: Scope) -> dict[str, str]:
     """The query string's parameters (last value wins)."""
     raw = scope.get("query_string", b"").decode("latin-1")
@@ -115,6 +123,11 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: Headers) -> 
 
 async def send_json(send: Send, status: int, payload: object, headers: Headers = ()) -> None:
     await send_bytes(send, status, orjson.dumps(payload), [*JSON_HEADERS, *headers])
+
+
+async def send_redirect(send: Send, location: str) -> None:
+    """A 302 to `location` (a path of this server), never cached."""
+    await send_bytes(send, 302, b"", [(b"location", location.encode()), (b"cache-control", b"no-cache")])
 
 
 def openai_error(error: GatewayError) -> dict[str, object]:

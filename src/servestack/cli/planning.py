@@ -21,20 +21,19 @@ from servestack.cli.app import choose_stack, console, engine_environ, err_consol
 from servestack.cli.coresidency import print_residency
 from servestack.cli.survey import Survey, resolve_models, survey_host
 from servestack.cli.when import format_time
-from servestack.engines import Parallelism, get_engine
+from servestack.engines import get_engine
 from servestack.errors import ModelInfoError, PlanError, ServestackError
 from servestack.gpus import GIB, Inventory, detect_inventory, parse_inventory
 from servestack.modelinfo import Catalog, ModelFacts, find_facts, hf_cache_dir
 from servestack.plan import (
     Finding,
     Fit,
-    FitRequest,
     GpuMemory,
     Plan,
     ServicePlan,
     Severity,
     Verdict,
-    explore_tp,
+    explore_service,
     make_plan,
 )
 from servestack.plan.calibration import CalibrationRecord, predicted_of
@@ -249,13 +248,7 @@ def _explore(stack: Stack, name: str, inventory: Inventory, facts: dict[str, Mod
     service = stack.services.get(name)
     if service is None:
         raise PlanError(f"no service {name!r} in the stack", fix=f"services: {', '.join(stack.services)}")
-    if get_engine(service.engine).parallelism is not Parallelism.TENSOR:
-        raise PlanError(f"{name} runs on {service.engine}, which has no tensor parallelism to explore")
-    if name not in facts:
-        raise PlanError(f"nothing is known about {service.model!r}", fix="download it, or give a local path")
-    if inventory.is_cpu:
-        raise PlanError("no GPU to explore TP sizes on", fix="plan for a GPU machine: --gpus 4xH200")
-    fits = explore_tp(FitRequest.of(service, facts[name]), inventory.gpus)
+    fits = explore_service(name, service, facts.get(name), inventory)
     if as_json:
         typer.echo(orjson.dumps(explore_to_dict(name, fits), option=orjson.OPT_INDENT_2).decode())
         return

@@ -32,7 +32,16 @@ class ServiceSteering(Protocol):
     async def remove_model(self, name: str) -> dict[str, object]: ...
 
 
-ACTIONS = ("start", "stop", "restart", "load", "unload")
+def steering(controller: ServiceSteering, action: str) -> Callable[[str], Awaitable[None]] | None:
+    """What the instance does for one of the verbs (the console's `ACTIONS`); None for another word."""
+    handlers: dict[str, Callable[[str], Awaitable[None]]] = {
+        "start": controller.start_service,
+        "stop": controller.stop_service,
+        "restart": controller.restart_service,
+        "load": controller.load_service,
+        "unload": controller.unload_service,
+    }
+    return handlers.get(action)
 
 
 class ControlServer:
@@ -63,17 +72,11 @@ class ControlServer:
 
     async def _service_action(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
-        handlers: dict[str, Callable[[str], Awaitable[None]]] = {
-            "start": self.controller.start_service,
-            "stop": self.controller.stop_service,
-            "restart": self.controller.restart_service,
-            "load": self.controller.load_service,
-            "unload": self.controller.unload_service,
-        }
-        if action not in handlers:
+        handler = steering(self.controller, action)
+        if handler is None:
             return web.json_response({"error": f"unknown action {action!r}"}, status=404)
         try:
-            await handlers[action](name)
+            await handler(name)
         except ServestackError as error:
             return web.json_response(error_payload(error), status=409)
         return web.json_response({"ok": True, "service": name, "action": action})

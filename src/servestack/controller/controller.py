@@ -40,7 +40,12 @@ from servestack.supervisor.launcher import Launchers
 from servestack.supervisor.state import DOWN_STATUSES, ReplicaEvent
 
 # What serving needs beyond the supervisor: uvicorn, aiohttp and the app take ~0.4 s to import.
-SERVING_MODULES = ("servestack.gateway.edge.build", "servestack.gateway.edge.server", "servestack.controller.control")
+SERVING_MODULES = (
+    "servestack.gateway.edge.build",
+    "servestack.gateway.edge.server",
+    "servestack.controller.control",
+    "servestack.controller.console_source",
+)
 
 # How a replica's state reads to the gateway: only READY gets requests. A status missing here reads as
 # STOPPED (with the replica's last error), which is what any state that is not on its way back is.
@@ -89,6 +94,7 @@ class Controller:
         self.store = StateStore(settings.state_dir)
         self.table = EndpointTable(plan.stack.routing)
         self._supervisor: Supervisor | None = None
+        self.instance: InstanceState | None = None  # once the gateway serves
         self.models = InstanceModels(plan, settings, environ or {}, running=self._running_services)
         self._service_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in plan.services}
         self.on_demand = OnDemand(self, plan, swap_hold=plan.stack.gateway.swap_hold)
@@ -142,13 +148,21 @@ class Controller:
         """Start the gateway on `sock` and the control socket; register their shutdown on `serving`."""
         # A worker thread imports them, so the event loop goes on spawning engines meanwhile.
         await asyncio.to_thread(lambda: [importlib.import_module(m) for m in SERVING_MODULES])
+        from servestack.controller.console_source import ControllerConsole
         from servestack.controller.control import ControlServer
         from servestack.gateway.edge.build import build_gateway
         from servestack.gateway.edge.server import GatewayServer, settle_heap
 
         gateway = self.plan.stack.gateway
         loader = self.on_demand if self.on_demand.slots else None
-        app = build_gateway(self.table, gateway, self.settings, loader=loader, models=self.models)
+        app = build_gateway(
+            self.table,
+            gateway,
+            self.settings,
+            loader=loader,
+            models=self.models,
+            console_source=ControllerConsole(self),
+        )
         server = GatewayServer(
             app,
             gateway.host,
@@ -164,9 +178,10 @@ class Controller:
         control = ControlServer(self, self.store.control_socket)
         await control.start()
         serving.push_async_callback(control.stop)
-        self.store.write_instance(
-            InstanceState(pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time())
+        self.instance = InstanceState(
+            pid=os.getpid(), gateway_url=server.url, stack=self.stack_label, started_at=time.time()
         )
+        self.store.write_instance(self.instance)
         serving.callback(self.store.clear_instance)
         return server.url
 
@@ -250,6 +265,15 @@ class Controller:
 
     def on_demand_snapshot(self) -> list[dict[str, object]]:
         return self.on_demand.snapshot()
+
+    @property
+    def running(self) -> bool:
+        """Whether the engines are supervised now (not while starting up or shutting down)."""
+        return self._supervisor is not None
+
+    def replicas(self) -> list[Replica]:
+        """Every replica the supervisor knows, on-demand ones included (none unless `running`)."""
+        return list(self._supervisor.replicas.values()) if self._supervisor is not None else []
 
     def service_ready(self, name: str) -> bool:
         return any(r.state.status is ReplicaStatus.READY for r in self._replicas(name))

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from servestack.plan.host import HostFacts, Unresolved
     from servestack.plan.make import make_plan
     from servestack.plan.model import Decision, Finding, GpuMemory, Plan, ServicePlan, Severity, Verdict
-    from servestack.plan.recommend import explore_tp, smallest_fitting_tp
+    from servestack.plan.recommend import explore_service, explore_tp, smallest_fitting_tp
     from servestack.plan.tp import tp_problems, valid_tp_sizes
 
 _HOMES = {
@@ -31,6 +31,7 @@ _HOMES = {
     "Unresolved": "host",
     "Verdict": "model",
     "evaluate": "fit",
+    "explore_service": "recommend",
     "explore_tp": "recommend",
     "make_plan": "make",
     "smallest_fitting_tp": "recommend",
@@ -52,6 +53,7 @@ __all__ = [
     "Unresolved",
     "Verdict",
     "evaluate",
+    "explore_service",
     "explore_tp",
     "make_plan",
     "smallest_fitting_tp",

@@ -11,9 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from servestack.gpus import Gpu
+from servestack.engines import Parallelism, get_engine
+from servestack.errors import PlanError
+from servestack.gpus import Gpu, Inventory
+from servestack.modelinfo import ModelFacts
 from servestack.plan.fit import MIN_CONTEXT, Fit, FitRequest, evaluate
 from servestack.plan.model import Verdict
+from servestack.stack import Service
 
 CONTEXT_STEP = 1024  # a reduced context is rounded down to a multiple of this
 
@@ -37,6 +41,18 @@ def at_reduced_context(request: FitRequest, fit: Fit) -> Fit:
 def explore_tp(request: FitRequest, gpus: Sequence[Gpu]) -> list[Fit]:
     """Every TP size from 1 to the number of `gpus`, each on the first that many GPUs (the seed-001 table)."""
     return [evaluate_as_planned(request, gpus[:tp], tp) for tp in range(1, len(gpus) + 1)]
+
+
+def explore_service(name: str, service: Service, facts: ModelFacts | None, inventory: Inventory) -> list[Fit]:
+    """`plan --explore-tp`: `explore_tp` for one service on the inventory's GPUs; PlanError when there is nothing
+    to explore (an engine without tensor parallelism, a model nothing is known about, no GPU)."""
+    if get_engine(service.engine).parallelism is not Parallelism.TENSOR:
+        raise PlanError(f"{name} runs on {service.engine}, which has no tensor parallelism to explore")
+    if facts is None:
+        raise PlanError(f"nothing is known about {service.model!r}", fix="download it, or give a local path")
+    if inventory.is_cpu:
+        raise PlanError("no GPU to explore TP sizes on", fix="plan for a GPU machine: --gpus 4xH200")
+    return explore_tp(FitRequest.of(service, facts), inventory.gpus)
 
 
 def smallest_fitting_tp(request: FitRequest, gpus: Sequence[Gpu]) -> Fit | None:

@@ -2,6 +2,7 @@
 
 from servestack.stack.gateway_schema import (
     AuthConfig,
+    ConsoleConfig,
     LimitsConfig,
     LogsConfig,
     MetricsConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "ApptainerRuntime",
     "AuthConfig",
     "ClusterConfig",
+    "ConsoleConfig",
     "ContainerRuntime",
     "CudaVersion",
     "DockerRuntime",

@@ -91,6 +91,17 @@ class MetricsConfig(_Strict):
     enabled: bool = True
 
 
+class ConsoleConfig(_Strict):
+    """The web console at /ui (docs/console.md)."""
+
+    enabled: bool = True
+    actions: Literal["admin", "localhost"] = Field(
+        default="admin",
+        description="Who may start, stop, restart, load and unload from the console: `admin` (the admin key), "
+        "`localhost` (also a browser on this machine while gateway.auth is off).",
+    )
+
+
 class TracingConfig(_Strict):
     """OpenTelemetry traces, exported over OTLP (SigNoz, Jaeger, Tempo, an OTel collector)."""
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, T
 
 from servestack.stack.gateway_schema import (
     AuthConfig,
+    ConsoleConfig,
     LimitsConfig,
     LogsConfig,
     MetricsConfig,
@@ -277,6 +278,7 @@ class GatewayConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tracing: TracingConfig | None = None
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     load_timeout: PositiveDuration = Field(
         default=600.0, description="How long a request may wait for its on-demand model to load; then 503."
     )

@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
 
-from servestack.asgi import Handler, Receive, Scope, Send, send_error, send_json
+from servestack.asgi import Handler, Receive, Scope, Send, header, send_error, send_json, send_redirect
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
 from servestack.gateway.admission.auth import visible
 from servestack.gateway.admission.keys import ApiKey
@@ -50,6 +51,13 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 HEALTH_ORDER = ("ready", "failing", "draining", "starting", "restarting", "unloaded", "failed", "stopped")
 
 
+class Background(Protocol):
+    """Work that runs beside the routes, started and stopped with the gateway (the console's traffic sampler)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class Gateway:
     def __init__(
         self,
@@ -62,11 +70,16 @@ class Gateway:
         routes: Mapping[tuple[str, str], Handler] | None = None,
         gate: LoadGate | None = None,
         models: ModelAdmin | None = None,
+        public: Collection[str] = (),
+        background: Sequence[Background] = (),
+        home: str | None = None,
     ) -> None:
         """`pipeline`: keys, limits, usage, metrics, tracing (pipeline.py); `aliases`: extra model names
-        → served names; `routes`: more routes (admin, /metrics); `gate`: holds requests for on-demand
-        models while the controller loads them (relay/loading.py); `models`: the running instance's model
-        management (ollama/admin.py)."""
+        → served names; `routes`: more routes (admin, /metrics, the console); `gate`: holds requests for
+        on-demand models while the controller loads them (relay/loading.py); `models`: the running instance's
+        model management (ollama/admin.py); `public`: paths besides /health that need no key (the console's
+        page); `background`: started and stopped with the gateway; `home`: where a browser asking for `/` is
+        sent (the console), while API clients get what `/` always answered."""
         self.table = table
         self.names = ModelNames(table, aliases)
         self.upstream = upstream or Upstream()
@@ -77,6 +90,9 @@ class Gateway:
         self.pipeline = pipeline
         self.counts_tokens = pipeline is not None and pipeline.counts_tokens
         self.started_at = int(time.time())
+        self.public = frozenset({"/health", *public})
+        self.background = background
+        self.home = home
         self.request_ids = RequestIds()
         openai = OpenAiApi(self)
         self._routes: dict[tuple[str, str], Handler] = {("GET", "/health"): self._health}
@@ -99,7 +115,10 @@ class Gateway:
             try:
                 if refused is not None:
                     raise refused
-                if self.pipeline is not None and scope["path"] != "/health":
+                if self.home is not None and _is_browser_home(scope):
+                    await send_redirect(send, self.home)
+                    return
+                if self.pipeline is not None and scope["path"] not in self.public:
                     self.pipeline.authenticate(scope)
                 await self._handler(scope)(scope, receive, send)
             except GatewayError as error:
@@ -133,8 +152,12 @@ class Gateway:
                 await self.monitor.start()
                 if self.pipeline is not None:
                     await self.pipeline.start()
+                for part in self.background:
+                    await part.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for part in self.background:
+                    await part.stop()
                 await self.monitor.stop()
                 if self.pipeline is not None:
                     await self.pipeline.stop()
@@ -187,6 +210,11 @@ class Gateway:
         ready = sum(state in ("ready", "unloaded") for state in services.values())
         status = "ok" if services and ready == len(services) else "degraded" if ready else "unavailable"
         await send_json(send, 200 if ready else 503, {"status": status, "services": services})
+
+
+def _is_browser_home(scope: Scope) -> bool:
+    """A browser opening the gateway's address: `GET /` asking for HTML (API clients never do)."""
+    return scope["method"] == "GET" and scope["path"] == "/" and b"text/html" in (header(scope, b"accept") or b"")
 
 
 async def _answer_error(scope: Scope, send: Send, error: GatewayError) -> None:

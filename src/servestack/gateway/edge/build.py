@@ -18,6 +18,7 @@ from servestack.gateway.admission.auth import KeyRing
 from servestack.gateway.admission.keys import KeyStore
 from servestack.gateway.admission.limits import KeyLimiter
 from servestack.gateway.admission.queues import ModelQueues
+from servestack.gateway.console import Console, ConsoleAccess, ConsoleSource
 from servestack.gateway.edge.admin import AdminApi, metrics_handler
 from servestack.gateway.edge.app import Gateway, Handler
 from servestack.gateway.edge.pipeline import Pipeline
@@ -54,9 +55,11 @@ def build_gateway(
     clock: Callable[[], float] = time.monotonic,
     loader: MeteredLoader | None = None,
     models: ModelAdmin | None = None,
+    console_source: ConsoleSource | None = None,
 ) -> Gateway:
     """The gateway for `config` in front of `table`'s endpoints; `loader` loads on-demand services,
-    `models` is the running instance's model management (ollama/admin.py)."""
+    `models` is the running instance's model management (ollama/admin.py); `console_source` is the running
+    instance as the console at /ui reads and steers it."""
     admin_secret = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     keys = None
     if config.auth.enabled or admin_secret:
@@ -104,6 +107,13 @@ def build_gateway(
         access_log=access_log,
         clock=clock,
     )
+    console = None
+    if config.console.enabled:
+        access = ConsoleAccess(
+            config.console, auth_required=config.auth.enabled, admin_enabled=admin_secret is not None
+        )
+        console = Console(access, console_source, metrics=metrics)
+        routes.update(console.routes())
     return Gateway(
         table,
         upstream=Upstream(
@@ -117,6 +127,9 @@ def build_gateway(
         routes=routes,
         gate=gate,
         models=models,
+        public=console.public if console is not None else (),
+        background=[console] if console is not None else (),
+        home=console.home if console is not None else None,
     )
 
 
