@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from servestack.asgi import parse_object
 from servestack.errors import BadRequest
 from servestack.sim.tokenizer import chat_segments
 
@@ -44,12 +45,7 @@ class GenerationRequest:
 
 def parse_request(route: Route, body: bytes) -> GenerationRequest:
     """Read a generation request; anything the simulator cannot honour is a BadRequest (HTTP 400)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object")
+    data = parse_object(body)
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest("'model' must be a string", param="model")
