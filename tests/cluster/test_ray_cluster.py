@@ -159,13 +159,13 @@ def test_a_dead_launcher_takes_its_engine_along_or_the_next_launcher_reaps_it(in
     engine = before["pid"]
     owner = mark_owner(engine)  # the launcher actor's process
     watchdog = watchdog_of(owner)
-    os.kill(watchdog, signal.SIGKILL)  # both gone: nothing on the node stops the engine now
+    os.kill(watchdog, signal.SIGKILL)  # both gone: nothing of servestack's on the node stops the engine now
     os.kill(owner, signal.SIGKILL)
-    time.sleep(1.0)
-    assert alive(engine)  # orphaned, as Ray leaves an actor's children
+    # Whether the engine is orphaned now depends on Ray's timing: its raylet may kill a dead worker's
+    # children itself. Either way it must not outlive the replica's replacement for long.
     after = wait_for(lambda: (r := replica("small"))["status"] == "ready" and r["pid"] != engine and r, 60, "back")
     assert any("lost: its launcher actor died" in e["message"] for e in after["events"])
-    wait_for(lambda: not alive(engine), 20, f"the orphaned engine {engine} reaped by the next launcher")
+    wait_for(lambda: not alive(engine), 20, f"the orphaned engine {engine} reaped")
     assert len(engines()) == REPLICAS
 
 
