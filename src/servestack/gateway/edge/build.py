@@ -70,25 +70,12 @@ def build_gateway(
     ledger = None
     if config.usage.enabled:
         ledger = UsageLedger(settings.usage_db, flush_interval=config.usage.flush_interval)
-
-    gate = None
-    if loader is not None:
-        gate = LoadGate(
-            loader,
-            timeout=config.load_timeout,
-            max_waiting=config.load_max_waiting,
-            keepalive=config.load_keepalive,
-            on_wait=loader.stats.request_waited,
-        )
+    gate = _load_gate(config, loader)
     routes: dict[tuple[str, str], Handler] = {}
     metrics = None
     if config.metrics.enabled:
         registry = registry or CollectorRegistry()
-        metrics = GatewayMetrics(registry)  # registers itself
-        registry.register(TableCollector(table, queues))
-        registry.register(EngineMetricsExport(table))
-        if gate is not None and loader is not None:
-            registry.register(LoadingCollector(gate, loader.stats))
+        metrics = _register_metrics(registry, table, queues, gate, loader)
         routes[("GET", "/metrics")] = metrics_handler(registry)
     routes.update(AdminApi(keys, settings.usage_db if ledger is not None else None).routes())
 
@@ -107,12 +94,8 @@ def build_gateway(
         access_log=access_log,
         clock=clock,
     )
-    console = None
-    if config.console.enabled:
-        access = ConsoleAccess(
-            config.console, auth_required=config.auth.enabled, admin_enabled=admin_secret is not None
-        )
-        console = Console(access, console_source, metrics=metrics)
+    console = _console(config, console_source, metrics, admin_enabled=admin_secret is not None)
+    if console is not None:
         routes.update(console.routes())
     return Gateway(
         table,
@@ -131,6 +114,45 @@ def build_gateway(
         background=[console] if console is not None else (),
         home=console.home if console is not None else None,
     )
+
+
+def _load_gate(config: GatewayConfig, loader: MeteredLoader | None) -> LoadGate | None:
+    """What holds requests for on-demand services while `loader` loads them (None: there are none)."""
+    if loader is None:
+        return None
+    return LoadGate(
+        loader,
+        timeout=config.load_timeout,
+        max_waiting=config.load_max_waiting,
+        keepalive=config.load_keepalive,
+        on_wait=loader.stats.request_waited,
+    )
+
+
+def _register_metrics(
+    registry: CollectorRegistry,
+    table: EndpointTable,
+    queues: ModelQueues | None,
+    gate: LoadGate | None,
+    loader: MeteredLoader | None,
+) -> GatewayMetrics:
+    """The gateway's own metrics and the collectors /metrics renders at scrape time, in `registry`."""
+    metrics = GatewayMetrics(registry)  # registers itself
+    registry.register(TableCollector(table, queues))
+    registry.register(EngineMetricsExport(table))
+    if gate is not None and loader is not None:
+        registry.register(LoadingCollector(gate, loader.stats))
+    return metrics
+
+
+def _console(
+    config: GatewayConfig, source: ConsoleSource | None, metrics: GatewayMetrics | None, *, admin_enabled: bool
+) -> Console | None:
+    """The web console at /ui, when the stack turns it on."""
+    if not config.console.enabled:
+        return None
+    access = ConsoleAccess(config.console, auth_required=config.auth.enabled, admin_enabled=admin_enabled)
+    return Console(access, source, metrics=metrics)
 
 
 def _log_path(path: str | None, settings: Settings) -> Path | None:
