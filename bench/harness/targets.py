@@ -270,6 +270,22 @@ class ServestackGateway(Target):
         self.wait_chat(proc)
 
 
+class PythonFloor(Target):
+    """The least a Python proxy costs here: bytes through, untouched, on uvloop (floor_proxy.py)."""
+
+    def __init__(self) -> None:
+        super().__init__("python-floor", "Python floor (uvloop, bytes through)", note="reference, no proxy logic")
+
+    def start(self, layout: Layout) -> None:
+        port = free_port()
+        script = str(BENCH_DIR / "harness" / "floor_proxy.py")
+        argv = [sys.executable, script, str(port), layout.upstream_url]
+        proc = Proc(self.name, argv, layout.tmp, cpus=layout.proxy_cpus)
+        self.procs.append(proc)
+        self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
+        self.wait_chat(proc)
+
+
 class GatewayApp(Target):
     """The gateway app alone (no controller) under an ASGI server, to compare servers."""
 
@@ -302,6 +318,7 @@ def make_targets(names: list[str], stack_file: Path, stack_label: str) -> list[T
         "sglang-router": SglangRouter,
         "litellm": LiteLLM,
         "nginx": Nginx,
+        "python-floor": PythonFloor,
         "gateway-uvicorn": lambda: GatewayApp("uvicorn"),
         "gateway-granian": lambda: GatewayApp("granian"),
     }

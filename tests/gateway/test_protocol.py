@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -140,5 +141,28 @@ async def test_the_cap_is_the_stack_files_setting(gateway: Harness) -> None:
             server.url, [post("/v1/chat/completions", BODY, b"X-Big: " + b"f" * 5_000 + b"\r\n")]
         )
         assert large.startswith(b"HTTP/1.1 431 ") and b"4096 bytes" in large
+    finally:
+        await server.stop()
+
+
+async def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(gateway: Harness) -> None:
+    config = GatewayConfig()
+    server = GatewayServer(Gateway(gateway.table), "127.0.0.1", 0, timeouts=config.timeouts, keep_alive=0.4)
+    await server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        keep = post("/v1/chat/completions", BODY).replace(b"Connection: close", b"Connection: keep-alive")
+        for _ in range(2):  # a second request on the connection resets the wait
+            writer.write(keep)
+            head = await reader.readuntil(CRLF + CRLF)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = int(head.lower().split(b"content-length: ")[1].split(CRLF)[0])
+            await reader.readexactly(length)
+            await asyncio.sleep(0.2)  # idle, but for less than the timeout
+        idle_since = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the gateway
+        assert 0.2 < time.monotonic() - idle_since < 2.0
+        writer.close()
     finally:
         await server.stop()

@@ -69,10 +69,12 @@ class Listener:
         return None
 
     def _accept(self) -> None:
-        loop, factory = self._loop, self._factory
+        loop, factory, family = self._loop, self._factory, self._sock.family
         while True:
             try:
-                conn, client = self._sock.accept()
+                # `socket.accept()` less its two enum conversions (~1 µs a connection)
+                fd, client = self._sock._accept()  # type: ignore[attr-defined]
+                conn = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

@@ -31,6 +31,7 @@ from servestack.stack import TimeoutsConfig
 
 log = logging.getLogger("servestack.gateway")
 FEW_STREAMS = 1000  # below this many, the capacity is logged as a warning
+KEEP_ALIVE_SECONDS = 5.0  # uvicorn's default
 
 
 class _Server(uvicorn.Server):
@@ -47,10 +48,9 @@ class _Server(uvicorn.Server):
             sys.exit(STARTUP_FAILURE)
         config, state = self.config, self.server_state
 
-        def create_protocol() -> CorkedProtocol:
-            protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
-            return cast(CorkedProtocol, protocol)
-
+        protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
+        # The first protocol serves as the pattern of every connection's, never as one itself.
+        create_protocol = cast(CorkedProtocol, protocol).twin
         listeners = [
             Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
         ]
@@ -68,8 +68,10 @@ class GatewayServer:
         log_level: str = "warning",
         timeouts: TimeoutsConfig | None = None,
         head_cap: int = DEFAULT_MAX_HEAD_BYTES,
+        keep_alive: float = KEEP_ALIVE_SECONDS,
     ) -> None:
-        """`head_cap` bounds each request's line and headers (`gateway.limits.max_header_bytes`)."""
+        """`head_cap` bounds each request's line and headers (`gateway.limits.max_header_bytes`); an idle
+        kept-alive connection is closed after `keep_alive` seconds."""
         self.host = host
         self.port = port
         self._deadlines = Deadlines(timeouts.headers, timeouts.body, head_cap) if timeouts else None
@@ -80,6 +82,7 @@ class GatewayServer:
             lifespan="on",
             access_log=False,
             log_level=log_level,
+            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # uvicorn takes a float
             server_header=False,
             date_header=False,
             proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For parsing per request

@@ -239,7 +239,6 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         assert self.response is not None
         self._keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message is done
-        self._cancel_timer()
         self.response.finish()
 
     # for the pool and the response
@@ -249,7 +248,8 @@ class _Connection(asyncio.Protocol):
         self._length_known = False
         self._keep_alive = False
         self._last_data = self._loop.time()
-        self._timer = self._loop.call_at(self._last_data + self.idle_timeout, self._check_idle)
+        if self._timer is None:  # else the one armed for an earlier request checks this one too (_check_idle)
+            self._timer = self._loop.call_at(self._last_data + self.idle_timeout, self._check_idle)
         self.transport.writelines((request, body))
         return response
 
@@ -266,7 +266,6 @@ class _Connection(asyncio.Protocol):
 
     def release(self) -> bool:
         """Make the connection idle again; False (and closed) if it cannot be reused."""
-        self._cancel_timer()
         if not self.reusable():
             self.close()
             return False
@@ -289,13 +288,19 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _check_idle(self) -> None:
+        """The idle timeout of the answer in progress. One timer serves the requests of a kept-alive
+        connection (arming and cancelling one per request cost ~2 µs each): when it comes, it waits on
+        from the last byte received, and lapses if no answer is in progress."""
+        response = self.response
+        if response is None or response._complete:
+            self._timer = None
+            return
         due = self._last_data + self.idle_timeout
         if self._loop.time() < due:
             self._timer = self._loop.call_at(due, self._check_idle)
             return
         self._timer = None
-        if self.response is not None:
-            self.response.fail(TimeoutError(f"the engine sent nothing for {self.idle_timeout:g} s"))
+        response.fail(TimeoutError(f"the engine sent nothing for {self.idle_timeout:g} s"))
         self.close()
 
     def _cancel_timer(self) -> None:
