@@ -35,7 +35,10 @@ from harness.targets import BENCH_DIR, Layout, Servestack
 # (part, substrings of a frame "function (file:line)"), innermost match wins; order breaks ties.
 PARTS = [
     ("JSON parse (orjson)", ("_parse_json_object", "orjson")),
-    ("relay client (relay/upstream.py, relay/http1.py)", ("gateway/relay/upstream.py", "gateway/relay/http1.py")),
+    (
+        "relay client (relay/upstream.py, relay/http1.py, relay/connection.py)",
+        ("gateway/relay/upstream.py", "gateway/relay/http1.py", "gateway/relay/connection.py"),
+    ),
     (
         "keys, limits, usage, metrics (admission/, telemetry/, pipeline)",
         (

@@ -140,6 +140,17 @@ def test_a_model_that_is_not_pulled_cannot_be_bundled(online: Machine) -> None:
     assert "fix: servestack pull org/tiny-GGUF:Q8_0" in made.err and not (online.root / "b.tar").exists()
 
 
+@pytest.mark.e2e
+def test_a_stack_with_nothing_to_pack_is_refused_with_why(online: Machine) -> None:
+    write_stack(online, "  sim:\n    engine: sim\n    model: sim\n")
+
+    made = online.run("bundle", "create", "stack.yaml", "-o", "b.tar")
+
+    assert made.code == 1
+    assert "nothing in stack.yaml to bundle: sim: its engine (sim) loads no weights" in made.err
+    assert "fix: copy the stack file alone" in made.err and not (online.root / "b.tar").exists()
+
+
 def test_local_files_and_modelscope_folders_go_where_the_stack_finds_them(online: Machine, offline: Machine) -> None:
     (online.root / "weights").mkdir()
     (online.root / "weights" / "mine-Q5_K_M.gguf").write_bytes(weights(5_000, 41))

@@ -23,7 +23,7 @@ from servestack.runtimes import (
 )
 from servestack.runtimes.mounts import Mount, model_inside, parse_mount
 from servestack.stack import ApptainerRuntime, DockerRuntime, NativeRuntime, PixiEnvironment, PodmanRuntime
-from servestack.stack.schema import RUNTIME_KINDS
+from servestack.stack.runtime_schema import RUNTIME_KINDS
 
 MODULE = EngineCommand(kind="module", entry="sglang.launch_server", args=["--port", "1"])
 BINARY = EngineCommand(kind="binary", entry="llama-server", args=["--port", "1"])

@@ -17,7 +17,7 @@ from servestack.stack import (
     parse_stack,
     read_dotenv,
 )
-from servestack.stack.schema import RUNTIME_KINDS
+from servestack.stack.runtime_schema import RUNTIME_KINDS
 
 
 def one_service(runtime: str, extra: str = "") -> str:

@@ -35,8 +35,8 @@ from servestack.errors import ClusterError
 from servestack.runtimes import Launch
 from servestack.supervisor.lineage import Mark, orphaned_groups, stop_groups
 from servestack.supervisor.process import EngineProcess
+from servestack.supervisor.replica import free_port
 from servestack.supervisor.state import pid_alive
-from servestack.supervisor.supervisor import free_port
 from servestack.supervisor.watchdog import Watchdog
 
 PARENT_POLL_SECONDS = 0.5

@@ -231,7 +231,7 @@ class Controller:
         await self.stop_service(name)
         await self.start_service(name)
 
-    # What the on-demand loader asks for (ondemand.Engines).
+    # What the on-demand loader asks for (slots.Engines).
 
     async def load_replicas(self, name: str) -> str:
         """Wake the service's sleeping replicas, else start them: `wake` or `cold`."""

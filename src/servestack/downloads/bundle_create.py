@@ -83,6 +83,11 @@ def collect(
         _add_model(contents, model, found, services, f"models/{number}", records)
     if wheels_dir is not None:
         _add_venvs(contents, stack, stack_file.parent, wheels_dir)
+    if not contents.manifest.models and not contents.manifest.venvs:
+        raise DownloadError(
+            f"nothing in {stack_file} to bundle: " + "; ".join(contents.notes),
+            fix="copy the stack file alone; install the packages its models ship in where it will run",
+        )
     return contents
 
 

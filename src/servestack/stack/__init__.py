@@ -16,22 +16,17 @@ from servestack.stack.models import resolve_model
 from servestack.stack.ondemand_schema import FOREVER, format_duration, parse_duration
 from servestack.stack.paths import LocalPath, is_reference, local_paths
 from servestack.stack.request_defaults import RequestDefaults
-from servestack.stack.schema import (
+from servestack.stack.runtime_schema import (
     ApptainerRuntime,
-    ClusterConfig,
     ContainerRuntime,
     CudaVersion,
     DockerRuntime,
-    GatewayConfig,
     NativeRuntime,
     PixiEnvironment,
     PodmanRuntime,
-    RestartPolicy,
-    Routing,
     RuntimeSpec,
-    Service,
-    Stack,
 )
+from servestack.stack.schema import ClusterConfig, GatewayConfig, RestartPolicy, Routing, Service, Stack
 from servestack.stack.source import KeyPath, SourceMap
 
 __all__ = [

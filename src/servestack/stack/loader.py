@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from servestack.errors import StackError
 from servestack.stack.interpolate import BadReference, MissingVariable, interpolate
-from servestack.stack.schema import RUNTIME_KINDS, GatewayConfig, PixiEnvironment, Routing, Service, Stack
+from servestack.stack.runtime_schema import RUNTIME_KINDS, PixiEnvironment
+from servestack.stack.schema import GatewayConfig, Routing, Service, Stack
 from servestack.stack.source import KeyPath, SourceMap, map_source
 
 DEFAULT_STACK_RESOURCE = "default.yaml"

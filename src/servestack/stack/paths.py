@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servestack.stack.models import MODELSCOPE_PREFIX, PACKAGE_PREFIX, is_local_path
-from servestack.stack.schema import ApptainerRuntime, ContainerRuntime, NativeRuntime, Service, Stack
+from servestack.stack.runtime_schema import ApptainerRuntime, ContainerRuntime, NativeRuntime
+from servestack.stack.schema import Service, Stack
 from servestack.stack.source import KeyPath
 
 # A model written as a bare file name (`model.gguf`) is a file, never a hub id.

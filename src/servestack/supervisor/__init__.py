@@ -11,8 +11,9 @@ from servestack.lazy import lazy_attributes
 if TYPE_CHECKING:
     from servestack.supervisor.leftovers import reap_leftovers
     from servestack.supervisor.process import EngineProcess, group_alive, tail_lines
+    from servestack.supervisor.replica import Replica, free_port
     from servestack.supervisor.state import InstanceState, ReplicaState, ReplicaStatus, StateStore, pid_alive
-    from servestack.supervisor.supervisor import Replica, Supervisor, free_port
+    from servestack.supervisor.supervisor import Supervisor
 
 _HOMES = {
     "reap_leftovers": "leftovers",
@@ -24,9 +25,9 @@ _HOMES = {
     "ReplicaStatus": "state",
     "StateStore": "state",
     "pid_alive": "state",
-    "Replica": "supervisor",
+    "Replica": "replica",
     "Supervisor": "supervisor",
-    "free_port": "supervisor",
+    "free_port": "replica",
 }
 
 __all__ = [

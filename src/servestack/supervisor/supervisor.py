@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from servestack.engines import Engine, EngineConfig, get_engine
+from servestack.engines import EngineConfig, get_engine
 from servestack.errors import EngineError, ServestackError
 from servestack.gpus.nvidia_smi import read_driver_cuda
 from servestack.plan import ServicePlan
@@ -25,10 +24,11 @@ from servestack.settings import Settings
 from servestack.supervisor import history
 from servestack.supervisor.calibration import measure
 from servestack.supervisor.launch import build_launch
-from servestack.supervisor.launcher import EngineHandle, Launcher, Launchers, LocalLaunchers, Place
+from servestack.supervisor.launcher import Launchers, LocalLaunchers, Place
 from servestack.supervisor.lineage import Mark
 from servestack.supervisor.preflight import check_flags
 from servestack.supervisor.readiness import engine_died, wait_ready
+from servestack.supervisor.replica import EventListener, Replica, ReplicaListener, TickListener, free_port
 from servestack.supervisor.restart import Backoff, RestartTracker
 from servestack.supervisor.sleeping import call_engine
 from servestack.supervisor.state import (
@@ -43,33 +43,6 @@ from servestack.supervisor.watchdog import Watchdog
 
 if TYPE_CHECKING:
     import aiohttp
-
-WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
-
-
-@dataclass
-class Replica:
-    plan: ServicePlan
-    index: int
-    engine: Engine
-    config: EngineConfig
-    launch: Launch
-    state: ReplicaState
-    launcher: Launcher
-    process: EngineHandle | None = None
-    watcher: asyncio.Task[None] | None = None
-    restarts: RestartTracker | None = None
-    driver_cuda: str | None = None  # the driver's CUDA version, when the runtime chose an environment by it
-
-    @property
-    def base_url(self) -> str:
-        host = "127.0.0.1" if self.config.host in WILDCARD_HOSTS else self.config.host
-        return f"http://{host}:{self.config.port}"
-
-
-ReplicaListener = Callable[[Replica], None]
-EventListener = Callable[[Replica, ReplicaEvent], None]
-TickListener = Callable[[Replica, float], None]
 
 
 class Supervisor:
@@ -398,11 +371,3 @@ def _error_line(error: ServestackError, tracker: RestartTracker | None = None) -
     tail = error.log_tail[-3:] if isinstance(error, EngineError) else []
     line = f"{error.message}: {' | '.join(tail)}" if tail else error.message
     return f"{tracker.gave_up}; {line}" if tracker and tracker.gave_up else line
-
-
-def free_port(host: str) -> int:
-    """A port that is free on `host` right now (the engine binds it moments later)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind(("" if host in WILDCARD_HOSTS else host, 0))
-        return int(sock.getsockname()[1])

@@ -88,7 +88,7 @@ class Answer:
         return chunk
 
     async def forward(self, write: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
-        """The rest of the body to `write`, each part as it arrives, until its end (http1.Response.forward)."""
+        """The rest of the body to `write`, each part as it arrives, until its end (connection.Response.forward)."""
         vitals = self._vitals
 
         def counted(chunk: bytes) -> bool:

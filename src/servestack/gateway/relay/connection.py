@@ -1,0 +1,283 @@
+"""One keep-alive connection to an engine, and the answer in progress on it (the relay's client: http1.py).
+
+The connection feeds httptools' parser from its transport; the parser's callbacks fill the `Response`,
+which a request reads whole, chunk by chunk, or has forwarded piece by piece from the connection's
+callback (`forward`). Reading pauses while more than `HIGH_WATER` bytes wait unread. One idle timer
+per connection bounds how long an answer may go without a byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import httptools
+
+HIGH_WATER = 256 * 1024  # bytes buffered before reading from the engine pauses
+
+
+class ProtocolError(Exception):
+    """The engine broke HTTP/1.1, or closed the connection before its answer was complete."""
+
+
+class Headers(dict[str, str]):
+    """Response headers by lower-case name; `get` accepts any case."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+class Response:
+    """One answer: headers first, then the body, whole or chunk by chunk as it arrives."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.status = 0
+        self.headers = Headers()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._headers_done = False
+        self._complete = False
+        self._error: BaseException | None = None
+        self._sink: Callable[[bytes], bool] | None = None  # where the body goes as it arrives (`forward`)
+        self._sink_full = False
+        self.received_any = False
+
+    @property
+    def content(self) -> Response:
+        return self
+
+    async def read(self, n: int = -1) -> bytes:
+        """The whole body (n < 0), or up to n bytes as soon as some are there (b"" at the end)."""
+        if n < 0:
+            while not self._complete:
+                await self._wait()
+            return self._take_all()
+        while not self._chunks and not self._complete:
+            await self._wait()
+        if not self._chunks:
+            return b""
+        data = self._take_all()
+        if len(data) > n:
+            self._chunks.appendleft(data[n:])
+            self._buffered += len(data) - n
+            data = data[:n]
+        return data
+
+    async def next_chunk(self) -> bytes:
+        """As much of the body as has arrived, once some has (b"" at its end)."""
+        while not self._chunks and not self._complete:
+            await self._wait()
+        return self._take_all() if self._chunks else b""
+
+    async def forward(self, sink: Callable[[bytes], bool], drain: Callable[[], Awaitable[None]]) -> None:
+        """Hand the rest of the body to `sink` piece by piece, from the connection's callback as each arrives
+        (no task switch per piece), until its end; raises what ended it early. `sink` returns False when
+        its reader cannot take more for now: reading from the engine pauses until `drain()` returns."""
+        if self._chunks and not sink(self._take_all()):
+            await drain()
+        self._sink = sink
+        try:
+            while not self._complete:
+                if self._sink_full:
+                    await drain()
+                    self._sink_full = False
+                    self._connection.resume()
+                    continue
+                await self._wait()
+        finally:
+            self._sink = None
+        if self._error is not None:
+            raise self._error
+
+    async def iter_any(self) -> Any:
+        """Yield the body in pieces, each as much as has arrived."""
+        while chunk := await self.next_chunk():
+            yield chunk
+
+    def _take_all(self) -> bytes:
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if self._buffered > HIGH_WATER:
+            self._connection.resume()
+        self._buffered = 0
+        return data
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None and not self._chunks:
+            raise self._error
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None:
+            if not sink(data):
+                self._sink_full = True
+                self._connection.pause()
+                self._wake()
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > HIGH_WATER:
+            self._connection.pause()
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._complete and self._error is None:
+            self._error = error
+            self._wake()
+
+    def finish(self) -> None:
+        self._complete = True
+        self._wake()
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; parser callbacks feed the response in progress."""
+
+    def __init__(self, key: tuple[str, int], idle_timeout: float) -> None:
+        self.key = key
+        self.idle_timeout = idle_timeout
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._last_data = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._length_known = False
+        self._keep_alive = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # bytes nobody asked for: the connection is not trustworthy any more
+            self.close()
+            return
+        response.received_any = True
+        self._last_data = self._loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            response.fail(ProtocolError(f"the engine's answer is not valid HTTP/1.1: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        response = self.response
+        if response is None:
+            return
+        if response._headers_done and not self._length_known:
+            response.finish()  # a body delimited by the end of the connection
+        else:
+            response.fail(ProtocolError("the engine closed the connection before its answer was complete"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.response is not None
+        key = name.decode("latin-1").lower()
+        if key in ("content-length", "transfer-encoding"):
+            self._length_known = True
+        self.response.headers[key] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        assert self.response is not None
+        self.response.status = self.parser.get_status_code()
+        self.response._headers_done = True
+        self.response._wake()
+
+    def on_body(self, body: bytes) -> None:
+        assert self.response is not None
+        self.response.feed(body)
+
+    def on_message_complete(self) -> None:
+        assert self.response is not None
+        self._keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message is done
+        self.response.finish()
+
+    # for the pool and the response
+    def start(self, request: bytes, body: bytes) -> Response:
+        assert self.transport is not None
+        self.response = response = Response(self)
+        self._length_known = False
+        self._keep_alive = False
+        self._last_data = self._loop.time()
+        if self._timer is None:  # else the one armed for an earlier request checks this one too (_check_idle)
+            self._timer = self._loop.call_at(self._last_data + self.idle_timeout, self._check_idle)
+        self.transport.writelines((request, body))
+        return response
+
+    def reusable(self) -> bool:
+        response = self.response
+        return (
+            not self.closed
+            and response is not None
+            and response._complete
+            and response._error is None
+            and not response._chunks
+            and self._keep_alive
+        )
+
+    def release(self) -> bool:
+        """Make the connection idle again; False (and closed) if it cannot be reused."""
+        if not self.reusable():
+            self.close()
+            return False
+        self.response = None
+        self.idle_since = self._loop.time()
+        return True
+
+    def pause(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self._cancel_timer()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _check_idle(self) -> None:
+        """The idle timeout of the answer in progress. One timer serves the requests of a kept-alive
+        connection (arming and cancelling one per request cost ~2 µs each): when it comes, it waits on
+        from the last byte received, and lapses if no answer is in progress."""
+        response = self.response
+        if response is None or response._complete:
+            self._timer = None
+            return
+        due = self._last_data + self.idle_timeout
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check_idle)
+            return
+        self._timer = None
+        response.fail(TimeoutError(f"the engine sent nothing for {self.idle_timeout:g} s"))
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
