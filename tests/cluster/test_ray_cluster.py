@@ -110,6 +110,24 @@ def instance(ray_cluster: LocalRayCluster, tmp_path_factory: pytest.TempPathFact
         shutil.rmtree(node_dir(NAMESPACE), ignore_errors=True)  # the launchers' watchdog log
 
 
+def test_address_auto_joins_the_cluster_running_on_this_machine(
+    ray_cluster: LocalRayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cluster.address` left at its default (`auto`) finds the cluster started on this machine, as the
+    explicit HOST:PORT does: the same nodes, the same placement."""
+    monkeypatch.setenv("SERVESTACK_HOME", str(tmp_path / "home"))
+    services = "services:\n  pair: {engine: sim, model: sim, tp: 2, replicas: 2}\n"
+    plans = {}
+    for name, cluster in (("auto", "{kind: ray}"), ("explicit", f'{{kind: ray, address: "{ray_cluster.address}"}}')):
+        stack = tmp_path / f"{name}.yaml"
+        stack.write_text(f"cluster: {cluster}\n{services}")
+        planned = run_cli("plan", "-f", str(stack), "--json", timeout=180)
+        assert planned.returncode == 0, planned.stdout + planned.stderr
+        plans[name] = [(r["node"], r["gpus"]) for r in json.loads(planned.stdout)["services"]["pair"]["replicas"]]
+    assert plans["auto"] == plans["explicit"]
+    assert len({node for node, _ in plans["auto"]}) >= 1 and all(len(gpus) == 2 for _, gpus in plans["auto"])
+
+
 def test_replicas_run_on_the_nodes_and_gpus_the_plan_chose(instance: Instance) -> None:
     print(f"\nup -d on the 4-node cluster: all {REPLICAS} replicas ready in {instance.up_seconds:.1f}s")
     planned = {

@@ -2,18 +2,15 @@
 
 What each engine needs is declared on its adapter (`sleep`, None when it has no such mode): the flags
 and environment that switch the mode on at start, and the HTTP calls that put it to sleep and wake it.
-The supervisor makes the calls (`supervisor/sleeping.py`); `with_sleep_mode` adds the flags to the
-command of a service that unloads by sleeping (`unload: sleep`), so `plan --show-commands` shows them.
+The supervisor makes the calls (`supervisor/sleeping.py`); `supervisor/launch.py` adds the flags to
+the command of a service that unloads by sleeping (`unload: sleep`), so `plan --show-commands` shows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-
-from servestack.engines.base import EngineCommand
-from servestack.stack import Service
 
 NO_ENV: Mapping[str, str] = MappingProxyType({})
 
@@ -36,10 +33,3 @@ class SleepMode:
     wake: HttpCall
     env: Mapping[str, str] = field(default_factory=lambda: NO_ENV)
     keeps: str = "its weights in host memory"  # what the sleeping process holds, for messages and docs
-
-
-def with_sleep_mode(mode: SleepMode | None, service: Service, command: EngineCommand) -> EngineCommand:
-    """`command` with the engine's sleep flags and environment when the service unloads by sleeping."""
-    if mode is None or not service.on_demand or service.unload != "sleep":
-        return command
-    return replace(command, args=[*command.args, *mode.flags], env={**command.env, **mode.env})

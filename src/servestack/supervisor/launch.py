@@ -9,10 +9,11 @@ Hugging Face token (from `environ`: the process environment and the stack's `.en
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from servestack.engines import EngineCommand, EngineConfig, get_engine
-from servestack.engines.sleep import with_sleep_mode
+from servestack.engines.sleep import SleepMode
 from servestack.runtimes import Launch, get_runtime, hub_token_env
 from servestack.stack import Service
 from servestack.supervisor.lineage import MARK_VARIABLE
@@ -58,3 +59,10 @@ def build_probe_launch(
     """A short tool run (`--version`, `--help`) of the service's engine, where the engine runs."""
     runtime = get_runtime(service.runtime, driver_cuda=driver_cuda)
     return runtime.wrap_probe(command, engine_env(service, environ), forward=MARKED)
+
+
+def with_sleep_mode(mode: SleepMode | None, service: Service, command: EngineCommand) -> EngineCommand:
+    """`command` with the engine's sleep flags and environment when the service unloads by sleeping."""
+    if mode is None or not service.on_demand or service.unload != "sleep":
+        return command
+    return replace(command, args=[*command.args, *mode.flags], env={**command.env, **mode.env})

@@ -183,8 +183,8 @@ class CorkedProtocol(HttpToolsProtocol):
         """A protocol for a new connection, set up as this unused one is.
 
         uvicorn's `__init__` looks the config, the app, two loggers and their handlers up again for every
-        connection; copying what they gave costs a tenth of that. Only the parser and the pipelined
-        requests' queue belong to one connection; the rest is the server's or is set per connection.
+        connection; copying what they gave is a dict update. Only the parser and the pipelined requests'
+        queue belong to one connection; the rest is the server's or is set per connection.
         """
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
