@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from servestack.cluster.inventory import gpu_count, gpus_of, node_of, placement_order
 from servestack.cluster.node import NodeLauncher, probe_gpus
@@ -18,9 +18,6 @@ from servestack.errors import ClusterError
 from servestack.gpus import Inventory, cluster_inventory
 from servestack.gpus.inventory import short_id
 from servestack.stack import ClusterConfig
-
-if TYPE_CHECKING:
-    from servestack.cluster.launcher import RayLaunchers
 
 PROBE_TIMEOUT = 60.0  # seconds for every node's GPU probe together (a task needs a worker started there)
 CLOSE_TIMEOUT = 5.0  # seconds on top of the stop timeout for a launcher actor to stop its engine
@@ -67,11 +64,6 @@ class RayCluster:
 
     def close(self) -> None:
         self._ray.shutdown()
-
-    def launchers(self, stop_timeout: float) -> RayLaunchers:
-        from servestack.cluster.launcher import RayLaunchers
-
-        return RayLaunchers(self, stop_timeout)
 
     def inventory(self) -> Inventory:
         """The live nodes and their GPUs (NVML on each node, else its declared GPU type)."""

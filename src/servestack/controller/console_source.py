@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from servestack.controller.console_logs import choose_logs, follow_logs
-from servestack.controller.control import error_payload, steering
+from servestack.controller.control import ServiceSteering, error_payload, steering
 from servestack.controller.redact import Redactor
 from servestack.errors import EngineError, ServestackError, StateError
 from servestack.gateway.console import LogLine
@@ -25,14 +25,31 @@ from servestack.plan.export import explore_to_dict, plan_to_dict
 from servestack.supervisor.state import UNLOADED_STATUSES, ReplicaState, replica_label
 
 if TYPE_CHECKING:
-    from servestack.controller.controller import Controller
+    from servestack.plan import Plan
+    from servestack.settings import Settings
+    from servestack.supervisor import InstanceState, Replica
+
 
 EVENTS_SHOWN = 5  # per replica: its latest events
 NVML_EVERY = 2.0  # seconds between NVML reads, whoever asks
 
 
+class ConsoleHost(ServiceSteering, Protocol):
+    """What the console reads of the running instance (the controller), besides what it steers."""
+
+    plan: Plan
+    settings: Settings
+    environ: Mapping[str, str] | None
+    instance: InstanceState | None
+
+    @property
+    def running(self) -> bool: ...
+
+    def replicas(self) -> list[Replica]: ...
+
+
 class ControllerConsole:
-    def __init__(self, controller: Controller, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, controller: ConsoleHost, *, clock: Callable[[], float] = time.time) -> None:
         self.controller = controller
         self.clock = clock
         plan = controller.plan

@@ -138,11 +138,11 @@ class Controller:
         """Where replicas run: the stack's Ray cluster (left when `serving` closes), else this machine (None)."""
         if self.plan.stack.cluster is None:
             return None
-        from servestack.cluster import RayCluster
+        from servestack.cluster import RayCluster, RayLaunchers
 
         cluster = RayCluster.connect(self.plan.stack.cluster)
         serving.callback(cluster.close)
-        return cluster.launchers(self.settings.stop_timeout)
+        return RayLaunchers(cluster, self.settings.stop_timeout)
 
     async def _open_gateway(self, sock: socket.socket, serving: contextlib.AsyncExitStack) -> str:
         """Start the gateway on `sock` and the control socket; register their shutdown on `serving`."""
