@@ -79,7 +79,8 @@ def docker(args: list[str]) -> None:
     if args[0] == "pull":
         print(f"latest: Pulling from {args[1]}\nStatus: Downloaded newer image for {args[1]}")
         return
-    if args[0] in ("stop", "rm"):  # by name: the "container" is the process `run` became, stopped by its group
+    if args[0] in ("stop", "rm") or args[:2] == ["container", "inspect"]:  # by name: the "container" is the
+        # process `run` became, stopped by its group
         print(f"Error: No such container: {args[-1]}", file=sys.stderr)
         sys.exit(1)
     assert args[0] == "run", args

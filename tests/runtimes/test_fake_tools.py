@@ -159,8 +159,10 @@ def test_sglang_in_docker_sees_only_named_variables(tmp_path: Path, fakes_on_pat
     # A leftover of the name is removed before the start; the container is stopped and removed by name.
     assert [c["argv"] for c in calls if c["argv"][0] != "run"] == [
         ["rm", "--force", name],
+        ["container", "inspect", name],  # its name is free before `run`
         ["stop", "--time", "5", name],
         ["rm", "--force", name],
+        ["container", "inspect", name],
     ]
     assert call["argv"][:5] == ["run", "--rm", "--init", "--name", name]
     assert call["argv"][call["argv"].index("SERVESTACK_ENGINE_OF") - 1] == "-e"  # the mark reaches the engine

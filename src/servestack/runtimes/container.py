@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLI_GRACE_SECONDS = 30.0  # a `stop` or `rm` the daemon does not answer in this long is given up
+NAME_FREE_POLL_SECONDS = 0.1
 
 
 def container_name(state_dir: Path, service: str, replica: int) -> str:
@@ -38,11 +39,24 @@ class Container:
         )
 
     async def remove(self) -> None:
-        """Remove it, running or not; one already gone is no error."""
+        """Remove it, running or not, and wait until its name is free; one already gone is no error.
+
+        The containers run with `--rm`: killing one starts the daemon's own removal, and a `rm` that
+        meets it returns at once ("removal already in progress") while the name is still taken, so a
+        `run` right after it would fail with a name conflict.
+        """
         await _run_quietly([self.cli, "rm", "--force", self.name], CLI_GRACE_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLI_GRACE_SECONDS
+        while loop.time() < deadline and await self._exists():
+            await asyncio.sleep(NAME_FREE_POLL_SECONDS)
+
+    async def _exists(self) -> bool:
+        return await _run_quietly([self.cli, "container", "inspect", self.name], CLI_GRACE_SECONDS) == 0
 
 
-async def _run_quietly(argv: list[str], timeout: float) -> None:
+async def _run_quietly(argv: list[str], timeout: float) -> int | None:
+    """`argv`'s exit code (None: no such CLI, or it did not finish in `timeout`)."""
     # Its own session: a Ctrl-C in the controller's terminal must not cut a stop short.
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -53,10 +67,11 @@ async def _run_quietly(argv: list[str], timeout: float) -> None:
             start_new_session=True,
         )
     except FileNotFoundError:  # no CLI: no container of it either
-        return
+        return None
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
+        return await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+        return None
