@@ -276,6 +276,7 @@ class DeadlineProtocol(CorkedProtocol):
         super().__init__(*args, **kwargs)
         self.deadlines = deadlines
         self.read_deadline: float | None = None  # loop time by which the current read phase must end
+        self.idle = False  # kept alive between requests: the deadline is the keep-alive timeout's
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -288,9 +289,10 @@ class DeadlineProtocol(CorkedProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        # A new request on a kept-alive connection: its head has the headers timeout from now on.
-        self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
-        self.deadlines.reading.add(self)
+        if self.read_deadline is None or self.idle:  # a new request on a kept-alive connection
+            self.idle = False
+            self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
+            self.deadlines.reading.add(self)
 
     def on_response_complete(self) -> None:
         """uvicorn's, with the keep-alive timeout kept by the sweep rather than a timer armed and cancelled
@@ -303,6 +305,7 @@ class DeadlineProtocol(CorkedProtocol):
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
         elif self.read_deadline is None:  # else the next request has begun already (pipelined bytes)
+            self.idle = True
             self.read_deadline = self.loop.time() + self.timeout_keep_alive
             self.deadlines.reading.add(self)
 
