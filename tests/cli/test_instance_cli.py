@@ -152,8 +152,12 @@ def test_logs_follow_prints_new_lines_of_every_replica(home: Path) -> None:
     logs.mkdir(parents=True)
     for index in (0, 1):
         (logs / f"chat.{index}.log").write_text("old\n")
+    # Ctrl-C as a terminal sends it, whatever this test runs under: a shell's background job inherits
+    # SIGINT ignored, and Python then leaves it ignored (the follower ran on for an hour once).
     follow = subprocess.Popen(
-        [sys.executable, "-m", "servestack", "logs", "chat", "-f", "-n", "0"], stdout=subprocess.PIPE
+        [sys.executable, "-m", "servestack", "logs", "chat", "-f", "-n", "0"],
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         time.sleep(1.5)  # it has opened both files
@@ -172,4 +176,9 @@ def test_logs_follow_prints_new_lines_of_every_replica(home: Path) -> None:
         assert set(printed.decode().splitlines()) == {"chat#1 | from one", "chat   | from zero"}
     finally:
         follow.send_signal(signal.SIGINT)
-        follow.wait(timeout=10)
+        try:
+            follow.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            follow.kill()  # leave nothing running, then fail
+            follow.wait()
+            raise
