@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from servestack.gateway import EndpointTable
@@ -112,6 +114,24 @@ def test_ttft_cost_spreads_cold_prompts_over_idle_replicas() -> None:
         stream(policy, target, request, clock, ttft=0.2)
         chosen.append(target.id)
     assert sorted(chosen) == ["a", "b", "c"]
+
+
+def test_ttft_cost_does_not_pile_cold_prompts_onto_a_replica_that_rejoined_with_an_empty_index() -> None:
+    clock = FakeClock()
+    pool = [endpoint("a"), endpoint("b"), endpoint("c")]
+    policy = TtftCost(clock=clock)
+
+    def send(n: int) -> str:
+        request = chat(f"{n} {LONG}", "q")
+        target = policy.choose(pool, request)
+        stream(policy, target, request, clock, ttft=0.2)
+        return target.id
+
+    for n in range(90):
+        send(n)
+    policy.forget("c")  # as when its breaker opened and it came back
+    after = Counter(send(n) for n in range(90, 120))
+    assert sorted(after) == ["a", "b", "c"] and min(after.values()) >= 6, after
 
 
 def test_ttft_cost_adds_the_wait_for_a_batch_slot_once_an_engine_is_seen_full() -> None:

@@ -28,8 +28,9 @@ For each candidate replica the expected time to first token is
   streams.
 
 The least expected TTFT wins; estimates within a few percent count as equal, and then the replica
-whose prefix index holds least wins, so distinct prefixes spread over the pool instead of piling
-onto the first replica of an idle pool. Balance needs no thresholds: a hot replica's queue grows
+where the prompt evicts least from the prefix index wins, then the least busy, then the next in turn,
+so distinct prefixes spread over the pool instead of piling onto the first replica of an idle pool
+(or onto a replica that has just rejoined with an empty index). Balance needs no thresholds: a hot replica's queue grows
 until a cold prefill elsewhere is cheaper.
 
 Not every candidate is estimated, so that a choice costs the same in a pool of 4 or of 256: the
@@ -96,6 +97,7 @@ class TtftCost(BasePolicy):
         self.sampler = sampler or Sampler()
         self._replicas: dict[str, _Replica] = {}
         self._rates = _PoolRate()
+        self._turn = 0  # rotates the choice among replicas that tie on everything else
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
         hashes = request.blocks
@@ -108,10 +110,18 @@ class TtftCost(BasePolicy):
             weighed = list(dict.fromkeys([*holders, *weighed]))  # both are the candidates' own objects
         costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in weighed]
         near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
-        # Among (near) equals, the replica holding the fewest prefixes: a cold prompt then lands
-        # where it evicts least, and distinct prefixes spread over the pool.
-        ties = [(self.index.size(c.id), c.vitals.in_flight, i) for i, c in enumerate(weighed) if costs[i] <= near]
-        return weighed[min(ties)[2]]
+        # Among (near) equals: the replica where the prompt evicts least (only a full cache evicts), then
+        # the least busy, then the next in turn, so distinct prefixes spread over the pool. Not simply the
+        # fewest prefixes held: a replica whose index was just emptied (it rejoined, or is new) would
+        # then take every cold prompt until it held as many as the others.
+        room, count, turn = self.index.capacity_blocks, len(weighed), self._turn
+        self._turn += 1
+        ties = [
+            (max(0, self.index.size(c.id) + len(hashes) - room), c.vitals.in_flight, (i - turn) % count, i)
+            for i, c in enumerate(weighed)
+            if costs[i] <= near
+        ]
+        return weighed[min(ties)[3]]
 
     def estimate(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int]) -> float:
         """Expected seconds to the first token of a `tokens`-long prompt with block `hashes` on `endpoint`."""
