@@ -28,8 +28,8 @@ from openai import OpenAI
 from harness.ray_local import NODES, LocalRayCluster
 from servestack.cluster.node import node_dir
 from servestack.supervisor.lineage import MARK_VARIABLE, marked_processes
-from tests.cluster.traffic import Tally, requests, traffic
 from tests.conftest import free_port, run_cli
+from tests.traffic import Tally, requests, traffic
 
 pytestmark = pytest.mark.ray
 

@@ -17,13 +17,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import free_port, run_cli
+from tests.traffic import Tally, judge
 
 pytestmark = pytest.mark.e2e
 
@@ -45,17 +45,6 @@ services:
 """
 
 
-@dataclass
-class Tally:
-    ok: int = 0
-    streams_ok: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    malformed: list[str] = field(default_factory=list)
-    hangs: int = 0
-    max_latency: float = 0.0
-    replicas_seen: set[str] = field(default_factory=set)
-
-
 async def one_request(session: aiohttp.ClientSession, url: str, i: int, tally: Tally) -> None:
     stream = i % STREAM_EVERY == 0
     body = {"model": "chat", "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 8}
@@ -75,29 +64,6 @@ async def one_request(session: aiohttp.ClientSession, url: str, i: int, tally: T
     finally:
         tally.max_latency = max(tally.max_latency, time.monotonic() - started)
     judge(resp.status, raw, stream, tally)
-
-
-def judge(status: int, raw: bytes, stream: bool, tally: Tally) -> None:
-    if status != 200:
-        try:
-            error = json.loads(raw)["error"]
-            assert {"message", "type", "param", "code"} <= set(error)
-            tally.failures[f"HTTP {status} {error['code']}"] += 1
-        except (ValueError, KeyError, TypeError, AssertionError):
-            tally.malformed.append(f"HTTP {status}: {raw[:200]!r}")
-        return
-    if not stream:
-        answer = json.loads(raw)
-        tally.replicas_seen.add(answer.get("system_fingerprint", ""))
-        tally.ok += 1
-        return
-    events = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
-    if events and events[-1] == b"[DONE]":
-        tally.streams_ok += 1
-    elif events and b'"error"' in events[-1]:
-        tally.failures[f"stream {json.loads(events[-1])['error']['code']}"] += 1
-    else:
-        tally.malformed.append(f"stream ended without [DONE] or an error event: {raw[-200:]!r}")
 
 
 async def load(url: str, tally: Tally) -> None:
@@ -188,7 +154,7 @@ def test_sigkilled_replicas_lose_no_requests_and_rejoin(home: Path, tmp_path: Pa
                 await asyncio.gather(*(one_request(session, url, i * STREAM_EVERY + 1, rejoin) for i in range(60)))
 
         asyncio.run(burst())
-        assert rejoin.ok == 60 and len(rejoin.replicas_seen) == 3
+        assert rejoin.ok == 60 and len(rejoin.fingerprints) == 3
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

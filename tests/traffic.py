@@ -1,4 +1,4 @@
-"""Bounded traffic through the gateway for the cluster tests: requests at a fixed concurrency until told
+"""Bounded traffic through the gateway for the cluster and chaos tests: requests at a fixed concurrency until told
 to stop, each judged as a user would (an answer, a well-formed OpenAI error, or an SSE stream ending in
 [DONE] or an error event), none allowed to hang."""
 
@@ -25,7 +25,8 @@ class Tally:
     failures: Counter[str] = field(default_factory=Counter)
     malformed: list[str] = field(default_factory=list)
     hangs: int = 0
-    fingerprints: Counter[str] = field(default_factory=Counter)
+    fingerprints: Counter[str] = field(default_factory=Counter)  # the replicas that answered, by system_fingerprint
+    max_latency: float = 0.0  # seconds, when the sender records it
 
     @property
     def non_streaming(self) -> int:
