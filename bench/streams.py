@@ -39,7 +39,7 @@ from rich.table import Table
 from harness.output import machine, write_results
 from harness.procs import HarnessError, Proc, cpu_seconds, free_port
 from harness.stream_client import StreamRun, chat_request, open_streams
-from harness.targets import CHAT_PATH, Layout, Nginx, PythonFloor, ServestackGateway, SglangRouter, Target
+from harness.targets import CHAT_PATH, Layout, Nginx, PythonFloor, PythonLean, ServestackGateway, SglangRouter, Target
 
 BENCH_DIR = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -48,6 +48,7 @@ TARGETS = {
     "nginx": lambda: Nginx(worker_connections=32768),  # client and upstream connections together
     "sglang-router": SglangRouter,
     "python-floor": PythonFloor,  # the least a Python proxy costs: the bound under any Python gateway's figures
+    "python-lean": PythonLean,  # servestack's per-request parts without the ASGI shell (an experiment)
 }
 SETTLE_SECONDS = 2.0  # after the last stream opened, before measuring
 

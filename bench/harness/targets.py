@@ -286,6 +286,29 @@ class PythonFloor(Target):
         self.wait_chat(proc)
 
 
+class PythonLean(Target):
+    """servestack's own per-request parts in a shell of callbacks (lean_gateway.py); `full`: keys, metrics and the
+    usage ledger on, as `gateway_overhead.py --full` runs servestack, else the `gateway:` section's defaults."""
+
+    def __init__(self, *, full: bool = False) -> None:
+        super().__init__("python-lean", "servestack's parts, callback shell", note="experiment: happy path only")
+        self.full = full
+
+    def start(self, layout: Layout) -> None:
+        port = free_port()
+        home = layout.tmp / "servestack-lean-home"
+        if self.full:
+            self.api_key = _create_key({"SERVESTACK_HOME": str(home)})
+            if self.api_key is None:
+                raise HarnessError("'servestack keys create' gave no key")
+        script = str(BENCH_DIR / "harness" / "lean_gateway.py")
+        argv = [sys.executable, script, str(port), layout.upstream_url, str(home), "full" if self.full else "default"]
+        proc = Proc(self.name, argv, layout.tmp, cpus=layout.proxy_cpus, env={"SERVESTACK_HOME": str(home)})
+        self.procs.append(proc)
+        self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
+        self.wait_chat(proc)
+
+
 class GatewayApp(Target):
     """The gateway app alone (no controller) under an ASGI server, to compare servers."""
 
@@ -319,6 +342,7 @@ def make_targets(names: list[str], stack_file: Path, stack_label: str) -> list[T
         "litellm": LiteLLM,
         "nginx": Nginx,
         "python-floor": PythonFloor,
+        "python-lean": lambda: PythonLean(full=_auth_enabled(stack_file)),
         "gateway-uvicorn": lambda: GatewayApp("uvicorn"),
         "gateway-granian": lambda: GatewayApp("granian"),
     }
