@@ -15,6 +15,7 @@ from servestack.engines import ENGINES
 from servestack.gateway import Endpoint, EndpointTable, Gateway, GatewayServer
 from servestack.gateway.admission.keys import KeyStore
 from servestack.gateway.edge.build import build_gateway
+from servestack.gateway.telemetry.usage import UsageLedger
 from servestack.settings import Settings
 from servestack.stack import GatewayConfig
 from tests.gateway.prod_engine import ENGINE_METRIC_NAMES, ProdEngine, start_engine
@@ -104,3 +105,12 @@ async def production_gateway(
     finally:
         await server.stop()
         await runner.cleanup()
+
+
+def ledger_rows(home: Path) -> list[dict[str, object]]:
+    """The usage ledger's rows under `home`, oldest first (read from the file, as `servestack usage` reads it)."""
+    ledger = UsageLedger(Settings(home=home).usage_db, readonly=True)
+    try:
+        return sorted(ledger.rows(), key=lambda r: int(r["id"]))  # type: ignore[call-overload]
+    finally:
+        ledger.db.close()

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway.prod_engine import ProdEngine
-from tests.gateway.prod_harness import production_gateway
-from tests.gateway.test_usage import ledger_rows
+from tests.gateway.prod_harness import ledger_rows, production_gateway
 
 pytestmark = pytest.mark.anyio
 

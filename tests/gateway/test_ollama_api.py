@@ -90,7 +90,7 @@ async def test_usage_of_ollama_requests_is_recorded(tmp_path: Path) -> None:
         assert "stream_options" not in gw.engine.received[-1]
         ledger = gw.gateway.pipeline.ledger  # type: ignore[union-attr]
     assert ledger is not None
-    from tests.gateway.test_usage import ledger_rows
+    from tests.gateway.prod_harness import ledger_rows
 
     [row] = ledger_rows(home)
     assert row["route"] == "/api/chat" and row["estimated"] == 1 and row["completion_tokens"] == len(PIECES)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from servestack.gateway.edge.app import Gateway
-from servestack.gateway.edge.protocol import CorkedTransport
+from servestack.gateway.edge.corked import CorkedTransport
 from servestack.gateway.edge.server import GatewayServer
 from servestack.stack import GatewayConfig
 from tests.gateway.conftest import Harness

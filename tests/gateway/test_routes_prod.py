@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.prod_engine import COMPLETION_TOKENS, PROMPT_TOKENS, ProdEngine, start_engine
-from tests.gateway.prod_harness import engine_endpoint, production_gateway
-from tests.gateway.test_usage import ledger_rows
+from tests.gateway.prod_harness import engine_endpoint, ledger_rows, production_gateway
 
 pytestmark = pytest.mark.anyio
 

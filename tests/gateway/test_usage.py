@@ -15,24 +15,15 @@ import httpx
 import pytest
 
 from servestack.gateway.admission.keys import KeyStore
-from servestack.gateway.telemetry.usage import UsageLedger
 from servestack.settings import Settings
 from tests.conftest import run_cli
 from tests.gateway.prod_engine import COMPLETION_TOKENS, PROMPT_TOKENS, USAGE, chat_stream
-from tests.gateway.prod_harness import production_gateway
+from tests.gateway.prod_harness import ledger_rows, production_gateway
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).parents[2]
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def ledger_rows(home: Path) -> list[dict[str, object]]:
-    ledger = UsageLedger(Settings(home=home).usage_db, readonly=True)
-    try:
-        return sorted(ledger.rows(), key=lambda r: int(r["id"]))  # type: ignore[call-overload]
-    finally:
-        ledger.db.close()
 
 
 async def test_one_row_per_request_with_tokens_from_answers_and_streams(tmp_path: Path) -> None:

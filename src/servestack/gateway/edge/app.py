@@ -26,8 +26,9 @@ from servestack.asgi import Handler, Receive, Scope, Send, header, send_error, s
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
 from servestack.gateway.admission.auth import visible
 from servestack.gateway.admission.keys import ApiKey
-from servestack.gateway.edge.pipeline import Pipeline
-from servestack.gateway.edge.protocol import CLIENT_GONE, TASK_SCOPE
+from servestack.gateway.edge.lane import Lane
+from servestack.gateway.edge.pipeline import Admission, Pipeline
+from servestack.gateway.edge.protocol import CLIENT_GONE, RESUME_SCOPE, TASK_SCOPE
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.monitor import Monitor
@@ -101,20 +102,28 @@ class Gateway:
             self._routes.update(surface.routes())
         self._routes.update(routes or {})
         self._prefixes = openai.prefixes()
+        self.lane = Lane(self, openai)  # the callback data path for OpenAI's generation routes (lane.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             scope[TASK_SCOPE] = asyncio.current_task()  # the server's protocol cancels it if the client leaves
-            try:
-                request_id, refused = self.request_ids.of(scope["headers"]), None
-            except BadRequest as error:
-                request_id, refused = self.request_ids.of(()), error
-            scope[REQUEST_ID_SCOPE] = request_id
+            resume = scope.get(RESUME_SCOPE)
+            if resume is not None:  # the callback data path took it this far (lane.py): its id is set
+                request_id, refused = scope[REQUEST_ID_SCOPE], None
+            else:
+                try:
+                    request_id, refused = self.request_ids.of(scope["headers"]), None
+                except BadRequest as error:
+                    request_id, refused = self.request_ids.of(()), error
+                scope[REQUEST_ID_SCOPE] = request_id
             send = echoing(send, request_id)
             try:
                 if refused is not None:
                     raise refused
+                if resume is not None:
+                    await resume(send)
+                    return
                 if self.home is not None and _is_browser_home(scope):
                     await send_redirect(send, self.home)
                     return
@@ -186,13 +195,18 @@ class Gateway:
             return
         admission = pipeline.admit(exchange)  # 403/429 raise here
         try:
-            if admission.waits is not None:
-                await admission.turn()
-            await self.dispatcher.dispatch(exchange, send, relay, prepare=pipeline.prepare)
+            await self.proceed(exchange, admission, send, relay)
         except BaseException as error:
             admission.done(error)
             raise
         admission.done(None)
+
+    async def proceed(self, exchange: Exchange, admission: Admission | None, send: Send, relay: Relay) -> None:
+        """An admitted exchange's turn in its model's queue, then its dispatch (`forward` less the accounting)."""
+        if admission is not None and admission.waits is not None:
+            await admission.turn()
+        pipeline = self.pipeline
+        await self.dispatcher.dispatch(exchange, send, relay, prepare=pipeline.prepare if pipeline else None)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Each service's state (its most hopeful replica's); 200 while any service can answer, else 503.

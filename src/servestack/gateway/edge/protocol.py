@@ -1,5 +1,6 @@
 """uvicorn's httptools protocol with a cap on the request head, requests that end with their
-connection, deadlines for reading a request, and one write per response.
+connection, one write per response (corked.py), deadlines for reading a request (deadlines.py), and
+requests the callback data path answers (lane.py).
 
 Head cap:
 uvicorn puts no bound on a request's line and headers: 100 MiB of headers on one connection were
@@ -17,158 +18,85 @@ count, a key's concurrency slot, a queue turn — is released at once, with no w
 The app names its task in the request's scope (`TASK_SCOPE`): uvicorn's own task set is the whole
 server's, not the connection's.
 
-Deadlines (slow-client protection):
-uvicorn closes idle keep-alive connections but puts no bound on how long a client may take to
-send a request once it started (or to send anything on a new connection). Here each connection
-notes when its current read phase must end — headers from the first byte (or from accept), the
-body from the end of the headers, the next request's first byte from the end of an answer (uvicorn's
-keep-alive timeout) — and one sweeper task per server closes connections past their deadline a few
-times per timeout, looking only at the connections in a read phase. Per request that is a few float
-stores and a set's adds and discards: no timer is armed and cancelled for every request.
-
-A stream's body parts may also skip `send` (CycleChunkWriter, offered in the request's scope): once
-its answer has started, the relay writes each part as it arrives, in the engine connection's callback,
-framed as uvicorn frames it.
-
-One write: uvicorn writes a response's head and its body separately, two send() calls where one
-would do; on loopback each costs ~20 µs of the gateway's ~160 µs per request. The connection's
-transport is corked when a request begins, and its first write holds the rest of that event-loop
-tick: what else is written in that tick (the body after the head, a stream's first chunk) goes out
-with it. A stream's later chunks arrive in later ticks and go out as they come, uncorked.
+The lane:
+a request whose head qualifies (lane.py: a POST to an OpenAI generation route, HTTP/1.1 kept alive, a
+body of known length, nothing else in flight on the connection) is collected here and handed to the
+lane with its body instead of starting an ASGI cycle. While the lane answers it, `self.cycle` is a
+`LaneCycle` stand-in, so what uvicorn does with the cycle in progress — queueing a pipelined request,
+marking a disconnect, ending keep-alive at shutdown — still holds. The lane writes its answer through
+the connection (`LaneHost`), or hands the request back (`hand_over`), and an ASGI cycle is made for it
+then, with its body already in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, Self, cast
 
 import httptools
 import orjson
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from servestack.asgi import CHUNK_WRITER_SCOPE, openai_error
+from servestack.asgi import CHUNK_WRITER_SCOPE, Scope, Send, openai_error
 from servestack.errors import HeadersTooLarge
+from servestack.gateway.edge.corked import CorkedTransport, CycleChunkWriter
 
+log = logging.getLogger("servestack.gateway")
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
 TASK_SCOPE = "servestack.task"  # where the app leaves the task that serves the request, in its ASGI scope
+# A request the callback data path (lane.py) hands to the app part-way: the coroutine that finishes it.
+RESUME_SCOPE = "servestack.resume"
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0
+Resume = Callable[[Send], Awaitable[None]]  # the rest of a request the lane hands over, run by the app
 
 
-class Deadlines:
-    """The read timeouts of one server, and the sweeper that enforces them."""
+class LaneRequest(Protocol):
+    """A request the lane is answering (lane_call.py's LaneCall)."""
 
-    def __init__(self, headers_timeout: float, body_timeout: float, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES):
-        self.max_head_bytes = max_head_bytes
-        self.headers_timeout = headers_timeout
-        self.body_timeout = body_timeout
-        self.sweep_every = min(1.0, max(0.02, min(headers_timeout, body_timeout) / 4))
-        # The connections in a read phase (a relayed stream's is over once its request is in, so ten
-        # thousand open streams cost the sweep nothing).
-        self.reading: set[DeadlineProtocol] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-
-    def watch(self, connection: DeadlineProtocol) -> None:
-        self.reading.add(connection)
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.sweep_every)
-            now = loop.time()
-            for connection in [c for c in self.reading if c.read_deadline is not None and now > c.read_deadline]:
-                connection.expire()
-
-    async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    def protocol(self) -> Any:
-        """A protocol class for `uvicorn.Config(http=...)`."""
-        return functools.partial(DeadlineProtocol, deadlines=self, max_head_bytes=self.max_head_bytes)
+    def client_gone(self) -> None: ...
+    def writable(self) -> None: ...
 
 
-class CorkedTransport:
-    """A transport that holds a response's first writes until the end of their event-loop tick, and sends
-    them in one send(); once that tick is over, writes go straight out until `cork()` is called again."""
+class LaneTaker(Protocol):
+    """The callback data path, as the protocol sees it (lane.py's Lane)."""
 
-    __slots__ = ("_corked", "_held", "_loop", "_transport")
+    paths: frozenset[bytes]
+    max_body_bytes: int
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: list[bytes] = []
-        self._corked = True
-
-    def cork(self) -> None:
-        self._corked = True
-
-    def write(self, data: bytes) -> None:
-        if self._corked:
-            if not self._held:
-                self._loop.call_soon(self.flush)
-            self._held.append(data)
-        elif not self._transport.is_closing():  # the client may be gone
-            self._transport.write(data)
-
-    def flush(self) -> None:
-        self._corked = False
-        held = self._held
-        if held:
-            self._held = []
-            if not self._transport.is_closing():  # the client may have gone within the tick
-                self._transport.write(held[0] if len(held) == 1 else b"".join(held))
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+    def take(self, host: Any, scope: Scope, body: bytes) -> LaneRequest | None: ...
 
 
-class CycleChunkWriter:
-    """The `ChunkWriter` (asgi.py) of one request: writes what uvicorn's `send` would for a body part."""
+class _Unset:
+    """The `message_event` of a lane request's stand-in cycle: nobody waits on it."""
 
-    __slots__ = ("_cycle", "_transport")
+    def set(self) -> None:
+        pass
 
-    def __init__(self, cycle: RequestResponseCycle, transport: CorkedTransport) -> None:
-        self._cycle = cycle
-        self._transport = transport
 
-    def usable(self) -> bool:
-        cycle = self._cycle
-        return cycle.response_started and cycle.chunked_encoding is True and not cycle.response_complete
+class LaneCycle:
+    """What uvicorn's protocol sees of a request the lane answers (`self.cycle`): its pipelining waits for
+    `response_complete`, a disconnect marks it, a shutdown clears `keep_alive`."""
 
-    def write(self, data: bytes) -> bool:
-        cycle = self._cycle
-        if not cycle.disconnected:
-            self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-        return not cycle.flow.write_paused
+    __slots__ = ("disconnected", "keep_alive", "message_event", "response_complete", "scope")
 
-    async def drain(self) -> None:
-        cycle = self._cycle
-        if cycle.flow.write_paused and not cycle.disconnected:
-            await cycle.flow.drain()
+    def __init__(self) -> None:
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = True
+        self.message_event = _Unset()
+        self.scope: dict[str, Any] = {}
 
 
 class CorkedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a `CorkedTransport`, with a capped request head;
-    a lost connection cancels its running request."""
+    a lost connection cancels its running request. A request the lane takes (`LaneHost`, lane.py) is
+    answered without an ASGI cycle."""
 
     def __init__(self, *args: Any, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,6 +106,11 @@ class CorkedProtocol(HttpToolsProtocol):
         self.on_lost: Callable[[], None] | None = None  # told once when the connection ends (listener.py)
         # (server, client) addresses, when the listener that accepted the connection knows them
         self.addresses: tuple[tuple[str, int], tuple[str, int]] | None = None
+        self.lane: LaneTaker | None = None  # the callback data path, when the app has one (server.py sets it)
+        self.lane_parts: list[bytes] | None = None  # the body of a request the lane will take, as it arrives
+        self.lane_call: LaneRequest | None = None  # the lane's request in progress
+        self.lane_cycle: LaneCycle | None = None
+        self.handed: RequestResponseCycle | None = None  # a lane request the app finishes
 
     def twin(self) -> Self:
         """A protocol for a new connection, set up as this unused one is.
@@ -228,24 +161,142 @@ class CorkedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.head_room = None
+        if self.lane is not None and self._lane_takes():
+            scope = self.scope
+            scope["method"] = "POST"
+            scope["path"] = self.url.decode("ascii")
+            scope["raw_path"] = self.url
+            scope["query_string"] = b""
+            self.lane_parts = []
+            return
         super().on_headers_complete()
         if self.cycle is not None:
             self.scope[CHUNK_WRITER_SCOPE] = CycleChunkWriter(self.cycle, self.corked)  # type: ignore[literal-required]
+
+    def _lane_takes(self) -> bool:
+        """Whether the request whose head just ended goes to the lane: a POST to one of its routes, HTTP/1.1
+        kept alive, nothing else in flight on the connection, a body of known length within the cap."""
+        assert self.lane is not None
+        cycle, parser = self.cycle, self.parser
+        if (
+            self.url not in self.lane.paths
+            or self.expect_100_continue
+            or (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.lane_call is not None
+            or parser.get_method() != b"POST"
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+        ):
+            return False
+        for name, value in self.headers:
+            if name == b"content-length":
+                return value.isdigit() and int(value) <= self.lane.max_body_bytes
+            if name == b"transfer-encoding":
+                return False
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if self.lane_parts is not None:
+            self.lane_parts.append(body)
+            return
+        super().on_body(body)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.corked.cork()  # the answer's head and first body part leave together
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
         self.head_room = self.max_head_bytes  # a kept-alive connection's next request
+        parts = self.lane_parts
+        if parts is None:
+            super().on_message_complete()
+            return
+        self.lane_parts = None
+        assert self.lane is not None
+        self.cycle = self.lane_cycle = LaneCycle()  # type: ignore[assignment]
+        scope = cast(Scope, self.scope)
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        try:
+            self.lane_call = self.lane.take(self, scope, body)
+        except Exception:  # a bug: raised here, the parser would answer 400 for it
+            log.exception("unexpected error taking %s %s", scope["method"], scope["path"])
+            self.lane_call = None
+            if self.lane_cycle is not None:
+                self.hand_over(scope, body, None)  # the app's own path answers it (or fails the same way, with a 500)
+
+    # LaneHost (lane.py)
+    @property
+    def keep_alive(self) -> bool:
+        return self.lane_cycle is None or self.lane_cycle.keep_alive
+
+    def write(self, data: bytes) -> None:
+        self.corked.write(data)
+
+    def write_whole(self, data: bytes) -> None:
+        transport = self.corked.raw  # past the cork: the answer is all there, in one piece
+        if not transport.is_closing():
+            transport.write(data)
+
+    def write_paused(self) -> bool:
+        return self.flow.write_paused
+
+    def abort(self) -> None:
+        self.lane_call = None
+        self.corked.close()
+
+    def answered(self) -> None:
+        stand_in = self.lane_cycle
+        assert stand_in is not None
+        self.lane_call = self.lane_cycle = None
+        stand_in.response_complete = True
+        if not stand_in.keep_alive:
+            self.corked.close()
+        self.on_response_complete()
+
+    def hand_over(self, scope: Scope, body: bytes, resume: Resume | None) -> None:
+        stand_in = self.lane_cycle
+        assert stand_in is not None
+        self.lane_call = self.lane_cycle = None
+        if resume is not None:
+            scope[RESUME_SCOPE] = resume
+        cycle = RequestResponseCycle(
+            scope=scope,  # type: ignore[arg-type]
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=stand_in.keep_alive,
+            on_response=self.on_response_complete,
+        )
+        cycle.body = bytearray(body)
+        cycle.more_body = False
+        scope[CHUNK_WRITER_SCOPE] = CycleChunkWriter(cycle, self.corked)
+        if self.cycle is stand_in:
+            self.cycle = cycle
+        else:  # the connection's next request began meanwhile (pipelined): it waits for this one
+            self.handed = cycle
+        self._start_asgi_task(cycle, self.app)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.lane_call is not None:
+            self.lane_call.writable()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
-            task = cycle.scope.get(TASK_SCOPE)
-            if isinstance(task, asyncio.Task):
-                task.cancel(CLIENT_GONE)
+        call = self.lane_call
+        if call is not None:
+            self.lane_call = None
+            call.client_gone()
+        for cycle in (self.cycle, self.handed):
+            if cycle is not None and not cycle.response_complete:
+                task = cycle.scope.get(TASK_SCOPE)
+                if isinstance(task, asyncio.Task):
+                    task.cancel(CLIENT_GONE)
         self.lost()
         super().connection_lost(exc)
 
@@ -269,59 +320,3 @@ class CorkedProtocol(HttpToolsProtocol):
         self.transport.write(head + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
         self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
-
-
-class DeadlineProtocol(CorkedProtocol):
-    def __init__(self, *args: Any, deadlines: Deadlines, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadlines = deadlines
-        self.read_deadline: float | None = None  # loop time by which the current read phase must end
-        self.idle = False  # kept alive between requests: the deadline is the keep-alive timeout's
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
-        self.deadlines.watch(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._done_reading()
-        super().connection_lost(exc)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self.read_deadline is None or self.idle:  # a new request on a kept-alive connection
-            self.idle = False
-            self.read_deadline = self.loop.time() + self.deadlines.headers_timeout
-            self.deadlines.reading.add(self)
-
-    def on_response_complete(self) -> None:
-        """uvicorn's, with the keep-alive timeout kept by the sweep rather than a timer armed and cancelled
-        for every response: an idle connection is one waiting for its next request's first byte."""
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self.flow.resume_reading()
-        if self.pipeline:
-            cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
-        elif self.read_deadline is None:  # else the next request has begun already (pipelined bytes)
-            self.idle = True
-            self.read_deadline = self.loop.time() + self.timeout_keep_alive
-            self.deadlines.reading.add(self)
-
-    def on_headers_complete(self) -> None:
-        self.read_deadline = self.loop.time() + self.deadlines.body_timeout
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._done_reading()
-        super().on_message_complete()
-
-    def expire(self) -> None:
-        self._done_reading()
-        if not self.transport.is_closing():
-            self.transport.close()
-
-    def _done_reading(self) -> None:
-        self.read_deadline = None
-        self.deadlines.reading.discard(self)

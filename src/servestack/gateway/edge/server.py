@@ -23,9 +23,11 @@ import uvicorn
 from uvicorn.server import STARTUP_FAILURE
 
 from servestack.errors import ServestackError
+from servestack.gateway.edge.deadlines import Deadlines
+from servestack.gateway.edge.lane import Lane
 from servestack.gateway.edge.listen import bind_socket
 from servestack.gateway.edge.listener import Listener
-from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, CorkedProtocol, Deadlines
+from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, CorkedProtocol
 from servestack.open_files import OpenFilesLimit, raise_open_files_limit
 from servestack.stack import TimeoutsConfig
 
@@ -36,6 +38,7 @@ KEEP_ALIVE_SECONDS = 5.0  # uvicorn's default
 
 class _Server(uvicorn.Server):
     capacity = 0  # the connections it holds at once (set before it starts)
+    lane: Lane | None = None  # the app's callback data path (lane.py), when it has one
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -50,6 +53,7 @@ class _Server(uvicorn.Server):
 
         protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
         # The first protocol serves as the pattern of every connection's, never as one itself.
+        cast(CorkedProtocol, protocol).lane = self.lane
         create_protocol = cast(CorkedProtocol, protocol).twin
         listeners = [
             Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
@@ -88,6 +92,7 @@ class GatewayServer:
             proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For parsing per request
         )
         self._server = _Server(config)
+        self._server.lane = getattr(app, "lane", None)
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -64,7 +64,7 @@ class OpenAiRelay:
             exchange.error = UpstreamError(f"{failure.message} (mid-stream)")
             await send({"type": "http.response.body", "body": sse_error_event(exchange.error), "more_body": True})
         if tap is not None:
-            _count(exchange, tap)
+            count_stream_usage(exchange, tap)
         await send(END)
 
 
@@ -93,7 +93,7 @@ def _tapped(write: Callable[[bytes], bool], tap: StreamTap) -> Callable[[bytes],
     return write_tapped
 
 
-def _count(exchange: Exchange, tap: StreamTap) -> None:
+def count_stream_usage(exchange: Exchange, tap: StreamTap) -> None:
     """The stream's token counts: the engine's usage chunk, or estimates (flagged) when it sent none."""
     prompt, completion = tap.usage()
     if prompt is None and completion is None:

@@ -50,6 +50,10 @@ class OpenAiApi:
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive, self.gateway.max_body_bytes)
+        await self.gateway.forward(self.exchange_for(scope, body), send, self.relay)
+
+    def exchange_for(self, scope: Scope, body: bytes) -> Exchange:
+        """The exchange of a generation request with `body`, its model resolved to its pool (400, 404)."""
         request = parse_object(body)
         name = request.get("model")
         if not isinstance(name, str) or not name:
@@ -64,8 +68,7 @@ class OpenAiApi:
         if target.alias is not None:  # the engine knows only its served names
             request["model"] = target.pool.model
             body = orjson.dumps(request)
-        exchange = Exchange.of(scope, target, stream=stream, body=body, payload=request)
-        await self.gateway.forward(exchange, send, self.relay)
+        return Exchange.of(scope, target, stream=stream, body=body, payload=request)
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         data = [self._model_entry(name) for name in self.gateway.visible_models(scope.get(KEY_SCOPE))]

@@ -39,12 +39,17 @@ class Response:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
-        self._headers_done = False
-        self._complete = False
-        self._error: BaseException | None = None
+        self.head_done = False  # status and headers are in
+        self.complete = False  # the body is in, to its end
+        self.error: BaseException | None = None  # what ended the answer early
         self._sink: Callable[[bytes], bool] | None = None  # where the body goes as it arrives (`forward`)
         self._sink_full = False
         self.received_any = False
+        # Told of each change (head, end, failure; body parts too when `notify_body`) instead of waking a
+        # waiter: the callback data path's reader (edge/lane.py) follows the answer from the connection's callbacks.
+        self.notify: Callable[[], None] | None = None
+        self.notify_body = True
+        self.reading_whole = False  # the reader takes the body at its end: reading never pauses for it
 
     @property
     def content(self) -> Response:
@@ -53,10 +58,11 @@ class Response:
     async def read(self, n: int = -1) -> bytes:
         """The whole body (n < 0), or up to n bytes as soon as some are there (b"" at the end)."""
         if n < 0:
-            while not self._complete:
+            self.read_whole()
+            while not self.complete:
                 await self._wait()
             return self._take_all()
-        while not self._chunks and not self._complete:
+        while not self._chunks and not self.complete:
             await self._wait()
         if not self._chunks:
             return b""
@@ -69,7 +75,7 @@ class Response:
 
     async def next_chunk(self) -> bytes:
         """As much of the body as has arrived, once some has (b"" at its end)."""
-        while not self._chunks and not self._complete:
+        while not self._chunks and not self.complete:
             await self._wait()
         return self._take_all() if self._chunks else b""
 
@@ -81,7 +87,7 @@ class Response:
             await drain()
         self._sink = sink
         try:
-            while not self._complete:
+            while not self.complete:
                 if self._sink_full:
                     await drain()
                     self._sink_full = False
@@ -90,13 +96,30 @@ class Response:
                 await self._wait()
         finally:
             self._sink = None
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
     async def iter_any(self) -> Any:
         """Yield the body in pieces, each as much as has arrived."""
         while chunk := await self.next_chunk():
             yield chunk
+
+    def stream_to(self, sink: Callable[[bytes], bool]) -> None:
+        """From now on, hand each body part to `sink` as it arrives (what is buffered first), from the
+        connection's callback; when `sink` returns False, reading pauses until `Connection.resume`."""
+        if self._chunks:
+            sink(self._take_all())
+        self._sink = sink
+
+    def take(self) -> bytes:
+        """What of the body has arrived and not been taken yet."""
+        return self._take_all() if self._chunks else b""
+
+    def read_whole(self) -> None:
+        """The reader takes the body only once it is all in: buffering it must not pause reading (past
+        HIGH_WATER it would wait forever for an end the paused connection cannot deliver)."""
+        self.reading_whole = True
+        self._connection.resume()
 
     def _take_all(self) -> bytes:
         chunks = self._chunks
@@ -108,17 +131,20 @@ class Response:
         return data
 
     async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
-        if self._error is not None and not self._chunks:
-            raise self._error
+        if self.error is not None and not self._chunks:
+            raise self.error
 
     def _wake(self) -> None:
+        if self.notify is not None:
+            self.notify()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -133,17 +159,18 @@ class Response:
             return
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > HIGH_WATER:
+        if self._buffered > HIGH_WATER and not self.reading_whole:
             self._connection.pause()
-        self._wake()
+        if self.notify_body:
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
-        if not self._complete and self._error is None:
-            self._error = error
+        if not self.complete and self.error is None:
+            self.error = error
             self._wake()
 
     def finish(self) -> None:
-        self._complete = True
+        self.complete = True
         self._wake()
 
 
@@ -187,7 +214,7 @@ class Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
-        if response._headers_done and not self._length_known:
+        if response.head_done and not self._length_known:
             response.finish()  # a body delimited by the end of the connection
         else:
             response.fail(ProtocolError("the engine closed the connection before its answer was complete"))
@@ -203,7 +230,7 @@ class Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         assert self.response is not None
         self.response.status = self.parser.get_status_code()
-        self.response._headers_done = True
+        self.response.head_done = True
         self.response._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -232,8 +259,8 @@ class Connection(asyncio.Protocol):
         return (
             not self.closed
             and response is not None
-            and response._complete
-            and response._error is None
+            and response.complete
+            and response.error is None
             and not response._chunks
             and self._keep_alive
         )
@@ -266,7 +293,7 @@ class Connection(asyncio.Protocol):
         connection (arming and cancelling one per request cost ~2 µs each): when it comes, it waits on
         from the last byte received, and lapses if no answer is in progress."""
         response = self.response
-        if response is None or response._complete:
+        if response is None or response.complete:
             self._timer = None
             return
         due = self._last_data + self.idle_timeout

@@ -24,6 +24,7 @@ Per request this is a small record in a set on the endpoint's vitals: no timer, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,9 @@ class FirstByteDeadline:
     automatic budget is only worked out once a wait has outlasted the least any budget can be.
     """
 
-    __slots__ = ("_cancelling", "_task", "endpoint", "exchange", "fixed", "reason", "retryable", "seen", "since")
+    __slots__ = (
+        "_cancelling", "_on_expire", "_task", "endpoint", "exchange", "fixed", "reason", "retryable", "seen", "since",
+    )  # fmt: skip
 
     def __init__(self, exchange: Exchange, endpoint: Endpoint, fixed: float | None, *, retryable: bool) -> None:
         self.exchange = exchange
@@ -81,11 +84,17 @@ class FirstByteDeadline:
         assert task is not None
         self._task = task
         self._cancelling = task.cancelling()
+        self.arm(task.get_loop().time(), task.cancel)
+        return self
+
+    def arm(self, now: float, on_expire: Callable[[], object]) -> None:
+        """Start watching at `now` (loop time); `on_expire` is called once if the deadline comes (the
+        `async with` form cancels its task; the callback data path, edge/lane.py, ends its call)."""
         vitals = self.endpoint.vitals
-        self.since = task.get_loop().time()
+        self._on_expire = on_expire
+        self.since = now
         self.seen = vitals.progress
         vitals.waiting.add(self)
-        return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -119,7 +128,7 @@ class FirstByteDeadline:
         if self.reason is None and self in self.endpoint.vitals.waiting:
             self.endpoint.vitals.waiting.discard(self)
             self.reason = reason
-            self._task.cancel()
+            self._on_expire()
 
 
 class _NoDeadline:
@@ -132,6 +141,9 @@ class _NoDeadline:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+    def arm(self, now: float, on_expire: Callable[[], object]) -> None:
+        pass
 
     def started(self) -> None:
         pass

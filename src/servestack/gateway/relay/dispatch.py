@@ -94,21 +94,18 @@ class Dispatcher:
 
     async def _relay(self, pool: Pool, exchange: Exchange, send: Send, relay: Relay, prepare: Prepare | None) -> None:
         self.budget.deposit()
+        await self.resume(exchange, send, relay, prepare, tried=[])
+
+    async def resume(
+        self, exchange: Exchange, send: Send, relay: Relay, prepare: Prepare | None, *, tried: list[str]
+    ) -> None:
+        """Try the replicas of `exchange`'s pool not in `tried` until one answers (the callback data path,
+        edge/lane.py, continues here after its first attempt failed)."""
+        pool = exchange.pool
         request = RouteRequest(exchange.payload)
         watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
-        tried: list[str] = []
         while True:
-            try:
-                attempt = pool.choose(request, exclude=tried)
-            except GatewayError:
-                if exchange.error is None:
-                    raise
-                # The replicas left went away while the first ones failed: answer with that failure.
-                raise exchange.error from None
-            tried.append(attempt.endpoint.id)
-            exchange.attempts += 1
-            exchange.error = exchange.status = exchange.first_byte_at = None
-            exchange.retryable = self._may_retry(pool, tried)
+            attempt = self.attempt(exchange, request, tried)
             relay_to = _FirstChunkWatch(send, pool, attempt) if watch_first else send
             try:
                 if prepare is not None:
@@ -120,16 +117,39 @@ class Dispatcher:
                 pool.abandon(attempt)  # the gateway's own shortage: no fault of the replica, none would fare better
                 raise
             except GatewayError as error:
-                pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
-                exchange.error = error
-                if not (exchange.retryable and error.status >= 500 and self._spend(error)):
-                    raise
+                self.failed(exchange, attempt, error)
                 continue
             except BaseException:
                 pool.abandon(attempt)  # cancelled: not the engine's doing, but its bookkeeping must end
                 raise
             _finish(pool, attempt, exchange)
             return
+
+    def attempt(self, exchange: Exchange, request: RouteRequest, tried: list[str]) -> Attempt:
+        """The next replica to try `exchange` on (added to `tried`)."""
+        try:
+            attempt = exchange.pool.choose(request, exclude=tried)
+        except GatewayError:
+            if exchange.error is None:
+                raise
+            # The replicas left went away while the first ones failed: answer with that failure.
+            raise exchange.error from None
+        tried.append(attempt.endpoint.id)
+        exchange.attempts += 1
+        exchange.error = exchange.status = exchange.first_byte_at = None
+        exchange.retryable = self._may_retry(exchange.pool, tried)
+        return attempt
+
+    def failed(self, exchange: Exchange, attempt: Attempt, error: GatewayError) -> None:
+        """Account for `attempt` failing with `error` before the client got anything; raises `error` unless
+        the request may be retried on another replica."""
+        exchange.pool.finish(attempt, ok=error.status < 500)  # a 4xx is about the request, not the replica
+        exchange.error = error
+        if not (exchange.retryable and error.status >= 500 and self._spend(error)):
+            raise error
+
+    def succeeded(self, exchange: Exchange, attempt: Attempt) -> None:
+        _finish(exchange.pool, attempt, exchange)
 
     def _spend(self, error: GatewayError) -> bool:
         """Whether the retry budget allows retrying after `error`. The budget keeps retries from piling onto

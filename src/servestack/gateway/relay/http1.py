@@ -71,7 +71,7 @@ class _Exchange:
                 raise Abandoned(self._abandoned)
             response = connection.start(request, self._data)
             try:
-                while not response._headers_done:
+                while not response.head_done:
                     await response._wait()
                 return response
             except ProtocolError:
@@ -144,17 +144,24 @@ class Http1Pool:
 
     async def acquire(self, key: tuple[str, int]) -> tuple[Connection, bool]:
         """An idle connection to `key` (reused=True), or a new one."""
+        connection = self.take_idle(key)
+        if connection is not None:
+            return connection, True
+        return await self.connect(key), False
+
+    def take_idle(self, key: tuple[str, int]) -> Connection | None:
+        """The newest idle connection to `key` that has not expired, if any."""
         idle = self._idle.get(key)
         if idle:
-            now = asyncio.get_running_loop().time()
+            now = idle[-1]._loop.time()
             while idle:
                 connection = idle.pop()
                 if not connection.closed and now - connection.idle_since < self.keepalive_expiry:
-                    return connection, True
+                    return connection
                 connection.close()
-        return await self._connect(key), False
+        return None
 
-    async def _connect(self, key: tuple[str, int]) -> Connection:
+    async def connect(self, key: tuple[str, int]) -> Connection:
         loop = asyncio.get_running_loop()
         host, port = key
         try:
@@ -168,6 +175,11 @@ class Http1Pool:
             raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self.connections_made += 1
         return connection
+
+    def recycle(self, connection: Connection) -> None:
+        """Take back a connection whose answer was read to its end: idle again if it can be reused, else closed."""
+        if connection.release():
+            self.put_back(connection)
 
     def put_back(self, connection: Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])

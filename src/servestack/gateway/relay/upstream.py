@@ -145,6 +145,14 @@ class Upstream:
             await self._session.close()
             self._session = None
 
+    def failure(self, endpoint: Endpoint, exc: BaseException, first_byte: Deadline) -> GatewayError:
+        """The gateway's error for a call to `endpoint` that failed with `exc` (see the module's docstring)."""
+        if exhausted(exc):  # no descriptor for the engine's connection: the gateway's own shortage
+            error = shortage(exc)
+            self._shortages.note(error)
+            return error
+        return _upstream_error(endpoint, exc, first_byte)
+
     @contextlib.asynccontextmanager
     async def call(self, exchange: Exchange, endpoint: Endpoint) -> AsyncIterator[Answer]:
         """Send `exchange.body` to `endpoint` at `exchange.upstream_path`; the answer once its head is in.
@@ -167,11 +175,7 @@ class Upstream:
         except GatewayError:
             raise
         except Exception as exc:
-            if exhausted(exc):  # no descriptor for the engine's connection: the gateway's own shortage
-                error = shortage(exc)
-                self._shortages.note(error)
-                raise error from exc
-            raise _upstream_error(endpoint, exc, first_byte) from exc
+            raise self.failure(endpoint, exc, first_byte) from exc
         finally:
             endpoint.vitals.calls.discard(call)
             endpoint.in_flight -= 1
