@@ -50,15 +50,17 @@ PARTS = [
     ("routing and endpoints (fleet/)", ("gateway/fleet/",)),
     ("health probes and scrapes (aiohttp)", ("aiohttp/",)),
     (
-        "HTTP server (uvicorn + httptools, edge/protocol.py, edge/listener.py)",
+        "HTTP server (uvicorn + httptools, edge/protocol.py, corked.py, deadlines.py, listener.py)",
         (
             "uvicorn/",
             "httptools",
             "gateway/edge/protocol.py",
+            "gateway/edge/corked.py",
+            "gateway/edge/deadlines.py",
             "gateway/edge/listener.py",
         ),
     ),
-    ("gateway handler (edge/app.py, surfaces, dispatch)", ("servestack/gateway/", "servestack/asgi.py")),
+    ("gateway handler (edge/app.py, edge/lane*.py, surfaces, dispatch)", ("servestack/gateway/", "servestack/asgi.py")),
     ("event loop (uvloop C code, syscalls)", ("asyncio/runners.py", "uvloop")),
 ]
 OTHER = "other (controller, supervisor, asyncio)"
