@@ -85,10 +85,15 @@ class CycleChunkWriter:
     def write(self, data: bytes) -> bool:
         cycle = self._cycle
         if not cycle.disconnected:
-            self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._transport.write(chunk(data))
         return not cycle.flow.write_paused
 
     async def drain(self) -> None:
         cycle = self._cycle
         if cycle.flow.write_paused and not cycle.disconnected:
             await cycle.flow.drain()
+
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one part of a chunked HTTP/1.1 body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)

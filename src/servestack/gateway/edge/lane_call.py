@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from servestack.asgi import Scope, Send, sse_error_event
 from servestack.errors import GatewayError, InternalError, OpenFilesExhausted, UpstreamError
+from servestack.gateway.edge.corked import chunk as framed
 from servestack.gateway.edge.lane_types import LaneHost, LaneState, raising
 from servestack.gateway.edge.pipeline import Admission
 from servestack.gateway.edge.protocol import CLIENT_GONE, Resume
@@ -29,10 +30,9 @@ from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.http1 import Abandoned
 from servestack.gateway.relay.prompt import GENERATION_PATHS, check_context
-from servestack.gateway.relay.upstream import RELAYED_RESPONSE_HEADERS, upstream_headers
+from servestack.gateway.relay.upstream import relayed_headers, upstream_headers
 
 log = logging.getLogger("servestack.gateway")
-RELAYED = tuple((name, name.lower().encode()) for name in RELAYED_RESPONSE_HEADERS)
 
 
 class LaneCall:
@@ -236,7 +236,7 @@ class LaneCall:
         if chunk and tap is not None:
             chunk = tap.feed(chunk)
         if chunk or head:  # a head goes out with the first chunk
-            self.host.write(head + b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunk else head)
+            self.host.write(head + framed(chunk) if chunk else head)
         if head and not response.complete and response.error is None:
             response.stream_to(self._relay)  # the next parts go straight through; their end comes back here
         if response.error is not None:
@@ -258,23 +258,20 @@ class LaneCall:
         self.attempt.endpoint.vitals.progress += 1
         if self.tap is not None and not (chunk := self.tap.feed(chunk)):
             return True
-        self.host.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.host.write(framed(chunk))
         return not self.host.write_paused()
 
     def _end_stream(self, last: bytes) -> None:
         if last:
-            self.host.write(b"%x\r\n%s\r\n" % (len(last), last))
+            self.host.write(framed(last))
         if self.tap is not None:
             count_stream_usage(self.exchange, self.tap)
         self.host.write(b"0\r\n\r\n")
         self._succeeded()
 
     def _head(self, response: Response, framing: bytes) -> bytes:
-        headers = response.headers
         lines = [STATUS_LINE[response.status]]
-        for name, lower in RELAYED:
-            if (value := headers.get(name)) is not None:
-                lines.append(b"%s: %s\r\n" % (lower, value.encode("latin-1")))
+        lines += [b"%s: %s\r\n" % header for header in relayed_headers(response.headers)]
         lines.append(framing)
         lines.append(b"x-request-id: %s\r\n" % self.exchange.request_id.encode())
         if not self.host.keep_alive:

@@ -112,6 +112,7 @@ class Http1Pool:
         self.max_idle = max_idle
         self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._urls: dict[str, tuple[tuple[str, int], bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.connections_made = 0
 
     def post(self, url: str, *, data: bytes, headers: dict[str, str]) -> _Exchange:
@@ -153,7 +154,10 @@ class Http1Pool:
         """The newest idle connection to `key` that has not expired, if any."""
         idle = self._idle.get(key)
         if idle:
-            now = idle[-1]._loop.time()
+            loop = self._loop
+            if loop is None:  # asyncio.get_running_loop() is a getpid() syscall on Python 3.11: once, not per request
+                loop = self._loop = asyncio.get_running_loop()
+            now = loop.time()
             while idle:
                 connection = idle.pop()
                 if not connection.closed and now - connection.idle_since < self.keepalive_expiry:

@@ -32,6 +32,7 @@ from typing import Literal
 
 from servestack.errors import GatewayError, ReplicaGone, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
+from servestack.gateway.relay.connection import Headers
 from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
@@ -43,6 +44,12 @@ log = logging.getLogger("servestack.gateway")
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
+_RELAYED = tuple((name, name.lower().encode()) for name in RELAYED_RESPONSE_HEADERS)
+
+
+def relayed_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """Of an engine's response `headers`, those a byte-for-byte relay passes on to the client."""
+    return [(raw, value.encode("latin-1")) for name, raw in _RELAYED if (value := headers.get(name)) is not None]
 
 
 class Answer:
@@ -62,12 +69,7 @@ class Answer:
 
     def relayed_headers(self) -> list[tuple[bytes, bytes]]:
         """The response headers a byte-for-byte relay passes on to the client."""
-        headers = self._response.headers
-        return [
-            (name.lower().encode(), value.encode("latin-1"))
-            for name in RELAYED_RESPONSE_HEADERS
-            if (value := headers.get(name)) is not None
-        ]
+        return relayed_headers(self._response.headers)
 
     async def read(self) -> bytes:
         """The whole body; the answer has begun once it is in (the first-byte deadline no longer applies)."""
