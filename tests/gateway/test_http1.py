@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -349,3 +350,38 @@ def test_a_burst_leaves_at_most_max_idle_connections_open(run: Callable[[Any], A
         return idle, still_open
 
     assert run(scenario()) == (2, 2)
+
+
+def test_a_connect_that_hangs_times_out_and_can_be_cancelled(run: Callable[[Any], Any]) -> None:
+    """An engine whose accept queue is full: the SYN goes unanswered and the connect waits until its deadline."""
+
+    async def scenario() -> tuple[str, bool]:
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(0)  # never accepted: one or two connections fill the queue
+        port = listening.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+                fillers.append(filler)
+            pool = Http1Pool(connect_timeout=0.3)
+            with pytest.raises(TimeoutError) as timed_out:
+                await pool.connect(("127.0.0.1", port))
+            waiting = asyncio.create_task(pool.connect(("127.0.0.1", port)))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await asyncio.sleep(0.4)  # past the deadline: a cancelled connect reports nothing more
+            return str(timed_out.value), waiting.cancelled()
+        finally:
+            for filler in fillers:
+                filler.close()
+            listening.close()
+
+    message, cancelled = run(scenario())
+    assert "took longer than 0.3 s" in message and cancelled

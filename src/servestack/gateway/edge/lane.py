@@ -48,7 +48,6 @@ class Lane:
         self.max_body_bytes = gateway.max_body_bytes
         self.loop: asyncio.AbstractEventLoop | None = None
         self.answered = 0  # requests answered on the lane
-        self.connecting: set[asyncio.Task[None]] = set()  # engine connections being made (held: tasks are weak)
         self.handed_over = 0  # requests it took and the ASGI app finished
 
     def take(self, host: LaneHost, scope: Scope, body: bytes) -> LaneCall | None:

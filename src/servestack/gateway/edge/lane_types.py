@@ -40,7 +40,6 @@ class LaneState(Protocol):
     loop: asyncio.AbstractEventLoop | None
     answered: int
     handed_over: int
-    connecting: set[asyncio.Task[None]]
 
 
 class LaneHost(Protocol):

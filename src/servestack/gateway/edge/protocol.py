@@ -31,11 +31,11 @@ then, with its body already in.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, Self, cast
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol, cast
 
 import httptools
 import orjson
@@ -79,18 +79,21 @@ class _Unset:
         pass
 
 
+UNSET = _Unset()
+
+
 class LaneCycle:
     """What uvicorn's protocol sees of a request the lane answers (`self.cycle`): its pipelining waits for
     `response_complete`, a disconnect marks it, a shutdown clears `keep_alive`."""
 
-    __slots__ = ("disconnected", "keep_alive", "message_event", "response_complete", "scope")
+    __slots__ = ("disconnected", "keep_alive", "message_event", "response_complete")
+    scope: Mapping[str, Any] = MappingProxyType({})  # no task of its own to cancel (connection_lost)
 
     def __init__(self) -> None:
         self.response_complete = False
         self.disconnected = False
         self.keep_alive = True
-        self.message_event = _Unset()
-        self.scope: dict[str, Any] = {}
+        self.message_event = UNSET
 
 
 class CorkedProtocol(HttpToolsProtocol):
@@ -112,20 +115,27 @@ class CorkedProtocol(HttpToolsProtocol):
         self.lane_cycle: LaneCycle | None = None
         self.handed: RequestResponseCycle | None = None  # a lane request the app finishes
 
-    def twin(self) -> Self:
-        """A protocol for a new connection, set up as this unused one is.
+    def factory(self) -> Callable[[], CorkedProtocol]:
+        """Makes a protocol for each new connection, set up as this unused one is.
 
         uvicorn's `__init__` looks the config, the app, two loggers and their handlers up again for every
-        connection; copying what they gave is a dict update. Only the parser and the pipelined requests'
-        queue belong to one connection; the rest is the server's or is set per connection.
+        connection. Here what this one holds becomes the class attributes of a subclass, so a connection's
+        protocol is made with only what belongs to one connection — the parser and the queue of pipelined
+        requests — and no per-connection dict to copy (or for the collector to walk) at all.
         """
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.parser = httptools.HttpRequestParser(twin)
-        with contextlib.suppress(AttributeError):  # httptools < 0.6.3, as uvicorn does
-            twin.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        twin.pipeline = deque()
-        return twin
+        shared = {name: value for name, value in self.__dict__.items() if name not in ("parser", "pipeline")}
+        kind = type(type(self).__name__, (type(self),), shared)
+        lenient = hasattr(httptools.HttpRequestParser, "set_dangerous_leniencies")  # httptools >= 0.6.3
+
+        def make() -> CorkedProtocol:
+            protocol: CorkedProtocol = object.__new__(kind)
+            protocol.parser = parser = httptools.HttpRequestParser(protocol)
+            if lenient:
+                parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn does
+            protocol.pipeline = deque()
+            return protocol
+
+        return make
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.corked = corked = CorkedTransport(transport, self.loop)

@@ -54,7 +54,7 @@ class _Server(uvicorn.Server):
         protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
         # The first protocol serves as the pattern of every connection's, never as one itself.
         cast(CorkedProtocol, protocol).lane = self.lane
-        create_protocol = cast(CorkedProtocol, protocol).twin
+        create_protocol = cast(CorkedProtocol, protocol).factory()
         listeners = [
             Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
         ]

@@ -20,9 +20,11 @@ disconnect and stops generating. One connection and the answer on it: connection
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import urlsplit
 
+from servestack.driven import Driven
 from servestack.gateway.relay.connection import Connection, ProtocolError, Response
 from servestack.open_files import exhausted
 
@@ -39,6 +41,50 @@ class ConnectError(Exception):
 
 class Abandoned(Exception):
     """The gateway ended the call: the engine behind it is gone (the message says why)."""
+
+
+Connected = Callable[["Connection | None", "BaseException | None"], None]
+
+
+class Opening:
+    """A connection being opened (`Http1Pool.open`): uvloop's `create_connection` stepped without a Task
+    (driven.py), with a timer for its deadline."""
+
+    __slots__ = ("_done", "_driven", "_key", "_late", "_pool", "_timer")
+
+    def __init__(self, pool: Http1Pool, loop: asyncio.AbstractEventLoop, key: tuple[str, int], done: Connected) -> None:
+        self._pool = pool
+        self._key = key
+        self._done = done
+        self._late = False  # the deadline came
+        self._timer: asyncio.TimerHandle | None = loop.call_later(pool.connect_timeout, self._deadline)
+        host, port = key
+        connecting = loop.create_connection(lambda: Connection(key, pool.idle_timeout), host, port)
+        self._driven = Driven(connecting, self._made)
+
+    def cancel(self) -> None:
+        """Stop opening: a connection made meanwhile is closed; `done` hears a `CancelledError`."""
+        self._driven.throw(asyncio.CancelledError())
+
+    def _deadline(self) -> None:
+        # A cancellation, not a TimeoutError: uvloop takes an OSError for that address's failure and tries the next.
+        self._late = True
+        self._driven.throw(asyncio.CancelledError())
+
+    def _made(self, pair: tuple[object, Connection] | None, error: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None  # a cancelled timer still holds its callback, and so this: no cycle for the collector
+        if pair is not None:
+            self._pool.connections_made += 1
+            self._done(pair[1], None)
+            return
+        host, port = self._key
+        if self._late:
+            error = TimeoutError(f"connecting to {host}:{port} took longer than {self._pool.connect_timeout:g} s")
+        elif isinstance(error, OSError) and not exhausted(error):  # the gateway's own shortage goes as it is
+            error = ConnectError(f"cannot connect to {host}:{port}: {error.strerror or error}")
+        self._done(None, error)
 
 
 class _Exchange:
@@ -166,19 +212,32 @@ class Http1Pool:
         return None
 
     async def connect(self, key: tuple[str, int]) -> Connection:
-        loop = asyncio.get_running_loop()
-        host, port = key
+        """A new connection to `key`; the errors are `open`'s."""
+        made: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+
+        def done(connection: Connection | None, error: BaseException | None) -> None:
+            if made.cancelled():
+                if connection is not None:
+                    connection.close()
+            elif connection is not None:
+                made.set_result(connection)
+            else:
+                made.set_exception(error or ConnectError(f"cannot connect to {key[0]}:{key[1]}"))
+
+        opening = self.open(key, done)
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, connection = await loop.create_connection(lambda: Connection(key, self.idle_timeout), host, port)
-        except TimeoutError:
-            raise TimeoutError(f"connecting to {host}:{port} took longer than {self.connect_timeout:g} s") from None
-        except OSError as exc:
-            if exhausted(exc):
-                raise  # the gateway's own shortage, not the engine's (open_files.py)
-            raise ConnectError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-        self.connections_made += 1
-        return connection
+            return await made
+        except asyncio.CancelledError:
+            opening.cancel()
+            raise
+
+    def open(self, key: tuple[str, int], done: Connected) -> Opening:
+        """Open a new connection to `key` from callbacks: `done(connection, None)`, or `done(None, error)`
+        with a `ConnectError`, a `TimeoutError` past `connect_timeout`, or the `OSError` of the gateway's
+        own shortage of descriptors (open_files.py). `done` may be called before this returns."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return Opening(self, self._loop, key, done)
 
     def recycle(self, connection: Connection) -> None:
         """Take back a connection whose answer was read to its end: idle again if it can be reused, else closed."""
