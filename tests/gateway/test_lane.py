@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,55 @@ async def test_a_whole_answer_larger_than_the_relay_buffer_arrives_whole() -> No
                 response = await client.post(path, json=body)
                 assert response.status_code == 200
                 assert response.json()["choices"][0]["message"]["content"] == content
+    finally:
+        await server.stop()
+        await runner.cleanup()
+
+
+async def test_a_client_that_reads_slowly_gets_a_large_stream_whole() -> None:
+    """Writing to a client that does not read pauses (the engine is read no faster than the client takes it)
+    and resumes when it reads again: on both paths, the whole stream arrives, in order."""
+    events = [b'data: {"n":%d,"pad":"%s"}\n\n' % (n, b"x" * 4000) for n in range(1000)]  # ~4 MB
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(event)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    engine_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    table = EndpointTable()
+    table.upsert(Endpoint(id="big.0", service="big", models=("big",), base_url=engine_url, ready=True))
+    gateway = Gateway(table)
+    server = GatewayServer(gateway, "127.0.0.1", 0)
+    await server.start()
+    host, port = server.url.removeprefix("http://").split(":")
+    body = orjson.dumps({"model": "big", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    try:
+        for path in (b"/v1/chat/completions", ASGI.encode()):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a small window: the gateway must wait
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path, len(body), body))
+            await asyncio.sleep(0.5)  # not reading meanwhile
+            received = b""
+            while not received.endswith(b"0\r\n\r\n"):
+                received += await asyncio.wait_for(reader.read(1 << 20), 10)
+            writer.close()
+            numbers = [int(part.split(b",")[0]) for part in received.split(b'{"n":')[1:]]
+            assert numbers == list(range(1000)) and b"data: [DONE]" in received
+        assert gateway.lane.answered == 1
     finally:
         await server.stop()
         await runner.cleanup()

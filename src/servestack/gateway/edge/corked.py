@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 
@@ -97,3 +98,32 @@ class CycleChunkWriter:
 def chunk(data: bytes) -> bytes:
     """`data` as one part of a chunked HTTP/1.1 body."""
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class Flow(FlowControl):
+    """uvicorn's flow control, less the event a writer waits on until writing first pauses: most connections
+    never pause, and an Event (with its deque) on each of ten thousand is work for the collector."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:  # uvicorn's makes its Event here: not called
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._writable: asyncio.Event | None = None
+
+    async def drain(self) -> None:
+        if self._writable is not None:
+            await self._writable.wait()
+
+    def pause_writing(self) -> None:
+        if not self.write_paused:
+            self.write_paused = True
+            if self._writable is None:
+                self._writable = asyncio.Event()
+            else:
+                self._writable.clear()
+
+    def resume_writing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            assert self._writable is not None
+            self._writable.set()

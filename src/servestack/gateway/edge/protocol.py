@@ -39,12 +39,11 @@ from typing import Any, Protocol, cast
 
 import httptools
 import orjson
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from servestack.asgi import CHUNK_WRITER_SCOPE, Scope, Send, openai_error
 from servestack.errors import HeadersTooLarge
-from servestack.gateway.edge.corked import CorkedTransport, CycleChunkWriter
+from servestack.gateway.edge.corked import CorkedTransport, CycleChunkWriter, Flow
 
 log = logging.getLogger("servestack.gateway")
 CLIENT_GONE = "servestack: the client disconnected"  # the cancel message of a request whose client left
@@ -146,7 +145,7 @@ class CorkedProtocol(HttpToolsProtocol):
         # pseudo-socket and a syscall for each (a tenth of the CPU of opening a stream).
         self.connections.add(self)
         self.transport = corked  # type: ignore[assignment]
-        self.flow = FlowControl(corked)  # type: ignore[arg-type]
+        self.flow = Flow(corked)  # type: ignore[arg-type]
         self.server, self.client = self.addresses
         self.scheme = "http"
 
