@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from collections.abc import Callable
 import orjson
 
 from servestack.asgi import openai_error
+from servestack.driven import Driven
 from servestack.errors import OpenFilesExhausted
 from servestack.gateway.edge.protocol import CorkedProtocol
 from servestack.open_files import ShortageLog, exhausted, shortage
@@ -93,8 +93,7 @@ class Listener:
             protocol = factory()
             protocol.on_lost = self._lost
             protocol.addresses = (self._address, client[:2])
-            handed = loop.create_task(loop.connect_accepted_socket(functools.partial(_same, protocol), conn))
-            handed.add_done_callback(functools.partial(_handed, protocol))
+            Driven(loop.connect_accepted_socket(protocol.itself, conn), protocol.attached)  # no Task: driven.py
 
     def _lost(self) -> None:
         self.held -= 1
@@ -119,16 +118,6 @@ class Listener:
     def _pause_briefly(self) -> None:
         self._pause()
         self._resume_later = self._loop.call_later(RETRY_ACCEPT_SECONDS, self._resume)
-
-
-def _same(protocol: CorkedProtocol) -> CorkedProtocol:
-    return protocol
-
-
-def _handed(protocol: CorkedProtocol, task: asyncio.Task[object]) -> None:
-    """A connection reset before it reached its protocol is closed without it."""
-    if task.cancelled() or task.exception() is not None:
-        protocol.lost()
 
 
 async def _answer_when_asked(loop: asyncio.AbstractEventLoop, conn: socket.socket, error: OpenFilesExhausted) -> None:

@@ -35,7 +35,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, Self, cast
 
 import httptools
 import orjson
@@ -178,6 +178,7 @@ class CorkedProtocol(HttpToolsProtocol):
             scope["query_string"] = b""
             self.lane_parts = []
             return
+        self._for_app(cast(Scope, self.scope))
         super().on_headers_complete()
         if self.cycle is not None:
             self.scope[CHUNK_WRITER_SCOPE] = CycleChunkWriter(self.cycle, self.corked)  # type: ignore[literal-required]
@@ -212,8 +213,22 @@ class CorkedProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, less the scope's "asgi" and "state" entries: only a request the app serves needs them
+        # (`_for_app`), and a lane request would make two dicts for nothing.
+        self.url = b""
+        self.expect_100_continue = False
+        headers: list[tuple[bytes, bytes]] = []
+        self.headers = headers
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http", "http_version": "1.1", "server": self.server, "client": self.client,
+            "scheme": self.scheme, "root_path": self.root_path, "headers": headers,
+        }  # fmt: skip
         self.corked.cork()  # the answer's head and first body part leave together
+
+    def _for_app(self, scope: Scope) -> None:
+        """Complete a request's scope as uvicorn makes it, for the ASGI app."""
+        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.3"}
+        scope["state"] = self.app_state.copy()
 
     def on_message_complete(self) -> None:
         self.head_room = self.max_head_bytes  # a kept-alive connection's next request
@@ -269,6 +284,7 @@ class CorkedProtocol(HttpToolsProtocol):
         self.lane_call = self.lane_cycle = None
         if resume is not None:
             scope[RESUME_SCOPE] = resume
+        self._for_app(scope)
         cycle = RequestResponseCycle(
             scope=scope,  # type: ignore[arg-type]
             transport=self.transport,
@@ -308,6 +324,16 @@ class CorkedProtocol(HttpToolsProtocol):
                     task.cancel(CLIENT_GONE)
         self.lost()
         super().connection_lost(exc)
+
+    def itself(self) -> Self:
+        """The factory `connect_accepted_socket` takes, for a protocol made already (listener.py)."""
+        return self
+
+    def attached(self, _pair: object, error: BaseException | None) -> None:
+        """The listener's `connect_accepted_socket` ended: a connection reset before it reached this protocol
+        is closed without it."""
+        if error is not None:
+            self.lost()
 
     def lost(self) -> None:
         """Tell whoever counts this connection that it ended (once)."""
