@@ -385,3 +385,33 @@ def test_a_connect_that_hangs_times_out_and_can_be_cancelled(run: Callable[[Any]
 
     message, cancelled = run(scenario())
     assert "took longer than 0.3 s" in message and cancelled
+
+
+def test_an_engine_that_keeps_sending_is_not_timed_out(run: Callable[[Any], Any]) -> None:
+    """The idle timeout counts from the last byte: a stream slower in total than the timeout, but never
+    silent that long, arrives whole; a second request on the same connection is watched afresh."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for n in range(8):
+                writer.write(b"1\r\n%d\r\n" % n)
+                await writer.drain()
+                await asyncio.sleep(0.1)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def scenario() -> list[bytes]:
+        server, url = await serve(handler)
+        pool = Http1Pool(idle_timeout=0.3)
+        bodies = []
+        try:
+            for _ in range(2):
+                async with pool.post(url, data=b"{}", headers=JSON) as response:
+                    bodies.append(await response.read())
+        finally:
+            server.close()
+        return bodies
+
+    assert run(scenario()) == [b"01234567"] * 2

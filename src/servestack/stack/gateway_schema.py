@@ -57,7 +57,9 @@ class TimeoutsConfig(_Strict):
     headers: Seconds = Field(default=10.0, description="A client's request line and headers must arrive within this.")
     body: Seconds = Field(default=60.0, description="A client's request body must arrive within this.")
     connect: Seconds = Field(default=5.0, description="Connecting to an engine.")
-    idle: Seconds = Field(default=600.0, description="Longest silence from an engine while it answers.")
+    idle: Seconds = Field(
+        default=600.0, description="Longest silence from an engine while it answers (enforced within a quarter more)."
+    )
     first_byte: float | Literal["auto"] = Field(
         default="auto",
         description="Longest wait for an engine's answer to begin (a stream's first chunk; a whole answer, which "

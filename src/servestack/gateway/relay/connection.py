@@ -2,8 +2,8 @@
 
 The connection feeds httptools' parser from its transport; the parser's callbacks fill the `Response`,
 which a request reads whole, chunk by chunk, or has forwarded piece by piece from the connection's
-callback (`forward`). Reading pauses while more than `HIGH_WATER` bytes wait unread. One idle timer
-per connection bounds how long an answer may go without a byte.
+callback (`forward`). Reading pauses while more than `HIGH_WATER` bytes wait unread. One timer per
+pool (`IdleWatch`) bounds how long an answer may go without a byte.
 """
 
 from __future__ import annotations
@@ -177,17 +177,16 @@ class Response:
 class Connection(asyncio.Protocol):
     """One keep-alive connection; parser callbacks feed the response in progress."""
 
-    def __init__(self, key: tuple[str, int], idle_timeout: float) -> None:
+    def __init__(self, key: tuple[str, int], watch: IdleWatch) -> None:
         self.key = key
-        self.idle_timeout = idle_timeout
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.closed = False
         self.idle_since = 0.0
-        self._loop = asyncio.get_running_loop()
-        self._last_data = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._watch = watch
+        self._loop = watch.loop  # not asyncio.get_running_loop(): a getpid() syscall on Python 3.11
+        self.last_data = 0.0  # loop time of the last byte from the engine (or of the request)
         self._length_known = False
         self._keep_alive = False
 
@@ -201,7 +200,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         response.received_any = True
-        self._last_data = self._loop.time()
+        self.last_data = self._loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -210,7 +209,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self._watch.busy.discard(self)
         response = self.response
         if response is None:
             return
@@ -248,9 +247,8 @@ class Connection(asyncio.Protocol):
         self.response = response = Response(self)
         self._length_known = False
         self._keep_alive = False
-        self._last_data = self._loop.time()
-        if self._timer is None:  # else the one armed for an earlier request checks this one too (_check_idle)
-            self._timer = self._loop.call_at(self._last_data + self.idle_timeout, self._check_idle)
+        self.last_data = self._loop.time()
+        self._watch.watch(self)
         self.transport.writelines((request, body))
         return response
 
@@ -271,6 +269,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return False
         self.response = None
+        self._watch.busy.discard(self)
         self.idle_since = self._loop.time()
         return True
 
@@ -283,28 +282,45 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        self._cancel_timer()
+        self._watch.busy.discard(self)
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
-    def _check_idle(self) -> None:
-        """The idle timeout of the answer in progress. One timer serves the requests of a kept-alive
-        connection (arming and cancelling one per request cost ~2 µs each): when it comes, it waits on
-        from the last byte received, and lapses if no answer is in progress."""
+    def silent(self, timeout: float) -> None:
+        """The engine sent nothing for `timeout` seconds (IdleWatch): the answer in progress fails."""
         response = self.response
-        if response is None or response.complete:
-            self._timer = None
+        if response is None or response.complete:  # nothing in progress: nothing to time out
+            self._watch.busy.discard(self)
             return
-        due = self._last_data + self.idle_timeout
-        if self._loop.time() < due:
-            self._timer = self._loop.call_at(due, self._check_idle)
-            return
-        self._timer = None
-        response.fail(TimeoutError(f"the engine sent nothing for {self.idle_timeout:g} s"))
+        response.fail(TimeoutError(f"the engine sent nothing for {timeout:g} s"))
         self.close()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+
+class IdleWatch:
+    """The idle timeout of the answers in progress on one pool's connections, kept by one timer.
+
+    An answer whose engine sent nothing for `timeout` seconds fails, and its connection closes. The
+    connections with an answer in progress are looked at a few times per timeout (one is failed between
+    1 and 1.25 timeouts after its last byte), so ten thousand open streams hold no timer each.
+    """
+
+    def __init__(self, timeout: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.timeout = timeout
+        self.loop = loop
+        self.every = max(0.02, timeout / 4)
+        self.busy: set[Connection] = set()  # the connections with an answer in progress
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: Connection) -> None:
+        self.busy.add(connection)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.every, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        late = self.loop.time() - self.timeout
+        for connection in [c for c in self.busy if c.last_data < late]:
+            connection.silent(self.timeout)
+        if self.busy:
+            self._timer = self.loop.call_later(self.every, self._sweep)

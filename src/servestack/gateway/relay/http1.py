@@ -25,7 +25,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from servestack.driven import Driven
-from servestack.gateway.relay.connection import Connection, ProtocolError, Response
+from servestack.gateway.relay.connection import Connection, IdleWatch, ProtocolError, Response
 from servestack.open_files import exhausted
 
 KEEPALIVE_EXPIRY = 4.0  # below uvicorn's 5 s keep-alive timeout, which vLLM and SGLang inherit
@@ -59,7 +59,8 @@ class Opening:
         self._late = False  # the deadline came
         self._timer: asyncio.TimerHandle | None = loop.call_later(pool.connect_timeout, self._deadline)
         host, port = key
-        connecting = loop.create_connection(lambda: Connection(key, pool.idle_timeout), host, port)
+        watch = pool.idle_watch(loop)
+        connecting = loop.create_connection(lambda: Connection(key, watch), host, port)
         self._driven = Driven(connecting, self._made)
 
     def cancel(self) -> None:
@@ -159,6 +160,7 @@ class Http1Pool:
         self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._urls: dict[str, tuple[tuple[str, int], bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: IdleWatch | None = None
         self.connections_made = 0
 
     def post(self, url: str, *, data: bytes, headers: dict[str, str]) -> _Exchange:
@@ -230,6 +232,12 @@ class Http1Pool:
         except asyncio.CancelledError:
             opening.cancel()
             raise
+
+    def idle_watch(self, loop: asyncio.AbstractEventLoop) -> IdleWatch:
+        """The idle timeout of this pool's answers in progress (connection.py), one per event loop."""
+        if self._watch is None or self._watch.loop is not loop:
+            self._watch = IdleWatch(self.idle_timeout, loop)
+        return self._watch
 
     def open(self, key: tuple[str, int], done: Connected) -> Opening:
         """Open a new connection to `key` from callbacks: `done(connection, None)`, or `done(None, error)`
