@@ -270,7 +270,7 @@ class LaneCall:
 
     def _head(self, response: Response, framing: bytes) -> bytes:
         lines = [STATUS_LINE[response.status]]
-        lines += [b"%s: %s\r\n" % header for header in relayed_headers(response.headers)]
+        lines += [b"%s: %s\r\n" % header for header in relayed_headers(response)]
         lines.append(framing)
         lines.append(b"x-request-id: %s\r\n" % self.exchange.request_id.encode())
         if not self.host.keep_alive:

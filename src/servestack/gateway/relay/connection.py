@@ -16,6 +16,7 @@ from typing import Any, cast
 import httptools
 
 HIGH_WATER = 256 * 1024  # bytes buffered before reading from the engine pauses
+FRAMING_HEADERS = frozenset((b"content-length", b"transfer-encoding"))  # else the body ends with the connection
 
 
 class ProtocolError(Exception):
@@ -35,7 +36,8 @@ class Response:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.status = 0
-        self.headers = Headers()
+        self.raw_headers: list[tuple[bytes, bytes]] = []  # as the engine sent them; `headers` decodes them when asked
+        self._headers: Headers | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -50,6 +52,13 @@ class Response:
         self.notify: Callable[[], None] | None = None
         self.notify_body = True
         self.reading_whole = False  # the reader takes the body at its end: reading never pauses for it
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            raw = self.raw_headers
+            self._headers = Headers((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw)
+        return self._headers
 
     @property
     def content(self) -> Response:
@@ -221,10 +230,9 @@ class Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        key = name.decode("latin-1").lower()
-        if key in ("content-length", "transfer-encoding"):
+        if not self._length_known and name.lower() in FRAMING_HEADERS:
             self._length_known = True
-        self.response.headers[key] = value.decode("latin-1")
+        self.response.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         assert self.response is not None

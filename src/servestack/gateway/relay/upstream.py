@@ -32,7 +32,6 @@ from typing import Literal
 
 from servestack.errors import GatewayError, ReplicaGone, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
-from servestack.gateway.relay.connection import Headers
 from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
@@ -44,12 +43,12 @@ log = logging.getLogger("servestack.gateway")
 
 FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
 RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
-_RELAYED = tuple((name, name.lower().encode()) for name in RELAYED_RESPONSE_HEADERS)
+_RELAYED = frozenset(name.lower().encode() for name in RELAYED_RESPONSE_HEADERS)
 
 
-def relayed_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """Of an engine's response `headers`, those a byte-for-byte relay passes on to the client."""
-    return [(raw, value.encode("latin-1")) for name, raw in _RELAYED if (value := headers.get(name)) is not None]
+def relayed_headers(response: Response) -> list[tuple[bytes, bytes]]:
+    """Of an engine's response headers, those a byte-for-byte relay passes on to the client (by lower-case name)."""
+    return [(lower, value) for name, value in response.raw_headers if (lower := name.lower()) in _RELAYED]
 
 
 class Answer:
@@ -69,7 +68,7 @@ class Answer:
 
     def relayed_headers(self) -> list[tuple[bytes, bytes]]:
         """The response headers a byte-for-byte relay passes on to the client."""
-        return relayed_headers(self._response.headers)
+        return relayed_headers(self._response)
 
     async def read(self) -> bytes:
         """The whole body; the answer has begun once it is in (the first-byte deadline no longer applies)."""
