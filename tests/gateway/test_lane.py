@@ -4,8 +4,10 @@ does not answer itself it hands to the app whole."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,27 +163,12 @@ async def test_a_whole_answer_larger_than_the_relay_buffer_arrives_whole() -> No
         await request.read()
         return web.json_response(answer)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    engine_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    table = EndpointTable()
-    table.upsert(Endpoint(id="big.0", service="big", models=("big",), base_url=engine_url, ready=True))
-    server = GatewayServer(Gateway(table), "127.0.0.1", 0)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-            body = {"model": "big", "messages": [{"role": "user", "content": "hi"}]}
-            for path in ("/v1/chat/completions", ASGI):
-                response = await client.post(path, json=body)
-                assert response.status_code == 200
-                assert response.json()["choices"][0]["message"]["content"] == content
-    finally:
-        await server.stop()
-        await runner.cleanup()
+    async with gateway_before(chat) as (_, url), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        body = {"model": "big", "messages": [{"role": "user", "content": "hi"}]}
+        for path in ("/v1/chat/completions", ASGI):
+            response = await client.post(path, json=body)
+            assert response.status_code == 200
+            assert response.json()["choices"][0]["message"]["content"] == content
 
 
 async def test_a_client_that_reads_slowly_gets_a_large_stream_whole() -> None:
@@ -198,21 +185,9 @@ async def test_a_client_that_reads_slowly_gets_a_large_stream_whole() -> None:
         await response.write(b"data: [DONE]\n\n")
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    engine_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    table = EndpointTable()
-    table.upsert(Endpoint(id="big.0", service="big", models=("big",), base_url=engine_url, ready=True))
-    gateway = Gateway(table)
-    server = GatewayServer(gateway, "127.0.0.1", 0)
-    await server.start()
-    host, port = server.url.removeprefix("http://").split(":")
-    body = orjson.dumps({"model": "big", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    try:
+    async with gateway_before(chat) as (gateway, url):
+        host, port = url.removeprefix("http://").split(":")
+        body = orjson.dumps({"model": "big", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
         for path in (b"/v1/chat/completions", ASGI.encode()):
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a small window: the gateway must wait
@@ -228,6 +203,27 @@ async def test_a_client_that_reads_slowly_gets_a_large_stream_whole() -> None:
             numbers = [int(part.split(b",")[0]) for part in received.split(b'{"n":')[1:]]
             assert numbers == list(range(1000)) and b"data: [DONE]" in received
         assert gateway.lane.answered == 1
+
+
+@contextlib.asynccontextmanager
+async def gateway_before(
+    chat: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """A gateway (and its URL) in front of one aiohttp engine serving the model `big` with `chat`."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    engine_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    table = EndpointTable()
+    table.upsert(Endpoint(id="big.0", service="big", models=("big",), base_url=engine_url, ready=True))
+    gateway = Gateway(table)
+    server = GatewayServer(gateway, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield gateway, server.url
     finally:
         await server.stop()
         await runner.cleanup()
