@@ -87,12 +87,12 @@ class Dispatcher:
         if pool.context_length is not None and exchange.path in GENERATION_PATHS:
             check_context(exchange.payload, exchange.prompt_size, pool.context_length)
         if self.gate is None or not pool.on_demand:
-            await self._relay(pool, exchange, send, relay, prepare)
+            await self._relay(exchange, send, relay, prepare)
             return
         async with self.gate.held(pool, exchange, send) as held_send:
-            await self._relay(pool, exchange, held_send, relay, prepare)
+            await self._relay(exchange, held_send, relay, prepare)
 
-    async def _relay(self, pool: Pool, exchange: Exchange, send: Send, relay: Relay, prepare: Prepare | None) -> None:
+    async def _relay(self, exchange: Exchange, send: Send, relay: Relay, prepare: Prepare | None) -> None:
         self.budget.deposit()
         await self.resume(exchange, send, relay, prepare, tried=[])
 
