@@ -16,8 +16,8 @@ up: $(VENV)/.installed          ## serve the default stack (SmolLM2 on llama.cpp
 	$(BIN)/servestack up $(ARGS)
 
 test: $(VENV)/.installed-test   ## lint, type-check and run the whole test suite
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench setup.py packaging
+	$(BIN)/ruff format --check src tests bench setup.py packaging
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -250,23 +250,22 @@ def latency_table(results: dict[str, dict[str, Any]], rate: float) -> Table:
 
 
 def verdicts(results: dict[str, dict[str, Any]], full: bool = False) -> list[str]:
-    """servestack against the issues' targets: ≥1.0x the SGLang router (≥1.2x with everything on, `--full`:
-    issue 14), ≥0.7x nginx, streams ≥0.8x nginx."""
-    ours = results.get("servestack")
-    if ours is None:
-        return []
+    """servestack (either build) against the issues' targets: ≥1.0x the SGLang router (≥1.2x with everything
+    on, `--full`: issue 14), ≥0.7x nginx, streams ≥0.8x nginx."""
     lines = []
     checks = [("sglang-router", "whole", 1.2 if full else 1.0), ("nginx", "whole", 0.7), ("nginx", "stream", 0.8)]
-    for peer, mode, target in checks:
-        if peer not in results:
-            continue
-        for key, what in (("rps", "req/s"), ("per_cpu_second", "req/CPU-s")):
-            mine = summary(ours[mode]["rounds"], key)
-            theirs = summary(results[peer][mode]["rounds"], key)
-            if mine == mine and theirs == theirs and theirs > 0:
-                ratio = mine / theirs
-                mark = "[green]meets[/]" if ratio >= target else "[red]misses[/]"
-                lines.append(f"servestack / {peer} ({mode}, {what}): {ratio:.2f}x (target >= {target}x: {mark})")
+    for name in ("servestack", "servestack-compiled"):
+        ours = results.get(name)
+        for peer, mode, target in checks:
+            if ours is None or peer not in results or mode not in ours:
+                continue
+            for key, what in (("rps", "req/s"), ("per_cpu_second", "req/CPU-s")):
+                mine = summary(ours[mode]["rounds"], key)
+                theirs = summary(results[peer][mode]["rounds"], key)
+                if mine == mine and theirs == theirs and theirs > 0:
+                    ratio = mine / theirs
+                    mark = "[green]meets[/]" if ratio >= target else "[red]misses[/]"
+                    lines.append(f"{name} / {peer} ({mode}, {what}): {ratio:.2f}x (target >= {target}x: {mark})")
     return lines
 
 

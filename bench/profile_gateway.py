@@ -72,6 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="load (and sampling) per mode (default 8)")
     parser.add_argument("--stack", type=Path, default=BENCH_DIR / "stacks" / "gateway.yaml")
+    parser.add_argument("--compiled", action="store_true", help="the compiled build (setup.py; py-spy --native)")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/profile_gateway.json)")
     return parser.parse_args()
@@ -84,7 +85,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="servestack-profile-") as tmp:
         upstream, port = start_upstream(Path(tmp), "0")
-        gateway = Servestack(args.stack)
+        gateway = Servestack(args.stack, compiled=args.compiled)
         try:
             gateway.start(Layout(Path(tmp), upstream_url=f"http://127.0.0.1:{port}"))
             for mode in ("whole", "stream"):
@@ -105,6 +106,8 @@ def profile(gateway: Servestack, mode: str, args: argparse.Namespace) -> dict[st
     raw = RESULTS_DIR / f"profile_gateway-{mode}.txt"
     pid = gateway.procs[0].pid
     argv = ["py-spy", "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", str(args.rate), "-f", "raw"]
+    if args.compiled:
+        argv.append("--native")  # compiled functions are C frames: without it their samples go to their callers
     spy = subprocess.Popen([*argv, "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pids = gateway.cpu_pids()
     before = cpu_seconds(pids)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.compiled import compiled_build
 from harness.procs import HarnessError, Proc, free_port, pin, tree_pids, wait_for
 from harness.venvs import peer_python
 
@@ -195,15 +196,17 @@ def _peer(name: str, layout: Layout) -> Path:
 
 
 class Servestack(Target):
-    """`servestack up -f STACK` with the simulator it launches moved to the upstream's core."""
+    """`servestack up -f STACK` with the simulator it launches moved to the upstream's core; `compiled`:
+    the compiled build of the same sources (harness/compiled.py)."""
 
-    def __init__(self, stack_file: Path, label: str = "servestack") -> None:
-        super().__init__("servestack", label)
+    def __init__(self, stack_file: Path, label: str = "servestack", *, compiled: bool = False) -> None:
+        super().__init__("servestack-compiled" if compiled else "servestack", label)
         self.stack_file = stack_file
+        self.compiled = compiled
         self.engine_pids: list[int] = []
 
     def start(self, layout: Layout) -> None:
-        home = layout.tmp / "servestack-home"
+        home = layout.tmp / f"{self.name}-home"
         port, engine_port = free_port(), free_port()
         admin_key = "sk-admin-" + secrets.token_hex(16)
         env = {
@@ -212,6 +215,8 @@ class Servestack(Target):
             "BENCH_GATEWAY_PORT": str(port),
             "BENCH_ENGINE_PORT": str(engine_port),
         }
+        if self.compiled:
+            env["PYTHONPATH"] = str(compiled_build())
         if _auth_enabled(self.stack_file):
             self.api_key = _create_key(env) or admin_key
         argv = [sys.executable, "-m", "servestack", "up", "-f", str(self.stack_file)]
@@ -338,6 +343,7 @@ def make_targets(names: list[str], stack_file: Path, stack_label: str) -> list[T
         "direct": Direct,
         "bare": BareUpstream,
         "servestack": lambda: Servestack(stack_file, stack_label),
+        "servestack-compiled": lambda: Servestack(stack_file, f"{stack_label}, compiled", compiled=True),
         "sglang-router": SglangRouter,
         "litellm": LiteLLM,
         "nginx": Nginx,

@@ -35,8 +35,9 @@ def main() -> None:
     """The `servestack` console entry point."""
     if sys.argv[1:] in (["version"], ["--version"]):
         import servestack
+        from servestack.compiled import build_name
 
-        print(f"servestack {servestack.__version__}")
+        print(f"servestack {servestack.__version__} ({build_name()})")
         return
     from servestack.cli.app import run
 

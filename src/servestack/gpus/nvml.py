@@ -32,7 +32,7 @@ def read_nvml_inventory(nvml: Any = None) -> Inventory | None:
             driver_version=_text(session.nvmlSystemGetDriverVersion()),
             cuda_driver_version=_cuda_version(session.nvmlSystemGetCudaDriverVersion()),
         )
-    return None  # an NVML error in the middle: no answer
+    return None  # type: ignore[unreachable]  # an NVML error in the middle, which nvml_session swallows: no answer
 
 
 @contextlib.contextmanager

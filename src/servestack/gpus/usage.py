@@ -26,7 +26,7 @@ def gpu_memory_by_group(nvml: Any = None, getpgid: Callable[[int], int] = os.get
                 if group is not None and process.usedGpuMemory:
                     usage[group] = usage.get(group, 0) + int(process.usedGpuMemory)
         return usage
-    return None  # an NVML error in the middle: no answer
+    return None  # type: ignore[unreachable]  # an NVML error in the middle, which nvml_session swallows: no answer
 
 
 def _group_of(pid: int, getpgid: Callable[[int], int]) -> int | None:

@@ -163,7 +163,7 @@ class CorkedProtocol(HttpToolsProtocol):
                 super().data_received(data[:room])
             if self.transport.is_closing():  # the parser refused the request already
                 return
-            if self.head_room is not None:
+            if cast("int | None", self.head_room) is not None:  # the parser's callbacks set it (mypy cannot tell)
                 self._refuse_head()
                 return
             data = data[room:]
@@ -301,7 +301,7 @@ class CorkedProtocol(HttpToolsProtocol):
         cycle.body = bytearray(body)
         cycle.more_body = False
         scope[CHUNK_WRITER_SCOPE] = CycleChunkWriter(cycle, self.corked)
-        if self.cycle is stand_in:
+        if cast(object, self.cycle) is stand_in:
             self.cycle = cycle
         else:  # the connection's next request began meanwhile (pipelined): it waits for this one
             self.handed = cycle

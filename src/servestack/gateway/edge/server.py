@@ -22,6 +22,7 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.server import STARTUP_FAILURE
 
+from servestack.compiled import build_name
 from servestack.errors import ServestackError
 from servestack.gateway.edge.deadlines import Deadlines
 from servestack.gateway.edge.lane import Lane
@@ -110,8 +111,9 @@ class GatewayServer:
         few = limit.streams < FEW_STREAMS
         log.log(
             logging.WARNING if few else logging.INFO,
-            "the gateway can hold about %d streams at once (open-files limit %d, two descriptors a stream)%s",
-            limit.streams, limit.soft, "; raise the hard limit (ulimit -Hn, LimitNOFILE=) to hold more" if few else "",
+            "the gateway (%s) can hold about %d streams at once (open-files limit %d, two descriptors a stream)%s",
+            build_name(), limit.streams, limit.soft,
+            "; raise the hard limit (ulimit -Hn, LimitNOFILE=) to hold more" if few else "",
         )  # fmt: skip
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -108,10 +108,9 @@ class Response:
         if self.error is not None:
             raise self.error
 
-    async def iter_any(self) -> Any:
-        """Yield the body in pieces, each as much as has arrived."""
-        while chunk := await self.next_chunk():
-            yield chunk
+    def iter_any(self) -> AsyncIterator[bytes]:
+        """The body in pieces, each as much as has arrived."""
+        return Pieces(self.next_chunk)
 
     def stream_to(self, sink: Callable[[bytes], bool]) -> None:
         """From now on, hand each body part to `sink` as it arrives (what is buffered first), from the
@@ -140,14 +139,17 @@ class Response:
         return data
 
     async def _wait(self) -> None:
-        if self.error is not None:
-            raise self.error
+        self._raise_error()
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
-        if self.error is not None and not self._chunks:
+        if not self._chunks:
+            self._raise_error()  # a call, not `self.error` tested here: mypy would keep its narrowing past the await
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
             raise self.error
 
     def _wake(self) -> None:
@@ -332,3 +334,19 @@ class IdleWatch:
             connection.silent(self.timeout)
         if self.busy:
             self._timer = self.loop.call_later(self.every, self._sweep)
+
+
+class Pieces:
+    """Iterates over what `next_chunk` returns until it returns b"" (a class, not an async generator: the
+    compiled build's mypyc compiles no async generator)."""
+
+    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]]) -> None:
+        self._next_chunk = next_chunk
+
+    def __aiter__(self) -> Pieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if chunk := await self._next_chunk():
+            return chunk
+        raise StopAsyncIteration
