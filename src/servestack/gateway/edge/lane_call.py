@@ -301,7 +301,7 @@ class LaneCall:
             # The engine closed the kept-alive connection while it was idle: sent once more on a new one (http1.py).
             self.resent = True
             self.reused = False
-            response.notify = None
+            response.detach()
             if self.connection is not None:
                 self.connection.close()
             self.response = None
@@ -360,7 +360,7 @@ class LaneCall:
         """End the engine call: its bookkeeping, and its connection kept for reuse (`keep`) or closed."""
         connection, self.connection = self.connection, None
         if self.response is not None:
-            self.response.notify = None
+            self.response.detach()
         if connection is not None:
             if keep:
                 self.lane.gateway.upstream.session.recycle(connection)

@@ -119,6 +119,11 @@ class Response:
             sink(self._take_all())
         self._sink = sink
 
+    def detach(self) -> None:
+        """Its reader is done with it: forget the reader's callbacks (each refers back to the reader, a cycle)."""
+        self.notify = None
+        self._sink = None
+
     def take(self) -> bytes:
         """What of the body has arrived and not been taken yet."""
         return self._take_all() if self._chunks else b""

@@ -78,6 +78,7 @@ class FirstByteDeadline:
         self.reason: str | None = None  # why it expired; None while it has not
         self.since = 0.0
         self.seen = 0
+        self._on_expire: Callable[[], object] | None = None
 
     async def __aenter__(self) -> FirstByteDeadline:
         task = asyncio.current_task()
@@ -99,13 +100,16 @@ class FirstByteDeadline:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.endpoint.vitals.waiting.discard(self)
+        self.started()
         if self.reason is not None and self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
             raise TimeoutError(self.reason)
 
     def started(self) -> None:
         """The answer began: the deadline no longer applies."""
         self.endpoint.vitals.waiting.discard(self)
+        # Its caller (a task, a lane call) holds it: keeping the callback back to the caller would make a
+        # reference cycle of every request, which only the garbage collector could free.
+        self._on_expire = None
 
     def check(self, now: float) -> None:
         """Expire the deadline if it is due at `now` (loop time); an automatic one waits on while the replica sends."""
@@ -125,10 +129,11 @@ class FirstByteDeadline:
 
     def expire(self, reason: str) -> None:
         """End the wait now: the request's task is cancelled and the block raises TimeoutError."""
-        if self.reason is None and self in self.endpoint.vitals.waiting:
-            self.endpoint.vitals.waiting.discard(self)
+        on_expire = self._on_expire
+        if self.reason is None and self in self.endpoint.vitals.waiting and on_expire is not None:
             self.reason = reason
-            self._on_expire()
+            self.started()
+            on_expire()
 
 
 class _NoDeadline:
