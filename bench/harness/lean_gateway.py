@@ -45,8 +45,8 @@ from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.usage import StreamTap, usage_of
 from servestack.gateway.relay.deadline import FirstByteDeadline
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.headers import upstream_headers
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
-from servestack.gateway.relay.upstream import upstream_headers
 from servestack.settings import Settings
 from servestack.stack import GatewayConfig
 

@@ -25,12 +25,12 @@ from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.relay import count_stream_usage
 from servestack.gateway.openai.usage import StreamTap, usage_of
 from servestack.gateway.relay.connection import Connection, ProtocolError, Response
-from servestack.gateway.relay.deadline import Deadline
+from servestack.gateway.relay.deadline import Deadline, first_byte_deadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.headers import relayed_headers, upstream_headers
 from servestack.gateway.relay.http1 import Abandoned
 from servestack.gateway.relay.prompt import GENERATION_PATHS, check_context
-from servestack.gateway.relay.upstream import relayed_headers, upstream_headers
 
 log = logging.getLogger("servestack.gateway")
 
@@ -108,7 +108,7 @@ class LaneCall:
         self.watch_first = exchange.stream and pool.policy.watches_first_token and pool.routed
         exchange.endpoint = endpoint
         session = upstream.session
-        self.deadline = upstream.first_byte_deadline(exchange, endpoint)
+        self.deadline = first_byte_deadline(upstream.first_byte_timeout, exchange, endpoint)
         try:
             url = endpoint.base_url + exchange.upstream_path
             self.key, self.head = session.request_head(url, len(exchange.body), upstream_headers(exchange, endpoint))

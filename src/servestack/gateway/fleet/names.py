@@ -9,7 +9,6 @@ nobody serves is a 404 at once, and what admission, queues and metrics see is al
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from servestack.errors import ModelNotFound
 from servestack.gateway.fleet.pool import Pool
@@ -18,12 +17,14 @@ from servestack.gateway.fleet.table import EndpointTable
 LATEST = ":latest"
 
 
-@dataclass(frozen=True, slots=True)
 class Target:
     """Where a request goes: the pool of the served name, and the alias the client used for it (or None)."""
 
-    pool: Pool
-    alias: str | None = None
+    __slots__ = ("alias", "pool")
+
+    def __init__(self, pool: Pool, alias: str | None = None) -> None:  # not a dataclass: see Exchange
+        self.pool = pool
+        self.alias = alias
 
 
 class ModelNames:

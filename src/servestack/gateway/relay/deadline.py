@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from servestack.gateway.relay.prompt import GENERATION_PATHS, PromptSize, requested_tokens
 
@@ -134,6 +134,16 @@ class FirstByteDeadline:
             self.reason = reason
             self.started()
             on_expire()
+
+
+def first_byte_deadline(timeout: float | Literal["auto"], exchange: Exchange, endpoint: Endpoint) -> Deadline:
+    """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has):
+    `timeout` is "auto" (scaled to the request), seconds, or 0 for none (`gateway.timeouts.first_byte`)."""
+    if timeout == "auto":
+        return FirstByteDeadline(exchange, endpoint, None, retryable=exchange.retryable)
+    if not timeout:
+        return NO_DEADLINE
+    return FirstByteDeadline(exchange, endpoint, timeout, retryable=exchange.retryable)
 
 
 class _NoDeadline:

@@ -8,7 +8,6 @@ accounts for the request (usage, metrics, tracing, the access log).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from servestack.asgi import CHUNK_WRITER_SCOPE, ChunkWriter, Scope
@@ -22,39 +21,52 @@ from servestack.gateway.relay.prompt import PromptSize, measure_prompt
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE
 
 
-@dataclass(eq=False)
 class Exchange:
-    path: str
-    pool: Pool  # the pool of the served name the request resolved to
-    stream: bool
-    body: bytes  # what goes to the engine: the client's bytes, unless the engine needs the request changed
-    payload: dict[str, Any]  # the client's request (parsed once; for Ollama's routes, its OpenAI translation)
-    headers: list[tuple[bytes, bytes]]
-    request_id: str = ""  # the client's X-Request-Id, or the gateway's own (request_ids.py)
-    upstream_path: str = ""  # the engine route (the route itself, unless the request was translated)
-    started: float = field(default_factory=time.monotonic)
-    endpoint: Endpoint | None = None  # the last one tried
-    attempts: int = 0  # endpoints tried: more than one when failures before the first byte were retried
-    retryable: bool = False  # this attempt's failure before the first byte may go to another replica
-    status: int | None = None
-    first_byte_at: float | None = None
-    finished_at: float | None = None
-    error: GatewayError | None = None
-    key: ApiKey | None = None  # the caller's key, when keys are on
-    alias: str | None = None  # the name the client asked for, when it was an alias of `model`
-    # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    usage_estimated: bool = False
-    spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
-    keep_alive: float | None = None  # Ollama's per-request keep_alive in seconds (on-demand services)
-    _prompt_size: PromptSize | None = field(default=None, repr=False)
-    client_body: bytes = field(default=b"", repr=False)  # the body as the client sent it
-    writer: ChunkWriter | None = field(default=None, repr=False)  # the server's fast path for a stream's body
-
-    def __post_init__(self) -> None:
-        self.client_body = self.body
-        self.upstream_path = self.upstream_path or self.path
+    # A plain class, not a dataclass: the compiled build (setup.py) compiles this __init__, where a
+    # dataclass's generated one stays interpreted (one per request).
+    def __init__(
+        self,
+        path: str,
+        pool: Pool,  # the pool of the served name the request resolved to
+        stream: bool,
+        body: bytes,  # what goes to the engine: the client's bytes, unless the engine needs the request changed
+        payload: dict[str, Any],  # the client's request (parsed once; for Ollama's routes, its OpenAI translation)
+        headers: list[tuple[bytes, bytes]],
+        *,
+        request_id: str = "",  # the client's X-Request-Id, or the gateway's own (request_ids.py)
+        upstream_path: str = "",  # the engine route (the route itself, unless the request was translated)
+        key: ApiKey | None = None,  # the caller's key, when keys are on
+        alias: str | None = None,  # the name the client asked for, when it was an alias of `model`
+        keep_alive: float | None = None,  # Ollama's per-request keep_alive in seconds (on-demand services)
+        writer: ChunkWriter | None = None,  # the server's fast path for a stream's body
+    ) -> None:
+        self.path = path
+        self.pool = pool
+        self.stream = stream
+        self.body = body
+        self.payload = payload
+        self.headers = headers
+        self.request_id = request_id
+        self.upstream_path = upstream_path or path
+        self.key = key
+        self.alias = alias
+        self.keep_alive = keep_alive
+        self.writer = writer
+        self.client_body = body  # the body as the client sent it
+        self.started = time.monotonic()
+        self.endpoint: Endpoint | None = None  # the last one tried
+        self.attempts = 0  # endpoints tried: more than one when failures before the first byte were retried
+        self.retryable = False  # this attempt's failure before the first byte may go to another replica
+        self.status: int | None = None
+        self.first_byte_at: float | None = None
+        self.finished_at: float | None = None
+        self.error: GatewayError | None = None
+        # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.usage_estimated = False
+        self.spans: list[Any] | None = None  # tracing: [gateway span, upstream span]
+        self._prompt_size: PromptSize | None = None
 
     @classmethod
     def of(cls, scope: Scope, target: Target, **fields: Any) -> Exchange:

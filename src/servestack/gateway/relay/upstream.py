@@ -32,23 +32,14 @@ from typing import Literal
 
 from servestack.errors import GatewayError, ReplicaGone, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from servestack.gateway.fleet.endpoint import Endpoint
-from servestack.gateway.relay.deadline import NO_DEADLINE, Deadline, FirstByteDeadline
+from servestack.gateway.relay.deadline import Deadline, first_byte_deadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.headers import relayed_headers, upstream_headers
 from servestack.gateway.relay.http1 import Abandoned, ConnectError, Http1Pool, Response
-from servestack.gateway.relay.request_ids import for_engine
 from servestack.open_files import ShortageLog, exhausted, shortage
 
 log = logging.getLogger("servestack.gateway")
-
-FORWARDED_REQUEST_HEADERS = (b"accept", b"traceparent", b"tracestate")
-RELAYED_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")  # the request id is the gateway's
-_RELAYED = frozenset(name.lower().encode() for name in RELAYED_RESPONSE_HEADERS)
-
-
-def relayed_headers(response: Response) -> list[tuple[bytes, bytes]]:
-    """Of an engine's response headers, those a byte-for-byte relay passes on to the client (by lower-case name)."""
-    return [(lower, value) for name, value in response.raw_headers if (lower := name.lower()) in _RELAYED]
 
 
 class Answer:
@@ -120,15 +111,6 @@ class Upstream:
         self._session: Http1Pool | None = None
         self._shortages = ShortageLog(log, "requests refused with 503")
 
-    def first_byte_deadline(self, exchange: Exchange, endpoint: Endpoint) -> Deadline:
-        """Bounds the wait for `exchange`'s answer from `endpoint` to begin (`async with`; `started()` once it has)."""
-        timeout = self.first_byte_timeout
-        if timeout == "auto":
-            return FirstByteDeadline(exchange, endpoint, None, retryable=exchange.retryable)
-        if not timeout:
-            return NO_DEADLINE
-        return FirstByteDeadline(exchange, endpoint, timeout, retryable=exchange.retryable)
-
     @property
     def deadline_check_every(self) -> float:
         """How often deadlines must be checked to end each within a quarter of its length (at most a second)."""
@@ -163,7 +145,7 @@ class Upstream:
         exchange.endpoint = endpoint
         url = endpoint.base_url + exchange.upstream_path
         headers = upstream_headers(exchange, endpoint)
-        first_byte = self.first_byte_deadline(exchange, endpoint)
+        first_byte = first_byte_deadline(self.first_byte_timeout, exchange, endpoint)
         call = self.session.post(url, data=exchange.body, headers=headers)
         endpoint.in_flight += 1
         endpoint.vitals.calls.add(call)  # ended by the table if the engine goes away meanwhile
@@ -181,17 +163,6 @@ class Upstream:
             endpoint.vitals.calls.discard(call)
             endpoint.in_flight -= 1
             exchange.finished_at = time.monotonic()
-
-
-def upstream_headers(exchange: Exchange, endpoint: Endpoint) -> dict[str, str]:
-    """The headers a request is sent to `endpoint` with: the client's that matter, and its id as the engine takes it."""
-    headers = {"Content-Type": "application/json"}
-    for name, value in exchange.headers:
-        if name in FORWARDED_REQUEST_HEADERS:
-            headers[name.decode()] = value.decode("latin-1")
-    if exchange.request_id:
-        headers["X-Request-Id"] = for_engine(exchange.request_id, endpoint.dialect)
-    return headers
 
 
 def _upstream_error(endpoint: Endpoint, exc: BaseException, first_byte: Deadline) -> GatewayError:

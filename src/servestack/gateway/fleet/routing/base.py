@@ -9,7 +9,6 @@ or any work that grows with the request history.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from servestack.gateway.fleet.routing.prefix import CHARS_PER_TOKEN, block_hashes
@@ -51,17 +50,27 @@ class RouteRequest:
 NO_REQUEST = RouteRequest(None)
 
 
-@dataclass(eq=False, slots=True)
 class Attempt:
     """One try of a request on one endpoint; policies keep their bookkeeping for it here."""
 
-    endpoint: Endpoint
-    request: RouteRequest
-    dispatched_at: float
-    first_token_at: float | None = None  # streams only, and only for policies that watch first tokens
-    uncached_tokens: float = 0.0  # prompt tokens not believed cached on the endpoint
-    tokens_ahead: float = 0.0  # uncached tokens of other requests still in prefill there, at dispatch
-    measurable: bool = False  # sent while the endpoint had a free batch slot: its TTFT measures prefill
+    __slots__ = (
+        "dispatched_at",
+        "endpoint",
+        "first_token_at",
+        "measurable",
+        "request",
+        "tokens_ahead",
+        "uncached_tokens",
+    )
+
+    def __init__(self, endpoint: Endpoint, request: RouteRequest, dispatched_at: float) -> None:  # see Exchange
+        self.endpoint = endpoint
+        self.request = request
+        self.dispatched_at = dispatched_at
+        self.first_token_at: float | None = None  # streams only, and only for policies that watch first tokens
+        self.uncached_tokens = 0.0  # prompt tokens not believed cached on the endpoint
+        self.tokens_ahead = 0.0  # uncached tokens of other requests still in prefill there, at dispatch
+        self.measurable = False  # sent while the endpoint had a free batch slot: its TTFT measures prefill
 
 
 class Policy(Protocol):
