@@ -45,6 +45,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 console = Console(width=None if sys.stdout.isatty() else 160)
 TARGETS = {
     "servestack": ServestackGateway,
+    "servestack-compiled": lambda: ServestackGateway(compiled=True),
     "nginx": lambda: Nginx(worker_connections=32768),  # client and upstream connections together
     "sglang-router": SglangRouter,
     "python-floor": PythonFloor,  # the least a Python proxy costs: the bound under any Python gateway's figures
@@ -222,10 +223,17 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
 
 
 def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
-    """servestack against the issue's targets."""
-    ours, nginx, router = (results.get(n, {}) for n in ("servestack", "nginx", "sglang-router"))
-    if "open_seconds" not in ours:
-        return []
+    """servestack (either build) against the issue's targets."""
+    nginx, router = results.get("nginx", {}), results.get("sglang-router", {})
+    lines = []
+    for name in ("servestack", "servestack-compiled"):
+        ours = results.get(name, {})
+        if "open_seconds" in ours:
+            lines += [f"{name}: {line}" for line in _verdicts(ours, nginx, router)]
+    return lines
+
+
+def _verdicts(ours: dict[str, Any], nginx: dict[str, Any], router: dict[str, Any]) -> list[str]:
     checks: list[tuple[str, bool | None]] = [
         ("opened in <= 2x nginx's time", _cmp(ours, nginx, "open_seconds", lambda a, b: a <= 2 * b)),
         ("CPU per relayed chunk <= the router's", _cmp(ours, router, "cpu_per_chunk_us", lambda a, b: a <= b)),

@@ -259,17 +259,21 @@ def _engine_pids(env: dict[str, str]) -> list[int]:
 
 
 class ServestackGateway(Target):
-    """servestack's gateway as `servestack up` serves it (gateway_server.py), in front of the layout's upstream."""
+    """servestack's gateway as `servestack up` serves it (gateway_server.py), in front of the layout's upstream;
+    `compiled`: the compiled build of the same sources (harness/compiled.py)."""
 
-    def __init__(self) -> None:
-        super().__init__("servestack", "servestack gateway")
+    def __init__(self, *, compiled: bool = False) -> None:
+        suffix = "-compiled" if compiled else ""
+        super().__init__(f"servestack{suffix}", "servestack gateway" + (", compiled" if compiled else ""))
+        self.compiled = compiled
 
     def start(self, layout: Layout) -> None:
         port = free_port()
         script = str(BENCH_DIR / "harness" / "gateway_server.py")
-        home = layout.tmp / "servestack-gateway-home"
+        home = layout.tmp / f"{self.name}-gateway-home"
         argv = [sys.executable, script, str(port), layout.upstream_url, str(home)]
-        proc = Proc(self.name, argv, layout.tmp, cpus=layout.proxy_cpus)
+        env = {"PYTHONPATH": str(compiled_build())} if self.compiled else None
+        proc = Proc(self.name, argv, layout.tmp, cpus=layout.proxy_cpus, env=env)
         self.procs.append(proc)
         self.url = f"http://127.0.0.1:{port}{CHAT_PATH}"
         self.wait_chat(proc)
