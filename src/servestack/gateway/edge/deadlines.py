@@ -83,6 +83,7 @@ class DeadlineProtocol(CorkedProtocol):
     def on_response_complete(self) -> None:
         """uvicorn's, with the keep-alive timeout kept by the sweep rather than a timer armed and cancelled
         for every response: an idle connection is one waiting for its next request's first byte."""
+        self._release_writer()
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return

@@ -278,6 +278,17 @@ class CorkedProtocol(HttpToolsProtocol):
             self.corked.close()
         self.on_response_complete()
 
+    def on_response_complete(self) -> None:
+        self._release_writer()
+        super().on_response_complete()
+
+    def _release_writer(self) -> None:
+        """The answer is complete: its scope lets go of its writer, which refers back to the request's cycle
+        (a reference cycle per request, which only the garbage collector would free)."""
+        cycle = self.cycle
+        if isinstance(cycle, RequestResponseCycle):
+            cycle.scope.pop(CHUNK_WRITER_SCOPE, None)  # type: ignore[misc]
+
     def hand_over(self, scope: Scope, body: bytes, resume: Resume | None) -> None:
         stand_in = self.lane_cycle
         assert stand_in is not None
