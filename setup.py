@@ -31,7 +31,8 @@ NOT_COMPILED = {
     "telemetry/tracing.py": "keeps the opentelemetry module as an attribute, which a native class loses",
 }
 # Also left as Python: errors.py (exceptions whose subclasses override `status` as class attributes), and
-# edge/protocol.py, corked.py, deadlines.py (they subclass uvicorn's protocol and are subclassed at run time).
+# edge/protocol.py, corked.py, deadlines.py: they subclass uvicorn's protocol and are subclassed at run time,
+# and a compiled try turned narrowings kept across the parser's callbacks into TypeErrors (docs/benchmarks.md).
 
 
 BUILDING = {"bdist_wheel", "build_ext", "build"}
