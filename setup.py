@@ -32,7 +32,7 @@ NOT_COMPILED = {
 }
 # Also left as Python: errors.py (exceptions whose subclasses override `status` as class attributes), and
 # edge/protocol.py, corked.py, deadlines.py: they subclass uvicorn's protocol and are subclassed at run time,
-# and a compiled try turned narrowings kept across the parser's callbacks into TypeErrors (docs/benchmarks.md).
+# and a compiled try turned a narrowing kept across the parser's callbacks into a TypeError (docs/benchmarks.md).
 
 
 BUILDING = {"bdist_wheel", "build_ext", "build"}
