@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def sources_digest() -> str:
     digest = hashlib.sha256()
-    for path in sorted([REPO / "setup.py", REPO / "pyproject.toml", *(REPO / "src").rglob("*.py")]):
+    build = [REPO / "setup.py", REPO / "pyproject.toml", REPO / "packaging" / "build_backend.py"]
+    for path in sorted([*build, *(REPO / "src").rglob("*.py")]):
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
