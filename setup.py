@@ -19,9 +19,14 @@ COMPILED_ROOMS = ("admission", "fleet", "openai", "relay", "telemetry")
 COMPILED_FILES = [
     "src/servestack/asgi.py",
     "src/servestack/driven.py",
+    "src/servestack/gateway/edge/corked.py",
+    "src/servestack/gateway/edge/deadlines.py",
     "src/servestack/gateway/edge/lane.py",
     "src/servestack/gateway/edge/lane_call.py",
+    "src/servestack/gateway/edge/lane_cycle.py",
+    "src/servestack/gateway/edge/listener.py",
     "src/servestack/gateway/edge/pipeline.py",
+    "src/servestack/gateway/edge/protocol.py",
 ]
 # Left as Python, each for what mypyc refuses or changes:
 NOT_COMPILED = {
@@ -30,9 +35,7 @@ NOT_COMPILED = {
     "relay/loading.py": "an async generator",
     "telemetry/tracing.py": "keeps the opentelemetry module as an attribute, which a native class loses",
 }
-# Also left as Python: errors.py (exceptions whose subclasses override `status` as class attributes), and
-# edge/protocol.py, corked.py, deadlines.py: they subclass uvicorn's protocol and are subclassed at run time,
-# and a compiled try turned a narrowing kept across the parser's callbacks into a TypeError (docs/benchmarks.md).
+# Also left as Python: errors.py (exceptions whose subclasses override `status` as class attributes).
 
 
 BUILDING = {"bdist_wheel", "build_ext", "build"}

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from servestack.compiled import build_name, compiled_count, is_compiled
-from servestack.gateway.edge import lane_call
+from servestack.gateway.edge import lane_call, protocol
 from servestack.gateway.relay import connection
 
 expected = os.environ.get("SERVESTACK_EXPECT_COMPILED") == "1"
@@ -19,6 +19,7 @@ expected = os.environ.get("SERVESTACK_EXPECT_COMPILED") == "1"
 def test_the_build_is_the_one_expected() -> None:
     assert is_compiled(lane_call) is expected
     assert is_compiled(connection) is expected
+    assert is_compiled(protocol) is expected  # the server's protocol: every request passes through it
     assert (compiled_count() > 0) is expected
 
 
@@ -31,7 +32,5 @@ def test_servestack_version_names_the_build() -> None:
 @pytest.mark.skipif(not expected, reason="the compiled build only")
 def test_what_stays_python_is_python() -> None:
     from servestack import errors
-    from servestack.gateway.edge import protocol
 
     assert not is_compiled(errors)  # exception classes override `status` as class attributes
-    assert not is_compiled(protocol)  # subclassed at run time (CorkedProtocol.factory)

@@ -14,9 +14,7 @@ framed as uvicorn frames it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 
@@ -66,8 +64,11 @@ class CorkedTransport:
         self.flush()
         self._transport.write_eof()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
 
 
 class CycleChunkWriter:
@@ -100,11 +101,14 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-class Flow(FlowControl):
-    """uvicorn's flow control, less the event a writer waits on until writing first pauses: most connections
-    never pause, and an Event (with its deque) on each of ten thousand is work for the collector."""
+class Flow:
+    """uvicorn's flow control (what its request cycle uses of it), less the event a writer waits on until
+    writing first pauses: most connections never pause, and an Event (with its deque) on each of ten
+    thousand is work for the collector."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:  # uvicorn's makes its Event here: not called
+    __slots__ = ("_transport", "_writable", "read_paused", "write_paused")
+
+    def __init__(self, transport: CorkedTransport) -> None:
         self._transport = transport
         self.read_paused = False
         self.write_paused = False
@@ -113,6 +117,16 @@ class Flow(FlowControl):
     async def drain(self) -> None:
         if self._writable is not None:
             await self._writable.wait()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self._transport.resume_reading()
 
     def pause_writing(self) -> None:
         if not self.write_paused:

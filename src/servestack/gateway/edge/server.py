@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import socket
 import sys
 from collections.abc import Generator
-from typing import Any, cast
 
 import uvicorn
 from uvicorn.server import STARTUP_FAILURE
@@ -28,7 +26,7 @@ from servestack.gateway.edge.deadlines import Deadlines
 from servestack.gateway.edge.lane import Lane
 from servestack.gateway.edge.listen import bind_socket
 from servestack.gateway.edge.listener import Listener
-from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, CorkedProtocol
+from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, ConnectionSettings
 from servestack.open_files import OpenFilesLimit, raise_open_files_limit
 from servestack.stack import TimeoutsConfig
 
@@ -38,8 +36,12 @@ KEEP_ALIVE_SECONDS = 5.0  # uvicorn's default
 
 
 class _Server(uvicorn.Server):
-    capacity = 0  # the connections it holds at once (set before it starts)
-    lane: Lane | None = None  # the app's callback data path (lane.py), when it has one
+    def __init__(self, config: uvicorn.Config, deadlines: Deadlines, head_cap: int, lane: Lane | None) -> None:
+        super().__init__(config)
+        self.deadlines = deadlines
+        self.head_cap = head_cap
+        self.lane = lane  # the app's callback data path (lane.py), when it has one
+        self.capacity = 0  # the connections it holds at once (set before it starts)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -52,12 +54,10 @@ class _Server(uvicorn.Server):
             sys.exit(STARTUP_FAILURE)
         config, state = self.config, self.server_state
 
-        protocol = config.http_protocol_class(config=config, server_state=state, app_state=self.lifespan.state)  # type: ignore[call-arg]
-        # The first protocol serves as the pattern of every connection's, never as one itself.
-        cast(CorkedProtocol, protocol).lane = self.lane
-        create_protocol = cast(CorkedProtocol, protocol).factory()
+        settings = ConnectionSettings(config.loaded_app, state, self.lifespan.state, self.deadlines, self.head_cap)
+        settings.lane = self.lane
         listeners = [
-            Listener(sock, create_protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
+            Listener(sock, settings.protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
         ]
         self.servers = listeners  # type: ignore[assignment]  # uvicorn only closes them and waits
         self.started = True
@@ -79,21 +79,19 @@ class GatewayServer:
         kept-alive connection is closed after `keep_alive` seconds."""
         self.host = host
         self.port = port
-        self._deadlines = Deadlines(timeouts.headers, timeouts.body, head_cap) if timeouts else None
-        protocol: Any = functools.partial(CorkedProtocol, max_head_bytes=head_cap)
+        headers, body = (timeouts.headers, timeouts.body) if timeouts else (None, None)
+        self._deadlines = Deadlines(headers, body, keep_alive)
+        # uvicorn's Server runs the lifespan, the app's startup and shutdown; connections are edge/protocol.py's
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
-            http=self._deadlines.protocol() if self._deadlines else protocol,
             lifespan="on",
             access_log=False,
             log_level=log_level,
-            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # uvicorn takes a float
             server_header=False,
             date_header=False,
             proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For parsing per request
         )
-        self._server = _Server(config)
-        self._server.lane = getattr(app, "lane", None)
+        self._server = _Server(config, self._deadlines, head_cap, getattr(app, "lane", None))
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -128,8 +126,7 @@ class GatewayServer:
             return
         self._server.should_exit = True
         await self._task
-        if self._deadlines is not None:
-            await self._deadlines.stop()
+        await self._deadlines.stop()
 
 
 def settle_heap(young_threshold: int = 10_000) -> None:
