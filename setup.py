@@ -21,6 +21,7 @@ COMPILED_FILES = [
     "src/servestack/driven.py",
     "src/servestack/gateway/edge/corked.py",
     "src/servestack/gateway/edge/deadlines.py",
+    "src/servestack/gateway/edge/http_connection.py",
     "src/servestack/gateway/edge/lane.py",
     "src/servestack/gateway/edge/lane_call.py",
     "src/servestack/gateway/edge/lane_cycle.py",

@@ -26,9 +26,10 @@ from servestack.asgi import Handler, Receive, Scope, Send, header, send_error, s
 from servestack.errors import BadRequest, GatewayError, InternalError, MethodNotAllowed, ModelNotFound, NotFound
 from servestack.gateway.admission.auth import visible
 from servestack.gateway.admission.keys import ApiKey
+from servestack.gateway.edge.http_connection import CLIENT_GONE, TASK_SCOPE
 from servestack.gateway.edge.lane import Lane
 from servestack.gateway.edge.pipeline import Admission, Pipeline
-from servestack.gateway.edge.protocol import CLIENT_GONE, RESUME_SCOPE, TASK_SCOPE
+from servestack.gateway.edge.protocol import RESUME_SCOPE
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
 from servestack.gateway.fleet.monitor import Monitor

@@ -17,9 +17,10 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from servestack.asgi import Scope, Send, sse_error_event
 from servestack.errors import GatewayError, InternalError, OpenFilesExhausted, UpstreamError
 from servestack.gateway.edge.corked import chunk as framed
+from servestack.gateway.edge.http_connection import CLIENT_GONE
 from servestack.gateway.edge.lane_types import LaneHost, LaneState, raising
 from servestack.gateway.edge.pipeline import Admission
-from servestack.gateway.edge.protocol import CLIENT_GONE, Resume
+from servestack.gateway.edge.protocol import Resume
 from servestack.gateway.fleet.routing import Attempt, RouteRequest
 from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.relay import count_stream_usage

@@ -24,7 +24,7 @@ import orjson
 from servestack.asgi import openai_error
 from servestack.driven import Driven
 from servestack.errors import OpenFilesExhausted
-from servestack.gateway.edge.protocol import GatewayProtocol
+from servestack.gateway.edge.http_connection import HttpConnection
 from servestack.open_files import ShortageLog, exhausted, shortage
 
 log = logging.getLogger("servestack.gateway")
@@ -40,7 +40,7 @@ class Listener:
     `Server` treats it as one of its servers."""
 
     def __init__(
-        self, sock: socket.socket, protocol_factory: Callable[[], GatewayProtocol], *, backlog: int, capacity: int
+        self, sock: socket.socket, protocol_factory: Callable[[], HttpConnection], *, backlog: int, capacity: int
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory

@@ -24,7 +24,7 @@ from servestack.gateway.admission.auth import KEY_SCOPE, KeyRing
 from servestack.gateway.admission.keys import ApiKey
 from servestack.gateway.admission.limits import KeyLimiter
 from servestack.gateway.admission.queues import ModelQueue, ModelQueues
-from servestack.gateway.edge.protocol import CLIENT_GONE
+from servestack.gateway.edge.http_connection import CLIENT_GONE
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import socket
@@ -23,10 +24,11 @@ from uvicorn.server import STARTUP_FAILURE
 from servestack.compiled import build_name
 from servestack.errors import ServestackError
 from servestack.gateway.edge.deadlines import Deadlines
+from servestack.gateway.edge.http_connection import DEFAULT_MAX_HEAD_BYTES, ConnectionSettings
 from servestack.gateway.edge.lane import Lane
 from servestack.gateway.edge.listen import bind_socket
 from servestack.gateway.edge.listener import Listener
-from servestack.gateway.edge.protocol import DEFAULT_MAX_HEAD_BYTES, ConnectionSettings
+from servestack.gateway.edge.protocol import GatewayProtocol
 from servestack.open_files import OpenFilesLimit, raise_open_files_limit
 from servestack.stack import TimeoutsConfig
 
@@ -56,9 +58,8 @@ class _Server(uvicorn.Server):
 
         settings = ConnectionSettings(config.loaded_app, state, self.lifespan.state, self.deadlines, self.head_cap)
         settings.lane = self.lane
-        listeners = [
-            Listener(sock, settings.protocol, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()
-        ]
+        make = functools.partial(GatewayProtocol, settings)  # a protocol for each connection
+        listeners = [Listener(sock, make, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()]
         self.servers = listeners  # type: ignore[assignment]  # uvicorn only closes them and waits
         self.started = True
 
