@@ -59,14 +59,20 @@ class ConnectionSettings:
     tasks, for a graceful shutdown), the head cap and deadlines, and the lane (protocol.py)."""
 
     def __init__(
-        self, app: Any, server_state: Any, app_state: dict[str, Any], deadlines: Deadlines, max_head_bytes: int
+        self,
+        app: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        deadlines: Deadlines,
+        max_head_bytes: int,
+        lane: LaneTaker | None = None,
     ) -> None:
         self.app = app
         self.server_state = server_state
         self.app_state = app_state
         self.deadlines = deadlines
         self.max_head_bytes = max_head_bytes
-        self.lane: LaneTaker | None = None  # the callback data path, when the app has one
+        self.lane = lane  # the callback data path, when the app has one
         self.loop = asyncio.get_running_loop()
         self.logger = logging.getLogger("uvicorn.error")  # what uvicorn's request cycle logs an app's failure to
 

@@ -56,8 +56,8 @@ class _Server(uvicorn.Server):
             sys.exit(STARTUP_FAILURE)
         config, state = self.config, self.server_state
 
-        settings = ConnectionSettings(config.loaded_app, state, self.lifespan.state, self.deadlines, self.head_cap)
-        settings.lane = self.lane
+        app_state = self.lifespan.state
+        settings = ConnectionSettings(config.loaded_app, state, app_state, self.deadlines, self.head_cap, self.lane)
         make = functools.partial(GatewayProtocol, settings)  # a protocol for each connection
         listeners = [Listener(sock, make, backlog=config.backlog, capacity=self.capacity) for sock in sockets or ()]
         self.servers = listeners  # type: ignore[assignment]  # uvicorn only closes them and waits
