@@ -31,6 +31,7 @@ def test_guidellm_runs_every_request(stack: Stack, model: str, request_format: s
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is the capital of France?\nCount to five.\nName a colour.\n")
     report = tmp_path / "report.json"
+    answered_before = stack.metric(model, 200)
     backend = (
         f"kind=openai_http,target={stack.url},model={model},request_format={request_format},max_tokens={MAX_TOKENS}"
     )
@@ -44,7 +45,13 @@ def test_guidellm_runs_every_request(stack: Stack, model: str, request_format: s
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     requests = json.loads(report.read_text())["benchmarks"][0]["requests"]
-    assert len(requests["errored"]) == 0 and len(requests["successful"]) == REQUESTS
+    outcome = {kind: len(found) for kind, found in requests.items() if isinstance(found, list)}
+    # guidellm's scheduler now and then cancels its last queued request before sending it (its
+    # max_requests stop races the worker; seen once in CI), so the check is on what it did send: every
+    # request the gateway answered came back to guidellm a success, none errored or cut short.
+    answered = stack.metric(model, 200) - answered_before
+    assert outcome.get("errored") == 0 and outcome.get("incomplete") == 0, (outcome, requests)
+    assert REQUESTS - 1 <= outcome.get("successful", 0) == answered, (outcome, answered)
     assert all(0 < r["output_tokens"] <= MAX_TOKENS for r in requests["successful"])
     if request_format.endswith("chat/completions"):
         sent = json.loads(requests["successful"][0]["request_args"])["body"]
