@@ -4,20 +4,23 @@
     python bench/fleet.py --sizes 4,256 --policies ttft_cost --seconds 4 --rounds 1
     git archive REV src | tar -x -C /tmp/old && python bench/fleet.py --label after --compare before=/tmp/old/src
 
-One upstream process (pinned to core 0 with the client) listens on as many ports as there are
-replicas and answers at once with canned bytes (`harness/bare_upstream.py`'s answers, plus `/health`
-and a small `/metrics` in the simulator's names), so the upstreams are never the bottleneck. The
-gateway runs in its own process pinned to core 1 with one endpoint per port, the policy under test
-and its background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
+The replicas are one nginx worker listening on as many ports as there are replicas, answering at
+once with a canned completion, `/health` and a small `/metrics` in the simulator's names; the load
+is `wrk` cycling through servestack's shared-prefix dataset (harness/fleet_load.py). Both are C and
+share core 0, where they serve ~50,000 req/s (the "replicas direct" line), so the gateway, in its
+own process pinned to core 1, is the bottleneck: until 2026-12-07 the replicas and the client were
+Python and took core 0 whole at ~7,000 req/s, leaving the gateway's core 40-75 % idle, so req/s
+measured the harness. The gateway has one endpoint per port, the policy under test and its
+background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
 
 First, the routing decision alone, in a process of its own on the gateway's core: CPU microseconds
 per request for choosing a replica and deciding whether a retry could go elsewhere, with 32 requests
 outstanding (each finishes when the 33rd is chosen), on shared-prefix prompts. Then, per size and
 policy over HTTP:
-requests/s at concurrency 32 (`servestack bench`, non-streamed, the
-shared-prefix dataset so the cache-aware policies have prefixes to look up), the gateway's requests
+requests/s at concurrency 32 (non-streamed, after a second of warm-up that reaches every replica),
+the gateway's requests
 per CPU-second (its capacity per core, robust to noise from other processes), and the added latency
-(p50/p99 minus the upstream's own, measured directly). Then the gateway's idle CPU: the share of a
+(p50/p99 minus the replicas' own, measured directly). Then the gateway's idle CPU: the share of a
 core it uses with no traffic, i.e. its probes and scrapes, per size. Rounds interleave sizes and
 policies so a noisy minute hurts all of them alike. `--compare LABEL=SRC` measures another copy of
 servestack's sources too (the gateway and the decisions run with it first on PYTHONPATH), each of
@@ -29,7 +32,6 @@ Prints a table and writes bench/results/fleet-<time>.json (or --out).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import os
@@ -44,7 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.clients import Measurement, run_servestack_bench
+from harness.clients import Measurement
+from harness.fleet_load import chat_bodies, require_tools, run_wrk_bodies, start_replicas
 from harness.output import machine, write_results
 from harness.procs import HarnessError, Proc, cpu_seconds, free_port, tree_pids, wait_for
 
@@ -52,11 +55,7 @@ POLICIES = ("round_robin", "least_load", "cache_aware", "ttft_cost")
 SIZES = (4, 64, 256)
 TARGET_RATIO = 0.8  # req/s with the largest fleet ≥ this × with the smallest (issue 14)
 TARGET_IDLE = 0.02  # idle CPU at 256 replicas ≤ 2% of a core
-METRICS = (
-    b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting 0.0\n"
-    b"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n"
-    b"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc 0.0\n"
-)
+BODIES = 1024  # distinct request bodies wrk cycles through (64 system prompts, 16 questions each)
 WORDS = ("harbor", "ledger", "signal", "copper", "meadow", "lantern", "orbit", "pebble", "quartz", "river", "saddle",
          "timber", "velvet")  # fmt: skip
 CHAT = b'{"model":"sim","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}'
@@ -71,12 +70,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="client connections (default 32)")
     parser.add_argument("--decisions", type=int, default=20_000, help="routing decisions timed per size and policy")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle CPU window (default 20; 0 skips)")
-    parser.add_argument("--cpus", default="0,1", help="client+upstream core, gateway core (default 0,1)")
+    parser.add_argument("--cpus", default="0,1", help="load+replicas core, gateway core (default 0,1)")
     parser.add_argument("--label", default="this", help="what to call the sources this script runs with")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=SRC", help="other sources to measure")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/fleet-<time>.json)")
     parser.add_argument("--time-decisions", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-upstream", nargs=2, metavar=("COUNT", "PORTS_FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", metavar="POLICY", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("workers", nargs="*", help=argparse.SUPPRESS)
@@ -85,9 +83,6 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if args.serve_upstream:
-        serve_upstream(int(args.serve_upstream[0]), Path(args.serve_upstream[1]))
-        return 0
     if args.serve_gateway:
         from routing import serve_gateway
 
@@ -102,21 +97,19 @@ def main() -> int:
         args.label: {},
         **{label: {"PYTHONPATH": src} for label, _, src in (c.partition("=") for c in args.compare)},
     }
+    require_tools()
     client_cpus, gateway_cpus = args.cpus.split(",")
     decisions = (
         {label: time_decisions(env, args, gateway_cpus) for label, env in trees.items()} if args.decisions else {}
     )
     with tempfile.TemporaryDirectory(prefix="servestack-fleet-") as tmp:
-        upstream, ports = start_upstream(Path(tmp), max(sizes), client_cpus)
+        replicas, ports = start_replicas(Path(tmp), max(sizes), client_cpus)
         try:
-            direct = run_servestack_bench(
-                f"http://127.0.0.1:{ports[0]}/v1", model="sim", api_key=None, stream=False, seconds=args.seconds,
-                cpus=client_cpus, connections=args.concurrency,
-            )  # fmt: skip
+            direct = bench(f"http://127.0.0.1:{ports[0]}", args, client_cpus)
             runs = measure(Path(tmp), ports, trees, sizes, policies, args)
             idle = measure_idle(Path(tmp), ports, trees, sizes, args) if args.idle_seconds > 0 else {}
         finally:
-            upstream.stop()
+            replicas.stop()
     doc = {
         "machine": machine(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if v is not None},
@@ -133,48 +126,7 @@ def main() -> int:
     return 0
 
 
-# --- the upstream and the gateway, each in its own process ---------------------------------------
-
-
-def serve_upstream(count: int, ports_file: Path) -> None:
-    """One process answering on `count` ports (written to `ports_file`): canned chat answers, /health, /metrics."""
-    from aiohttp import web
-
-    from harness.bare_upstream import chat, health
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=METRICS, content_type="text/plain")
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_get("/health", health)
-        app.router.add_get("/metrics", metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        for _ in range(count):
-            await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
-        ports = [address[1] for address in runner.addresses]
-        ports_file.write_text(json.dumps(ports))
-        await asyncio.Event().wait()
-
-    try:
-        import uvloop
-
-        uvloop.run(serve())
-    except ImportError:
-        asyncio.run(serve())
-
-
-def start_upstream(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
-    ports_file = tmp / "ports.json"
-    proc = Proc("upstream", [sys.executable, __file__, "--serve-upstream", str(count), str(ports_file)], tmp, cpus=cpus)
-    wait_for(lambda: ports_file.exists() or not proc.alive(), 60, "the upstream's ports")
-    if not proc.alive():
-        raise HarnessError(f"the upstream exited; {proc.log_path}:\n{proc.log_tail()}")
-    ports: list[int] = json.loads(ports_file.read_text())
-    proc.wait_http(f"http://127.0.0.1:{ports[-1]}/health")
-    return proc, ports
+# --- the gateway, in a process of its own ----------------------------------------------------------
 
 
 def start_gateway(tmp: Path, policy: str, ports: list[int], cpus: str, env: dict[str, str]) -> tuple[Proc, str]:
@@ -216,8 +168,9 @@ def measure(
                     gateway, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
                     try:
                         pids = tree_pids(gateway.pid)
+                        bench(url, args, client_cpus, seconds=1.0)  # reaches every replica: connections open
                         before = cpu_seconds(pids)
-                        m = bench(url, size, args, client_cpus)
+                        m = bench(url, args, client_cpus)
                         used = cpu_seconds(pids) - before
                     finally:
                         gateway.stop()
@@ -228,12 +181,11 @@ def measure(
     return runs
 
 
-def bench(url: str, replicas: int, args: argparse.Namespace, cpus: str) -> Measurement:
-    """One round; the warm-up reaches every replica (so connections are open before measuring)."""
-    return run_servestack_bench(
-        url + "/v1", model="sim", api_key=None, stream=False, seconds=args.seconds, cpus=cpus,
-        connections=args.concurrency, warmup=200 + 2 * replicas, dataset="shared-prefix", input_len=96,
-    )  # fmt: skip
+def bench(url: str, args: argparse.Namespace, cpus: str, seconds: float | None = None) -> Measurement:
+    """wrk at the set concurrency for `seconds` (a round's length by default)."""
+    chat = url + "/v1/chat/completions"
+    bodies = chat_bodies(BODIES, input_len=96)
+    return run_wrk_bodies(chat, bodies, seconds=seconds or args.seconds, connections=args.concurrency, cpus=cpus)
 
 
 def measure_idle(
@@ -334,7 +286,7 @@ def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: l
                 by_size = {d["replicas"]: d for d in doc["decisions"][label] if d["policy"] == policy}
                 cells = [f"{by_size[n]['us_per_decision']:>8.1f} ({by_size[n]['replicas_used']:>4})" for n in sizes]
                 print(f"{f'{policy} ({label})':<22} " + " ".join(f"{c:>16}" for c in cells))
-    print(f"\nload average {doc['machine']['load_average']}; upstream direct: {direct['rps']:,.0f} req/s, "
+    print(f"\nload average {doc['machine']['load_average']}; replicas direct: {direct['rps']:,.0f} req/s, "
           f"p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms")  # fmt: skip
     header = f"{'policy':<22} {'replicas':>8} {'req/s':>8} {'req/CPU-s':>10} {'+p50 ms':>8} {'+p99 ms':>8} errors"
     print(header)

@@ -1,0 +1,138 @@
+"""A fleet's load in C, so the gateway is what a fleet benchmark measures: nginx answering on many ports
+(the replicas) and `wrk` sending shared-prefix chat requests.
+
+Both run on the one core the gateway does not. In Python (aiohttp replicas, `servestack bench`) they
+took that core whole at ~7,000 req/s and left the gateway's core 40–75 % idle, so req/s measured the
+harness. nginx answers a canned completion with `return` (the request body is read and dropped),
+`/health` and a small `/metrics` in the simulator's names; `wrk` cycles through the bodies of
+servestack's own shared-prefix dataset (`servestack.bench.workload`), so the cache-aware policies
+have prefixes to look up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+
+from harness.clients import Measurement, parse_wrk
+from harness.procs import HarnessError, Proc, free_port
+
+WHOLE = json.dumps(
+    {
+        "id": "chatcmpl-fleet",
+        "object": "chat.completion",
+        "model": "sim",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(["hi"] * 16)}}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 16, "total_tokens": 24},
+    },
+    separators=(",", ":"),
+)
+METRICS = (
+    "# TYPE vllm:num_requests_waiting gauge\\nvllm:num_requests_waiting 0.0\\n"
+    "# TYPE vllm:num_requests_running gauge\\nvllm:num_requests_running 0.0\\n"
+    "# TYPE vllm:kv_cache_usage_perc gauge\\nvllm:kv_cache_usage_perc 0.0\\n"
+)
+
+
+def require_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None]
+    if missing:
+        raise HarnessError(f"the fleet benchmark needs {' and '.join(missing)}: apt-get install -y nginx wrk")
+
+
+def start_replicas(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
+    """One nginx worker on `cpus` listening on `count` ports; returns it and the ports."""
+    ports = [free_port() for _ in range(count)]
+    prefix = tmp / "replicas"
+    prefix.mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(replicas_conf(ports, prefix))
+    proc = Proc("replicas", ["nginx", "-p", str(prefix), "-c", str(conf)], tmp, cpus=cpus)
+    for port in (ports[0], ports[-1]):
+        proc.wait_http(f"http://127.0.0.1:{port}/health")
+    return proc, ports
+
+
+def replicas_conf(ports: list[int], prefix: Path) -> str:
+    listens = "\n".join(f"        listen 127.0.0.1:{port} backlog=4096;" for port in ports)
+    return textwrap.dedent(
+        f"""\
+        daemon off;
+        worker_processes 1;
+        worker_rlimit_nofile 65536;
+        pid {prefix}/nginx.pid;
+        error_log {prefix}/error.log warn;
+        events {{ worker_connections 16384; }}
+        http {{
+            access_log off;
+            keepalive_requests 1000000;
+            keepalive_timeout 75s;
+            client_body_temp_path {prefix}/body;
+            proxy_temp_path {prefix}/proxy;
+            fastcgi_temp_path {prefix}/fastcgi;
+            uwsgi_temp_path {prefix}/uwsgi;
+            scgi_temp_path {prefix}/scgi;
+            server {{
+        {{listens}}
+                location = /v1/chat/completions {{ default_type application/json; return 200 '{WHOLE}'; }}
+                location = /health {{ default_type text/plain; return 200 'ok'; }}
+                location = /metrics {{ default_type text/plain; return 200 "{METRICS}"; }}
+            }}
+        }}
+        """
+    ).replace("{listens}", listens.strip())
+
+
+def chat_bodies(count: int, input_len: int) -> list[str]:
+    """`count` chat request bodies of servestack's shared-prefix dataset (16 questions per system prompt)."""
+    from servestack.bench.workload import build_workload
+
+    workload = build_workload("shared-prefix", requests=count, input_len=input_len, output_len=16, seed=7)
+    bodies = []
+    for conversation in workload.conversations[:count]:
+        messages = [{"role": "system", "content": conversation.system}] if conversation.system else []
+        messages.append({"role": "user", "content": conversation.turns[0].text})
+        bodies.append(json.dumps({"model": "sim", "max_tokens": 16, "messages": messages}, separators=(",", ":")))
+    return bodies
+
+
+def wrk_script(bodies: list[str]) -> str:
+    """A wrk script sending `bodies` in turn (each a Lua long string)."""
+    if any("]]" in body for body in bodies):
+        raise ValueError("a body holds ']]', which ends a Lua long string")
+    table = ",\n".join(f"[[{body}]]" for body in bodies)
+    return (
+        textwrap.dedent(
+            """\
+        wrk.method = "POST"
+        wrk.headers["Content-Type"] = "application/json"
+        local bodies = {
+        %s
+        }
+        local turn = 0
+        request = function()
+            turn = turn %% #bodies + 1
+            return wrk.format(nil, nil, nil, bodies[turn])
+        end
+        """
+        )
+        % table
+    )
+
+
+def run_wrk_bodies(url: str, bodies: list[str], *, seconds: float, connections: int, cpus: str) -> Measurement:
+    """`wrk -t1` at `connections` against `url` for `seconds`, sending `bodies` in turn."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(wrk_script(bodies))
+    argv = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    try:
+        run = subprocess.run([*argv, "-s", script.name, url], capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        Path(script.name).unlink(missing_ok=True)
+    if run.returncode != 0:
+        raise HarnessError(f"wrk failed against {url}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    return parse_wrk(run.stdout)
