@@ -21,10 +21,14 @@ requests/s at concurrency 32 (non-streamed, after a second of warm-up that reach
 the gateway's requests
 per CPU-second (its capacity per core, robust to noise from other processes), and the added latency
 (p50/p99 minus the replicas' own, measured directly). Then the gateway's idle CPU: the share of a
-core it uses with no traffic, i.e. its probes and scrapes, per size. Rounds interleave sizes and
-policies so a noisy minute hurts all of them alike. `--compare LABEL=SRC` measures another copy of
-servestack's sources too (the gateway and the decisions run with it first on PYTHONPATH), each of
-its runs right after the same run of this one: before and after a change, in one run.
+core it uses with no traffic, i.e. its probes and scrapes, per size. Each round runs every policy,
+and for each policy every size back to back (in turn smallest or largest first), so the verdicts
+compare sizes measured seconds apart: on a shared machine one configuration's req/s moves by a
+third from one minute to the next, more than the fleet size moves it. A verdict is the median over
+the rounds of (largest ÷ smallest fleet's figure in that round), with the range. `--compare
+LABEL=SRC` measures another copy of servestack's sources too (the gateway and the decisions run
+with it first on PYTHONPATH), each of its runs right after the same run of this one: before and
+after a change, in one run.
 
 Prints a table and writes bench/results/fleet-<time>.json (or --out).
 """
@@ -161,9 +165,9 @@ def measure(
     client_cpus, gateway_cpus = args.cpus.split(",")
     runs = []
     for round_number in range(1, args.rounds + 1):
-        for size in sizes:
-            for policy in policies:
-                for label, env in trees.items():
+        for policy in policies:
+            for label, env in trees.items():
+                for size in sizes if round_number % 2 else sizes[::-1]:
                     print(f"round {round_number} · {size} replicas · {policy} · {label}", flush=True)
                     gateway, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
                     try:
@@ -314,18 +318,30 @@ def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: l
 
 
 def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) -> list[str]:
-    """Per policy: req/s and req/CPU-s with the largest fleet over the smallest, against the target."""
+    """Per policy: req/s and req/CPU-s with the largest fleet over the smallest, the median of the
+    rounds' ratios (each round measures both sizes back to back), against the target."""
     small, large = min(sizes), max(sizes)
     lines = []
     for policy in policies:
         parts = []
         for key, what in (("rps", "req/s"), ("per_cpu_second", "req/CPU-s")):
-            a = median([r for r in runs if r["policy"] == policy and r["replicas"] == small], key)
-            b = median([r for r in runs if r["policy"] == policy and r["replicas"] == large], key)
-            ratio = b / a if a > 0 else float("nan")
-            parts.append(f"{what} {ratio:.2f}x ({'met' if ratio >= TARGET_RATIO else 'missed'})")
+            ratios = round_ratios([r for r in runs if r["policy"] == policy], key, small, large)
+            if not ratios:
+                continue
+            ratio = statistics.median(ratios)
+            spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 else ""
+            parts.append(f"{what} {ratio:.2f}x{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
         lines.append(f"{policy}: {large} over {small} replicas: " + ", ".join(parts) + f"; target ≥ {TARGET_RATIO}x")
     return lines
+
+
+def round_ratios(runs: list[dict[str, Any]], key: str, small: int, large: int) -> list[float]:
+    """Per round: `key` with the large fleet over the small one (rounds missing either are left out)."""
+    by_round: dict[int, dict[int, float]] = {}
+    for run in runs:
+        if run.get(key):
+            by_round.setdefault(run["round"], {})[run["replicas"]] = run[key]
+    return [sizes[large] / sizes[small] for sizes in by_round.values() if small in sizes and large in sizes]
 
 
 if __name__ == "__main__":

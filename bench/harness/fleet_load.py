@@ -11,15 +11,17 @@ have prefixes to look up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import tempfile
 import textwrap
 from pathlib import Path
 
 from harness.clients import Measurement, parse_wrk
-from harness.procs import HarnessError, Proc, free_port
+from harness.procs import HarnessError, Proc
 
 WHOLE = json.dumps(
     {
@@ -46,7 +48,7 @@ def require_tools() -> None:
 
 def start_replicas(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
     """One nginx worker on `cpus` listening on `count` ports; returns it and the ports."""
-    ports = [free_port() for _ in range(count)]
+    ports = distinct_free_ports(count)
     prefix = tmp / "replicas"
     prefix.mkdir(exist_ok=True)
     conf = prefix / "nginx.conf"
@@ -55,6 +57,15 @@ def start_replicas(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
     for port in (ports[0], ports[-1]):
         proc.wait_http(f"http://127.0.0.1:{port}/health")
     return proc, ports
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """`count` ports free now, no two alike (each socket is held until all are bound)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def replicas_conf(ports: list[int], prefix: Path) -> str:
