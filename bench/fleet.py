@@ -1,7 +1,8 @@
 """Fleet size: what a routing decision and the background watch cost as the number of replicas grows.
 
-    python bench/fleet.py                                   # 4, 64, 256 replicas × every policy, ~5 minutes
+    python bench/fleet.py                                   # 4, 64, 256 replicas × every policy, ~6 minutes
     python bench/fleet.py --sizes 4,256 --policies ttft_cost --seconds 4 --rounds 1
+    python bench/fleet.py --nginx                           # + nginx proxying to the same replicas
     git archive REV src | tar -x -C /tmp/old && python bench/fleet.py --label after --compare before=/tmp/old/src
 
 The replicas are one nginx worker listening on as many ports as there are replicas, answering at
@@ -9,26 +10,28 @@ once with a canned completion, `/health` and a small `/metrics` in the simulator
 is `wrk` cycling through servestack's shared-prefix dataset (harness/fleet_load.py). Both are C and
 share core 0, where they serve ~50,000 req/s (the "replicas direct" line), so the gateway, in its
 own process pinned to core 1, is the bottleneck: until 2026-12-07 the replicas and the client were
-Python and took core 0 whole at ~7,000 req/s, leaving the gateway's core 40-75 % idle, so req/s
+Python and took core 0 whole at ~7,000 req/s, leaving the gateway's core 30-75 % idle, so req/s
 measured the harness. The gateway has one endpoint per port, the policy under test and its
 background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
 
 First, the routing decision alone, in a process of its own on the gateway's core: CPU microseconds
 per request for choosing a replica and deciding whether a retry could go elsewhere, with 32 requests
 outstanding (each finishes when the 33rd is chosen), on shared-prefix prompts. Then, per size and
-policy over HTTP:
-requests/s at concurrency 32 (non-streamed, after a second of warm-up that reaches every replica),
-the gateway's requests
-per CPU-second (its capacity per core, robust to noise from other processes), and the added latency
-(p50/p99 minus the replicas' own, measured directly). Then the gateway's idle CPU: the share of a
-core it uses with no traffic, i.e. its probes and scrapes, per size. Each round runs every policy,
-and for each policy every size back to back (in turn smallest or largest first), so the verdicts
-compare sizes measured seconds apart: on a shared machine one configuration's req/s moves by a
-third from one minute to the next, more than the fleet size moves it. A verdict is the median over
-the rounds of (largest ÷ smallest fleet's figure in that round), with the range. `--compare
-LABEL=SRC` measures another copy of servestack's sources too (the gateway and the decisions run
-with it first on PYTHONPATH), each of its runs right after the same run of this one: before and
-after a change, in one run.
+policy over HTTP: requests/s at concurrency 32 (non-streamed, after a second of warm-up that reaches
+every replica), the gateway's requests per CPU-second (its capacity per core, robust to noise from
+other processes), and the added latency (p50/p99 minus the replicas' own, measured directly). Then
+the gateway's idle CPU: the share of a core it uses with no traffic, i.e. its probes and scrapes,
+per size.
+
+Each round runs every policy, and for each policy every size back to back (in turn smallest or
+largest first), so the verdicts compare sizes measured seconds apart: on a shared machine one
+configuration's req/s moves by a third from one minute to the next, more than the fleet size moves
+it. A verdict is the median over the rounds of (largest ÷ smallest fleet's figure in that round),
+with the range. `--compare LABEL=SRC` measures another copy of servestack's sources too (the
+gateway and the decisions run with it first on PYTHONPATH), each of its runs right after the same
+run of this one: before and after a change, in one run. `--nginx` ends each round with nginx
+proxying to the same replicas in turn on the gateway's core: what a C proxy and the kernel pay for
+a larger fleet.
 
 Prints a table and writes bench/results/fleet-<time>.json (or --out).
 """
@@ -51,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.clients import Measurement
-from harness.fleet_load import chat_bodies, require_tools, run_wrk_bodies, start_replicas
+from harness.fleet_load import chat_bodies, require_tools, run_wrk_bodies, start_nginx_proxy, start_replicas
 from harness.output import machine, write_results
 from harness.procs import HarnessError, Proc, cpu_seconds, free_port, tree_pids, wait_for
 
@@ -77,6 +80,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpus", default="0,1", help="load+replicas core, gateway core (default 0,1)")
     parser.add_argument("--label", default="this", help="what to call the sources this script runs with")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=SRC", help="other sources to measure")
+    parser.add_argument("--nginx", action="store_true", help="also nginx proxying to them (reference)")
     parser.add_argument("--out", type=Path, help="JSON output (default bench/results/fleet-<time>.json)")
     parser.add_argument("--time-decisions", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", metavar="POLICY", help=argparse.SUPPRESS)
@@ -125,7 +129,7 @@ def main() -> int:
     }
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = write_results(f"fleet-{stamp}", doc, args.out)
-    render(doc, list(trees), sizes, policies)
+    render(doc, [*trees, *(["nginx"] if args.nginx else [])], sizes, policies)
     print(f"wrote {path}")
     return 0
 
@@ -162,27 +166,37 @@ def measure(
     tmp: Path, ports: list[int], trees: dict[str, dict[str, str]], sizes: list[int], policies: list[str],
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per round: each policy, each tree, each size back to back; then nginx at each size (`--nginx`)."""
     client_cpus, gateway_cpus = args.cpus.split(",")
     runs = []
     for round_number in range(1, args.rounds + 1):
+        order = sizes if round_number % 2 else sizes[::-1]
         for policy in policies:
             for label, env in trees.items():
-                for size in sizes if round_number % 2 else sizes[::-1]:
+                for size in order:
                     print(f"round {round_number} · {size} replicas · {policy} · {label}", flush=True)
-                    gateway, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
-                    try:
-                        pids = tree_pids(gateway.pid)
-                        bench(url, args, client_cpus, seconds=1.0)  # reaches every replica: connections open
-                        before = cpu_seconds(pids)
-                        m = bench(url, args, client_cpus)
-                        used = cpu_seconds(pids) - before
-                    finally:
-                        gateway.stop()
-                    runs.append({
-                        "tree": label, "round": round_number, "replicas": size, "policy": policy, **vars(m),
-                        "cpu_seconds": used, "per_cpu_second": m.requests / used if used > 0 else None,
-                    })  # fmt: skip
+                    proc, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
+                    run = measure_one(proc, url, args, client_cpus)
+                    runs.append({"tree": label, "round": round_number, "replicas": size, "policy": policy, **run})
+        for size in order if args.nginx else ():
+            print(f"round {round_number} · {size} replicas · nginx", flush=True)
+            proc, url = start_nginx_proxy(tmp, ports[:size], gateway_cpus)
+            run = measure_one(proc, url, args, client_cpus)
+            runs.append({"tree": "nginx", "round": round_number, "replicas": size, "policy": "round_robin", **run})
     return runs
+
+
+def measure_one(proc: Proc, url: str, args: argparse.Namespace, client_cpus: str) -> dict[str, Any]:
+    """One round's figures for the proxy `proc` at `url` (stopped after): wrk's, and the proxy's CPU."""
+    try:
+        pids = tree_pids(proc.pid)
+        bench(url, args, client_cpus, seconds=1.0)  # reaches every replica: connections open
+        before = cpu_seconds(pids)
+        m = bench(url, args, client_cpus)
+        used = cpu_seconds(pids) - before
+    finally:
+        proc.stop()
+    return {**vars(m), "cpu_seconds": used, "per_cpu_second": m.requests / used if used > 0 else None}
 
 
 def bench(url: str, args: argparse.Namespace, cpus: str, seconds: float | None = None) -> Measurement:
@@ -286,7 +300,7 @@ def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: l
         print("\nrouting decision alone (CPU µs per request; in brackets, the replicas that got requests)")
         print(f"{'policy':<22} " + " ".join(f"{f'{size} replicas':>16}" for size in sizes))
         for policy in policies:
-            for label in labels:
+            for label in doc["decisions"]:
                 by_size = {d["replicas"]: d for d in doc["decisions"][label] if d["policy"] == policy}
                 cells = [f"{by_size[n]['us_per_decision']:>8.1f} ({by_size[n]['replicas_used']:>4})" for n in sizes]
                 print(f"{f'{policy} ({label})':<22} " + " ".join(f"{c:>16}" for c in cells))
@@ -299,6 +313,8 @@ def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: l
         for label in labels:
             for size in sizes:
                 mine = [r for r in runs if r["policy"] == policy and r["replicas"] == size and r["tree"] == label]
+                if not mine:  # nginx runs only round_robin
+                    continue
                 p50, p99 = median(mine, "p50_ms") - direct["p50_ms"], median(mine, "p99_ms") - direct["p99_ms"]
                 errors = sum(r["errors"] for r in mine)
                 print(
@@ -331,7 +347,9 @@ def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) 
             ratio = statistics.median(ratios)
             spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 else ""
             parts.append(f"{what} {ratio:.2f}x{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
-        lines.append(f"{policy}: {large} over {small} replicas: " + ", ".join(parts) + f"; target ≥ {TARGET_RATIO}x")
+        if parts:
+            verdict = ", ".join(parts)
+            lines.append(f"{policy}: {large} over {small} replicas: {verdict}; target ≥ {TARGET_RATIO}x")
     return lines
 
 

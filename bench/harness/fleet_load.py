@@ -21,7 +21,7 @@ import textwrap
 from pathlib import Path
 
 from harness.clients import Measurement, parse_wrk
-from harness.procs import HarnessError, Proc
+from harness.procs import HarnessError, Proc, free_port
 
 WHOLE = json.dumps(
     {
@@ -57,6 +57,49 @@ def start_replicas(tmp: Path, count: int, cpus: str) -> tuple[Proc, list[int]]:
     for port in (ports[0], ports[-1]):
         proc.wait_http(f"http://127.0.0.1:{port}/health")
     return proc, ports
+
+
+def start_nginx_proxy(tmp: Path, ports: list[int], cpus: str) -> tuple[Proc, str]:
+    """nginx (one worker on `cpus`) proxying to the replicas on `ports` in turn over keep-alive connections:
+    what a C proxy pays for the same fleet. Returns it and its URL."""
+    port = free_port()
+    prefix = tmp / f"proxy-{len(ports)}"
+    prefix.mkdir(exist_ok=True)
+    servers = " ".join(f"server 127.0.0.1:{p};" for p in ports)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""\
+            daemon off;
+            worker_processes 1;
+            worker_rlimit_nofile 65536;
+            pid {prefix}/nginx.pid;
+            error_log {prefix}/error.log warn;
+            events {{ worker_connections 16384; }}
+            http {{
+                access_log off;
+                client_body_temp_path {prefix}/body;
+                proxy_temp_path {prefix}/proxy;
+                fastcgi_temp_path {prefix}/fastcgi;
+                uwsgi_temp_path {prefix}/uwsgi;
+                scgi_temp_path {prefix}/scgi;
+                upstream replicas {{ {servers} keepalive 1024; }}
+                server {{
+                    listen 127.0.0.1:{port} backlog=4096;
+                    location / {{
+                        proxy_pass http://replicas;
+                        proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                    }}
+                }}
+            }}
+            """
+        )
+    )
+    proc = Proc(f"proxy-{len(ports)}", ["nginx", "-p", str(prefix), "-c", str(conf)], tmp, cpus=cpus)
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_http(url + "/health")
+    return proc, url
 
 
 def distinct_free_ports(count: int) -> list[int]:
