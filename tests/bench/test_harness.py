@@ -1,12 +1,15 @@
-"""Helpers of the comparison scripts in bench/: reading wrk's output, its Lua script, nginx's config."""
+"""Helpers of the comparison scripts in bench/: reading wrk's output, its Lua scripts, nginx's configs, the
+fleet benchmark's verdicts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from harness.clients import lua_script, parse_wrk
+from harness.fleet_load import chat_bodies, distinct_free_ports, replicas_conf, wrk_script
 from harness.procs import cpu_seconds, tree_pids
 from harness.targets import nginx_conf
 
@@ -62,3 +65,39 @@ def test_cpu_time_of_this_process_tree_is_counted() -> None:
     pids = tree_pids(os.getpid())
     assert os.getpid() in pids
     assert cpu_seconds(pids) > 0
+
+
+def test_fleet_replicas_listen_on_distinct_ports_and_answer_what_the_gateway_asks() -> None:
+    ports = distinct_free_ports(300)
+    assert len(set(ports)) == 300
+    conf = replicas_conf(ports[:3], Path("/tmp/replicas"))
+    assert all(f"listen 127.0.0.1:{port} backlog=4096;" in conf for port in ports[:3])
+    for location in ("/v1/chat/completions", "/health", "/metrics"):
+        assert f"location = {location} " in conf
+    completion = conf.split("return 200 '", 1)[1].split("'", 1)[0]
+    assert json.loads(completion)["usage"]["completion_tokens"] == 16
+
+
+def test_fleet_bodies_share_prefixes_and_go_into_wrk_in_turn() -> None:
+    bodies = [json.loads(body) for body in chat_bodies(32, input_len=24)]
+    systems = {body["messages"][0]["content"] for body in bodies}
+    assert len(bodies) == 32 and len(systems) == 2  # 16 questions per system prompt
+    assert all([m["role"] for m in body["messages"]] == ["system", "user"] for body in bodies)
+    script = wrk_script(["{}", '{"a":1}'])
+    assert '[[{}]],\n[[{"a":1}]]' in script and "turn = turn % #bodies + 1" in script
+    with pytest.raises(ValueError):
+        wrk_script(['{"a":[[1]]}'])
+
+
+def test_fleet_verdict_is_the_median_of_each_rounds_ratio() -> None:
+    import fleet
+
+    runs = [
+        {"round": n, "policy": "p", "replicas": size, "rps": rps, "per_cpu_second": rps}
+        for n, small, large in ((1, 100.0, 90.0), (2, 50.0, 35.0), (3, 200.0, 150.0))
+        for size, rps in ((4, small), (256, large))
+    ]
+    assert fleet.round_ratios(runs, "rps", 4, 256) == [0.9, 0.7, 0.75]
+    (line,) = fleet.verdicts(runs, [4, 256], ["p"])
+    assert "req/s 0.75x [0.70–0.90] (missed)" in line
+    assert fleet.round_ratios(runs[:3], "rps", 4, 256) == [0.9]  # round 2 lacks its 256-replica run
