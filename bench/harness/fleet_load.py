@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness.clients import Measurement, parse_wrk
 from harness.procs import HarnessError, Proc, free_port
+from harness.targets import nginx_main_conf
 
 WHOLE = json.dumps(
     {
@@ -68,32 +69,21 @@ def start_nginx_proxy(tmp: Path, ports: list[int], cpus: str) -> tuple[Proc, str
     servers = " ".join(f"server 127.0.0.1:{p};" for p in ports)
     conf = prefix / "nginx.conf"
     conf.write_text(
-        textwrap.dedent(
+        nginx_main_conf(
+            prefix,
             f"""\
-            daemon off;
-            worker_processes 1;
-            worker_rlimit_nofile 65536;
-            pid {prefix}/nginx.pid;
-            error_log {prefix}/error.log warn;
-            events {{ worker_connections 16384; }}
-            http {{
-                access_log off;
-                client_body_temp_path {prefix}/body;
-                proxy_temp_path {prefix}/proxy;
-                fastcgi_temp_path {prefix}/fastcgi;
-                uwsgi_temp_path {prefix}/uwsgi;
-                scgi_temp_path {prefix}/scgi;
-                upstream replicas {{ {servers} keepalive 1024; }}
-                server {{
-                    listen 127.0.0.1:{port} backlog=4096;
-                    location / {{
-                        proxy_pass http://replicas;
-                        proxy_http_version 1.1;
-                        proxy_set_header Connection "";
-                    }}
+            upstream replicas {{ {servers} keepalive 1024; }}
+            server {{
+                listen 127.0.0.1:{port} backlog=4096;
+                location / {{
+                    proxy_pass http://replicas;
+                    proxy_http_version 1.1;
+                    proxy_set_header Connection "";
                 }}
             }}
-            """
+            """,
+            worker_connections=16384,
+            open_files=65536,
         )
     )
     proc = Proc(f"proxy-{len(ports)}", ["nginx", "-p", str(prefix), "-c", str(conf)], tmp, cpus=cpus)
@@ -112,33 +102,18 @@ def distinct_free_ports(count: int) -> list[int]:
 
 
 def replicas_conf(ports: list[int], prefix: Path) -> str:
-    listens = "\n".join(f"        listen 127.0.0.1:{port} backlog=4096;" for port in ports)
-    return textwrap.dedent(
-        f"""\
-        daemon off;
-        worker_processes 1;
-        worker_rlimit_nofile 65536;
-        pid {prefix}/nginx.pid;
-        error_log {prefix}/error.log warn;
-        events {{ worker_connections 16384; }}
-        http {{
-            access_log off;
-            keepalive_requests 1000000;
-            keepalive_timeout 75s;
-            client_body_temp_path {prefix}/body;
-            proxy_temp_path {prefix}/proxy;
-            fastcgi_temp_path {prefix}/fastcgi;
-            uwsgi_temp_path {prefix}/uwsgi;
-            scgi_temp_path {prefix}/scgi;
-            server {{
-        {{listens}}
-                location = /v1/chat/completions {{ default_type application/json; return 200 '{WHOLE}'; }}
-                location = /health {{ default_type text/plain; return 200 'ok'; }}
-                location = /metrics {{ default_type text/plain; return 200 "{METRICS}"; }}
-            }}
-        }}
-        """
-    ).replace("{listens}", listens.strip())
+    listens = "".join(f"    listen 127.0.0.1:{port} backlog=4096;\n" for port in ports)
+    return nginx_main_conf(
+        prefix,
+        "keepalive_requests 1000000;\nkeepalive_timeout 75s;\nserver {\n"
+        + listens
+        + f"    location = /v1/chat/completions {{ default_type application/json; return 200 '{WHOLE}'; }}\n"
+        + "    location = /health { default_type text/plain; return 200 'ok'; }\n"
+        + f'    location = /metrics {{ default_type text/plain; return 200 "{METRICS}"; }}\n'
+        + "}\n",
+        worker_connections=16384,
+        open_files=65536,
+    )
 
 
 def chat_bodies(count: int, input_len: int) -> list[str]:

@@ -123,33 +123,38 @@ class Nginx(Target):
 
 
 def nginx_conf(port: int, upstream: str, prefix: Path, *, worker_connections: int = 4096) -> str:
-    return textwrap.dedent(
+    return nginx_main_conf(
+        prefix,
         f"""\
-        daemon off;
-        worker_processes 1;
-        pid {prefix}/nginx.pid;
-        error_log {prefix}/error.log warn;
-        events {{ worker_connections {worker_connections}; }}
-        http {{
-            access_log off;
-            client_body_temp_path {prefix}/body;
-            proxy_temp_path {prefix}/proxy;
-            fastcgi_temp_path {prefix}/fastcgi;
-            uwsgi_temp_path {prefix}/uwsgi;
-            scgi_temp_path {prefix}/scgi;
-            upstream engine {{ server {upstream}; keepalive 128; }}
-            server {{
-                listen 127.0.0.1:{port} reuseport backlog=4096;
-                location / {{
-                    proxy_pass http://engine;
-                    proxy_http_version 1.1;
-                    proxy_set_header Connection "";
-                    proxy_buffering off;
-                }}
+        upstream engine {{ server {upstream}; keepalive 128; }}
+        server {{
+            listen 127.0.0.1:{port} reuseport backlog=4096;
+            location / {{
+                proxy_pass http://engine;
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
+                proxy_buffering off;
             }}
         }}
-        """
+        """,
+        worker_connections=worker_connections,
     )
+
+
+def nginx_main_conf(prefix: Path, http: str, *, worker_connections: int = 4096, open_files: int | None = None) -> str:
+    """A one-worker, foreground nginx config whose files stay under `prefix`, with `http` inside its http block."""
+    limit = f"worker_rlimit_nofile {open_files};\n" if open_files else ""
+    return (
+        f"daemon off;\nworker_processes 1;\n{limit}pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
+        f"events {{ worker_connections {worker_connections}; }}\n"
+        "http {\n    access_log off;\n"
+        + "".join(f"    {kind}_temp_path {prefix}/{name};\n" for kind, name in TEMP_PATHS)
+        + textwrap.indent(textwrap.dedent(http), "    ")
+        + "}\n"
+    )
+
+
+TEMP_PATHS = (("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"), ("uwsgi", "uwsgi"), ("scgi", "scgi"))
 
 
 class SglangRouter(Target):
