@@ -10,7 +10,7 @@ once with a canned completion, `/health` and a small `/metrics` in the simulator
 is `wrk` cycling through servestack's shared-prefix dataset (harness/fleet_load.py). Both are C and
 share core 0, where they serve ~50,000 req/s (the "replicas direct" line), so the gateway, in its
 own process pinned to core 1, is the bottleneck: until 2026-12-07 the replicas and the client were
-Python and took core 0 whole at ~7,000 req/s, leaving the gateway's core 30-75 % idle, so req/s
+Python and took core 0 whole at ~7,000 req/s, keeping the gateway's core only 29-75 % busy, so req/s
 measured the harness. The gateway has one endpoint per port, the policy under test and its
 background watch at the stack file's defaults (probes every 2 s, scrapes every 1 s).
 

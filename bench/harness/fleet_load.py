@@ -2,7 +2,7 @@
 (the replicas) and `wrk` sending shared-prefix chat requests.
 
 Both run on the one core the gateway does not. In Python (aiohttp replicas, `servestack bench`) they
-took that core whole at ~7,000 req/s and left the gateway's core 40–75 % idle, so req/s measured the
+took that core whole at ~7,000 req/s and kept the gateway's core only 29–75 % busy, so req/s measured the
 harness. nginx answers a canned completion with `return` (the request body is read and dropped),
 `/health` and a small `/metrics` in the simulator's names; `wrk` cycles through the bodies of
 servestack's own shared-prefix dataset (`servestack.bench.workload`), so the cache-aware policies
