@@ -31,7 +31,7 @@ def test_guidellm_runs_every_request(stack: Stack, model: str, request_format: s
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("What is the capital of France?\nCount to five.\nName a colour.\n")
     report = tmp_path / "report.json"
-    answered_before = stack.metric(model, 200)
+    answered_before = answered_so_far(stack, model)
     backend = (
         f"kind=openai_http,target={stack.url},model={model},request_format={request_format},max_tokens={MAX_TOKENS}"
     )
@@ -46,13 +46,22 @@ def test_guidellm_runs_every_request(stack: Stack, model: str, request_format: s
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     requests = json.loads(report.read_text())["benchmarks"][0]["requests"]
     outcome = {kind: len(found) for kind, found in requests.items() if isinstance(found, list)}
-    # guidellm's scheduler now and then cancels its last queued request before sending it (its
-    # max_requests stop races the worker; seen once in CI), so the check is on what it did send: every
-    # request the gateway answered came back to guidellm a success, none errored or cut short.
-    answered = stack.metric(model, 200) - answered_before
-    assert outcome.get("errored") == 0 and outcome.get("incomplete") == 0, (outcome, requests)
-    assert REQUESTS - 1 <= outcome.get("successful", 0) == answered, (outcome, answered)
+    # guidellm's scheduler now and then cancels its last request (its max_requests stop races its
+    # worker; seen once in CI: 2 successful of 3, none errored): left out of the report if it had not
+    # started, `incomplete` if it had. So the check is on what guidellm did not cancel: no request
+    # errored, and every answer the gateway gave came back a success, bar those guidellm cut short.
+    answered = answered_so_far(stack, model) - answered_before
+    successful, incomplete = outcome.get("successful", 0), outcome.get("incomplete", 0)
+    assert outcome.get("errored") == 0 and successful >= REQUESTS - 1, (outcome, requests)
+    assert successful <= answered <= successful + incomplete, (outcome, answered)
     assert all(0 < r["output_tokens"] <= MAX_TOKENS for r in requests["successful"])
     if request_format.endswith("chat/completions"):
         sent = json.loads(requests["successful"][0]["request_args"])["body"]
         assert "max_completion_tokens" in sent and isinstance(sent["messages"][0]["content"], list)
+
+
+def answered_so_far(stack: Stack, model: str) -> float:
+    """The gateway's answers for `model`: 200s, and 499s — guidellm stops reading a stream at `data: [DONE]`
+    and closes the connection, which the gateway counts as the client leaving when the engine's own end of
+    the stream had not arrived yet (docs/gateway.md, 499)."""
+    return stack.metric(model, 200) + stack.metric(model, 499)
