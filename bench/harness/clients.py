@@ -51,15 +51,20 @@ def lua_script(body: bytes, api_key: str | None) -> str:
 def run_wrk(
     url: str, body: bytes, *, api_key: str | None, seconds: float, connections: int, cpus: str | None
 ) -> Measurement:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(lua_script(body, api_key))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url]
+    return run_wrk_script(url, lua_script(body, api_key), seconds=seconds, connections=connections, cpus=cpus)
+
+
+def run_wrk_script(url: str, script: str, *, seconds: float, connections: int, cpus: str | None) -> Measurement:
+    """`wrk -t1 --latency` with the Lua `script` against `url`: `connections` kept busy for `seconds`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", file.name, url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     try:
         out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     finally:
-        Path(script.name).unlink(missing_ok=True)
+        Path(file.name).unlink(missing_ok=True)
     return parse_wrk(out)
 
 

@@ -12,15 +12,14 @@ have prefixes to look up.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import socket
-import subprocess
-import tempfile
 import textwrap
 from pathlib import Path
 
-from harness.clients import Measurement, parse_wrk
+from harness.clients import Measurement, run_wrk_script
 from harness.procs import HarnessError, Proc, free_port
 from harness.targets import nginx_main_conf
 
@@ -116,8 +115,10 @@ def replicas_conf(ports: list[int], prefix: Path) -> str:
     )
 
 
-def chat_bodies(count: int, input_len: int) -> list[str]:
-    """`count` chat request bodies of servestack's shared-prefix dataset (16 questions per system prompt)."""
+@functools.cache
+def chat_bodies(count: int, input_len: int) -> tuple[str, ...]:
+    """`count` chat request bodies of servestack's shared-prefix dataset (16 questions per system prompt),
+    made once per process."""
     from servestack.bench.workload import build_workload
 
     workload = build_workload("shared-prefix", requests=count, input_len=input_len, output_len=16, seed=7)
@@ -126,10 +127,10 @@ def chat_bodies(count: int, input_len: int) -> list[str]:
         messages = [{"role": "system", "content": conversation.system}] if conversation.system else []
         messages.append({"role": "user", "content": conversation.turns[0].text})
         bodies.append(json.dumps({"model": "sim", "max_tokens": 16, "messages": messages}, separators=(",", ":")))
-    return bodies
+    return tuple(bodies)
 
 
-def wrk_script(bodies: list[str]) -> str:
+def wrk_script(bodies: tuple[str, ...] | list[str]) -> str:
     """A wrk script sending `bodies` in turn (each a Lua long string)."""
     if any("]]" in body for body in bodies):
         raise ValueError("a body holds ']]', which ends a Lua long string")
@@ -153,15 +154,6 @@ def wrk_script(bodies: list[str]) -> str:
     )
 
 
-def run_wrk_bodies(url: str, bodies: list[str], *, seconds: float, connections: int, cpus: str) -> Measurement:
+def run_wrk_bodies(url: str, bodies: tuple[str, ...], *, seconds: float, connections: int, cpus: str) -> Measurement:
     """`wrk -t1` at `connections` against `url` for `seconds`, sending `bodies` in turn."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(wrk_script(bodies))
-    argv = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
-    try:
-        run = subprocess.run([*argv, "-s", script.name, url], capture_output=True, text=True, timeout=seconds + 60)
-    finally:
-        Path(script.name).unlink(missing_ok=True)
-    if run.returncode != 0:
-        raise HarnessError(f"wrk failed against {url}:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
-    return parse_wrk(run.stdout)
+    return run_wrk_script(url, wrk_script(bodies), seconds=seconds, connections=connections, cpus=cpus)

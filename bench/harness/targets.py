@@ -141,6 +141,10 @@ def nginx_conf(port: int, upstream: str, prefix: Path, *, worker_connections: in
     )
 
 
+# nginx opens these even when unused: kept under the prefix
+TEMP_PATHS = (("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"), ("uwsgi", "uwsgi"), ("scgi", "scgi"))
+
+
 def nginx_main_conf(prefix: Path, http: str, *, worker_connections: int = 4096, open_files: int | None = None) -> str:
     """A one-worker, foreground nginx config whose files stay under `prefix`, with `http` inside its http block."""
     limit = f"worker_rlimit_nofile {open_files};\n" if open_files else ""
@@ -152,9 +156,6 @@ def nginx_main_conf(prefix: Path, http: str, *, worker_connections: int = 4096, 
         + textwrap.indent(textwrap.dedent(http), "    ")
         + "}\n"
     )
-
-
-TEMP_PATHS = (("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"), ("uwsgi", "uwsgi"), ("scgi", "scgi"))
 
 
 class SglangRouter(Target):
