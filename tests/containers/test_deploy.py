@@ -26,7 +26,7 @@ import pytest
 import yaml
 from openai import OpenAI
 
-from tests.conftest import free_port, run_cli
+from tests.conftest import free_port, free_ports, run_cli
 from tests.containers.conftest import IMAGE, ROOT, ContainerCli
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
@@ -71,7 +71,7 @@ def test_compose_serves_through_its_published_ports(
 ) -> None:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed: run scripts/setup-containers.sh")
-    gateway, ollama = free_port(), free_port()
+    gateway, ollama = free_ports(2)
     override = tmp_path / "image.yml"
     override.write_text(yaml.safe_dump({"services": {"servestack": {"image": servestack_image}}}))
     env = {**os.environ, **docker_cli.env, "SERVESTACK_ADMIN_KEY": ADMIN_KEY}
@@ -171,7 +171,7 @@ def test_nginx_front_checks_and_serves_tls_with_http2(sim_gateway: int, tmp_path
         pytest.skip(f"{', '.join(missing)} not installed: run scripts/setup-containers.sh")
     prefix = tmp_path / "nginx"
     prefix.mkdir()
-    ports = {80: free_port(), 443: free_port(), 11434: free_port()}
+    ports = dict(zip((80, 443, 11434), free_ports(3), strict=True))
     config = nginx_config(prefix, sim_gateway, ports, *make_certificate(prefix))
     nginx = ["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)]
 
