@@ -93,12 +93,16 @@ def test_a_choice_and_its_retry_decision_ask_no_breaker_of_a_healthy_fleet() -> 
 
 
 @counts_by_subclassing
-def test_ttft_cost_estimates_a_bounded_number_of_replicas_per_choice() -> None:
-    table = fleet("ttft_cost")
-    index = CountingIndex()
-    table.pool("m").policy = TtftCost(index, clock=FakeClock())
-    drive(table, [chat(SYSTEMS[i % 64], f"q{i}") for i in range(200)], outstanding=32)
-    assert index.lookups / 200 <= 10  # dispatch looks up the chosen one too; before: all 256 per choice
+def test_ttft_cost_estimates_as_many_replicas_per_choice_in_a_fleet_of_256_as_in_one_of_4() -> None:
+    lookups = {}
+    for size in (4, FLEET):
+        table = fleet("ttft_cost", size)
+        index = CountingIndex()
+        table.pool("m").policy = TtftCost(index, clock=FakeClock())
+        drive(table, [chat(SYSTEMS[i % 64], f"q{i}") for i in range(200)], outstanding=32)
+        lookups[size] = index.lookups / 200
+    assert lookups[4] == 5  # every replica, and the chosen one again at dispatch
+    assert lookups[FLEET] <= lookups[4]  # the holders of the prompt's prefix and others at random; once: all 256
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))

@@ -53,11 +53,13 @@ class Sampler:
         self.rng = rng or random.Random()
         self._next = 0
 
-    def pick(self, candidates: Sequence[Endpoint]) -> list[Endpoint]:
+    def pick(self, candidates: Sequence[Endpoint], size: int = 0) -> list[Endpoint]:
+        """`size` candidates (the sampler's own size if 0), or every one of a pool that small."""
+        size = size or self.size
         count = len(candidates)
         start = self._next % count
         self._next = start + 1
-        if count <= self.size:
+        if count <= size:
             return [*candidates[start:], *candidates[:start]]
         random = self.rng.random
-        return [candidates[start], *[candidates[int(random() * count)] for _ in range(self.size - 1)]]
+        return [candidates[start], *[candidates[int(random() * count)] for _ in range(size - 1)]]

@@ -92,10 +92,11 @@ class PrefixIndex:
         for count in range(low, 0, -1):
             found = []
             held = holders[hashes[count - 1]]
-            start = self._rng.randrange(len(held))
-            for endpoint_id in (*held[start:], *held[:start]):
+            size = len(held)
+            start = int(self._rng.random() * size)
+            for turn in range(start, start + size):  # held is not copied: a prefix may be held by every replica
                 looks += 1
-                endpoint = eligible(endpoint_id)
+                endpoint = eligible(held[turn % size])
                 if endpoint is not None:
                     found.append(endpoint)
                     if len(found) == limit:

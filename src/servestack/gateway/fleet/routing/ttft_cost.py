@@ -33,10 +33,11 @@ so distinct prefixes spread over the pool instead of piling onto the first repli
 (or onto a replica that has just rejoined with an empty index). Balance needs no thresholds: a hot replica's queue grows
 until a cold prefill elsewhere is cheaper.
 
-Not every candidate is estimated, so that a choice costs the same in a pool of 4 or of 256: the
-replicas holding the prompt's longest prefix (found in the prefix index, `HOLDERS_WEIGHED` of them) and
-the sampler's pick (every candidate of a small pool; the next in turn and a few at random in a
-large one: power-of-k choices). The pool's rate is kept as running sums (see `_PoolRate`).
+Not every candidate is estimated, so that a choice costs the same in a pool of 4 or of 256: every
+candidate of a pool no larger than the sampler's size; of a larger pool as many: the replicas holding
+the prompt's longest prefix (found in the prefix index, `HOLDERS_WEIGHED` of them) and, to make up
+the number, the next in turn and others at random (power-of-k choices). The pool's rate is kept as
+running sums (see `_PoolRate`).
 """
 
 from __future__ import annotations
@@ -104,10 +105,14 @@ class TtftCost(BasePolicy):
         tokens = request.tokens
         now = self.clock()
         pool_rate = self._pool_rate(now)
-        weighed = self.sampler.pick(candidates)
-        if hashes and len(weighed) < len(candidates):
+        size = self.sampler.size
+        if hashes and len(candidates) > size:  # as many estimates as in a small pool: holders first
             _, holders = self.index.longest(hashes, lookup(candidates), HOLDERS_WEIGHED)
-            weighed = list(dict.fromkeys([*holders, *weighed]))  # both are the candidates' own objects
+            picked = self.sampler.pick(candidates, max(1, size - len(holders)))
+            # `is`, not `==` (a frozen dataclass's == compares every field)
+            weighed = [*holders, *(c for c in picked if all(c is not h for h in holders))]
+        else:
+            weighed = self.sampler.pick(candidates)
         costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in weighed]
         near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
         # Among (near) equals: the replica where the prompt evicts least (only a full cache evicts), then
