@@ -101,7 +101,7 @@ def test_ttft_cost_estimates_as_many_replicas_per_choice_in_a_fleet_of_256_as_in
         table.pool("m").policy = TtftCost(index, clock=FakeClock())
         drive(table, [chat(SYSTEMS[i % 64], f"q{i}") for i in range(200)], outstanding=32)
         lookups[size] = index.lookups / 200
-    assert lookups[4] == 5  # every replica, and the chosen one again at dispatch
+    assert lookups[4] == 4  # every replica once (dispatch reuses the chosen one's)
     assert lookups[FLEET] <= lookups[4]  # the holders of the prompt's prefix and others at random; once: all 256
 
 

@@ -65,6 +65,9 @@ HOLDERS_WEIGHED = 2  # of the replicas holding a prompt's longest prefix, how ma
 MAX_HALF_LIVES = 60.0  # the pool rate's sums are rebuilt past this, so their weights stay of a few magnitudes
 
 
+_NONE_CHOSEN: tuple[None, None, float] = (None, None, 0.0)
+
+
 @dataclass
 class _Replica:
     rate: float = 0.0  # measured; until then the pool's rate is used
@@ -99,6 +102,7 @@ class TtftCost(BasePolicy):
         self._replicas: dict[str, _Replica] = {}
         self._rates = _PoolRate()
         self._turn = 0  # rotates the choice among replicas that tie on everything else
+        self._chosen: tuple[RouteRequest | None, Endpoint | None, float] = _NONE_CHOSEN  # the last choice's
 
     def choose(self, candidates: Sequence[Endpoint], request: RouteRequest) -> Endpoint:
         hashes = request.blocks
@@ -109,11 +113,12 @@ class TtftCost(BasePolicy):
         if hashes and len(candidates) > size:  # as many estimates as in a small pool: holders first
             _, holders = self.index.longest(hashes, lookup(candidates), HOLDERS_WEIGHED)
             picked = self.sampler.pick(candidates, max(1, size - len(holders)))
-            # `is`, not `==` (a frozen dataclass's == compares every field)
-            weighed = [*holders, *(c for c in picked if all(c is not h for h in holders))]
+            held = [h.id for h in holders]  # by id: a frozen dataclass's == compares every field
+            weighed = [*holders, *[c for c in picked if c.id not in held]]
         else:
             weighed = self.sampler.pick(candidates)
-        costs = [self._cost(c, tokens, hashes, now, pool_rate) for c in weighed]
+        uncached = [self._uncached(c.id, tokens, hashes) for c in weighed]
+        costs = [self._cost(c, uncached[i], now, pool_rate) for i, c in enumerate(weighed)]
         near = min(costs) * (1 + TIE_MARGIN) + TIE_SECONDS
         # Among (near) equals: the replica where the prompt evicts least (only a full cache evicts), then
         # the least busy, then the next in turn, so distinct prefixes spread over the pool. Not simply the
@@ -126,16 +131,17 @@ class TtftCost(BasePolicy):
             for i, c in enumerate(weighed)
             if costs[i] <= near
         ]
-        return weighed[min(ties)[3]]
+        chosen = min(ties)[3]
+        self._chosen = (request, weighed[chosen], uncached[chosen])  # `dispatched` needs not look it up again
+        return weighed[chosen]
 
     def estimate(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int]) -> float:
         """Expected seconds to the first token of a `tokens`-long prompt with block `hashes` on `endpoint`."""
         now = self.clock()
-        return self._cost(endpoint, tokens, hashes, now, self._pool_rate(now))
+        return self._cost(endpoint, self._uncached(endpoint.id, tokens, hashes), now, self._pool_rate(now))
 
-    def _cost(self, endpoint: Endpoint, tokens: float, hashes: Sequence[int], now: float, pool_rate: float) -> float:
+    def _cost(self, endpoint: Endpoint, uncached: float, now: float, pool_rate: float) -> float:
         replica = self._replica(endpoint.id)
-        uncached = self._uncached(endpoint.id, tokens, hashes)
         work = replica.prefill_tokens + (1 + self.spill_weight) * uncached + self.decode_weight * replica.decoding
         return work / _relaxed(replica, now, pool_rate) + self._slot_wait(endpoint, replica)
 
@@ -143,7 +149,11 @@ class TtftCost(BasePolicy):
         endpoint = attempt.endpoint
         request = attempt.request
         replica = self._replica(endpoint.id)
-        attempt.uncached_tokens = self._uncached(endpoint.id, request.tokens, request.blocks)
+        chosen_for, chosen, uncached = self._chosen
+        self._chosen = _NONE_CHOSEN
+        if chosen_for is not request or chosen is not endpoint:  # chosen elsewhere (a pool of one skips `choose`)
+            uncached = self._uncached(endpoint.id, request.tokens, request.blocks)
+        attempt.uncached_tokens = uncached
         attempt.tokens_ahead = replica.prefill_tokens
         attempt.measurable = self._slot_wait(endpoint, replica) == 0.0 and (
             not replica.slots or endpoint.in_flight < replica.slots
