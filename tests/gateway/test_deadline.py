@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from servestack.gateway import Endpoint
-from servestack.gateway.fleet.monitor import STALLED
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.fleet.routing import RoundRobin
 from servestack.gateway.relay.deadline import LATE, FirstByteDeadline, auto_budget
 from servestack.gateway.relay.exchange import Exchange
+from servestack.gateway.relay.monitor import STALLED
 
 pytestmark = pytest.mark.anyio
 

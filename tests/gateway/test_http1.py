@@ -80,6 +80,44 @@ def test_connections_are_kept_alive_and_reused(run: Callable[[Any], Any]) -> Non
     assert made == accepted == 1
 
 
+def test_a_get_sends_no_body_and_shares_the_kept_alive_connection(run: Callable[[Any], Any]) -> None:
+    """The monitor's probes and scrapes: GET with no Content-Length (a GET has no body), then reused."""
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                heads.append(head)
+                length = next(
+                    (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def scenario() -> tuple[list[bytes], int]:
+        server, url = await serve(handler)
+        pool = Http1Pool()
+        answers = []
+        for _ in range(2):
+            async with pool.get(url.replace("/v1/chat/completions", "/health?e=1")) as response:
+                answers.append(await response.read())
+        async with pool.post(url, data=b"{}", headers=JSON) as response:
+            answers.append(await response.read())
+        await pool.close()
+        server.close()
+        return answers, pool.connections_made
+
+    answers, made = run(scenario())
+    assert answers == [b"ok\n"] * 3 and made == 1
+    assert heads[0].startswith(b"GET /health?e=1 HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"content-length" not in heads[0].lower()
+    assert heads[2].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") and b"Content-Length: 2\r\n" in heads[2]
+
+
 def test_concurrent_requests_open_more_connections_then_reuse_them(run: Callable[[Any], Any]) -> None:
     async def scenario() -> int:
         server, url = await serve(keep_alive_server([]))

@@ -19,7 +19,7 @@ import pytest
 
 from servestack.gateway import Endpoint
 from servestack.gateway.fleet.breaker import BreakerState
-from servestack.gateway.fleet.monitor import Monitor
+from servestack.gateway.relay.monitor import Monitor
 from tests.gateway.conftest import Harness
 
 pytestmark = pytest.mark.anyio

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from servestack.gateway import Endpoint, EndpointTable
-from servestack.gateway.fleet.monitor import Monitor
 from servestack.gateway.fleet.turns import CHECKS_PER_SECOND
+from servestack.gateway.relay.monitor import Monitor
 
 pytestmark = pytest.mark.anyio
 

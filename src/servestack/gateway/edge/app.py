@@ -32,7 +32,6 @@ from servestack.gateway.edge.pipeline import Admission, Pipeline
 from servestack.gateway.edge.protocol import RESUME_SCOPE
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import Endpoint, EndpointState
-from servestack.gateway.fleet.monitor import Monitor
 from servestack.gateway.fleet.names import ModelNames, Target
 from servestack.gateway.fleet.table import EndpointTable
 from servestack.gateway.ollama.admin import ModelAdmin
@@ -42,6 +41,7 @@ from servestack.gateway.openai.routes import OpenAiApi
 from servestack.gateway.relay.dispatch import Dispatcher, Relay
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.loading import LoadGate
+from servestack.gateway.relay.monitor import Monitor
 from servestack.gateway.relay.request_ids import REQUEST_ID_SCOPE, RequestIds, echoing
 from servestack.gateway.relay.upstream import Upstream
 from servestack.gateway.sglang.routes import SglangApi

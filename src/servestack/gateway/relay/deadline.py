@@ -16,7 +16,7 @@ connection's idle timeout (`gateway.timeouts.idle`) still bounds the wait.
 A deadline that comes raises TimeoutError out of its `async with` block (which the relay answers as
 504, or retries on another replica). The monitor can also end it early: a replica whose health probe
 times out while it sends nothing is stalled, and the requests waiting on it that could go to another
-replica (`retryable`) expire at once (fleet/monitor.py).
+replica (`retryable`) expire at once (monitor.py).
 
 Per request this is a small record in a set on the endpoint's vitals: no timer, no task.
 """

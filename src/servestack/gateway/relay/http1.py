@@ -91,8 +91,9 @@ class Opening:
 class _Exchange:
     """`async with pool.post(...) as response:`; leaving the block releases or closes the connection."""
 
-    def __init__(self, pool: Http1Pool, url: str, data: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, pool: Http1Pool, method: bytes, url: str, data: bytes | None, headers: dict[str, str]) -> None:
         self._pool = pool
+        self._method = method
         self._url = url
         self._data = data
         self._headers = headers
@@ -109,14 +110,17 @@ class _Exchange:
             connection.close()
 
     async def __aenter__(self) -> Response:
-        key, request = self._pool.request_head(self._url, len(self._data), self._headers)
+        data = self._data
+        key, request = self._pool.request_head(
+            self._url, None if data is None else len(data), self._headers, self._method
+        )
         for attempt in range(2):
             connection, reused = await self._pool.acquire(key)
             self._connection = connection
             if self._abandoned is not None:  # while it connected
                 connection.close()
                 raise Abandoned(self._abandoned)
-            response = connection.start(request, self._data)
+            response = connection.start(request, data or b"")
             try:
                 while not response.head_done:
                     await response._wait()
@@ -164,11 +168,20 @@ class Http1Pool:
         self.connections_made = 0
 
     def post(self, url: str, *, data: bytes, headers: dict[str, str]) -> _Exchange:
-        return _Exchange(self, url, data, headers)
+        return _Exchange(self, b"POST", url, data, headers)
 
-    def request_head(self, url: str, length: int, headers: dict[str, str]) -> tuple[tuple[str, int], bytes]:
-        key, start = self._target(url)
-        lines = [start, b"Content-Length: %d\r\n" % length]
+    def get(self, url: str) -> _Exchange:
+        """`async with pool.get(url) as response:` (the monitor's probes and scrapes)."""
+        return _Exchange(self, b"GET", url, None, {})
+
+    def request_head(
+        self, url: str, length: int | None, headers: dict[str, str], method: bytes = b"POST"
+    ) -> tuple[tuple[str, int], bytes]:
+        """The request line and headers; `length` None: no body (and no Content-Length)."""
+        key, target = self._target(url)
+        lines = [method, target]
+        if length is not None:
+            lines.append(b"Content-Length: %d\r\n" % length)
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ProtocolError(f"header {name!r} holds a line break")
@@ -185,10 +198,10 @@ class Http1Pool:
             raise ConnectError(f"only http:// URLs are supported by the relay, not {url!r}")
         port = parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        start = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode("latin-1")
+        target = f" {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode("latin-1")  # after the method
         if len(self._urls) >= URL_CACHE_LIMIT:
             self._urls.clear()
-        self._urls[url] = cached = ((parts.hostname, port), start)
+        self._urls[url] = cached = ((parts.hostname, port), target)
         return cached
 
     async def acquire(self, key: tuple[str, int]) -> tuple[Connection, bool]:

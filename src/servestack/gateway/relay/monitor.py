@@ -12,11 +12,12 @@ its probe's turn (with its circuit closed) needs no probe: its answers say what 
 The scrape loop GETs each `metrics_url` and stores the engine's queue, batch and KV usage as the
 endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read, and keeps the text
 for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
-known queue. The deadline loop ends the first-byte deadlines that are due (relay/deadline.py), so
-requests need no timer of their own.
+known queue. The deadline loop ends the first-byte deadlines that are due (deadline.py), so
+requests need no timer of their own. Probes and scrapes go over the relay's lean HTTP/1.1 client
+(http1.py), in a pool of their own that keeps a connection or two per engine between checks.
 
 Probes and scrapes stay cheap however many replicas there are: each endpoint takes its turn
-(turns.py: jittered, started in batches a few times a period, at most `CHECKS_PER_SECOND` of each a
+(fleet/turns.py: jittered, started in batches a few times a period, at most `CHECKS_PER_SECOND` of each a
 second across the fleet, so with 256 replicas every ~5 s instead of every 2 s and 1 s). An engine
 resting (its last scrape saw nothing running or waiting, and this gateway has nothing there) is
 scraped a few times less often, until this gateway sends it a request. A slow engine cannot make
@@ -31,13 +32,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-
 from servestack.gateway.fleet.breaker import BreakerState
 from servestack.gateway.fleet.endpoint import IDLE, Endpoint, EndpointState, EngineLoad
 from servestack.gateway.fleet.gauges import read_gauges
 from servestack.gateway.fleet.table import EndpointTable
 from servestack.gateway.fleet.turns import TICKS_PER_PERIOD, Turns
+from servestack.gateway.relay.http1 import ConnectError, Http1Pool, ProtocolError
 from servestack.open_files import exhausted
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ LOAD_GAUGES = ("waiting", "running", "kv_usage")
 MAX_PROBE_SECONDS = 2.0  # a health check that takes longer than this is not answering
 STALLED = "stopped answering: its health probe timed out and it sent nothing meanwhile"
 LIVE_WINDOW = 0.25  # an endpoint that sent answers this recently, at its probe's turn, is not probed
+CONNECTIONS_KEPT = 2  # idle connections kept per engine between checks
 
 
 class Monitor:
@@ -57,28 +58,22 @@ class Monitor:
         scrape_interval: float | None = None,
         deadline_interval: float = 1.0,
         timeout: float = 5.0,
-        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.table = table
         self.probe_interval = table.routing.probe_interval if probe_interval is None else probe_interval
         self.scrape_interval = table.routing.scrape_interval if scrape_interval is None else scrape_interval
         self.deadline_interval = deadline_interval
         self.timeout = timeout
-        self.probe_timeout = aiohttp.ClientTimeout(total=min(timeout, max(MAX_PROBE_SECONDS, self.probe_interval)))
-        self._session = session
-        self._own_session = session is None
+        self.probe_timeout = min(timeout, max(MAX_PROBE_SECONDS, self.probe_interval))
+        self._client: Http1Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.Task[None]] = set()  # probes and scrapes under way
         self._probes = Turns(self.probe_interval)
         self._scrapes = Turns(self.scrape_interval, rests=_resting)
 
     async def start(self) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=32),
-                skip_auto_headers=("User-Agent",),
-            )
+        if self._client is None:
+            self._client = Http1Pool(connect_timeout=self.timeout, max_idle=CONNECTIONS_KEPT)
         self._tasks = [
             asyncio.create_task(self._take_turns(self._probes, self._probe_watched, self._probe_turn)),
             asyncio.create_task(self._take_turns(self._scrapes, self._scrape_watched, self.scrape)),
@@ -94,9 +89,9 @@ class Monitor:
                 await task
         self._tasks = []
         self._checks = set()
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def probe_all(self) -> None:
         """Probe every endpoint now."""
@@ -125,16 +120,15 @@ class Monitor:
         progress = vitals.progress
         stalled = False
         try:
-            async with self.session.get(endpoint.health_url, timeout=self.probe_timeout) as resp:
-                await resp.read()
-                healthy = resp.status == 200
+            status, _ = await self.get(endpoint.health_url, self.probe_timeout)
+            healthy = status == 200
         except TimeoutError:
             healthy, stalled = False, vitals.progress == progress
-        except aiohttp.ClientConnectorError as exc:
-            if exhausted(exc.os_error):
+        except OSError as exc:
+            if exhausted(exc):
                 return False  # the gateway had no descriptor to probe with: that says nothing of the engine
             healthy = False
-        except aiohttp.ClientError:
+        except (ConnectError, ProtocolError):
             healthy = False
         if healthy:
             vitals.breaker.probe_succeeded()
@@ -183,9 +177,9 @@ class Monitor:
         """Read the engine's load from its metrics into `endpoint.vitals.load`."""
         assert endpoint.metrics_url is not None
         try:
-            async with self.session.get(endpoint.metrics_url) as resp:
-                text = await resp.text() if resp.status == 200 else ""
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            status, body = await self.get(endpoint.metrics_url, self.timeout)
+            text = body.decode() if status == 200 else ""
+        except (OSError, ConnectError, ProtocolError, UnicodeDecodeError):  # OSError: also a TimeoutError
             text = ""
         endpoint.vitals.metrics = text  # re-exported under servestack names (engine_metrics.py)
         gauges = read_gauges(text, endpoint.metric_names, LOAD_GAUGES) if text else {}
@@ -193,11 +187,12 @@ class Monitor:
         endpoint.vitals.load = load
         return load
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    async def get(self, url: str, seconds: float) -> tuple[int, bytes]:
+        """The status and body of a GET of `url`, within `seconds` (else a TimeoutError)."""
+        if self._client is None:
             raise RuntimeError("Monitor.start() first")
-        return self._session
+        async with asyncio.timeout(seconds), self._client.get(url) as response:
+            return response.status, await response.read()
 
 
 def _resting(endpoint: Endpoint) -> bool:
