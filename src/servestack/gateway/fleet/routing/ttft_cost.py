@@ -68,7 +68,7 @@ MAX_HALF_LIVES = 60.0  # the pool rate's sums are rebuilt past this, so their we
 _NONE_CHOSEN: tuple[None, None, float] = (None, None, 0.0)
 
 
-@dataclass
+@dataclass(slots=True)  # one in 256 requests touches a replica's: the fewer cache lines, the better
 class _Replica:
     rate: float = 0.0  # measured; until then the pool's rate is used
     rate_samples: int = 0
