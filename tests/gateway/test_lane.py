@@ -106,6 +106,51 @@ async def test_a_client_that_leaves_ends_the_engine_call_and_is_counted_as_499(t
 
 
 @dataclass
+class EndsLate(ProdEngine):
+    """Sends a stream's events through `[DONE]` at once, and the end of the stream 2 s later."""
+
+    async def _stream(self, request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        self.streams.append(b"".join(chunks))
+        await asyncio.sleep(2)
+        await response.write_eof()
+        return response
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", ASGI])
+async def test_a_client_that_closes_at_done_got_the_whole_answer_not_a_499(tmp_path: Path, path: str) -> None:
+    """guidellm closes a stream as soon as it reads `data: [DONE]`, before the engine's end can reach the gateway."""
+    home = tmp_path / "home"
+    async with production_gateway(home, EVERYTHING_ON, engine=EndsLate()) as gw:
+        secret = await gw.create_key("alice")
+        endpoint = gw.table.endpoints()[0]
+        host, port = gw.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = orjson.dumps({**CHAT, "stream": True})
+        writer.write(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), secret.encode(), len(body), body)
+        )
+        received = b""
+        while b"data: [DONE]" not in received:
+            received += await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+        for _ in range(50):
+            if endpoint.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert endpoint.in_flight == 0  # the engine call ended with the client, not 2 s later
+        assert endpoint.vitals.breaker.failures == 0
+        await settle()
+    rows = ledger_rows(home)
+    assert [(r["stream"], r["status"], r["prompt_tokens"], r["completion_tokens"]) for r in rows] == [(1, 200, 7, 3)]
+
+
+@dataclass
 class FirstIsSlow(ProdEngine):
     """Answers the request that says "first" 0.3 s late, the others at once."""
 

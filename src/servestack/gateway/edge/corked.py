@@ -8,14 +8,17 @@ with it. A stream's later chunks arrive in later ticks and go out as they come, 
 
 A stream's body parts may also skip `send` (CycleChunkWriter, offered in the request's scope): once
 its answer has started, the relay writes each part as it arrives, in the engine connection's callback,
-framed as uvicorn frames it.
+framed as uvicorn frames it. The callback data path (lane_call.py) writes its own heads: `response_head`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+
+from servestack.gateway.relay.connection import Response
+from servestack.gateway.relay.headers import relayed_headers
 
 
 class CorkedTransport:
@@ -141,3 +144,15 @@ class Flow:
             self.write_paused = False
             assert self._writable is not None
             self._writable.set()
+
+
+def response_head(response: Response, length: int | None, request_id: str, *, keep_alive: bool) -> bytes:
+    """The head relaying the engine's `response`: its body `length` long, or chunked (None)."""
+    lines = [STATUS_LINE[response.status]]
+    lines += [b"%s: %s\r\n" % header for header in relayed_headers(response)]
+    lines.append(b"transfer-encoding: chunked\r\n" if length is None else b"content-length: %d\r\n" % length)
+    lines.append(b"x-request-id: %s\r\n" % request_id.encode())
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)

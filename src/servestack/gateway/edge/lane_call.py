@@ -12,11 +12,10 @@ import asyncio
 import logging
 import time
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
-
 from servestack.asgi import Scope, Send, sse_error_event
 from servestack.errors import GatewayError, InternalError, OpenFilesExhausted, UpstreamError
 from servestack.gateway.edge.corked import chunk as framed
+from servestack.gateway.edge.corked import response_head
 from servestack.gateway.edge.http_connection import CLIENT_GONE
 from servestack.gateway.edge.lane_types import LaneHost, LaneState, raising
 from servestack.gateway.edge.pipeline import Admission
@@ -24,12 +23,12 @@ from servestack.gateway.edge.protocol import Resume
 from servestack.gateway.fleet.routing import Attempt, RouteRequest
 from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.relay import count_stream_usage
-from servestack.gateway.openai.usage import StreamTap, usage_of
+from servestack.gateway.openai.usage import StreamTap, ends_stream, usage_of
 from servestack.gateway.relay.connection import Connection, ProtocolError, Response
 from servestack.gateway.relay.deadline import Deadline, first_byte_deadline
 from servestack.gateway.relay.engine_errors import engine_error
 from servestack.gateway.relay.exchange import Exchange
-from servestack.gateway.relay.headers import relayed_headers, upstream_headers
+from servestack.gateway.relay.headers import upstream_headers
 from servestack.gateway.relay.http1 import Abandoned
 from servestack.gateway.relay.prompt import GENERATION_PATHS, check_context
 
@@ -205,7 +204,7 @@ class LaneCall:
         self._close_call(keep=True)
         if self.lane.relay.counts_tokens:
             exchange.prompt_tokens, exchange.completion_tokens = usage_of(body)
-        self.host.write_whole(self._head(response, b"content-length: %d\r\n" % len(body)) + body)
+        self.host.write_whole(self._head(response, len(body)) + body)
         self._succeeded()
 
     def _stream(self, response: Response) -> None:
@@ -228,13 +227,15 @@ class LaneCall:
             exchange.first_byte_at = time.monotonic()
             if self.watch_first:
                 exchange.pool.first_token(attempt, exchange.pool.clock())
-            head = self._head(response, b"transfer-encoding: chunked\r\n")
+            head = self._head(response, None)
         else:
             head = b""
             if chunk:
                 attempt.endpoint.vitals.progress += 1
         if chunk and tap is not None:
             chunk = tap.feed(chunk)
+        if b"[DONE]" in chunk:
+            exchange.done_sent = ends_stream(chunk)
         if chunk or head:  # a head goes out with the first chunk
             self.host.write(head + framed(chunk) if chunk else head)
         if head and not response.complete and response.error is None:
@@ -258,26 +259,19 @@ class LaneCall:
         self.attempt.endpoint.vitals.progress += 1
         if self.tap is not None and not (chunk := self.tap.feed(chunk)):
             return True
+        if b"[DONE]" in chunk:
+            self.exchange.done_sent = ends_stream(chunk)
         self.host.write(framed(chunk))
         return not self.host.write_paused()
 
     def _end_stream(self, last: bytes) -> None:
         if last:
             self.host.write(framed(last))
-        if self.tap is not None:
-            count_stream_usage(self.exchange, self.tap)
         self.host.write(b"0\r\n\r\n")
         self._succeeded()
 
-    def _head(self, response: Response, framing: bytes) -> bytes:
-        lines = [STATUS_LINE[response.status]]
-        lines += [b"%s: %s\r\n" % header for header in relayed_headers(response)]
-        lines.append(framing)
-        lines.append(b"x-request-id: %s\r\n" % self.exchange.request_id.encode())
-        if not self.host.keep_alive:
-            lines.append(b"connection: close\r\n")
-        lines.append(b"\r\n")
-        return b"".join(lines)
+    def _head(self, response: Response, length: int | None) -> bytes:
+        return response_head(response, length, self.exchange.request_id, keep_alive=self.host.keep_alive)
 
     def writable(self) -> None:
         """The client drained what was written: read the engine again."""
@@ -286,13 +280,19 @@ class LaneCall:
             self.connection.resume()
 
     def _succeeded(self) -> None:
+        self._answered()
+        self.host.answered()
+
+    def _answered(self) -> None:
+        """The client has the whole answer: a success's accounting."""
         self.ended = True
         self.lane.answered += 1
+        if self.tap is not None:
+            count_stream_usage(self.exchange, self.tap)
         assert self.attempt is not None
         self.lane.gateway.dispatcher.succeeded(self.exchange, self.attempt)
         if self.admission is not None:
             self.admission.done(None)
-        self.host.answered()
 
     def _engine_failed(self, exc: BaseException) -> None:
         """The engine call failed before the answer began."""
@@ -347,11 +347,15 @@ class LaneCall:
             self._engine_failed(Abandoned(reason))
 
     def client_gone(self) -> None:
-        """The client disconnected: end the engine call so the engine stops, and account for a 499."""
+        """The client disconnected: end the engine call so the engine stops, and account for a 499 (a success
+        when the stream's `[DONE]` had gone out: the engine's end of the stream just had not come yet)."""
         if self.ended:
             return
         self.ended = True
         self._close_call(keep=False)
+        if self.exchange.done_sent:
+            self._answered()
+            return
         if self.attempt is not None:
             self.exchange.pool.abandon(self.attempt)
         if self.admission is not None:

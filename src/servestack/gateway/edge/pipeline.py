@@ -198,7 +198,8 @@ class Admission:
         if isinstance(exc, GatewayError):
             exchange.status, exchange.error = exc.status, exc
         elif isinstance(exc, asyncio.CancelledError) and exc.args == (CLIENT_GONE,):
-            exchange.status = CLIENT_CLOSED  # also when the engine's 200 had begun: the client did not get it all
+            if not exchange.done_sent:  # else it closed at the stream's `[DONE]`: it got the whole answer
+                exchange.status = CLIENT_CLOSED  # also when the engine's 200 had begun: it did not get it all
         elif exc is not None and exchange.status is None:
             exchange.status = CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) else 500
         if self.queue is not None:

@@ -12,13 +12,20 @@ it began ends with an error event, the only way left to tell the client.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from servestack.asgi import Send, send_bytes, sse_error_event
 from servestack.errors import GatewayError, UpstreamError
 from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.openai.attempt import prepare_attempt
-from servestack.gateway.openai.usage import StreamTap, estimate_completion_tokens, estimate_prompt_tokens, usage_of
+from servestack.gateway.openai.usage import (
+    StreamTap,
+    ends_stream,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
+    usage_of,
+)
 from servestack.gateway.relay.exchange import Exchange
 from servestack.gateway.relay.upstream import Answer, Upstream
 
@@ -57,6 +64,10 @@ class OpenAiRelay:
                 await _relay_body(exchange, answer, send, tap, chunk)
                 if tap is not None and (rest := tap.close()):
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
+        except asyncio.CancelledError:
+            if exchange.done_sent and tap is not None:  # the client closed at `[DONE]`: it has the whole answer
+                count_stream_usage(exchange, tap)
+            raise
         except GatewayError as failure:
             if not started:
                 raise
@@ -71,26 +82,35 @@ class OpenAiRelay:
 async def _relay_body(exchange: Exchange, answer: Answer, send: Send, tap: StreamTap | None, chunk: bytes) -> None:
     """The stream's body from `chunk` on: the first part through `send`, the rest straight to the connection
     as each arrives when the server offers a writer (asgi.ChunkWriter), else through `send` too."""
-    if tap is not None:
-        chunk = tap.feed(chunk)
-    if chunk:
+    passed = _passed(exchange, tap)
+    if chunk := passed(chunk):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     writer = exchange.writer
     if writer is not None and writer.usable():
-        await answer.forward(writer.write if tap is None else _tapped(writer.write, tap), writer.drain)
+        write = writer.write
+
+        def relay(part: bytes) -> bool:  # in the engine connection's callback
+            part = passed(part)
+            return write(part) if part else True
+
+        await answer.forward(relay, writer.drain)
         return
     while chunk := await answer.next_chunk():
-        if tap is not None and not (chunk := tap.feed(chunk)):
-            continue
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if chunk := passed(chunk):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
-def _tapped(write: Callable[[bytes], bool], tap: StreamTap) -> Callable[[bytes], bool]:
-    def write_tapped(chunk: bytes) -> bool:
-        chunk = tap.feed(chunk)
-        return write(chunk) if chunk else True
+def _passed(exchange: Exchange, tap: StreamTap | None) -> Callable[[bytes], bytes]:
+    """What of each part of the stream goes to the client (whole events, when tapped), noting its `[DONE]`."""
 
-    return write_tapped
+    def passed(chunk: bytes) -> bytes:
+        if tap is not None:
+            chunk = tap.feed(chunk)
+        if b"[DONE]" in chunk:
+            exchange.done_sent = ends_stream(chunk)
+        return chunk
+
+    return passed
 
 
 def count_stream_usage(exchange: Exchange, tap: StreamTap) -> None:

@@ -50,6 +50,11 @@ class CountedUsage:
         self.chat = chat
 
 
+def ends_stream(chunk: bytes) -> bool:
+    """Whether `chunk` (whole events) holds the stream's `data: [DONE]`: past it the client has the whole answer."""
+    return b"[DONE]" in chunk and DONE_EVENT.search(chunk) is not None
+
+
 class StreamTap:
     """Watches a server-sent-event stream chunk by chunk for token usage."""
 
