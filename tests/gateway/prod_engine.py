@@ -125,6 +125,7 @@ class ProdEngine:
     metrics_text: str = VLLM_METRICS
     delay: float = 0.0  # seconds before answering (holds requests in flight)
     stall: float = 0.0  # seconds of silence before answering (upstream idle timeout)
+    end_late: float = 0.0  # seconds between a stream's last event (`[DONE]`) and the end of the stream
     received: list[dict[str, object]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     streams: list[bytes] = field(default_factory=list)  # what each stream sent, byte for byte
@@ -207,6 +208,8 @@ class ProdEngine:
         for chunk in chunks:
             await response.write(chunk)
         self.streams.append(b"".join(chunks))
+        if self.end_late:
+            await asyncio.sleep(self.end_late)
         await response.write_eof()
         return response
 

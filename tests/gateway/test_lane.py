@@ -105,26 +105,11 @@ async def test_a_client_that_leaves_ends_the_engine_call_and_is_counted_as_499(t
     assert [r["status"] for r in ledger_rows(home)] == [499]
 
 
-@dataclass
-class EndsLate(ProdEngine):
-    """Sends a stream's events through `[DONE]` at once, and the end of the stream 2 s later."""
-
-    async def _stream(self, request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for chunk in chunks:
-            await response.write(chunk)
-        self.streams.append(b"".join(chunks))
-        await asyncio.sleep(2)
-        await response.write_eof()
-        return response
-
-
 @pytest.mark.parametrize("path", ["/v1/chat/completions", ASGI])
 async def test_a_client_that_closes_at_done_got_the_whole_answer_not_a_499(tmp_path: Path, path: str) -> None:
     """guidellm closes a stream as soon as it reads `data: [DONE]`, before the engine's end can reach the gateway."""
     home = tmp_path / "home"
-    async with production_gateway(home, EVERYTHING_ON, engine=EndsLate()) as gw:
+    async with production_gateway(home, EVERYTHING_ON, engine=ProdEngine(end_late=2)) as gw:
         secret = await gw.create_key("alice")
         endpoint = gw.table.endpoints()[0]
         host, port = gw.url.removeprefix("http://").split(":")

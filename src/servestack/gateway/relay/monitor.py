@@ -14,7 +14,8 @@ endpoint's `EngineLoad`, which `least_load`, `cache_aware` and `ttft_cost` read,
 for `/metrics` to re-export (one scrape serves both). A failed scrape leaves the endpoint with no
 known queue. The deadline loop ends the first-byte deadlines that are due (deadline.py), so
 requests need no timer of their own. Probes and scrapes go over the relay's lean HTTP/1.1 client
-(http1.py), in a pool of their own that keeps a connection or two per engine between checks.
+(http1.py), in a pool of their own: a connection to an engine is reused by its next check when that
+comes within the keep-alive (4 s, below the engines' servers' 5 s), as in a small fleet.
 
 Probes and scrapes stay cheap however many replicas there are: each endpoint takes its turn
 (fleet/turns.py: jittered, started in batches a few times a period, at most `CHECKS_PER_SECOND` of each a
