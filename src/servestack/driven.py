@@ -34,6 +34,9 @@ class Driven(Generic[T]):
         waiting = self._waiting
         if waiting is not None:
             waiting.remove_done_callback(self._step)
+            # As a Task's cancel does: what it waits on stops too. Left pending, asyncio's connect future
+            # would still take the connect's failure, and report it as never retrieved.
+            waiting.cancel()
             self._step(None, error)
 
     def _end(self, result: T | None, error: BaseException | None) -> None:

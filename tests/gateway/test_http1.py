@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -393,7 +394,9 @@ def test_a_burst_leaves_at_most_max_idle_connections_open(run: Callable[[Any], A
 def test_a_connect_that_hangs_times_out_and_can_be_cancelled(run: Callable[[Any], Any]) -> None:
     """An engine whose accept queue is full: the SYN goes unanswered and the connect waits until its deadline."""
 
-    async def scenario() -> tuple[str, bool]:
+    async def scenario() -> tuple[str, bool, list[dict[str, Any]]]:
+        reported: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
         listening = socket.socket()
         listening.bind(("127.0.0.1", 0))
         listening.listen(0)  # never accepted: one or two connections fill the queue
@@ -415,14 +418,18 @@ def test_a_connect_that_hangs_times_out_and_can_be_cancelled(run: Callable[[Any]
             with contextlib.suppress(asyncio.CancelledError):
                 await waiting
             await asyncio.sleep(0.4)  # past the deadline: a cancelled connect reports nothing more
-            return str(timed_out.value), waiting.cancelled()
+            listening.close()  # the SYNs the two connects sent again now meet a closed port: refused
+            await asyncio.sleep(1.5)
+            gc.collect()
+            return str(timed_out.value), waiting.cancelled(), reported
         finally:
             for filler in fillers:
                 filler.close()
             listening.close()
 
-    message, cancelled = run(scenario())
+    message, cancelled, reported = run(scenario())
     assert "took longer than 0.3 s" in message and cancelled
+    assert reported == []  # no connect left behind to fail unheard ("exception was never retrieved")
 
 
 def test_an_engine_that_keeps_sending_is_not_timed_out(run: Callable[[Any], Any]) -> None:
