@@ -106,8 +106,8 @@ def _passed(exchange: Exchange, tap: StreamTap | None) -> Callable[[bytes], byte
     def passed(chunk: bytes) -> bytes:
         if tap is not None:
             chunk = tap.feed(chunk)
-        if b"[DONE]" in chunk:
-            exchange.done_sent = ends_stream(chunk)
+        if b"[DONE]" in chunk and ends_stream(chunk):
+            exchange.done_sent = True
         return chunk
 
     return passed

@@ -52,7 +52,7 @@ class CountedUsage:
 
 def ends_stream(chunk: bytes) -> bool:
     """Whether `chunk` (whole events) holds the stream's `data: [DONE]`: past it the client has the whole answer."""
-    return b"[DONE]" in chunk and DONE_EVENT.search(chunk) is not None
+    return DONE_EVENT.search(chunk) is not None
 
 
 class StreamTap:
