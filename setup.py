@@ -31,7 +31,7 @@ COMPILED_FILES = [
 ]
 # Left as Python, each for what mypyc refuses or changes:
 NOT_COMPILED = {
-    "fleet/routing/candidates.py": "subclasses tuple",
+    "fleet/routing/candidates.py": "subclasses tuple (what runs per choice is in sampler.py, compiled)",
     "relay/upstream.py": "async generators (the ASGI path's engine call)",
     "relay/loading.py": "an async generator",
     "telemetry/tracing.py": "keeps the opentelemetry module as an attribute, which a native class loses",

@@ -1,7 +1,8 @@
 """Routing policies: which replica of a pool gets a request.
 
     base         RouteRequest (prompt text and block hashes, derived once), Attempt, the Policy contract
-    candidates   Candidates (the pool's ready set, by id), Sampler (a bounded pick of them per choice)
+    candidates   Candidates (the pool's ready set, by id)
+    sampler      Sampler (a bounded pick of the candidates per choice), lookup by id
     prefix       PrefixIndex: the approximate prefix tree per replica (block-hash chains, LRU)
     round_robin  in turn
     least_load   fewest in flight plus the engine's queue
@@ -18,10 +19,11 @@ from collections.abc import Callable
 
 from servestack.gateway.fleet.routing.base import NO_REQUEST, Attempt, BasePolicy, Policy, RouteRequest, load_of
 from servestack.gateway.fleet.routing.cache_aware import CacheAware
-from servestack.gateway.fleet.routing.candidates import Candidates, Sampler
+from servestack.gateway.fleet.routing.candidates import Candidates
 from servestack.gateway.fleet.routing.least_load import LeastLoad
 from servestack.gateway.fleet.routing.prefix import PrefixIndex
 from servestack.gateway.fleet.routing.round_robin import RoundRobin
+from servestack.gateway.fleet.routing.sampler import Sampler
 from servestack.gateway.fleet.routing.ttft_cost import TtftCost
 
 POLICIES: dict[str, Callable[..., Policy]] = {

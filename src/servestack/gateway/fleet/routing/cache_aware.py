@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from servestack.gateway.fleet.routing.base import Attempt, BasePolicy, RouteRequest, load_of
-from servestack.gateway.fleet.routing.candidates import SAMPLE_SIZE, Sampler, lookup
 from servestack.gateway.fleet.routing.prefix import PrefixIndex
+from servestack.gateway.fleet.routing.sampler import SAMPLE_SIZE, Sampler, lookup
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint

@@ -1,21 +1,15 @@
-"""What a policy looks at: the candidates (with a lookup by id), and a bounded sample of them.
+"""The candidates a policy chooses from: the pool's ready endpoints in order, with a lookup by id.
 
-A choice must cost the same whatever the size of the pool, so a policy never walks every
-candidate: it looks at a `Sampler`'s pick (all of a small pool; of a larger one, the next candidate
-in turn and a few at random: power-of-k choices, whose worst load is close to a full scan's at a
-fixed cost), plus whatever an index names directly (the replicas holding a prompt's prefix).
+A module of its own because the compiled build leaves it as Python (setup.py: mypyc compiles no
+subclass of tuple); what runs per choice (sampler.py) is compiled.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint
-
-SAMPLE_SIZE = 4  # candidates a policy weighs per choice in a large pool (power-of-k: 2 already does well)
 
 
 class Candidates(tuple["Endpoint", ...]):
@@ -26,40 +20,13 @@ class Candidates(tuple["Endpoint", ...]):
 
     _by_id: dict[str, Endpoint] | None = None  # built on the first lookup
 
-    def get(self, endpoint_id: str) -> Endpoint | None:
+    def by_id(self) -> dict[str, Endpoint]:
         if self._by_id is None:
             self._by_id = {e.id: e for e in self}
-        return self._by_id.get(endpoint_id)
+        return self._by_id
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        return self.by_id().get(endpoint_id)
 
     def __repr__(self) -> str:
         return f"Candidates({[e.id for e in self]})"
-
-
-def lookup(candidates: Sequence[Endpoint]) -> Callable[[str], Endpoint | None]:
-    """A candidate by its id (None: not a candidate)."""
-    if isinstance(candidates, Candidates):
-        return candidates.get
-    return {c.id: c for c in candidates}.get
-
-
-class Sampler:
-    """Which candidates a policy weighs: every one of a small pool, starting with the next in turn; of a
-    larger pool the next in turn and `size - 1` at random (a repeat only wastes a look)."""
-
-    __slots__ = ("_next", "rng", "size")
-
-    def __init__(self, size: int = SAMPLE_SIZE, rng: random.Random | None = None) -> None:
-        self.size = size
-        self.rng = rng or random.Random()
-        self._next = 0
-
-    def pick(self, candidates: Sequence[Endpoint], size: int = 0) -> list[Endpoint]:
-        """`size` candidates (the sampler's own size if 0), or every one of a pool that small."""
-        size = size or self.size
-        count = len(candidates)
-        start = self._next % count
-        self._next = start + 1
-        if count <= size:
-            return [*candidates[start:], *candidates[:start]]
-        random = self.rng.random
-        return [candidates[start], *[candidates[int(random() * count)] for _ in range(size - 1)]]

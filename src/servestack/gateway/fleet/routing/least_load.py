@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from servestack.gateway.fleet.routing.base import BasePolicy, RouteRequest, load_of
-from servestack.gateway.fleet.routing.candidates import Sampler
+from servestack.gateway.fleet.routing.sampler import Sampler
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from servestack.gateway.fleet.routing.base import Attempt, BasePolicy, RouteRequest
-from servestack.gateway.fleet.routing.candidates import Sampler, lookup
 from servestack.gateway.fleet.routing.prefix import BLOCK_TOKENS, PrefixIndex
+from servestack.gateway.fleet.routing.sampler import Sampler, lookup
 
 if TYPE_CHECKING:
     from servestack.gateway.fleet.endpoint import Endpoint
