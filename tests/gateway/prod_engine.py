@@ -126,6 +126,7 @@ class ProdEngine:
     delay: float = 0.0  # seconds before answering (holds requests in flight)
     stall: float = 0.0  # seconds of silence before answering (upstream idle timeout)
     end_late: float = 0.0  # seconds between a stream's last event (`[DONE]`) and the end of the stream
+    split_done: bool = False  # write a stream's `data: [DONE]` in two halves, 50 ms apart
     received: list[dict[str, object]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     streams: list[bytes] = field(default_factory=list)  # what each stream sent, byte for byte
@@ -206,6 +207,10 @@ class ProdEngine:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for chunk in chunks:
+            if self.split_done and chunk.startswith(b"data: [DONE]"):
+                await response.write(chunk[:9])
+                await asyncio.sleep(0.05)  # the halves reach the gateway in two reads
+                chunk = chunk[9:]
             await response.write(chunk)
         self.streams.append(b"".join(chunks))
         if self.end_late:

@@ -86,13 +86,14 @@ async def production_gateway(
     engine: ProdEngine | None = None,
     engine_name: str = "vllm",
     tracer_provider: Any = None,
+    admin_key: str | None = ADMIN_SECRET,
 ) -> AsyncIterator[ProdHarness]:
     """The gateway serving model `tiny` (engine `engine_name`); usage rows are committed every 50 ms."""
     engine = engine or ProdEngine()
     runner, engine_url = await start_engine(engine)
     table = EndpointTable()
     table.upsert(engine_endpoint("tiny", engine_url, engine_name))
-    settings = Settings(home=home, admin_key=ADMIN_SECRET)
+    settings = Settings(home=home, admin_key=admin_key)
     gateway_config = GatewayConfig.model_validate({"usage": {"flush_interval": 0.05}, **(config or {})})
     registry = CollectorRegistry()
     gateway = build_gateway(table, gateway_config, settings, registry=registry, tracer_provider=tracer_provider)

@@ -105,34 +105,53 @@ async def test_a_client_that_leaves_ends_the_engine_call_and_is_counted_as_499(t
     assert [r["status"] for r in ledger_rows(home)] == [499]
 
 
+async def close_at_done(url: str, path: str, secret: str | None = None) -> None:
+    """A stream request whose client closes as soon as it has read `data: [DONE]`, as guidellm does."""
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    async with (
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=5) as client,
+        client.stream("POST", path, json={**CHAT, "stream": True}) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line == "data: [DONE]":
+                break  # leaving the block closes the connection: the rest of the answer is not read
+
+
+async def engine_call_ends(endpoint: Endpoint) -> None:
+    for _ in range(50):
+        if endpoint.in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert endpoint.in_flight == 0  # the engine call ended with the client, not 2 s later
+    assert endpoint.vitals.breaker.failures == 0
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", ASGI])
 async def test_a_client_that_closes_at_done_got_the_whole_answer_not_a_499(tmp_path: Path, path: str) -> None:
     """guidellm closes a stream as soon as it reads `data: [DONE]`, before the engine's end can reach the gateway."""
     home = tmp_path / "home"
     async with production_gateway(home, EVERYTHING_ON, engine=ProdEngine(end_late=2)) as gw:
         secret = await gw.create_key("alice")
-        endpoint = gw.table.endpoints()[0]
-        host, port = gw.url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        body = orjson.dumps({**CHAT, "stream": True})
-        writer.write(
-            b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (path.encode(), secret.encode(), len(body), body)
-        )
-        received = b""
-        while b"data: [DONE]" not in received:
-            received += await asyncio.wait_for(reader.read(65536), 5)
-        writer.close()
-        for _ in range(50):
-            if endpoint.in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert endpoint.in_flight == 0  # the engine call ended with the client, not 2 s later
-        assert endpoint.vitals.breaker.failures == 0
+        await close_at_done(gw.url, path, secret)
+        await engine_call_ends(gw.table.endpoints()[0])
         await settle()
     rows = ledger_rows(home)
     assert [(r["stream"], r["status"], r["prompt_tokens"], r["completion_tokens"]) for r in rows] == [(1, 200, 7, 3)]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", ASGI])
+async def test_a_done_split_across_the_engines_writes_is_seen_on_a_stream_relayed_as_it_came(
+    tmp_path: Path, path: str
+) -> None:
+    """With nothing counting tokens a stream goes out as the engine wrote it, not event by event."""
+    log = tmp_path / "access.jsonl"
+    config = {"logs": {"format": "json", "path": str(log)}, "metrics": {"enabled": False}, "usage": {"enabled": False}}
+    engine = ProdEngine(end_late=2, split_done=True)
+    async with production_gateway(tmp_path / "home", config, engine=engine, admin_key=None) as gw:
+        assert not gw.gateway.counts_tokens  # so the stream is not cut into whole events
+        await close_at_done(gw.url, path)
+        await engine_call_ends(gw.table.endpoints()[0])
+    assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == [200]
 
 
 @dataclass

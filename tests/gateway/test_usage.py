@@ -15,6 +15,10 @@ import httpx
 import pytest
 
 from servestack.gateway.admission.keys import KeyStore
+from servestack.gateway.fleet.pool import Pool
+from servestack.gateway.fleet.routing import RoundRobin
+from servestack.gateway.openai.usage import note_done
+from servestack.gateway.relay.exchange import Exchange
 from servestack.settings import Settings
 from tests.conftest import run_cli
 from tests.gateway.prod_engine import COMPLETION_TOKENS, PROMPT_TOKENS, USAGE, chat_stream
@@ -123,3 +127,28 @@ async def test_ledger_survives_kill_9(home: Path) -> None:
     [totals] = json.loads(usage.stdout)
     assert totals["requests"] == completed + 1
     assert totals["completion_tokens"] == (completed + 1) * COMPLETION_TOKENS
+
+
+def stream_exchange() -> Exchange:
+    pool = Pool("m", RoundRobin())
+    return Exchange(path="/v1/chat/completions", pool=pool, stream=True, body=b"", payload={}, headers=[])
+
+
+@pytest.mark.parametrize("done", [b"data: [DONE]\n\n", b"data:[DONE]\n\n"])
+def test_the_end_of_a_stream_is_seen_wherever_the_engines_writes_split_it(done: bytes) -> None:
+    stream = b'data: {"choices":[{"delta":{"content":"[x]"}}]}\n\n' + done
+    for at in range(1, len(stream)):
+        exchange = stream_exchange()
+        note_done(exchange, stream[:at])
+        assert not exchange.done_sent or at >= stream.index(done) + len(done.rstrip()), at
+        note_done(exchange, stream[at:])
+        assert exchange.done_sent, at
+
+
+@pytest.mark.parametrize("at", [0, 36, 39, 40])
+def test_a_content_that_only_looks_like_the_end_of_a_stream_is_not_it(at: int) -> None:
+    stream = b'data: {"choices":[{"delta":{"content":"data: [DONE] is how it ends"}}]}\n\n'
+    exchange = stream_exchange()
+    for part in (stream[:at], stream[at:]):
+        note_done(exchange, part)
+    assert not exchange.done_sent

@@ -21,9 +21,9 @@ from servestack.gateway.fleet.endpoint import Endpoint
 from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.usage import (
     StreamTap,
-    ends_stream,
     estimate_completion_tokens,
     estimate_prompt_tokens,
+    note_done,
     usage_of,
 )
 from servestack.gateway.relay.exchange import Exchange
@@ -106,8 +106,7 @@ def _passed(exchange: Exchange, tap: StreamTap | None) -> Callable[[bytes], byte
     def passed(chunk: bytes) -> bytes:
         if tap is not None:
             chunk = tap.feed(chunk)
-        if b"[DONE]" in chunk and ends_stream(chunk):
-            exchange.done_sent = True
+        note_done(exchange, chunk)
         return chunk
 
     return passed

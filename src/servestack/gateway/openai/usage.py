@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from servestack.gateway.relay.exchange import Exchange
 
 PROMPT_KEY = b'"prompt_tokens"'
 COMPLETION_KEY = b'"completion_tokens"'
 _NUMBER = re.compile(rb"\s*:\s*(\d+)")
-DONE_EVENT = re.compile(rb"data: ?\[DONE\]")
+DONE_EVENT = re.compile(rb"(?<![^\n])data: ?\[DONE\]")  # at a line's start: not within an event's JSON
+DONE_SPAN = len(b"\ndata: [DONE]")  # the longest either half of a split one can be, its line's start included
 CHARS_PER_TOKEN = 4  # a rough figure for English text; only used for estimates, which are flagged
 
 
@@ -50,9 +54,17 @@ class CountedUsage:
         self.chat = chat
 
 
-def ends_stream(chunk: bytes) -> bool:
-    """Whether `chunk` (whole events) holds the stream's `data: [DONE]`: past it the client has the whole answer."""
-    return DONE_EVENT.search(chunk) is not None
+def note_done(exchange: Exchange, chunk: bytes) -> None:
+    """Note on `exchange` when the stream's `data: [DONE]` goes out with `chunk` (past it the client has the
+    whole answer), also when the engine's writes split it: an untapped stream goes out as the engine wrote it.
+    The cheap tests come first: this runs on every relayed part."""
+    last, exchange.last_sent = exchange.last_sent, chunk
+    # Whole in `chunk`, or split (every tail of a split one holds its `]`): looked for with the end of the
+    # part before, which tells whether it starts a line; the search starts after that end's first byte.
+    if b"[DONE]" in chunk or (last and chunk.find(b"]", 0, DONE_SPAN) >= 0):
+        before = last[-DONE_SPAN - 1 :]
+        if DONE_EVENT.search(before + chunk, 1 if len(before) > DONE_SPAN else 0):
+            exchange.done_sent = True
 
 
 class StreamTap:

@@ -62,6 +62,7 @@ class Exchange:
         self.finished_at: float | None = None
         self.error: GatewayError | None = None
         self.done_sent = False  # a stream's `data: [DONE]` went out: the client has the whole answer
+        self.last_sent = b""  # a stream's last part relayed (openai/usage.note_done)
         # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
