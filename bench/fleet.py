@@ -23,15 +23,16 @@ other processes), and the added latency (p50/p99 minus the replicas' own, measur
 the gateway's idle CPU: the share of a core it uses with no traffic, i.e. its probes and scrapes,
 per size.
 
-Each round runs every policy, and for each policy every size back to back (in turn smallest or
-largest first), so the verdicts compare sizes measured seconds apart: on a shared machine one
-configuration's req/s moves by a third from one minute to the next, more than the fleet size moves
-it. A verdict is the median over the rounds of (largest ÷ smallest fleet's figure in that round),
-with the range. `--compare LABEL=SRC` measures another copy of servestack's sources too (the
-gateway and the decisions run with it first on PYTHONPATH), each of its runs right after the same
-run of this one: before and after a change, in one run. `--nginx` ends each round with nginx
-proxying to the same replicas in turn on the gateway's core: what a C proxy and the kernel pay for
-a larger fleet.
+Each round runs every policy and, for each policy and each copy of the sources, starts a gateway per
+size at once (all on the gateway's core; the ones not under load only probe and scrape) and cuts each
+size's `--seconds` of load into `--bursts` bursts, taken in turn across the sizes (smallest or largest
+first, by round). On a shared machine one configuration's speed moves by a third from one second to the
+next, more than the fleet size moves it, so the verdicts compare sizes burst by burst: a verdict is the
+median over every round's bursts of (largest ÷ smallest fleet's figure in the same burst), with the
+quartiles. `--compare LABEL=SRC` measures another copy of servestack's sources too (the gateway and the
+decisions run with it first on PYTHONPATH), right after the same policy with this one: before and after
+a change, in one run. `--nginx` ends each round with nginx proxying to the same replicas in turn on the
+gateway's core, the same way: what a C proxy and the kernel pay for a larger fleet.
 
 Prints a table and writes bench/results/fleet-<time>.json (or --out).
 """
@@ -72,7 +73,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="replica counts (default 4,64,256)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated (default: every policy)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of one load round (default 5)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="load per size and round (default 5)")
+    parser.add_argument("--bursts", type=int, default=5, help="bursts the load is cut into (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per size and policy (default 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="client connections (default 32)")
     parser.add_argument("--decisions", type=int, default=20_000, help="routing decisions timed per size and policy")
@@ -166,37 +168,59 @@ def measure(
     tmp: Path, ports: list[int], trees: dict[str, dict[str, str]], sizes: list[int], policies: list[str],
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Per round: each policy, each tree, each size back to back; then nginx at each size (`--nginx`)."""
+    """Per round: each policy and tree with a gateway per size up at once, their bursts interleaved; then
+    nginx at each size the same way (`--nginx`)."""
     client_cpus, gateway_cpus = args.cpus.split(",")
     runs = []
     for round_number in range(1, args.rounds + 1):
-        order = sizes if round_number % 2 else sizes[::-1]
         for policy in policies:
             for label, env in trees.items():
-                for size in order:
-                    print(f"round {round_number} · {size} replicas · {policy} · {label}", flush=True)
-                    proc, url = start_gateway(tmp, policy, ports[:size], gateway_cpus, env)
-                    run = measure_one(proc, url, args, client_cpus)
+                print(f"round {round_number} · {policy} · {label} · {', '.join(map(str, sizes))} replicas", flush=True)
+                proxies = {size: start_gateway(tmp, policy, ports[:size], gateway_cpus, env) for size in sizes}
+                for size, run in measure_sizes(proxies, args, client_cpus, round_number).items():
                     runs.append({"tree": label, "round": round_number, "replicas": size, "policy": policy, **run})
-        for size in order if args.nginx else ():
-            print(f"round {round_number} · {size} replicas · nginx", flush=True)
-            proc, url = start_nginx_proxy(tmp, ports[:size], gateway_cpus)
-            run = measure_one(proc, url, args, client_cpus)
-            runs.append({"tree": "nginx", "round": round_number, "replicas": size, "policy": "round_robin", **run})
+        if args.nginx:
+            print(f"round {round_number} · nginx · {', '.join(map(str, sizes))} replicas", flush=True)
+            proxies = {size: start_nginx_proxy(tmp, ports[:size], gateway_cpus) for size in sizes}
+            for size, run in measure_sizes(proxies, args, client_cpus, round_number).items():
+                runs.append({"tree": "nginx", "round": round_number, "replicas": size, "policy": "round_robin", **run})
     return runs
 
 
-def measure_one(proc: Proc, url: str, args: argparse.Namespace, client_cpus: str) -> dict[str, Any]:
-    """One round's figures for the proxy `proc` at `url` (stopped after): wrk's, and the proxy's CPU."""
+def measure_sizes(
+    proxies: dict[int, tuple[Proc, str]], args: argparse.Namespace, client_cpus: str, round_number: int
+) -> dict[int, dict[str, Any]]:
+    """`--bursts` bursts of load per proxy (one per fleet size, all up at once, stopped after), each
+    size's in turn (smallest or largest first, by round): on this kind of machine a configuration's
+    speed moves by a third within a minute, so the sizes compare burst by burst, seconds apart."""
+    order = sorted(proxies) if round_number % 2 else sorted(proxies, reverse=True)
+    bursts: dict[int, list[dict[str, Any]]] = {size: [] for size in order}
     try:
-        pids = tree_pids(proc.pid)
-        bench(url, args, client_cpus, seconds=1.0)  # reaches every replica: connections open
-        before = cpu_seconds(pids)
-        m = bench(url, args, client_cpus)
-        used = cpu_seconds(pids) - before
+        pids = {size: tree_pids(proc.pid) for size, (proc, _) in proxies.items()}
+        for size in order:
+            bench(proxies[size][1], args, client_cpus, seconds=1.0)  # reaches every replica: connections open
+        for _ in range(args.bursts):
+            for size in order:
+                before = cpu_seconds(pids[size])
+                m = bench(proxies[size][1], args, client_cpus, seconds=args.seconds / args.bursts)
+                used = cpu_seconds(pids[size]) - before
+                bursts[size].append({**vars(m), "cpu_seconds": used})
     finally:
-        proc.stop()
-    return {**vars(m), "cpu_seconds": used, "per_cpu_second": m.requests / used if used > 0 else None}
+        for proc, _ in proxies.values():
+            proc.stop()
+    return {size: pooled(runs) for size, runs in bursts.items()}
+
+
+def pooled(bursts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One size's figures over its bursts: totals, the bursts' median latencies, and each burst's own."""
+    requests, seconds, used = (sum(b[k] for b in bursts) for k in ("requests", "seconds", "cpu_seconds"))
+    return {
+        "requests": requests, "seconds": seconds, "errors": sum(b["errors"] for b in bursts),
+        "rps": requests / seconds, "cpu_seconds": used, "per_cpu_second": requests / used if used > 0 else None,
+        **{k: statistics.median(b[k] for b in bursts) for k in ("p50_ms", "p90_ms", "p99_ms")},
+        "bursts": [{"rps": b["rps"], "per_cpu_second": b["requests"] / b["cpu_seconds"] if b["cpu_seconds"] > 0
+                    else None} for b in bursts],
+    }  # fmt: skip
 
 
 def bench(url: str, args: argparse.Namespace, cpus: str, seconds: float | None = None) -> Measurement:
@@ -334,18 +358,19 @@ def render(doc: dict[str, Any], labels: list[str], sizes: list[int], policies: l
 
 
 def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) -> list[str]:
-    """Per policy: req/s and req/CPU-s with the largest fleet over the smallest, the median of the
-    rounds' ratios (each round measures both sizes back to back), against the target."""
+    """Per policy: req/s and req/CPU-s with the largest fleet over the smallest, the median of the ratios
+    of paired bursts (the n-th burst of each size in a round, seconds apart), against the target."""
     small, large = min(sizes), max(sizes)
     lines = []
     for policy in policies:
         parts = []
         for key, what in (("rps", "req/s"), ("per_cpu_second", "req/CPU-s")):
-            ratios = round_ratios([r for r in runs if r["policy"] == policy], key, small, large)
+            ratios = paired_ratios([r for r in runs if r["policy"] == policy], key, small, large)
             if not ratios:
                 continue
             ratio = statistics.median(ratios)
-            spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 else ""
+            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio, ratio, ratio]
+            spread = f" [{quartiles[0]:.2f}–{quartiles[2]:.2f}, {len(ratios)} pairs]" if len(ratios) > 1 else ""
             parts.append(f"{what} {ratio:.2f}x{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
         if parts:
             verdict = ", ".join(parts)
@@ -353,13 +378,18 @@ def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) 
     return lines
 
 
-def round_ratios(runs: list[dict[str, Any]], key: str, small: int, large: int) -> list[float]:
-    """Per round: `key` with the large fleet over the small one (rounds missing either are left out)."""
-    by_round: dict[int, dict[int, float]] = {}
+def paired_ratios(runs: list[dict[str, Any]], key: str, small: int, large: int) -> list[float]:
+    """Per round and burst: `key` with the large fleet over the small one, in the same round's same burst."""
+    by_round: dict[int, dict[int, list[dict[str, Any]]]] = {}
     for run in runs:
-        if run.get(key):
-            by_round.setdefault(run["round"], {})[run["replicas"]] = run[key]
-    return [sizes[large] / sizes[small] for sizes in by_round.values() if small in sizes and large in sizes]
+        by_round.setdefault(run["round"], {})[run["replicas"]] = run["bursts"]
+    return [
+        b[key] / a[key]
+        for sizes in by_round.values()
+        if small in sizes and large in sizes
+        for a, b in zip(sizes[small], sizes[large], strict=False)
+        if a[key] and b[key]
+    ]
 
 
 if __name__ == "__main__":

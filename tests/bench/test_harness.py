@@ -89,15 +89,32 @@ def test_fleet_bodies_share_prefixes_and_go_into_wrk_in_turn() -> None:
         wrk_script(['{"a":[[1]]}'])
 
 
-def test_fleet_verdict_is_the_median_of_each_rounds_ratio() -> None:
+def test_fleet_verdict_is_the_median_of_the_ratios_of_paired_bursts() -> None:
     import fleet
 
+    def run(n: int, size: int, figures: list[float]) -> dict[str, object]:
+        bursts = [{"rps": f, "per_cpu_second": f} for f in figures]
+        return {"round": n, "policy": "p", "replicas": size, "bursts": bursts}
+
     runs = [
-        {"round": n, "policy": "p", "replicas": size, "rps": rps, "per_cpu_second": rps}
-        for n, small, large in ((1, 100.0, 90.0), (2, 50.0, 35.0), (3, 200.0, 150.0))
-        for size, rps in ((4, small), (256, large))
-    ]
-    assert fleet.round_ratios(runs, "rps", 4, 256) == [0.9, 0.7, 0.75]
+        run(1, 4, [100.0, 50.0]), run(1, 256, [90.0, 35.0]),
+        run(2, 4, [200.0, 100.0, 80.0]), run(2, 256, [150.0, 100.0, 60.0]),
+        run(3, 4, [100.0]),  # round 3 lacks its 256-replica run
+    ]  # fmt: skip
+    assert fleet.paired_ratios(runs, "rps", 4, 256) == [0.9, 0.7, 0.75, 1.0, 0.75]
     (line,) = fleet.verdicts(runs, [4, 256], ["p"])
-    assert "req/s 0.75x [0.70–0.90] (missed)" in line
-    assert fleet.round_ratios(runs[:3], "rps", 4, 256) == [0.9]  # round 2 lacks its 256-replica run
+    assert "req/s 0.75x [0.72–0.95, 5 pairs] (missed)" in line
+
+
+def test_fleet_pools_a_sizes_bursts() -> None:
+    import fleet
+
+    bursts = [
+        {"requests": 100, "seconds": 1.0, "cpu_seconds": 0.5, "errors": 0, "rps": 100.0,
+         "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0},
+        {"requests": 300, "seconds": 1.0, "cpu_seconds": 1.0, "errors": 2, "rps": 300.0,
+         "p50_ms": 3.0, "p90_ms": 4.0, "p99_ms": 9.0},
+    ]  # fmt: skip
+    pooled = fleet.pooled(bursts)
+    assert (pooled["rps"], pooled["per_cpu_second"], pooled["errors"], pooled["p99_ms"]) == (200.0, 400 / 1.5, 2, 6.0)
+    assert [b["per_cpu_second"] for b in pooled["bursts"]] == [200.0, 300.0]
