@@ -10,6 +10,7 @@ writable again with room to wrap it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -144,3 +145,12 @@ async def send_error(send: Send, error: GatewayError, *, ollama: bool = False, h
 def sse_error_event(error: GatewayError) -> bytes:
     """An error as one server-sent event, for failures after a stream has started."""
     return b"data: " + orjson.dumps(openai_error(error)) + b"\n\n"
+
+
+SSE_DONE = re.compile(rb"(?<![^\n])data: ?\[DONE\]")  # an OpenAI stream's last event, at a line's start
+
+
+def sse_done_in(before: bytes, last: bytes) -> bool:
+    """Whether the `data: [DONE]` line is in the last two parts sent, `before` and `last`, or split across
+    them: a stream not cut into whole events goes out as the engine wrote it."""
+    return SSE_DONE.search(before + last) is not None

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from servestack.asgi import sse_done_in
 from servestack.gateway.admission.keys import KeyStore
 from servestack.gateway.fleet.pool import Pool
 from servestack.gateway.fleet.routing import RoundRobin
-from servestack.gateway.openai.usage import note_done
 from servestack.gateway.relay.exchange import Exchange
 from servestack.settings import Settings
 from tests.conftest import run_cli
@@ -129,26 +129,27 @@ async def test_ledger_survives_kill_9(home: Path) -> None:
     assert totals["completion_tokens"] == (completed + 1) * COMPLETION_TOKENS
 
 
-def stream_exchange() -> Exchange:
-    pool = Pool("m", RoundRobin())
-    return Exchange(path="/v1/chat/completions", pool=pool, stream=True, body=b"", payload={}, headers=[])
+STREAM = b'data: {"choices":[{"delta":{"content":"[x]"}}]}\n\n'
 
 
 @pytest.mark.parametrize("done", [b"data: [DONE]\n\n", b"data:[DONE]\n\n"])
 def test_the_end_of_a_stream_is_seen_wherever_the_engines_writes_split_it(done: bytes) -> None:
-    stream = b'data: {"choices":[{"delta":{"content":"[x]"}}]}\n\n' + done
+    stream = STREAM + done
     for at in range(1, len(stream)):
-        exchange = stream_exchange()
-        note_done(exchange, stream[:at])
-        assert not exchange.done_sent or at >= stream.index(done) + len(done.rstrip()), at
-        note_done(exchange, stream[at:])
-        assert exchange.done_sent, at
+        assert sse_done_in(stream[:at], stream[at:]), at
+    assert not any(sse_done_in(b"", stream[:at]) for at in range(len(stream) - 2))  # cut before the `]`
 
 
 @pytest.mark.parametrize("at", [0, 36, 39, 40])
 def test_a_content_that_only_looks_like_the_end_of_a_stream_is_not_it(at: int) -> None:
     stream = b'data: {"choices":[{"delta":{"content":"data: [DONE] is how it ends"}}]}\n\n'
-    exchange = stream_exchange()
-    for part in (stream[:at], stream[at:]):
-        note_done(exchange, part)
-    assert not exchange.done_sent
+    assert not sse_done_in(stream[:at], stream[at:])
+
+
+def test_an_exchange_knows_its_streams_end_went_out_from_the_last_two_parts_relayed() -> None:
+    pool = Pool("m", RoundRobin())
+    exchange = Exchange(path="/v1/chat/completions", pool=pool, stream=True, body=b"", payload={}, headers=[])
+    for part in (STREAM, b"data: [DO", b"NE]\n\n"):
+        assert not exchange.done_sent
+        exchange.sent_before, exchange.last_sent = exchange.last_sent, part
+    assert exchange.done_sent

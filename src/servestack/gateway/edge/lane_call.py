@@ -23,7 +23,7 @@ from servestack.gateway.edge.protocol import Resume
 from servestack.gateway.fleet.routing import Attempt, RouteRequest
 from servestack.gateway.openai.attempt import prepare_attempt
 from servestack.gateway.openai.relay import count_stream_usage
-from servestack.gateway.openai.usage import StreamTap, note_done, usage_of
+from servestack.gateway.openai.usage import StreamTap, usage_of
 from servestack.gateway.relay.connection import Connection, ProtocolError, Response
 from servestack.gateway.relay.deadline import Deadline, first_byte_deadline
 from servestack.gateway.relay.engine_errors import engine_error
@@ -234,7 +234,8 @@ class LaneCall:
                 attempt.endpoint.vitals.progress += 1
         if chunk and tap is not None:
             chunk = tap.feed(chunk)
-        note_done(exchange, chunk)
+        if chunk:  # the last two parts, which `done_sent` reads
+            exchange.sent_before, exchange.last_sent = exchange.last_sent, chunk
         if chunk or head:  # a head goes out with the first chunk
             self.host.write(head + framed(chunk) if chunk else head)
         if head and not response.complete and response.error is None:
@@ -258,7 +259,7 @@ class LaneCall:
         self.attempt.endpoint.vitals.progress += 1
         if self.tap is not None and not (chunk := self.tap.feed(chunk)):
             return True
-        note_done(self.exchange, chunk)
+        self.exchange.sent_before, self.exchange.last_sent = self.exchange.last_sent, chunk
         self.host.write(framed(chunk))
         return not self.host.write_paused()
 

@@ -23,7 +23,6 @@ from servestack.gateway.openai.usage import (
     StreamTap,
     estimate_completion_tokens,
     estimate_prompt_tokens,
-    note_done,
     usage_of,
 )
 from servestack.gateway.relay.exchange import Exchange
@@ -101,12 +100,14 @@ async def _relay_body(exchange: Exchange, answer: Answer, send: Send, tap: Strea
 
 
 def _passed(exchange: Exchange, tap: StreamTap | None) -> Callable[[bytes], bytes]:
-    """What of each part of the stream goes to the client (whole events, when tapped), noting its `[DONE]`."""
+    """What of each part of the stream goes to the client (whole events, when tapped); the exchange keeps the
+    last two (`Exchange.done_sent`)."""
 
     def passed(chunk: bytes) -> bytes:
         if tap is not None:
             chunk = tap.feed(chunk)
-        note_done(exchange, chunk)
+        if chunk:  # the last two parts, which `done_sent` reads
+            exchange.sent_before, exchange.last_sent = exchange.last_sent, chunk
         return chunk
 
     return passed

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from servestack.gateway.relay.exchange import Exchange
+from servestack.asgi import SSE_DONE
 
 PROMPT_KEY = b'"prompt_tokens"'
 COMPLETION_KEY = b'"completion_tokens"'
 _NUMBER = re.compile(rb"\s*:\s*(\d+)")
-DONE_EVENT = re.compile(rb"(?<![^\n])data: ?\[DONE\]")  # at a line's start: not within an event's JSON
-DONE_SPAN = len(b"\ndata: [DONE]")  # the longest either half of a split one can be, its line's start included
 CHARS_PER_TOKEN = 4  # a rough figure for English text; only used for estimates, which are flagged
 
 
@@ -52,19 +49,6 @@ class CountedUsage:
     def __init__(self, prompt_tokens: int, chat: bool) -> None:
         self.prompt_tokens = prompt_tokens
         self.chat = chat
-
-
-def note_done(exchange: Exchange, chunk: bytes) -> None:
-    """Note on `exchange` when the stream's `data: [DONE]` goes out with `chunk` (past it the client has the
-    whole answer), also when the engine's writes split it: an untapped stream goes out as the engine wrote it.
-    The cheap tests come first: this runs on every relayed part."""
-    last, exchange.last_sent = exchange.last_sent, chunk
-    # Whole in `chunk`, or split (every tail of a split one holds its `]`): looked for with the end of the
-    # part before, which tells whether it starts a line; the search starts after that end's first byte.
-    if b"[DONE]" in chunk or (last and chunk.find(b"]", 0, DONE_SPAN) >= 0):
-        before = last[-DONE_SPAN - 1 :]
-        if DONE_EVENT.search(before + chunk, 1 if len(before) > DONE_SPAN else 0):
-            exchange.done_sent = True
 
 
 class StreamTap:
@@ -101,7 +85,7 @@ class StreamTap:
                 chunk = self._drop_usage_event(chunk)
         if self.counted_usage is not None:
             self._first = self._first or chunk
-            if done := DONE_EVENT.search(chunk):
+            if done := SSE_DONE.search(chunk):
                 chunk = chunk[: done.start()] + self._counted_usage_event() + chunk[done.start() :]
         return chunk
 

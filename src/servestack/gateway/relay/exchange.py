@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from servestack.asgi import CHUNK_WRITER_SCOPE, ChunkWriter, Scope
+from servestack.asgi import CHUNK_WRITER_SCOPE, ChunkWriter, Scope, sse_done_in
 from servestack.errors import GatewayError
 from servestack.gateway.admission.auth import KEY_SCOPE
 from servestack.gateway.admission.keys import ApiKey
@@ -61,8 +61,9 @@ class Exchange:
         self.first_byte_at: float | None = None
         self.finished_at: float | None = None
         self.error: GatewayError | None = None
-        self.done_sent = False  # a stream's `data: [DONE]` went out: the client has the whole answer
-        self.last_sent = b""  # a stream's last part relayed (openai/usage.note_done)
+        # A stream's last two parts relayed (whole events when the relay taps it for usage, else as the engine
+        # wrote them): whether its `data: [DONE]` went out is read off them when the client leaves (done_sent).
+        self.sent_before = self.last_sent = b""
         # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -96,6 +97,11 @@ class Exchange:
         if self._prompt_size is None:
             self._prompt_size = measure_prompt(self.payload)
         return self._prompt_size
+
+    @property
+    def done_sent(self) -> bool:
+        """A stream's `data: [DONE]` went out: a client that leaves past it has the whole answer."""
+        return self.stream and sse_done_in(self.sent_before, self.last_sent)
 
     @property
     def ttft(self) -> float | None:
