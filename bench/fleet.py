@@ -368,9 +368,10 @@ def verdicts(runs: list[dict[str, Any]], sizes: list[int], policies: list[str]) 
             ratios = paired_ratios([r for r in runs if r["policy"] == policy], key, small, large)
             if not ratios:
                 continue
-            ratio = statistics.median(ratios)
-            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio, ratio, ratio]
-            spread = f" [{quartiles[0]:.2f}–{quartiles[2]:.2f}, {len(ratios)} pairs]" if len(ratios) > 1 else ""
+            ratio, spread = statistics.median(ratios), ""
+            if len(ratios) > 1:
+                low, _, high = statistics.quantiles(ratios, n=4)
+                spread = f" [{low:.2f}–{high:.2f}, {len(ratios)} pairs]"
             parts.append(f"{what} {ratio:.2f}x{spread} ({'met' if ratio >= TARGET_RATIO else 'missed'})")
         if parts:
             verdict = ", ".join(parts)

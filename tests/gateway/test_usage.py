@@ -151,5 +151,5 @@ def test_an_exchange_knows_its_streams_end_went_out_from_the_last_two_parts_rela
     exchange = Exchange(path="/v1/chat/completions", pool=pool, stream=True, body=b"", payload={}, headers=[])
     for part in (STREAM, b"data: [DO", b"NE]\n\n"):
         assert not exchange.done_sent
-        exchange.sent_before, exchange.last_sent = exchange.last_sent, part
+        exchange.relayed(part)
     assert exchange.done_sent

@@ -234,8 +234,7 @@ class LaneCall:
                 attempt.endpoint.vitals.progress += 1
         if chunk and tap is not None:
             chunk = tap.feed(chunk)
-        if chunk:  # the last two parts, which `done_sent` reads
-            exchange.sent_before, exchange.last_sent = exchange.last_sent, chunk
+        exchange.relayed(chunk)
         if chunk or head:  # a head goes out with the first chunk
             self.host.write(head + framed(chunk) if chunk else head)
         if head and not response.complete and response.error is None:
@@ -259,7 +258,7 @@ class LaneCall:
         self.attempt.endpoint.vitals.progress += 1
         if self.tap is not None and not (chunk := self.tap.feed(chunk)):
             return True
-        self.exchange.sent_before, self.exchange.last_sent = self.exchange.last_sent, chunk
+        self.exchange.relayed(chunk)
         self.host.write(framed(chunk))
         return not self.host.write_paused()
 

@@ -100,14 +100,12 @@ async def _relay_body(exchange: Exchange, answer: Answer, send: Send, tap: Strea
 
 
 def _passed(exchange: Exchange, tap: StreamTap | None) -> Callable[[bytes], bytes]:
-    """What of each part of the stream goes to the client (whole events, when tapped); the exchange keeps the
-    last two (`Exchange.done_sent`)."""
+    """What of each part of the stream goes to the client (whole events, when tapped), told to the exchange."""
 
     def passed(chunk: bytes) -> bytes:
         if tap is not None:
             chunk = tap.feed(chunk)
-        if chunk:  # the last two parts, which `done_sent` reads
-            exchange.sent_before, exchange.last_sent = exchange.last_sent, chunk
+        exchange.relayed(chunk)
         return chunk
 
     return passed

@@ -61,9 +61,7 @@ class Exchange:
         self.first_byte_at: float | None = None
         self.finished_at: float | None = None
         self.error: GatewayError | None = None
-        # A stream's last two parts relayed (whole events when the relay taps it for usage, else as the engine
-        # wrote them): whether its `data: [DONE]` went out is read off them when the client leaves (done_sent).
-        self.sent_before = self.last_sent = b""
+        self.sent_before = self.last_sent = b""  # a stream's last two parts relayed (`relayed`, `done_sent`)
         # Set by the relay when the gateway counts tokens (usage ledger, metrics, limits, tracing):
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
@@ -97,6 +95,12 @@ class Exchange:
         if self._prompt_size is None:
             self._prompt_size = measure_prompt(self.payload)
         return self._prompt_size
+
+    def relayed(self, part: bytes) -> None:
+        """A part of a stream went to the client (whole events when the relay taps it for usage, else as the
+        engine wrote it): the last two are kept, for `done_sent` to read when the client leaves."""
+        if part:
+            self.sent_before, self.last_sent = self.last_sent, part
 
     @property
     def done_sent(self) -> bool:
